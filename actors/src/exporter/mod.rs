@@ -1,0 +1,2 @@
+//! exporter
+pub mod config;

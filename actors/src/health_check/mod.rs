@@ -1,0 +1,2 @@
+//! health_check
+pub mod config;

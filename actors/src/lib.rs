@@ -1,0 +1,28 @@
+//! The pipeline actors of metamcp-telemetry.
+//!
+//! Finished spans and metric events enter through bounded crossbeam channels ([`ingress`]) that
+//! never block the caller. Four actors, each on its own arbiter, do the rest:
+//! [`SpanBuffer`](span_buffer::SpanBuffer) batches spans, [`MetricAggregator`](metric_aggregator::MetricAggregator)
+//! folds metric events into the Prometheus registry and snapshots them for OTLP,
+//! [`Exporter`](exporter::Exporter) sends OTLP over gRPC or HTTP with retries, and
+//! [`HealthCheck`](health_check::HealthCheck) gathers everyone's status. This crate knows no
+//! route, no table and no MCP.
+#![forbid(unsafe_code)]
+#![warn(missing_docs, unreachable_pub)]
+
+mod config_check;
+pub mod exporter;
+pub mod health_check;
+pub mod ingress;
+pub mod metric_aggregator;
+pub mod pipeline;
+pub mod self_metrics;
+pub mod serde_duration;
+pub mod span_buffer;
+pub mod supervision;
+
+pub use config_check::ConfigError;
+pub use exporter::config::{ExporterConfig, Protocol, RetryConfig};
+pub use health_check::config::HealthConfig;
+pub use metric_aggregator::config::MetricsConfig;
+pub use span_buffer::config::SpanBufferConfig;

@@ -1,0 +1,2 @@
+//! metric_aggregator
+pub mod config;

@@ -1,0 +1,2 @@
+//! span_buffer
+pub mod config;
