@@ -1,1 +1,390 @@
-//! ingress
+//! The doors into the pipeline: bounded crossbeam channels fed with `try_send`.
+//!
+//! [`SpanIngress`] is an `opentelemetry_sdk` span processor whose `on_end` hands the finished
+//! span to the span buffer; [`MetricIngress`] takes the events behind `record_request`,
+//! `record_tool_execution` and `record_vector_search`. Neither ever blocks nor awaits: a full
+//! channel drops the item and counts it at once.
+
+use std::fmt;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::time::Duration;
+
+use crossbeam_channel::{Receiver, Sender, TrySendError};
+use opentelemetry::Context;
+use opentelemetry_sdk::error::{OTelSdkError, OTelSdkResult};
+use opentelemetry_sdk::trace::{Span, SpanData, SpanProcessor};
+use prometheus::IntCounter;
+use tokio::sync::Notify;
+
+use crate::self_metrics::{DropReason, SelfMetrics, Signal};
+
+/// Longest label value kept inline (no allocation on the hot path).
+const INLINE_CAPACITY: usize = 46;
+
+/// A label value that crosses the channel without allocating when it is short.
+#[derive(Clone)]
+pub enum LabelValue {
+    /// Up to 46 bytes kept in place.
+    Inline {
+        /// Bytes used.
+        len: u8,
+        /// UTF-8 bytes; only the first `len` count.
+        buf: [u8; INLINE_CAPACITY],
+    },
+    /// A longer value.
+    Heap(Arc<str>),
+}
+
+impl LabelValue {
+    /// Copies `value`; allocates only beyond 46 bytes.
+    #[inline]
+    pub fn new(value: &str) -> Self {
+        let bytes = value.as_bytes();
+        if bytes.len() <= INLINE_CAPACITY {
+            let mut buf = [0u8; INLINE_CAPACITY];
+            buf[..bytes.len()].copy_from_slice(bytes);
+            LabelValue::Inline { len: bytes.len() as u8, buf }
+        } else {
+            LabelValue::Heap(Arc::from(value))
+        }
+    }
+
+    /// The value.
+    pub fn as_str(&self) -> &str {
+        match self {
+            // The bytes were copied from a `&str` whole, so they are valid UTF-8.
+            LabelValue::Inline { len, buf } => std::str::from_utf8(&buf[..*len as usize]).unwrap_or(""),
+            LabelValue::Heap(value) => value,
+        }
+    }
+}
+
+impl fmt::Debug for LabelValue {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        fmt::Debug::fmt(self.as_str(), f)
+    }
+}
+
+impl PartialEq for LabelValue {
+    fn eq(&self, other: &Self) -> bool {
+        self.as_str() == other.as_str()
+    }
+}
+
+impl Eq for LabelValue {}
+
+impl std::hash::Hash for LabelValue {
+    fn hash<H: std::hash::Hasher>(&self, state: &mut H) {
+        self.as_str().hash(state)
+    }
+}
+
+/// An HTTP request method, with every non-standard method folded into `_OTHER` (HTTP semantic
+/// conventions), so the label stays bounded.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum HttpMethod {
+    /// GET
+    Get,
+    /// HEAD
+    Head,
+    /// POST
+    Post,
+    /// PUT
+    Put,
+    /// DELETE
+    Delete,
+    /// CONNECT
+    Connect,
+    /// OPTIONS
+    Options,
+    /// TRACE
+    Trace,
+    /// PATCH
+    Patch,
+    /// Anything else.
+    Other,
+}
+
+impl HttpMethod {
+    /// Classifies a method name (case-sensitive, as HTTP methods are).
+    #[inline]
+    pub fn parse(method: &str) -> Self {
+        match method {
+            "GET" => HttpMethod::Get,
+            "HEAD" => HttpMethod::Head,
+            "POST" => HttpMethod::Post,
+            "PUT" => HttpMethod::Put,
+            "DELETE" => HttpMethod::Delete,
+            "CONNECT" => HttpMethod::Connect,
+            "OPTIONS" => HttpMethod::Options,
+            "TRACE" => HttpMethod::Trace,
+            "PATCH" => HttpMethod::Patch,
+            _ => HttpMethod::Other,
+        }
+    }
+
+    /// The label value.
+    pub const fn as_str(self) -> &'static str {
+        match self {
+            HttpMethod::Get => "GET",
+            HttpMethod::Head => "HEAD",
+            HttpMethod::Post => "POST",
+            HttpMethod::Put => "PUT",
+            HttpMethod::Delete => "DELETE",
+            HttpMethod::Connect => "CONNECT",
+            HttpMethod::Options => "OPTIONS",
+            HttpMethod::Trace => "TRACE",
+            HttpMethod::Patch => "PATCH",
+            HttpMethod::Other => "_OTHER",
+        }
+    }
+}
+
+/// One measurement on its way to the metric aggregator.
+#[derive(Debug, Clone, PartialEq)]
+pub enum MetricEvent {
+    /// A served HTTP request.
+    Request {
+        /// Request method.
+        method: HttpMethod,
+        /// Matched route template (`unmatched` when none matched).
+        route: LabelValue,
+        /// Response status code.
+        status_code: u16,
+        /// Time from request to response, in seconds.
+        duration: f64,
+    },
+    /// A tool call.
+    ToolExecution {
+        /// Tool name.
+        tool_name: LabelValue,
+        /// Whether the call succeeded.
+        success: bool,
+        /// Duration in seconds.
+        duration: f64,
+    },
+    /// A vector search over the tools registry.
+    VectorSearch {
+        /// Length of the query in characters.
+        query_length: u32,
+        /// Number of results returned.
+        result_count: u32,
+        /// Duration in seconds.
+        duration: f64,
+    },
+}
+
+/// Wakes an actor that waits for its queue to reach a threshold, without busy polling.
+#[derive(Debug, Default)]
+pub struct Wake {
+    notify: Notify,
+    pending: AtomicBool,
+}
+
+impl Wake {
+    /// Wakes the waiting actor once; further calls before it drains are free.
+    #[inline]
+    pub fn wake(&self) {
+        if !self.pending.swap(true, Ordering::AcqRel) {
+            self.notify.notify_one();
+        }
+    }
+
+    /// Waits for the next wake-up and re-arms.
+    pub async fn woken(&self) {
+        self.notify.notified().await;
+        self.pending.store(false, Ordering::Release);
+    }
+}
+
+/// Creates the span channel: the processor to install in the tracer provider, and the receiving
+/// end for the span buffer.
+pub fn span_channel(
+    capacity: usize,
+    wake_threshold: usize,
+    metrics: Arc<SelfMetrics>,
+) -> (SpanIngress, Receiver<SpanData>, Arc<Wake>) {
+    let (tx, rx) = crossbeam_channel::bounded(capacity);
+    let wake = Arc::new(Wake::default());
+    let ingress = SpanIngress {
+        tx,
+        wake: wake.clone(),
+        wake_threshold: wake_threshold.max(1),
+        dropped_full: metrics.dropped(Signal::Traces, DropReason::QueueFull).clone(),
+        dropped_closed: metrics.dropped(Signal::Traces, DropReason::ShutdownTimeout).clone(),
+        flush: None,
+    };
+    (ingress, rx, wake)
+}
+
+/// Asks the span buffer to flush and waits for the answer, from any thread.
+pub type FlushHook = Arc<dyn Fn(Duration) -> Result<(), String> + Send + Sync>;
+
+/// The span processor that feeds the pipeline.
+#[derive(Clone)]
+pub struct SpanIngress {
+    tx: Sender<SpanData>,
+    wake: Arc<Wake>,
+    wake_threshold: usize,
+    dropped_full: IntCounter,
+    dropped_closed: IntCounter,
+    flush: Option<FlushHook>,
+}
+
+impl fmt::Debug for SpanIngress {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("SpanIngress")
+            .field("queued", &self.tx.len())
+            .field("capacity", &self.tx.capacity())
+            .finish()
+    }
+}
+
+impl SpanIngress {
+    /// Sets how `force_flush` reaches the span buffer.
+    pub fn with_flush_hook(mut self, hook: FlushHook) -> Self {
+        self.flush = Some(hook);
+        self
+    }
+
+    /// Hands a finished span to the pipeline; never blocks. Returns false if it was dropped.
+    #[inline]
+    pub fn submit(&self, span: SpanData) -> bool {
+        match self.tx.try_send(span) {
+            Ok(()) => {
+                if self.tx.len() >= self.wake_threshold {
+                    self.wake.wake();
+                }
+                true
+            }
+            Err(TrySendError::Full(_)) => {
+                self.dropped_full.inc();
+                self.wake.wake();
+                false
+            }
+            Err(TrySendError::Disconnected(_)) => {
+                self.dropped_closed.inc();
+                false
+            }
+        }
+    }
+}
+
+impl SpanProcessor for SpanIngress {
+    fn on_start(&self, _span: &mut Span, _cx: &Context) {}
+
+    fn on_end(&self, span: SpanData) {
+        self.submit(span);
+    }
+
+    fn force_flush(&self) -> OTelSdkResult {
+        match &self.flush {
+            Some(hook) => hook(Duration::from_secs(30)).map_err(OTelSdkError::InternalFailure),
+            None => Ok(()),
+        }
+    }
+
+    fn shutdown_with_timeout(&self, timeout: Duration) -> OTelSdkResult {
+        match &self.flush {
+            Some(hook) => hook(timeout).map_err(OTelSdkError::InternalFailure),
+            None => Ok(()),
+        }
+    }
+}
+
+/// Creates the metric event channel.
+pub fn metric_channel(
+    capacity: usize,
+    wake_threshold: usize,
+    metrics: Arc<SelfMetrics>,
+) -> (MetricIngress, Receiver<MetricEvent>, Arc<Wake>) {
+    let (tx, rx) = crossbeam_channel::bounded(capacity);
+    let wake = Arc::new(Wake::default());
+    let ingress = MetricIngress {
+        tx,
+        wake: wake.clone(),
+        wake_threshold: wake_threshold.max(1),
+        dropped_full: metrics.dropped(Signal::Metrics, DropReason::QueueFull).clone(),
+        dropped_closed: metrics.dropped(Signal::Metrics, DropReason::ShutdownTimeout).clone(),
+    };
+    (ingress, rx, wake)
+}
+
+/// The sending side of the metric event channel.
+#[derive(Clone)]
+pub struct MetricIngress {
+    tx: Sender<MetricEvent>,
+    wake: Arc<Wake>,
+    wake_threshold: usize,
+    dropped_full: IntCounter,
+    dropped_closed: IntCounter,
+}
+
+impl fmt::Debug for MetricIngress {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("MetricIngress")
+            .field("queued", &self.tx.len())
+            .field("capacity", &self.tx.capacity())
+            .finish()
+    }
+}
+
+impl MetricIngress {
+    /// Hands an event to the aggregator; never blocks. Returns false if it was dropped.
+    #[inline]
+    pub fn record(&self, event: MetricEvent) -> bool {
+        match self.tx.try_send(event) {
+            Ok(()) => {
+                if self.tx.len() >= self.wake_threshold {
+                    self.wake.wake();
+                }
+                true
+            }
+            Err(TrySendError::Full(_)) => {
+                self.dropped_full.inc();
+                self.wake.wake();
+                false
+            }
+            Err(TrySendError::Disconnected(_)) => {
+                self.dropped_closed.inc();
+                false
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn label_values_round_trip_inline_and_heap() {
+        let short = LabelValue::new("/metamcp/{endpoint}/mcp");
+        assert!(matches!(short, LabelValue::Inline { .. }));
+        assert_eq!(short.as_str(), "/metamcp/{endpoint}/mcp");
+        let long_text = "x".repeat(100);
+        let long = LabelValue::new(&long_text);
+        assert!(matches!(long, LabelValue::Heap(_)));
+        assert_eq!(long.as_str(), long_text);
+        assert_eq!(LabelValue::new("ü€"), LabelValue::new("ü€"));
+    }
+
+    #[test]
+    fn unknown_methods_fold_into_other() {
+        assert_eq!(HttpMethod::parse("GET").as_str(), "GET");
+        assert_eq!(HttpMethod::parse("get"), HttpMethod::Other);
+        assert_eq!(HttpMethod::parse("PROPFIND").as_str(), "_OTHER");
+    }
+
+    #[test]
+    fn a_full_metric_channel_drops_and_counts_without_blocking() {
+        let metrics = SelfMetrics::unregistered();
+        let (ingress, rx, _wake) = metric_channel(8, 4, metrics.clone());
+        let event = MetricEvent::VectorSearch { query_length: 3, result_count: 1, duration: 0.01 };
+        let accepted = (0..100).filter(|_| ingress.record(event.clone())).count();
+        assert_eq!(accepted, 8);
+        assert_eq!(rx.len(), 8);
+        assert_eq!(metrics.dropped(Signal::Metrics, DropReason::QueueFull).get(), 92);
+    }
+}

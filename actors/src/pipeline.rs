@@ -1,1 +1,237 @@
-//! pipeline
+//! Starts the four actors, each on its own arbiter, wires them to the ingress channels, and
+//! stops them in order: drain the span channel, export what is buffered, then the metrics.
+
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use actix::{Addr, Arbiter, Supervisor};
+use opentelemetry_proto::transform::common::tonic::ResourceAttributesWithSchema;
+use opentelemetry_sdk::Resource;
+use prometheus::Registry;
+
+use crate::exporter::config::ExporterConfig;
+use crate::exporter::{DrainReport, Exporter};
+use crate::health_check::config::HealthConfig;
+use crate::health_check::{CheckNow, GetHealth, HealthCheck, HealthReport, ReadinessProbe};
+use crate::ingress::{self, FlushHook, MetricIngress, SpanIngress};
+use crate::metric_aggregator::config::MetricsConfig;
+use crate::metric_aggregator::{self, MetricAggregator, ServiceMetrics};
+use crate::self_metrics::{DepthProbe, QueueGauges, SelfMetrics};
+use crate::span_buffer::config::SpanBufferConfig;
+use crate::span_buffer::{Flush, FlushError, Shutdown, SpanBuffer};
+use crate::supervision::InjectPanic;
+
+
+
+/// Everything the pipeline is tuned by.
+#[derive(Debug, Clone, Default)]
+pub struct PipelineConfig {
+    /// `[span_buffer]`
+    pub span_buffer: SpanBufferConfig,
+    /// `[metrics]`
+    pub metrics: MetricsConfig,
+    /// `[exporter]`
+    pub exporter: ExporterConfig,
+    /// `[health]`
+    pub health: HealthConfig,
+}
+
+/// A pipeline that could not start.
+#[derive(Debug, thiserror::Error)]
+pub enum StartError {
+    /// A metric could not be registered (a name clash in the given registry).
+    #[error("cannot register the pipeline's metrics: {0}")]
+    Registry(#[from] prometheus::Error),
+}
+
+/// What shutdown achieved.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct ShutdownReport {
+    /// What the exporter still held at the deadline (dropped, counted as `shutdown_timeout`).
+    pub left: DrainReport,
+    /// Whether the deadline passed.
+    pub timed_out: bool,
+}
+
+/// A running pipeline: the ingress handles for the hot path and the actors' addresses.
+#[derive(Debug, Clone)]
+pub struct Pipeline {
+    /// Feeds finished spans in; install it in the tracer provider.
+    pub span_ingress: SpanIngress,
+    /// Feeds metric events in.
+    pub metric_ingress: MetricIngress,
+    /// The registry `/metrics` renders.
+    pub registry: Registry,
+    /// The service metrics in that registry.
+    pub service_metrics: ServiceMetrics,
+    /// The pipeline's own metrics.
+    pub self_metrics: Arc<SelfMetrics>,
+    /// The span buffer.
+    pub span_buffer: Addr<SpanBuffer>,
+    /// The metric aggregator.
+    pub aggregator: Addr<MetricAggregator>,
+    /// The exporter.
+    pub exporter: Addr<Exporter>,
+    /// The health check.
+    pub health: Addr<HealthCheck>,
+    arbiters: Arc<Vec<actix::ArbiterHandle>>,
+}
+
+impl Pipeline {
+    /// Starts the actors on four new arbiters. Must be called inside a running actix `System`.
+    pub fn start(
+        config: PipelineConfig,
+        resource: &Resource,
+        registry: Registry,
+        probes: Vec<Arc<dyn ReadinessProbe>>,
+    ) -> Result<Self, StartError> {
+        let self_metrics = SelfMetrics::register(&registry)?;
+        let service_metrics = ServiceMetrics::register(&registry)?;
+        let (span_ingress, span_rx, span_wake) = ingress::span_channel(
+            config.span_buffer.queue_capacity,
+            config.span_buffer.max_batch_size,
+            self_metrics.clone(),
+        );
+        let (metric_ingress, metric_rx, metric_wake) = ingress::metric_channel(
+            config.metrics.queue_capacity,
+            (config.metrics.queue_capacity / 4).max(1),
+            self_metrics.clone(),
+        );
+        let span_probe = span_rx.clone();
+        let metric_probe = metric_rx.clone();
+        let probes_for_gauges: Vec<(&'static str, usize, DepthProbe)> = vec![
+            ("spans", config.span_buffer.queue_capacity, Box::new(move || span_probe.len())),
+            ("metric_events", config.metrics.queue_capacity, Box::new(move || metric_probe.len())),
+        ];
+        registry.register(Box::new(QueueGauges::new(probes_for_gauges)?))?;
+
+        let resource = Arc::new(ResourceAttributesWithSchema::from(resource));
+        let arbiters: Vec<Arbiter> = (0..4).map(|_| Arbiter::new()).collect();
+        let handles: Vec<actix::ArbiterHandle> = arbiters.iter().map(Arbiter::handle).collect();
+
+        let exporter = {
+            let config = config.exporter.clone();
+            let metrics = self_metrics.clone();
+            Supervisor::start_in_arbiter(&handles[0], move |_| Exporter::new(config, metrics))
+        };
+        let span_buffer = {
+            let config = config.span_buffer.clone();
+            let (exporter, resource, metrics) = (exporter.clone(), resource.clone(), self_metrics.clone());
+            Supervisor::start_in_arbiter(&handles[1], move |_| {
+                SpanBuffer::new(config, span_rx, span_wake, exporter, resource, metrics)
+            })
+        };
+        let aggregator = {
+            let config = config.metrics.clone();
+            let (registry, service) = (registry.clone(), service_metrics.clone());
+            let (exporter, resource, metrics) = (exporter.clone(), resource.clone(), self_metrics.clone());
+            Supervisor::start_in_arbiter(&handles[2], move |_| {
+                MetricAggregator::new(config, metric_rx, metric_wake, registry, service, Some(exporter), resource, metrics)
+            })
+        };
+        let health = {
+            let config = config.health.clone();
+            let (span_buffer, aggregator, exporter) = (span_buffer.clone(), aggregator.clone(), exporter.clone());
+            let metrics = self_metrics.clone();
+            Supervisor::start_in_arbiter(&handles[3], move |_| {
+                HealthCheck::new(config, span_buffer, aggregator, exporter, probes, metrics, env!("CARGO_PKG_VERSION"))
+            })
+        };
+        // The arbiters run until `shutdown` stops them; their threads keep going without the
+        // `Arbiter` values.
+        drop(arbiters);
+
+        let flush_target = span_buffer.clone();
+        let flush_arbiter = handles[1].clone();
+        let hook: FlushHook = Arc::new(move |timeout: Duration| {
+            let (tx, rx) = std::sync::mpsc::sync_channel(1);
+            let deadline = Instant::now() + timeout;
+            let request = flush_target.send(Flush { deadline });
+            // The answer is awaited on the span buffer's arbiter, never on the caller's runtime.
+            let sent = flush_arbiter.spawn(async move {
+                let result = match request.await {
+                    Ok(Ok(())) => Ok(()),
+                    Ok(Err(err)) => Err(err.to_string()),
+                    Err(err) => Err(err.to_string()),
+                };
+                let _ = tx.send(result);
+            });
+            if !sent {
+                return Err("the arbiter is gone".to_owned());
+            }
+            rx.recv_timeout(timeout + Duration::from_millis(100)).unwrap_or_else(|_| Err("force_flush timed out".to_owned()))
+        });
+        let span_ingress = span_ingress.with_flush_hook(hook);
+
+        Ok(Self {
+            span_ingress,
+            metric_ingress,
+            registry,
+            service_metrics,
+            self_metrics,
+            span_buffer,
+            aggregator,
+            exporter,
+            health,
+            arbiters: Arc::new(handles),
+        })
+    }
+
+    /// Exports every span recorded so far and waits for the collector to accept it.
+    pub async fn force_flush(&self, timeout: Duration) -> Result<(), FlushError> {
+        let deadline = Instant::now() + timeout;
+        self.aggregator.do_send(metric_aggregator::ExportNow);
+        match self.span_buffer.send(Flush { deadline }).await {
+            Ok(result) => result,
+            Err(err) => Err(FlushError::ExporterGone(err.to_string())),
+        }
+    }
+
+    /// Folds every queued metric event into the registry (before a scrape).
+    pub async fn drain_metrics(&self, timeout: Duration) {
+        let _ = tokio::time::timeout(timeout, self.aggregator.send(metric_aggregator::Drain)).await;
+    }
+
+    /// The latest health report.
+    pub async fn health(&self, timeout: Duration) -> Option<HealthReport> {
+        tokio::time::timeout(timeout, self.health.send(GetHealth)).await.ok()?.ok()
+    }
+
+    /// A fresh health report, gathered now.
+    pub async fn check_health(&self, timeout: Duration) -> Option<HealthReport> {
+        tokio::time::timeout(timeout, self.health.send(CheckNow)).await.ok()?.ok()
+    }
+
+    /// Drains the channels and exports what is buffered within `timeout`; what is left at the
+    /// deadline is dropped and counted. Stops the arbiters afterwards.
+    pub async fn shutdown(&self, timeout: Duration) -> ShutdownReport {
+        let deadline = Instant::now() + timeout;
+        // Metrics first: one final snapshot joins the exporter's queue behind the spans' batches.
+        let _ = tokio::time::timeout(timeout, self.aggregator.send(metric_aggregator::ExportNow)).await;
+        let left = match tokio::time::timeout(
+            deadline.saturating_duration_since(Instant::now()) + Duration::from_millis(500),
+            self.span_buffer.send(Shutdown { deadline }),
+        )
+        .await
+        {
+            Ok(Ok(report)) => report,
+            _ => DrainReport { batches_left: usize::MAX, items_left: u64::MAX },
+        };
+        for arbiter in self.arbiters.iter() {
+            arbiter.stop();
+        }
+        ShutdownReport { left, timed_out: left.batches_left > 0 }
+    }
+
+    /// Makes the named actor panic (fault injection for supervision tests).
+    #[doc(hidden)]
+    pub fn inject_panic(&self, actor: crate::self_metrics::ActorKind) {
+        use crate::self_metrics::ActorKind;
+        match actor {
+            ActorKind::SpanBuffer => self.span_buffer.do_send(InjectPanic),
+            ActorKind::MetricAggregator => self.aggregator.do_send(InjectPanic),
+            ActorKind::Exporter => self.exporter.do_send(InjectPanic),
+            ActorKind::HealthCheck => self.health.do_send(InjectPanic),
+        }
+    }
+}

@@ -1,1 +1,330 @@
-//! self_metrics
+//! The pipeline's metrics about itself (`metamcp_telemetry_*`): drops by signal and reason,
+//! exports, failures, latency, batch sizes, queue depth and actor restarts.
+//!
+//! Every handle is resolved once at start-up, so counting on any path is one atomic add, and
+//! every label combination is present (at zero) from the first scrape on.
+
+use std::sync::Arc;
+
+use prometheus::core::{Collector, Desc};
+use prometheus::proto::MetricFamily;
+use prometheus::{Histogram, HistogramOpts, HistogramVec, IntCounter, IntCounterVec, IntGauge, IntGaugeVec, Opts, Registry};
+
+/// A kind of telemetry flowing through the pipeline.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Signal {
+    /// Finished spans.
+    Traces,
+    /// Metric events and metric snapshots.
+    Metrics,
+}
+
+impl Signal {
+    /// Every signal, in index order.
+    pub const ALL: [Signal; 2] = [Signal::Traces, Signal::Metrics];
+
+    /// The label value.
+    pub const fn as_str(self) -> &'static str {
+        match self {
+            Signal::Traces => "traces",
+            Signal::Metrics => "metrics",
+        }
+    }
+
+    const fn index(self) -> usize {
+        self as usize
+    }
+}
+
+/// Why an item left the pipeline without being exported.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum DropReason {
+    /// A bounded queue was full when the item arrived (or, for pending batches, the oldest made room).
+    QueueFull,
+    /// The collector rejected the data with a non-retryable answer, or rejected part of it.
+    ExportFailedPermanent,
+    /// Retryable failures went on past the retry budget.
+    RetryExhausted,
+    /// The spool was full.
+    SpoolFull,
+    /// Shutdown's deadline passed before the item could be exported.
+    ShutdownTimeout,
+}
+
+impl DropReason {
+    /// Every reason, in index order.
+    pub const ALL: [DropReason; 5] = [
+        DropReason::QueueFull,
+        DropReason::ExportFailedPermanent,
+        DropReason::RetryExhausted,
+        DropReason::SpoolFull,
+        DropReason::ShutdownTimeout,
+    ];
+
+    /// The label value.
+    pub const fn as_str(self) -> &'static str {
+        match self {
+            DropReason::QueueFull => "queue_full",
+            DropReason::ExportFailedPermanent => "export_failed_permanent",
+            DropReason::RetryExhausted => "retry_exhausted",
+            DropReason::SpoolFull => "spool_full",
+            DropReason::ShutdownTimeout => "shutdown_timeout",
+        }
+    }
+}
+
+/// One of the four pipeline actors.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum ActorKind {
+    /// The span buffer.
+    SpanBuffer,
+    /// The metric aggregator.
+    MetricAggregator,
+    /// The exporter.
+    Exporter,
+    /// The health check.
+    HealthCheck,
+}
+
+impl ActorKind {
+    /// Every actor, in index order.
+    pub const ALL: [ActorKind; 4] =
+        [ActorKind::SpanBuffer, ActorKind::MetricAggregator, ActorKind::Exporter, ActorKind::HealthCheck];
+
+    /// The label value and the component name in `/health`.
+    pub const fn as_str(self) -> &'static str {
+        match self {
+            ActorKind::SpanBuffer => "span_buffer",
+            ActorKind::MetricAggregator => "metric_aggregator",
+            ActorKind::Exporter => "exporter",
+            ActorKind::HealthCheck => "health_check",
+        }
+    }
+}
+
+/// How an export attempt failed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum FailureKind {
+    /// Worth retrying (unavailable, timeout, throttled).
+    Retryable,
+    /// Not worth retrying; the data is dropped.
+    Permanent,
+}
+
+impl FailureKind {
+    /// The label value.
+    pub const fn as_str(self) -> &'static str {
+        match self {
+            FailureKind::Retryable => "retryable",
+            FailureKind::Permanent => "permanent",
+        }
+    }
+}
+
+/// Export latency buckets, in seconds.
+pub const EXPORT_DURATION_BUCKETS: &[f64] = &[0.001, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0];
+/// Batch size buckets, in items.
+pub const BATCH_SIZE_BUCKETS: &[f64] = &[1.0, 8.0, 32.0, 64.0, 128.0, 256.0, 512.0, 1024.0, 2048.0, 8192.0];
+
+/// Resolved handles of every self-metric.
+#[derive(Debug)]
+pub struct SelfMetrics {
+    dropped: [[IntCounter; 5]; 2],
+    exported: [IntCounter; 2],
+    export_failures: [[IntCounter; 2]; 2],
+    export_duration: [Histogram; 2],
+    batch_size: [Histogram; 2],
+    consecutive_failures: [IntGauge; 2],
+    last_success: [IntGauge; 2],
+    restarts: [IntCounter; 4],
+    collector_up: IntGauge,
+}
+
+fn per_signal<T>(f: impl Fn(Signal) -> T) -> [T; 2] {
+    Signal::ALL.map(f)
+}
+
+impl SelfMetrics {
+    /// Creates every self-metric and registers it in `registry`.
+    pub fn register(registry: &Registry) -> Result<Arc<Self>, prometheus::Error> {
+        let dropped = IntCounterVec::new(
+            Opts::new("metamcp_telemetry_dropped_total", "Telemetry items dropped, by signal and reason."),
+            &["signal", "reason"],
+        )?;
+        let exported = IntCounterVec::new(
+            Opts::new("metamcp_telemetry_exported_total", "Telemetry items the collector accepted, by signal."),
+            &["signal"],
+        )?;
+        let failures = IntCounterVec::new(
+            Opts::new("metamcp_telemetry_export_failures_total", "Failed export attempts, by signal and kind."),
+            &["signal", "kind"],
+        )?;
+        let duration = HistogramVec::new(
+            HistogramOpts::new("metamcp_telemetry_export_duration_seconds", "Duration of one export attempt.")
+                .buckets(EXPORT_DURATION_BUCKETS.to_vec()),
+            &["signal"],
+        )?;
+        let batch = HistogramVec::new(
+            HistogramOpts::new("metamcp_telemetry_batch_size", "Items per export batch.")
+                .buckets(BATCH_SIZE_BUCKETS.to_vec()),
+            &["signal"],
+        )?;
+        let consecutive = IntGaugeVec::new(
+            Opts::new(
+                "metamcp_telemetry_export_consecutive_failures",
+                "Export attempts that failed in a row, by signal (0 after a success).",
+            ),
+            &["signal"],
+        )?;
+        let last_success = IntGaugeVec::new(
+            Opts::new(
+                "metamcp_telemetry_last_export_success_timestamp_seconds",
+                "Unix time of the last accepted export, by signal (0: none yet).",
+            ),
+            &["signal"],
+        )?;
+        let restarts = IntCounterVec::new(
+            Opts::new("metamcp_telemetry_actor_restarts_total", "Pipeline actor restarts after a panic."),
+            &["actor"],
+        )?;
+        let collector_up = IntGauge::new(
+            "metamcp_telemetry_collector_up",
+            "1 while the OTLP collector answers, 0 once it is judged unreachable.",
+        )?;
+        registry.register(Box::new(dropped.clone()))?;
+        registry.register(Box::new(exported.clone()))?;
+        registry.register(Box::new(failures.clone()))?;
+        registry.register(Box::new(duration.clone()))?;
+        registry.register(Box::new(batch.clone()))?;
+        registry.register(Box::new(consecutive.clone()))?;
+        registry.register(Box::new(last_success.clone()))?;
+        registry.register(Box::new(restarts.clone()))?;
+        registry.register(Box::new(collector_up.clone()))?;
+        collector_up.set(1);
+        Ok(Arc::new(Self {
+            dropped: per_signal(|s| DropReason::ALL.map(|r| dropped.with_label_values(&[s.as_str(), r.as_str()]))),
+            exported: per_signal(|s| exported.with_label_values(&[s.as_str()])),
+            export_failures: per_signal(|s| {
+                [FailureKind::Retryable, FailureKind::Permanent].map(|k| failures.with_label_values(&[s.as_str(), k.as_str()]))
+            }),
+            export_duration: per_signal(|s| duration.with_label_values(&[s.as_str()])),
+            batch_size: per_signal(|s| batch.with_label_values(&[s.as_str()])),
+            consecutive_failures: per_signal(|s| consecutive.with_label_values(&[s.as_str()])),
+            last_success: per_signal(|s| last_success.with_label_values(&[s.as_str()])),
+            restarts: ActorKind::ALL.map(|a| restarts.with_label_values(&[a.as_str()])),
+            collector_up,
+        }))
+    }
+
+    /// Handles registered nowhere, for tests and for callers that keep no registry.
+    pub fn unregistered() -> Arc<Self> {
+        // A private registry cannot collide with anything; registration cannot fail.
+        Self::register(&Registry::new()).unwrap_or_else(|err| unreachable!("fresh registry rejected a metric: {err}"))
+    }
+
+    /// The drop counter for `signal` and `reason`.
+    pub fn dropped(&self, signal: Signal, reason: DropReason) -> &IntCounter {
+        &self.dropped[signal.index()][reason as usize]
+    }
+
+    /// Items dropped for `signal`, by reason.
+    pub fn dropped_by_reason(&self, signal: Signal) -> Vec<(DropReason, u64)> {
+        DropReason::ALL.iter().map(|&r| (r, self.dropped(signal, r).get())).collect()
+    }
+
+    /// Items dropped for `signal`, all reasons together.
+    pub fn dropped_total(&self, signal: Signal) -> u64 {
+        self.dropped[signal.index()].iter().map(IntCounter::get).sum()
+    }
+
+    /// The exported-items counter for `signal`.
+    pub fn exported(&self, signal: Signal) -> &IntCounter {
+        &self.exported[signal.index()]
+    }
+
+    /// The failed-attempts counter for `signal` and `kind`.
+    pub fn export_failures(&self, signal: Signal, kind: FailureKind) -> &IntCounter {
+        &self.export_failures[signal.index()][kind as usize]
+    }
+
+    /// The export latency histogram for `signal`.
+    pub fn export_duration(&self, signal: Signal) -> &Histogram {
+        &self.export_duration[signal.index()]
+    }
+
+    /// The batch size histogram for `signal`.
+    pub fn batch_size(&self, signal: Signal) -> &Histogram {
+        &self.batch_size[signal.index()]
+    }
+
+    /// Consecutive failed attempts for `signal`.
+    pub fn consecutive_failures(&self, signal: Signal) -> &IntGauge {
+        &self.consecutive_failures[signal.index()]
+    }
+
+    /// Unix time (seconds) of the last accepted export for `signal`.
+    pub fn last_success(&self, signal: Signal) -> &IntGauge {
+        &self.last_success[signal.index()]
+    }
+
+    /// The restart counter of `actor`.
+    pub fn restarts(&self, actor: ActorKind) -> &IntCounter {
+        &self.restarts[actor as usize]
+    }
+
+    /// 1 while the collector answers, 0 while it is judged unreachable.
+    pub fn collector_up(&self) -> &IntGauge {
+        &self.collector_up
+    }
+}
+
+/// A probe that reads a queue's current depth.
+pub type DepthProbe = Box<dyn Fn() -> usize + Send + Sync>;
+
+/// Queue depth and capacity gauges, read from the queues themselves at scrape time.
+pub struct QueueGauges {
+    depth: IntGaugeVec,
+    capacity: IntGaugeVec,
+    probes: Vec<(&'static str, usize, DepthProbe)>,
+}
+
+impl std::fmt::Debug for QueueGauges {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("QueueGauges").field("queues", &self.probes.iter().map(|p| p.0).collect::<Vec<_>>()).finish()
+    }
+}
+
+impl QueueGauges {
+    /// Gauges for the given queues: `(name, capacity, depth probe)`.
+    pub fn new(probes: Vec<(&'static str, usize, DepthProbe)>) -> Result<Self, prometheus::Error> {
+        Ok(Self {
+            depth: IntGaugeVec::new(
+                Opts::new("metamcp_telemetry_queue_depth", "Items waiting in a pipeline queue."),
+                &["queue"],
+            )?,
+            capacity: IntGaugeVec::new(
+                Opts::new("metamcp_telemetry_queue_capacity", "Capacity of a pipeline queue."),
+                &["queue"],
+            )?,
+            probes,
+        })
+    }
+}
+
+impl Collector for QueueGauges {
+    fn desc(&self) -> Vec<&Desc> {
+        let mut descs = self.depth.desc();
+        descs.extend(self.capacity.desc());
+        descs
+    }
+
+    fn collect(&self) -> Vec<MetricFamily> {
+        for (name, capacity, probe) in &self.probes {
+            self.depth.with_label_values(&[name]).set(probe() as i64);
+            self.capacity.with_label_values(&[name]).set(*capacity as i64);
+        }
+        let mut families = self.depth.collect();
+        families.extend(self.capacity.collect());
+        families
+    }
+}

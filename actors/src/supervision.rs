@@ -1,1 +1,57 @@
-//! supervision
+//! Panic containment for the pipeline actors.
+//!
+//! actix's `Supervisor` restarts an actor that stops, but a panic inside a handler would unwind
+//! through the arbiter and take the actor, its supervisor and its mailbox down with it. Every
+//! handler body therefore runs inside [`guarded`]: a panic is caught, logged, and turned into a
+//! stop, which the supervisor answers with a restart (`Supervised::restarting`), counted in
+//! `metamcp_telemetry_actor_restarts_total` and in `/health`. The mailbox survives the restart.
+
+use std::any::Any;
+use std::panic::{catch_unwind, AssertUnwindSafe};
+
+use actix::{Actor, ActorContext, Context};
+
+use crate::self_metrics::ActorKind;
+
+/// Runs `f`; on a panic, logs it, stops the actor so that its supervisor restarts it, and
+/// returns `None`.
+pub fn guarded<A, R>(
+    kind: ActorKind,
+    act: &mut A,
+    ctx: &mut Context<A>,
+    f: impl FnOnce(&mut A, &mut Context<A>) -> R,
+) -> Option<R>
+where
+    A: Actor<Context = Context<A>>,
+{
+    match catch_unwind(AssertUnwindSafe(|| f(act, ctx))) {
+        Ok(value) => Some(value),
+        Err(payload) => {
+            tracing::error!(
+                actor = kind.as_str(),
+                panic = %panic_message(payload.as_ref()),
+                "pipeline actor panicked; restarting it"
+            );
+            ctx.stop();
+            None
+        }
+    }
+}
+
+/// The text of a panic payload.
+pub fn panic_message(payload: &(dyn Any + Send)) -> String {
+    if let Some(text) = payload.downcast_ref::<&str>() {
+        (*text).to_owned()
+    } else if let Some(text) = payload.downcast_ref::<String>() {
+        text.clone()
+    } else {
+        "non-string panic payload".to_owned()
+    }
+}
+
+/// Makes the receiving actor panic inside a guarded handler: the fault injection behind the
+/// supervision tests. Harmless in production (the actor restarts with its state and mailbox).
+#[doc(hidden)]
+#[derive(Debug, Clone, Copy, actix::Message)]
+#[rtype(result = "()")]
+pub struct InjectPanic;

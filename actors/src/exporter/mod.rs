@@ -1,2 +1,16 @@
-//! exporter
+//! The exporter: sends encoded OTLP batches to the collector over gRPC or HTTP/protobuf, with a
+//! timeout per attempt, bounded concurrency, and retries with backoff and jitter on retryable
+//! answers only. Runs on its own arbiter; nothing here ever blocks a thread.
+
+mod actor;
 pub mod config;
+pub mod messages;
+pub mod retry;
+pub mod transport;
+
+#[cfg(test)]
+mod tests;
+
+pub use actor::Exporter;
+pub use messages::{Drain, DrainReport, ExportBatch, ExporterStatus, GetStatus};
+pub use transport::{Outcome, Transport, TransportError};

@@ -1,2 +1,16 @@
-//! metric_aggregator
+//! The metric aggregator: drains metric events into the Prometheus registry it owns (which
+//! `/metrics` renders), and every `export_interval` turns the registry into an OTLP metrics
+//! request for the exporter, so both paths carry the same numbers.
+
+mod actor;
+pub mod catalogue;
 pub mod config;
+pub mod messages;
+pub mod otlp;
+
+#[cfg(test)]
+mod tests;
+
+pub use actor::MetricAggregator;
+pub use catalogue::ServiceMetrics;
+pub use messages::{AggregatorStatus, Drain, ExportNow, GetStatus};

@@ -1,0 +1,67 @@
+//! Messages the exporter answers.
+
+use std::time::{Duration, Instant};
+
+use actix::Message;
+use prost::bytes::Bytes;
+
+use crate::self_metrics::Signal;
+
+/// A finished batch ready for export: one prost-encoded OTLP export request.
+#[derive(Debug, Clone, Message)]
+#[rtype(result = "()")]
+pub struct ExportBatch {
+    /// Which signal the request carries.
+    pub signal: Signal,
+    /// Items in the request (spans, or metric data points).
+    pub items: u64,
+    /// The encoded `ExportTraceServiceRequest` or `ExportMetricsServiceRequest`.
+    pub body: Bytes,
+}
+
+/// Waits until nothing is pending or in flight, or until `deadline`.
+///
+/// With `give_up`, what is still pending at the deadline is dropped and counted
+/// (`reason="shutdown_timeout"`); this is how shutdown ends. Without it, the answer only reports
+/// what is left (a `force_flush`).
+#[derive(Debug, Clone, Copy, Message)]
+#[rtype(result = "DrainReport")]
+pub struct Drain {
+    /// When to stop waiting.
+    pub deadline: Instant,
+    /// Drop what is left at the deadline.
+    pub give_up: bool,
+}
+
+/// What a [`Drain`] left behind.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct DrainReport {
+    /// Batches still pending or in flight when the drain ended.
+    pub batches_left: usize,
+    /// Items in those batches.
+    pub items_left: u64,
+}
+
+/// Asks for the exporter's current state.
+#[derive(Debug, Clone, Copy, Message)]
+#[rtype(result = "ExporterStatus")]
+pub struct GetStatus;
+
+/// The exporter's state, for `/health`.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ExporterStatus {
+    /// Whether the collector currently answers.
+    pub collector_reachable: bool,
+    /// Batches waiting for a slot or a retry.
+    pub pending_batches: usize,
+    /// Items in those batches.
+    pub pending_items: u64,
+    /// Capacity of the pending queue, in batches.
+    pub pending_capacity: usize,
+    /// Exports in flight.
+    pub in_flight: usize,
+    /// The last failure's description, if the last attempt failed.
+    pub last_error: Option<String>,
+    /// When the collector was judged unreachable, if it is.
+    pub unreachable_for: Option<Duration>,
+}

@@ -1,0 +1,246 @@
+//! The metric aggregator actor.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::time::{SystemTime, UNIX_EPOCH};
+
+use actix::prelude::*;
+use crossbeam_channel::Receiver;
+use opentelemetry_proto::transform::common::tonic::ResourceAttributesWithSchema;
+use prometheus::{Histogram, IntCounter, Registry};
+use prost::Message as _;
+
+use super::catalogue::{ServiceMetrics, OTHER};
+use super::config::MetricsConfig;
+use super::messages::{AggregatorStatus, Drain, ExportNow, GetStatus};
+use super::otlp;
+use crate::exporter::{ExportBatch, Exporter};
+use crate::ingress::{HttpMethod, LabelValue, MetricEvent, Wake};
+use crate::self_metrics::{ActorKind, SelfMetrics, Signal};
+use crate::supervision::{guarded, InjectPanic};
+
+/// Events folded per turn before the actor yields to its mailbox.
+const FOLD_BUDGET: usize = 4096;
+
+/// Folds metric events into the Prometheus registry and exports snapshots over OTLP.
+pub struct MetricAggregator {
+    config: MetricsConfig,
+    rx: Receiver<MetricEvent>,
+    wake: Arc<Wake>,
+    registry: Registry,
+    service: ServiceMetrics,
+    exporter: Option<Addr<Exporter>>,
+    resource: Arc<ResourceAttributesWithSchema>,
+    metrics: Arc<SelfMetrics>,
+    start_time_unix_nano: u64,
+    requests: HashMap<(HttpMethod, LabelValue, u16), (IntCounter, Histogram)>,
+    routes: HashMap<LabelValue, LabelValue>,
+    tools: HashMap<(LabelValue, bool), (IntCounter, Histogram)>,
+    tool_names: HashMap<LabelValue, LabelValue>,
+    events_folded: u64,
+    snapshots_sent: u64,
+}
+
+impl std::fmt::Debug for MetricAggregator {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("MetricAggregator").field("queued", &self.rx.len()).field("folded", &self.events_folded).finish()
+    }
+}
+
+fn unix_nanos() -> u64 {
+    SystemTime::now().duration_since(UNIX_EPOCH).map_or(0, |d| d.as_nanos() as u64)
+}
+
+impl MetricAggregator {
+    /// An aggregator draining `rx` into `service` (registered in `registry`); snapshots go to
+    /// `exporter` when one is given.
+    #[allow(clippy::too_many_arguments)]
+    pub fn new(
+        config: MetricsConfig,
+        rx: Receiver<MetricEvent>,
+        wake: Arc<Wake>,
+        registry: Registry,
+        service: ServiceMetrics,
+        exporter: Option<Addr<Exporter>>,
+        resource: Arc<ResourceAttributesWithSchema>,
+        metrics: Arc<SelfMetrics>,
+    ) -> Self {
+        Self {
+            config,
+            rx,
+            wake,
+            registry,
+            service,
+            exporter,
+            resource,
+            metrics,
+            start_time_unix_nano: unix_nanos(),
+            requests: HashMap::new(),
+            routes: HashMap::new(),
+            tools: HashMap::new(),
+            tool_names: HashMap::new(),
+            events_folded: 0,
+            snapshots_sent: 0,
+        }
+    }
+
+    /// Folds queued events; returns true when the budget ran out with events left.
+    fn fold(&mut self, budget: usize) -> bool {
+        for _ in 0..budget {
+            match self.rx.try_recv() {
+                Ok(event) => self.apply(event),
+                Err(_) => return false,
+            }
+        }
+        !self.rx.is_empty()
+    }
+
+    fn fold_all(&mut self) {
+        while self.fold(FOLD_BUDGET) {}
+    }
+
+    fn apply(&mut self, event: MetricEvent) {
+        self.events_folded += 1;
+        match event {
+            MetricEvent::Request { method, route, status_code, duration } => {
+                let route = bounded(&mut self.routes, route, self.config.max_routes);
+                let service = &self.service;
+                let (count, histogram) = self.requests.entry((method, route, status_code)).or_insert_with_key(|key| {
+                    let status = key.2.to_string();
+                    (
+                        service.requests_total.with_label_values(&[method.as_str(), key.1.as_str(), &status]),
+                        service.request_duration.with_label_values(&[method.as_str(), key.1.as_str()]),
+                    )
+                });
+                count.inc();
+                histogram.observe(duration);
+            }
+            MetricEvent::ToolExecution { tool_name, success, duration } => {
+                let tool = bounded(&mut self.tool_names, tool_name, self.config.max_tool_names);
+                let service = &self.service;
+                let (count, histogram) = self.tools.entry((tool, success)).or_insert_with_key(|key| {
+                    (
+                        service.tool_executions_total.with_label_values(&[key.0.as_str(), if success { "true" } else { "false" }]),
+                        service.tool_execution_duration.with_label_values(&[key.0.as_str()]),
+                    )
+                });
+                count.inc();
+                histogram.observe(duration);
+            }
+            MetricEvent::VectorSearch { query_length, result_count, duration } => {
+                self.service.vector_searches_total.inc();
+                self.service.vector_search_duration.observe(duration);
+                self.service.vector_search_results.observe(f64::from(result_count));
+                self.service.vector_search_query_length.observe(f64::from(query_length));
+            }
+        }
+    }
+
+    fn export_snapshot(&mut self) {
+        let Some(exporter) = &self.exporter else { return };
+        if !self.config.otlp_export {
+            return;
+        }
+        let families = self.registry.gather();
+        let (request, points) = otlp::to_request(&families, &self.resource, self.start_time_unix_nano, unix_nanos());
+        if points == 0 {
+            return;
+        }
+        self.snapshots_sent += 1;
+        exporter.do_send(ExportBatch { signal: Signal::Metrics, items: points, body: request.encode_to_vec().into() });
+    }
+}
+
+/// `value`, or `other` once `cap` distinct values have been seen.
+fn bounded(seen: &mut HashMap<LabelValue, LabelValue>, value: LabelValue, cap: usize) -> LabelValue {
+    if let Some(kept) = seen.get(&value) {
+        return kept.clone();
+    }
+    let kept = if seen.len() < cap { value.clone() } else { LabelValue::new(OTHER) };
+    if seen.len() < cap.saturating_mul(4) {
+        seen.insert(value, kept.clone());
+    }
+    kept
+}
+
+impl Actor for MetricAggregator {
+    type Context = Context<Self>;
+
+    fn started(&mut self, ctx: &mut Context<Self>) {
+        let wake = self.wake.clone();
+        let woken = futures_util::stream::unfold(wake, |wake| async move {
+            wake.woken().await;
+            Some(((), wake))
+        });
+        ctx.add_stream(woken);
+        ctx.run_interval(self.config.drain_interval, |act, ctx| {
+            guarded(ActorKind::MetricAggregator, act, ctx, |act, _| act.fold_all());
+        });
+        ctx.run_interval(self.config.export_interval, |act, ctx| {
+            guarded(ActorKind::MetricAggregator, act, ctx, |act, _| {
+                act.fold_all();
+                act.export_snapshot();
+            });
+        });
+    }
+}
+
+impl StreamHandler<()> for MetricAggregator {
+    fn handle(&mut self, _: (), ctx: &mut Context<Self>) {
+        let more = guarded(ActorKind::MetricAggregator, self, ctx, |act, _| act.fold(FOLD_BUDGET)).unwrap_or(false);
+        if more {
+            // Yield to the mailbox between budgets, then continue.
+            self.wake.wake();
+        }
+    }
+
+    fn finished(&mut self, _ctx: &mut Context<Self>) {}
+}
+
+impl Supervised for MetricAggregator {
+    fn restarting(&mut self, _ctx: &mut Context<Self>) {
+        self.metrics.restarts(ActorKind::MetricAggregator).inc();
+    }
+}
+
+impl Handler<Drain> for MetricAggregator {
+    type Result = ();
+
+    fn handle(&mut self, _: Drain, ctx: &mut Context<Self>) {
+        guarded(ActorKind::MetricAggregator, self, ctx, |act, _| act.fold_all());
+    }
+}
+
+impl Handler<ExportNow> for MetricAggregator {
+    type Result = ();
+
+    fn handle(&mut self, _: ExportNow, ctx: &mut Context<Self>) {
+        guarded(ActorKind::MetricAggregator, self, ctx, |act, _| {
+            act.fold_all();
+            act.export_snapshot();
+        });
+    }
+}
+
+impl Handler<GetStatus> for MetricAggregator {
+    type Result = MessageResult<GetStatus>;
+
+    fn handle(&mut self, _: GetStatus, _ctx: &mut Context<Self>) -> Self::Result {
+        MessageResult(AggregatorStatus {
+            queue_depth: self.rx.len(),
+            queue_capacity: self.config.queue_capacity,
+            events_folded: self.events_folded,
+            routes: self.routes.len().min(self.config.max_routes),
+            tools: self.tool_names.len().min(self.config.max_tool_names),
+            snapshots_sent: self.snapshots_sent,
+        })
+    }
+}
+
+impl Handler<InjectPanic> for MetricAggregator {
+    type Result = ();
+
+    fn handle(&mut self, _: InjectPanic, ctx: &mut Context<Self>) {
+        guarded(ActorKind::MetricAggregator, self, ctx, |_, _| panic!("injected fault in the metric aggregator"));
+    }
+}

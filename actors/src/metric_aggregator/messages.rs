@@ -1,0 +1,36 @@
+//! Messages the metric aggregator answers.
+
+use actix::Message;
+
+/// Folds every queued event into the registry now (a scrape sends this first, so it sees every
+/// event recorded before it).
+#[derive(Debug, Clone, Copy, Message)]
+#[rtype(result = "()")]
+pub struct Drain;
+
+/// Drains, then hands a snapshot to the exporter at once (used at shutdown).
+#[derive(Debug, Clone, Copy, Message)]
+#[rtype(result = "()")]
+pub struct ExportNow;
+
+/// Asks for the aggregator's current state.
+#[derive(Debug, Clone, Copy, Message)]
+#[rtype(result = "AggregatorStatus")]
+pub struct GetStatus;
+
+/// The aggregator's state, for `/health`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct AggregatorStatus {
+    /// Events waiting in the channel.
+    pub queue_depth: usize,
+    /// Capacity of the channel.
+    pub queue_capacity: usize,
+    /// Events folded since start.
+    pub events_folded: u64,
+    /// Distinct routes seen (capped by `metrics.max_routes`).
+    pub routes: usize,
+    /// Distinct tool names seen (capped by `metrics.max_tool_names`).
+    pub tools: usize,
+    /// OTLP snapshots handed to the exporter.
+    pub snapshots_sent: u64,
+}

@@ -1,0 +1,131 @@
+//! Prometheus registry → OTLP metrics request (cumulative temporality), so the OTLP export and
+//! `/metrics` are two renderings of the same numbers.
+
+use opentelemetry_proto::tonic::collector::metrics::v1::ExportMetricsServiceRequest;
+use opentelemetry_proto::tonic::common::v1::{any_value, AnyValue, InstrumentationScope, KeyValue};
+use opentelemetry_proto::tonic::metrics::v1::{
+    metric, number_data_point, AggregationTemporality, Gauge, Histogram, HistogramDataPoint, Metric, NumberDataPoint,
+    ResourceMetrics, ScopeMetrics, Sum,
+};
+use opentelemetry_proto::tonic::resource::v1::Resource;
+use opentelemetry_proto::transform::common::tonic::ResourceAttributesWithSchema;
+use prometheus::proto::{LabelPair, MetricFamily, MetricType};
+
+/// The instrumentation scope the metrics are exported under.
+pub const SCOPE_NAME: &str = "metamcp-telemetry";
+
+/// Builds one OTLP request from gathered families; returns it with its data point count.
+pub fn to_request(
+    families: &[MetricFamily],
+    resource: &ResourceAttributesWithSchema,
+    start_time_unix_nano: u64,
+    now_unix_nano: u64,
+) -> (ExportMetricsServiceRequest, u64) {
+    let mut points = 0u64;
+    let metrics: Vec<Metric> = families
+        .iter()
+        .filter_map(|family| {
+            let (data, count) = convert(family, start_time_unix_nano, now_unix_nano)?;
+            points += count;
+            Some(Metric {
+                name: family.name().to_owned(),
+                description: family.help().to_owned(),
+                unit: unit_of(family.name()).to_owned(),
+                data: Some(data),
+                ..Default::default()
+            })
+        })
+        .collect();
+    let request = ExportMetricsServiceRequest {
+        resource_metrics: vec![ResourceMetrics {
+            resource: Some(Resource { attributes: resource.attributes.0.clone(), ..Default::default() }),
+            scope_metrics: vec![ScopeMetrics {
+                scope: Some(InstrumentationScope {
+                    name: SCOPE_NAME.to_owned(),
+                    version: env!("CARGO_PKG_VERSION").to_owned(),
+                    ..Default::default()
+                }),
+                metrics,
+                schema_url: String::new(),
+            }],
+            schema_url: resource.schema_url.clone().unwrap_or_default(),
+        }],
+    };
+    (request, points)
+}
+
+fn unit_of(name: &str) -> &'static str {
+    if name.ends_with("_seconds") || name.contains("_seconds_") {
+        "s"
+    } else if name.ends_with("_bytes") {
+        "By"
+    } else {
+        ""
+    }
+}
+
+fn attributes(labels: &[LabelPair]) -> Vec<KeyValue> {
+    labels
+        .iter()
+        .map(|label| KeyValue {
+            key: label.name().to_owned(),
+            value: Some(AnyValue { value: Some(any_value::Value::StringValue(label.value().to_owned())) }),
+            ..Default::default()
+        })
+        .collect()
+}
+
+fn convert(family: &MetricFamily, start: u64, now: u64) -> Option<(metric::Data, u64)> {
+    let series = family.get_metric();
+    let count = series.len() as u64;
+    let number = |labels: &[LabelPair], value: f64| NumberDataPoint {
+        attributes: attributes(labels),
+        start_time_unix_nano: start,
+        time_unix_nano: now,
+        value: Some(number_data_point::Value::AsDouble(value)),
+        ..Default::default()
+    };
+    let data = match family.get_field_type() {
+        MetricType::COUNTER => metric::Data::Sum(Sum {
+            data_points: series.iter().map(|m| number(m.get_label(), m.get_counter().get_value())).collect(),
+            aggregation_temporality: AggregationTemporality::Cumulative as i32,
+            is_monotonic: true,
+        }),
+        MetricType::GAUGE => metric::Data::Gauge(Gauge {
+            data_points: series.iter().map(|m| number(m.get_label(), m.get_gauge().get_value())).collect(),
+        }),
+        MetricType::HISTOGRAM => metric::Data::Histogram(Histogram {
+            data_points: series
+                .iter()
+                .map(|m| {
+                    let histogram = m.get_histogram();
+                    let buckets = histogram.get_bucket();
+                    let mut bucket_counts = Vec::with_capacity(buckets.len() + 1);
+                    let mut explicit_bounds = Vec::with_capacity(buckets.len());
+                    let mut previous = 0u64;
+                    for bucket in buckets.iter().filter(|b| b.upper_bound().is_finite()) {
+                        let cumulative = bucket.cumulative_count();
+                        bucket_counts.push(cumulative.saturating_sub(previous));
+                        explicit_bounds.push(bucket.upper_bound());
+                        previous = cumulative;
+                    }
+                    bucket_counts.push(histogram.get_sample_count().saturating_sub(previous));
+                    HistogramDataPoint {
+                        attributes: attributes(m.get_label()),
+                        start_time_unix_nano: start,
+                        time_unix_nano: now,
+                        count: histogram.get_sample_count(),
+                        sum: Some(histogram.get_sample_sum()),
+                        bucket_counts,
+                        explicit_bounds,
+                        ..Default::default()
+                    }
+                })
+                .collect(),
+            aggregation_temporality: AggregationTemporality::Cumulative as i32,
+        }),
+        // Summaries and untyped families are not produced by this service.
+        _ => return None,
+    };
+    Some((data, count))
+}
