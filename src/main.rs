@@ -1,8 +1,86 @@
-//! The metamcp-telemetry service binary.
+//! The metamcp-telemetry service binary: the telemetry pipeline, the API server with the health
+//! endpoints, and the Prometheus endpoint, stopped cleanly by SIGTERM or SIGINT.
 
-fn main() {
-    let _loaded = match metamcp_telemetry::settings::from_process() {
+use std::process::ExitCode;
+
+use actix_web::{web, App, HttpServer};
+use metamcp_telemetry::settings::Settings;
+use metamcp_telemetry::{http, logging, TelemetryManager};
+
+fn main() -> ExitCode {
+    let loaded = match metamcp_telemetry::settings::from_process() {
         Ok(loaded) => loaded,
         Err(err) => err.exit(),
     };
+    if loaded.check_config {
+        print!("{}", loaded.settings.to_masked_toml());
+        return ExitCode::SUCCESS;
+    }
+    logging::init(&loaded.settings.logging);
+    match actix_rt::System::new().block_on(run(loaded.settings)) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(message) => {
+            tracing::error!(error = %message, "metamcp-telemetry stopped on an error");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+async fn run(settings: Settings) -> Result<(), String> {
+    let telemetry = TelemetryManager::initialize(&settings).map_err(|e| e.to_string())?;
+    let app_telemetry = telemetry.clone();
+    let mut server = HttpServer::new(move || {
+        App::new()
+            .wrap(app_telemetry.middleware())
+            .app_data(web::Data::new(app_telemetry.clone()))
+            .configure(http::health_routes)
+            .default_service(web::to(http::not_found))
+    })
+    .disable_signals()
+    .shutdown_timeout(settings.server.shutdown_timeout.as_secs().max(1));
+    if settings.server.workers > 0 {
+        server = server.workers(settings.server.workers);
+    }
+    let server = server.bind(settings.server.bind).map_err(|e| format!("cannot bind {}: {e}", settings.server.bind))?;
+    let api_addr = server.addrs().first().copied().unwrap_or(settings.server.bind);
+    let server = server.run();
+    let handle = server.handle();
+    tracing::info!(
+        api = %api_addr,
+        metrics = %telemetry.metrics_addr().map_or_else(|| "disabled".to_owned(), |a| a.to_string()),
+        otlp_endpoint = %settings.exporter.endpoint,
+        otlp_protocol = %settings.exporter.protocol,
+        telemetry_enabled = settings.telemetry.enabled,
+        version = env!("CARGO_PKG_VERSION"),
+        "metamcp-telemetry listening"
+    );
+    let server_task = actix_rt::spawn(server);
+    let signal = wait_for_signal().await;
+    tracing::info!(signal, "shutting down: no new requests, draining telemetry");
+    handle.stop(true).await;
+    let _ = server_task.await;
+    let report = telemetry.shutdown().await;
+    if report.timed_out {
+        tracing::warn!(
+            batches_left = report.left.batches_left,
+            items_left = report.left.items_left,
+            "shutdown deadline passed; what was left is counted as dropped (shutdown_timeout)"
+        );
+    }
+    tracing::info!("metamcp-telemetry stopped");
+    Ok(())
+}
+
+/// Resolves with the name of the first SIGTERM or SIGINT.
+async fn wait_for_signal() -> &'static str {
+    use tokio::signal::unix::{signal, SignalKind};
+    let (Ok(mut term), Ok(mut int)) = (signal(SignalKind::terminate()), signal(SignalKind::interrupt())) else {
+        // Without signal handlers the process can only be killed; wait for Ctrl-C as a fallback.
+        let _ = tokio::signal::ctrl_c().await;
+        return "SIGINT";
+    };
+    tokio::select! {
+        _ = term.recv() => "SIGTERM",
+        _ = int.recv() => "SIGINT",
+    }
 }

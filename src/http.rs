@@ -1,0 +1,167 @@
+//! HTTP faces of the telemetry: `/health`, `/health/live`, `/health/ready` on the API server,
+//! `/metrics` on its own server, and the JSON error type every endpoint answers with.
+
+use std::net::SocketAddr;
+use std::time::Duration;
+
+use actix_web::dev::ServerHandle;
+use actix_web::http::header::ContentType;
+use actix_web::http::StatusCode;
+use actix_web::{web, App, HttpResponse, HttpServer, ResponseError};
+use metamcp_telemetry_actors::health_check::HealthStatus;
+use metamcp_telemetry_actors::pipeline::Pipeline;
+use metamcp_telemetry_actors::self_metrics::ActorKind;
+use prometheus::{Encoder, TextEncoder};
+use serde_json::json;
+
+use crate::manager::TelemetryManager;
+
+/// The Content-Type of the Prometheus text exposition format.
+pub const PROMETHEUS_CONTENT_TYPE: &str = "text/plain; version=0.0.4; charset=utf-8";
+/// How long a scrape waits for queued metric events to be folded in.
+const SCRAPE_DRAIN_TIMEOUT: Duration = Duration::from_secs(1);
+/// How long a health request waits for the health check actor.
+const HEALTH_TIMEOUT: Duration = Duration::from_secs(2);
+
+/// An error answered as `{"error": {"code", "message"}}` with a 4xx or 5xx status.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{message}")]
+pub struct ApiError {
+    status: StatusCode,
+    code: &'static str,
+    message: String,
+}
+
+impl ApiError {
+    /// A new error.
+    pub fn new(status: StatusCode, code: &'static str, message: impl Into<String>) -> Self {
+        Self { status, code, message: message.into() }
+    }
+
+    /// 404 for a path no route serves.
+    pub fn not_found(path: &str) -> Self {
+        Self::new(StatusCode::NOT_FOUND, "not_found", format!("no route for {path}"))
+    }
+}
+
+impl ResponseError for ApiError {
+    fn status_code(&self) -> StatusCode {
+        self.status
+    }
+
+    fn error_response(&self) -> HttpResponse {
+        HttpResponse::build(self.status)
+            .content_type(ContentType::json())
+            .body(json!({ "error": { "code": self.code, "message": self.message } }).to_string())
+    }
+}
+
+/// The default service: a JSON 404 (405 would need the route table; 404 names the path).
+pub async fn not_found(req: actix_web::HttpRequest) -> HttpResponse {
+    ApiError::not_found(req.path()).error_response()
+}
+
+/// Adds `/health`, `/health/live` and `/health/ready` (handlers read the manager from app data).
+pub fn health_routes(cfg: &mut web::ServiceConfig) {
+    cfg.route("/health", web::get().to(health))
+        .route("/health/live", web::get().to(live))
+        .route("/health/ready", web::get().to(ready));
+}
+
+fn disabled_report(manager: &TelemetryManager) -> serde_json::Value {
+    json!({
+        "status": "healthy",
+        "telemetry": "disabled",
+        "uptime_seconds": manager.uptime().as_secs(),
+        "version": env!("CARGO_PKG_VERSION"),
+        "ready": true,
+        "components": {},
+    })
+}
+
+async fn health(manager: web::Data<TelemetryManager>) -> HttpResponse {
+    let Some(pipeline) = manager.pipeline() else {
+        return HttpResponse::Ok().json(disabled_report(&manager));
+    };
+    match pipeline.health(HEALTH_TIMEOUT).await {
+        Some(report) => {
+            let status = if report.status == HealthStatus::Unhealthy {
+                StatusCode::SERVICE_UNAVAILABLE
+            } else {
+                StatusCode::OK
+            };
+            HttpResponse::build(status).json(report)
+        }
+        None => ApiError::new(StatusCode::SERVICE_UNAVAILABLE, "health_unavailable", "the health check did not answer")
+            .error_response(),
+    }
+}
+
+async fn live(manager: web::Data<TelemetryManager>) -> HttpResponse {
+    let Some(pipeline) = manager.pipeline() else {
+        return HttpResponse::Ok().json(json!({ "status": "live" }));
+    };
+    match pipeline.health(HEALTH_TIMEOUT).await {
+        Some(report) => {
+            // Live while every pipeline actor answers; readiness probes (a database) do not count.
+            let dead: Vec<&'static str> = ActorKind::ALL
+                .iter()
+                .map(|kind| kind.as_str())
+                .filter(|name| report.components.get(*name).is_some_and(|c| c.status == HealthStatus::Unhealthy))
+                .collect();
+            if dead.is_empty() {
+                HttpResponse::Ok().json(json!({ "status": "live" }))
+            } else {
+                HttpResponse::ServiceUnavailable().json(json!({ "status": "dead", "components": dead }))
+            }
+        }
+        None => HttpResponse::ServiceUnavailable().json(json!({ "status": "dead", "components": ["health_check"] })),
+    }
+}
+
+async fn ready(manager: web::Data<TelemetryManager>) -> HttpResponse {
+    let Some(pipeline) = manager.pipeline() else {
+        return HttpResponse::Ok().json(json!({ "status": "ready" }));
+    };
+    match pipeline.health(HEALTH_TIMEOUT).await {
+        Some(report) if report.ready => HttpResponse::Ok().json(json!({ "status": "ready", "health": report.status })),
+        Some(report) => HttpResponse::ServiceUnavailable().json(json!({ "status": "not_ready", "health": report })),
+        None => HttpResponse::ServiceUnavailable().json(json!({ "status": "not_ready" })),
+    }
+}
+
+/// Renders the registry in the Prometheus text format, after folding queued events in.
+pub async fn render_metrics(pipeline: &Pipeline) -> Result<String, String> {
+    pipeline.drain_metrics(SCRAPE_DRAIN_TIMEOUT).await;
+    let families = pipeline.registry.gather();
+    let mut buffer = Vec::with_capacity(16 * 1024);
+    TextEncoder::new().encode(&families, &mut buffer).map_err(|e| e.to_string())?;
+    String::from_utf8(buffer).map_err(|e| e.to_string())
+}
+
+async fn metrics(pipeline: web::Data<Pipeline>) -> HttpResponse {
+    match render_metrics(&pipeline).await {
+        Ok(text) => HttpResponse::Ok().insert_header(("content-type", PROMETHEUS_CONTENT_TYPE)).body(text),
+        Err(err) => ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, "encode_failed", err).error_response(),
+    }
+}
+
+/// Binds the Prometheus endpoint and runs it on the current actix system.
+pub(crate) fn start_metrics_server(addr: SocketAddr, pipeline: Pipeline) -> std::io::Result<(ServerHandle, SocketAddr)> {
+    let data = web::Data::new(pipeline);
+    let server = HttpServer::new(move || {
+        App::new()
+            .app_data(data.clone())
+            .route("/metrics", web::get().to(metrics))
+            .default_service(web::to(not_found))
+    })
+    .workers(1)
+    .disable_signals()
+    .shutdown_timeout(1)
+    .bind(addr)?;
+    let bound = server.addrs().first().copied().unwrap_or(addr);
+    let server = server.run();
+    let handle = server.handle();
+    actix_rt::spawn(server);
+    Ok((handle, bound))
+}

@@ -1,0 +1,358 @@
+//! [`TelemetryManager`]: the one handle an application holds. It starts the pipeline, owns the
+//! tracer provider and the Prometheus server, and offers the recording API. Three modes share
+//! one API: the real pipeline, a no-op (`TELEMETRY_ENABLED=false`: no threads, no sockets), and
+//! an in-memory capture for a user's own tests ([`TelemetryManager::for_testing`]).
+
+use std::borrow::Cow;
+use std::future::Future;
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use metamcp_telemetry_actors::health_check::{HealthReport, ReadinessProbe};
+use metamcp_telemetry_actors::ingress::{HttpMethod, LabelValue, MetricEvent, MetricIngress};
+use metamcp_telemetry_actors::pipeline::{Pipeline, PipelineConfig, ShutdownReport};
+use opentelemetry::trace::{FutureExt as _, SpanKind, Status, TraceContextExt, Tracer as _, TracerProvider as _};
+use opentelemetry::{Context, InstrumentationScope, KeyValue};
+use opentelemetry_sdk::trace::{Sampler, SdkTracer, SdkTracerProvider};
+use opentelemetry_sdk::Resource;
+
+use crate::capture::{Capture, TestTelemetry};
+use crate::settings::{Sampler as SamplerSetting, Settings};
+
+/// The instrumentation scope of every span this library creates.
+pub const SCOPE_NAME: &str = "metamcp-telemetry";
+
+/// Telemetry that could not start.
+#[derive(Debug, thiserror::Error)]
+pub enum InitError {
+    /// The pipeline's metrics could not be registered.
+    #[error(transparent)]
+    Pipeline(#[from] metamcp_telemetry_actors::pipeline::StartError),
+    /// The Prometheus endpoint could not be bound.
+    #[error("cannot bind the Prometheus endpoint on {addr}: {source}")]
+    MetricsBind {
+        /// The address asked for.
+        addr: SocketAddr,
+        /// Why binding failed.
+        #[source]
+        source: std::io::Error,
+    },
+    /// `initialize` was called outside a running actix system.
+    #[error("TelemetryManager::initialize must run inside an actix system (#[actix_web::main] or actix_rt::System)")]
+    NoSystem,
+}
+
+pub(crate) struct Running {
+    pub(crate) pipeline: Pipeline,
+    /// Kept so the provider (and its span processor) lives as long as the manager.
+    _provider: SdkTracerProvider,
+    metrics_server: Option<(actix_web::dev::ServerHandle, SocketAddr)>,
+    shutdown_timeout: Duration,
+}
+
+pub(crate) enum Mode {
+    Disabled,
+    Running(Box<Running>),
+    Capture,
+}
+
+pub(crate) struct Inner {
+    pub(crate) mode: Mode,
+    pub(crate) tracer: Option<SdkTracer>,
+    sink: Sink,
+    pub(crate) started: Instant,
+}
+
+enum Sink {
+    None,
+    Ingress(MetricIngress),
+    Capture(Arc<Capture>),
+}
+
+impl Sink {
+    #[inline]
+    fn record(&self, event: impl FnOnce() -> MetricEvent) {
+        match self {
+            Sink::None => {}
+            Sink::Ingress(ingress) => {
+                ingress.record(event());
+            }
+            Sink::Capture(capture) => capture.record_event(event()),
+        }
+    }
+}
+
+/// The telemetry of one application. Cheap to clone; every clone shares the same pipeline.
+#[derive(Clone)]
+pub struct TelemetryManager {
+    pub(crate) inner: Arc<Inner>,
+}
+
+impl std::fmt::Debug for TelemetryManager {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let mode = match &self.inner.mode {
+            Mode::Disabled => "disabled",
+            Mode::Running(_) => "running",
+            Mode::Capture => "capture",
+        };
+        f.debug_struct("TelemetryManager").field("mode", &mode).finish()
+    }
+}
+
+fn sampler(settings: &Settings) -> Sampler {
+    let ratio = settings.telemetry.sampler_arg;
+    match settings.telemetry.sampler {
+        SamplerSetting::AlwaysOn => Sampler::AlwaysOn,
+        SamplerSetting::AlwaysOff => Sampler::AlwaysOff,
+        SamplerSetting::TraceIdRatio => Sampler::TraceIdRatioBased(ratio),
+        SamplerSetting::ParentBasedAlwaysOn => Sampler::ParentBased(Box::new(Sampler::AlwaysOn)),
+        SamplerSetting::ParentBasedAlwaysOff => Sampler::ParentBased(Box::new(Sampler::AlwaysOff)),
+        SamplerSetting::ParentBasedTraceIdRatio => Sampler::ParentBased(Box::new(Sampler::TraceIdRatioBased(ratio))),
+    }
+}
+
+/// The resource every span and metric carries: service name and version, the configured
+/// attributes, and the SDK's identity. Built from settings only (no hidden environment reads).
+pub fn resource(settings: &Settings) -> Resource {
+    let mut attributes = vec![
+        KeyValue::new("service.version", env!("CARGO_PKG_VERSION")),
+        KeyValue::new("telemetry.sdk.name", "opentelemetry"),
+        KeyValue::new("telemetry.sdk.language", "rust"),
+        KeyValue::new("telemetry.distro.name", SCOPE_NAME),
+    ];
+    attributes.extend(
+        settings
+            .telemetry
+            .resource_attributes
+            .iter()
+            .map(|(key, value)| KeyValue::new(key.clone(), value.clone())),
+    );
+    Resource::builder_empty()
+        .with_attributes(attributes)
+        .with_service_name(settings.telemetry.service_name.clone())
+        .build()
+}
+
+fn scope() -> InstrumentationScope {
+    InstrumentationScope::builder(SCOPE_NAME).with_version(env!("CARGO_PKG_VERSION")).build()
+}
+
+impl TelemetryManager {
+    /// Starts telemetry as `settings` say: the pipeline actors, the tracer provider and the
+    /// Prometheus endpoint — or a no-op manager when telemetry is disabled. Must run inside an
+    /// actix system when telemetry is enabled.
+    pub fn initialize(settings: &Settings) -> Result<Self, InitError> {
+        Self::initialize_with_probes(settings, Vec::new())
+    }
+
+    /// As [`initialize`](Self::initialize), with extra readiness probes (a database, say) that
+    /// `/health/ready` waits for.
+    pub fn initialize_with_probes(settings: &Settings, probes: Vec<Arc<dyn ReadinessProbe>>) -> Result<Self, InitError> {
+        if !settings.telemetry.enabled {
+            return Ok(Self::disabled());
+        }
+        if actix_rt::System::try_current().is_none() {
+            return Err(InitError::NoSystem);
+        }
+        let registry = prometheus::Registry::new();
+        #[cfg(target_os = "linux")]
+        {
+            let process = prometheus::process_collector::ProcessCollector::for_self();
+            // Registration fails only on a name clash in a fresh registry, which cannot happen.
+            let _ = registry.register(Box::new(process));
+        }
+        let resource = resource(settings);
+        let config = PipelineConfig {
+            span_buffer: settings.span_buffer.clone(),
+            metrics: settings.metrics.clone(),
+            exporter: settings.exporter.clone(),
+            health: settings.health.clone(),
+        };
+        let pipeline = Pipeline::start(config, &resource, registry, probes)?;
+        let provider = SdkTracerProvider::builder()
+            .with_span_processor(pipeline.span_ingress.clone())
+            .with_sampler(sampler(settings))
+            .with_resource(resource)
+            .build();
+        let tracer = provider.tracer_with_scope(scope());
+        if settings.telemetry.install_global {
+            opentelemetry::global::set_tracer_provider(provider.clone());
+            opentelemetry::global::set_text_map_propagator(crate::propagation::propagator());
+        }
+        let metrics_server = if settings.prometheus.enabled {
+            let addr = SocketAddr::new(settings.prometheus.bind, settings.prometheus.port);
+            let (handle, bound) = crate::http::start_metrics_server(addr, pipeline.clone())
+                .map_err(|source| InitError::MetricsBind { addr, source })?;
+            Some((handle, bound))
+        } else {
+            None
+        };
+        let sink = Sink::Ingress(pipeline.metric_ingress.clone());
+        let running = Running { pipeline, _provider: provider, metrics_server, shutdown_timeout: settings.server.shutdown_timeout };
+        Ok(Self {
+            inner: Arc::new(Inner { mode: Mode::Running(Box::new(running)), tracer: Some(tracer), sink, started: Instant::now() }),
+        })
+    }
+
+    /// A manager that records nothing: no threads, no sockets, every call returns at once.
+    pub fn disabled() -> Self {
+        Self { inner: Arc::new(Inner { mode: Mode::Disabled, tracer: None, sink: Sink::None, started: Instant::now() }) }
+    }
+
+    /// A manager that keeps every span and metric event in memory, for a user's own tests. The
+    /// returned [`TestTelemetry`] reads what was recorded. Needs no actix system.
+    pub fn for_testing() -> (Self, TestTelemetry) {
+        let capture = Arc::new(Capture::default());
+        let provider = SdkTracerProvider::builder()
+            .with_span_processor(crate::capture::CaptureProcessor(capture.clone()))
+            .with_sampler(Sampler::AlwaysOn)
+            .build();
+        let tracer = provider.tracer_with_scope(scope());
+        capture.keep_provider(provider);
+        let manager = Self {
+            inner: Arc::new(Inner {
+                mode: Mode::Capture,
+                tracer: Some(tracer),
+                sink: Sink::Capture(capture.clone()),
+                started: Instant::now(),
+            }),
+        };
+        (manager, TestTelemetry::new(capture))
+    }
+
+    /// Whether anything is recorded.
+    pub fn is_enabled(&self) -> bool {
+        !matches!(self.inner.mode, Mode::Disabled)
+    }
+
+    /// The tracer behind the middleware and [`trace_operation`](Self::trace_operation), for
+    /// manual spans (`None` when disabled). The `opentelemetry::global` tracer joins the same
+    /// pipeline when `telemetry.install_global` is on.
+    pub fn tracer(&self) -> Option<&SdkTracer> {
+        self.inner.tracer.as_ref()
+    }
+
+    /// The actix-web middleware: a server span and `record_request` for every request.
+    pub fn middleware(&self) -> crate::middleware::TelemetryMiddleware {
+        crate::middleware::TelemetryMiddleware::new(self.clone())
+    }
+
+    /// The running pipeline, if telemetry is enabled.
+    pub fn pipeline(&self) -> Option<&Pipeline> {
+        match &self.inner.mode {
+            Mode::Running(running) => Some(&running.pipeline),
+            _ => None,
+        }
+    }
+
+    /// The address the Prometheus endpoint listens on, if it runs.
+    pub fn metrics_addr(&self) -> Option<SocketAddr> {
+        match &self.inner.mode {
+            Mode::Running(running) => running.metrics_server.as_ref().map(|(_, addr)| *addr),
+            _ => None,
+        }
+    }
+
+    /// Records one served HTTP request. Never blocks; a full queue drops and counts the event.
+    #[inline]
+    pub fn record_request(&self, method: &str, route: &str, status_code: u16, duration: Duration) {
+        self.inner.sink.record(|| MetricEvent::Request {
+            method: HttpMethod::parse(method),
+            route: LabelValue::new(route),
+            status_code,
+            duration: duration.as_secs_f64(),
+        });
+    }
+
+    /// Records one tool execution. Never blocks.
+    #[inline]
+    pub fn record_tool_execution(&self, tool_name: &str, success: bool, duration: Duration) {
+        self.inner.sink.record(|| MetricEvent::ToolExecution {
+            tool_name: LabelValue::new(tool_name),
+            success,
+            duration: duration.as_secs_f64(),
+        });
+    }
+
+    /// Records one vector search. Never blocks.
+    #[inline]
+    pub fn record_vector_search(&self, query_length: usize, result_count: usize, duration: Duration) {
+        self.inner.sink.record(|| MetricEvent::VectorSearch {
+            query_length: u32::try_from(query_length).unwrap_or(u32::MAX),
+            result_count: u32::try_from(result_count).unwrap_or(u32::MAX),
+            duration: duration.as_secs_f64(),
+        });
+    }
+
+    /// Runs `operation` inside a new span named `name`, a child of the current span. The span
+    /// is the current span while the future runs, so spans started inside become its children.
+    /// An `Err` sets the span's status to error and records an `exception` event.
+    pub fn trace_operation<F, T, E>(
+        &self,
+        name: impl Into<Cow<'static, str>>,
+        attributes: Vec<KeyValue>,
+        operation: F,
+    ) -> impl Future<Output = Result<T, E>>
+    where
+        F: Future<Output = Result<T, E>>,
+        E: std::fmt::Display,
+    {
+        let parent = Context::current();
+        let cx = self.tracer().map(|tracer| {
+            let span = tracer
+                .span_builder(name)
+                .with_kind(SpanKind::Internal)
+                .with_attributes(attributes)
+                .start_with_context(tracer, &parent);
+            parent.with_span(span)
+        });
+        async move {
+            let Some(cx) = cx else { return operation.await };
+            let result = operation.with_context(cx.clone()).await;
+            let span = cx.span();
+            if let Err(err) = &result {
+                let message = err.to_string();
+                span.add_event(
+                    "exception",
+                    vec![
+                        KeyValue::new("exception.type", std::any::type_name::<E>()),
+                        KeyValue::new("exception.message", message.clone()),
+                    ],
+                );
+                span.set_status(Status::error(message));
+            }
+            span.end();
+            result
+        }
+    }
+
+    /// Exports everything recorded so far and waits until the collector accepted it.
+    pub async fn force_flush(&self, timeout: Duration) -> Result<(), String> {
+        match &self.inner.mode {
+            Mode::Running(running) => running.pipeline.force_flush(timeout).await.map_err(|e| e.to_string()),
+            _ => Ok(()),
+        }
+    }
+
+    /// The latest health report (`None` when disabled or when the health check does not answer).
+    pub async fn health(&self) -> Option<HealthReport> {
+        self.pipeline()?.health(Duration::from_secs(2)).await
+    }
+
+    /// Seconds since the manager was created.
+    pub fn uptime(&self) -> Duration {
+        self.inner.started.elapsed()
+    }
+
+    /// Stops the Prometheus endpoint, drains the channels and exports what is buffered within
+    /// the configured `server.shutdown_timeout`; what is left then is dropped and counted.
+    pub async fn shutdown(&self) -> ShutdownReport {
+        let Mode::Running(running) = &self.inner.mode else { return ShutdownReport::default() };
+        let report = running.pipeline.shutdown(running.shutdown_timeout).await;
+        if let Some((handle, _)) = &running.metrics_server {
+            handle.stop(true).await;
+        }
+        report
+    }
+}

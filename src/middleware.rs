@@ -1,0 +1,216 @@
+//! The actix-web middleware (the seed's `instrument_fastapi`, for actix-web): for every request
+//! a SERVER span named `{METHOD} {route}` with the HTTP semantic-convention attributes, a child
+//! of the incoming W3C `traceparent`; one `record_request`; and an `x-request-id` taken from the
+//! request or generated, echoed in the response and carried by every log line of the request.
+//!
+//! Durations come from the monotonic clock. An actix `Err` coming back from the inner service
+//! (an inner middleware's error) is measured, counted and traced with the status code its error
+//! response will have, then passed on for actix-web to render.
+
+use std::future::{ready, Future, Ready};
+use std::pin::Pin;
+use std::time::Instant;
+
+use actix_web::dev::{Service, ServiceRequest, ServiceResponse, Transform};
+use actix_web::http::header::{HeaderName, HeaderValue};
+use actix_web::http::Version;
+use actix_web::Error;
+use metamcp_telemetry_actors::ingress::HttpMethod;
+use opentelemetry::trace::{FutureExt as _, SpanKind, Status, TraceContextExt, Tracer as _};
+use opentelemetry::{Context, KeyValue};
+use opentelemetry_sdk::propagation::{BaggagePropagator, TraceContextPropagator};
+
+use crate::manager::TelemetryManager;
+use crate::propagation;
+
+/// The request id header.
+pub const REQUEST_ID_HEADER: HeaderName = HeaderName::from_static("x-request-id");
+/// The route label of requests that matched no route.
+pub const UNMATCHED_ROUTE: &str = "unmatched";
+/// Longest `url.path` attribute value kept.
+const MAX_PATH_ATTRIBUTE: usize = 2048;
+/// Longest incoming request id accepted; longer or non-printable ids are replaced.
+const MAX_REQUEST_ID: usize = 128;
+
+/// The id of the request being handled, readable from the current OpenTelemetry context.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RequestId(HeaderValue);
+
+impl RequestId {
+    /// The id as text.
+    pub fn as_str(&self) -> &str {
+        self.0.to_str().unwrap_or("")
+    }
+
+    /// The request id of the current context, if a request is being handled.
+    pub fn current() -> Option<RequestId> {
+        Context::map_current(|cx| cx.get::<RequestId>().cloned())
+    }
+
+    fn from_request(req: &ServiceRequest) -> Self {
+        if let Some(value) = req.headers().get(&REQUEST_ID_HEADER) {
+            let bytes = value.as_bytes();
+            if !bytes.is_empty() && bytes.len() <= MAX_REQUEST_ID && bytes.iter().all(|b| b.is_ascii_graphic()) {
+                return RequestId(value.clone());
+            }
+        }
+        Self::generate()
+    }
+
+    fn generate() -> Self {
+        let id = format!("{:032x}", fastrand::u128(..));
+        // 32 lowercase hex digits are always a valid header value.
+        RequestId(HeaderValue::from_str(&id).unwrap_or_else(|_| HeaderValue::from_static("0")))
+    }
+}
+
+/// The middleware factory; create it with [`TelemetryManager::middleware`].
+#[derive(Clone, Debug)]
+pub struct TelemetryMiddleware {
+    manager: TelemetryManager,
+}
+
+impl TelemetryMiddleware {
+    pub(crate) fn new(manager: TelemetryManager) -> Self {
+        Self { manager }
+    }
+}
+
+impl<S, B> Transform<S, ServiceRequest> for TelemetryMiddleware
+where
+    S: Service<ServiceRequest, Response = ServiceResponse<B>, Error = Error>,
+    S::Future: 'static,
+    B: 'static,
+{
+    type Response = ServiceResponse<B>;
+    type Error = Error;
+    type Transform = TelemetryService<S>;
+    type InitError = ();
+    type Future = Ready<Result<Self::Transform, Self::InitError>>;
+
+    fn new_transform(&self, service: S) -> Self::Future {
+        ready(Ok(TelemetryService {
+            service,
+            manager: self.manager.clone(),
+            trace_context: TraceContextPropagator::new(),
+            baggage: BaggagePropagator::new(),
+        }))
+    }
+}
+
+/// The middleware service wrapping one actix-web worker's app.
+pub struct TelemetryService<S> {
+    service: S,
+    manager: TelemetryManager,
+    trace_context: TraceContextPropagator,
+    baggage: BaggagePropagator,
+}
+
+fn protocol_version(version: Version) -> &'static str {
+    match version {
+        Version::HTTP_09 => "0.9",
+        Version::HTTP_10 => "1.0",
+        Version::HTTP_11 => "1.1",
+        Version::HTTP_2 => "2",
+        Version::HTTP_3 => "3",
+        _ => "1.1",
+    }
+}
+
+fn truncated(text: &str, max: usize) -> String {
+    if text.len() <= max {
+        return text.to_owned();
+    }
+    let mut end = max;
+    while !text.is_char_boundary(end) {
+        end -= 1;
+    }
+    text[..end].to_owned()
+}
+
+type BoxedResponse<B> = Pin<Box<dyn Future<Output = Result<ServiceResponse<B>, Error>>>>;
+
+impl<S, B> Service<ServiceRequest> for TelemetryService<S>
+where
+    S: Service<ServiceRequest, Response = ServiceResponse<B>, Error = Error>,
+    S::Future: 'static,
+    B: 'static,
+{
+    type Response = ServiceResponse<B>;
+    type Error = Error;
+    type Future = BoxedResponse<B>;
+
+    actix_web::dev::forward_ready!(service);
+
+    fn call(&self, req: ServiceRequest) -> Self::Future {
+        let start = Instant::now();
+        let request_id = RequestId::from_request(&req);
+        let Some(tracer) = self.manager.tracer() else {
+            // Disabled: no span, no metric; the request id still travels.
+            let response = self.service.call(req);
+            return Box::pin(async move {
+                let mut response = response.await?;
+                response.headers_mut().insert(REQUEST_ID_HEADER, request_id.0);
+                Ok(response)
+            });
+        };
+
+        let method = HttpMethod::parse(req.method().as_str());
+        let route = req.match_pattern();
+        let parent = propagation::extract(&self.trace_context, &self.baggage, req.headers());
+        let mut attributes = Vec::with_capacity(10);
+        attributes.push(KeyValue::new("http.request.method", method.as_str()));
+        if method == HttpMethod::Other {
+            attributes.push(KeyValue::new("http.request.method_original", truncated(req.method().as_str(), 64)));
+        }
+        attributes.push(KeyValue::new("url.path", truncated(req.path(), MAX_PATH_ATTRIBUTE)));
+        attributes.push(KeyValue::new("url.scheme", req.connection_info().scheme().to_owned()));
+        if let Some(route) = &route {
+            attributes.push(KeyValue::new("http.route", route.clone()));
+        }
+        attributes.push(KeyValue::new("network.protocol.version", protocol_version(req.version())));
+        if let Some(peer) = req.peer_addr() {
+            attributes.push(KeyValue::new("client.address", peer.ip().to_string()));
+        }
+        if let Some(agent) = req.headers().get(actix_web::http::header::USER_AGENT).and_then(|v| v.to_str().ok()) {
+            attributes.push(KeyValue::new("user_agent.original", truncated(agent, 512)));
+        }
+        attributes.push(KeyValue::new("http.request.header.x-request-id", request_id.as_str().to_owned()));
+        let name = match &route {
+            Some(route) => format!("{} {route}", method.as_str()),
+            None => method.as_str().to_owned(),
+        };
+        let span = tracer
+            .span_builder(name)
+            .with_kind(SpanKind::Server)
+            .with_attributes(attributes)
+            .start_with_context(tracer, &parent);
+        let cx = parent.with_span(span).with_value(request_id.clone());
+        let response = {
+            let _attached = cx.clone().attach();
+            self.service.call(req)
+        };
+        let manager = self.manager.clone();
+        Box::pin(async move {
+            let outcome = response.with_context(cx.clone()).await;
+            let (status, failed) = match &outcome {
+                Ok(response) => (response.status().as_u16(), response.response().error().is_some()),
+                Err(err) => (err.as_response_error().status_code().as_u16(), true),
+            };
+            let elapsed = start.elapsed();
+            let span = cx.span();
+            span.set_attribute(KeyValue::new("http.response.status_code", i64::from(status)));
+            if status >= 500 {
+                span.set_attribute(KeyValue::new("error.type", status.to_string()));
+                span.set_status(Status::error(format!("HTTP {status}")));
+            } else if failed {
+                span.set_attribute(KeyValue::new("error.type", status.to_string()));
+            }
+            span.end();
+            manager.record_request(method.as_str(), route.as_deref().unwrap_or(UNMATCHED_ROUTE), status, elapsed);
+            let mut response = outcome?;
+            response.headers_mut().insert(REQUEST_ID_HEADER, request_id.0);
+            Ok(response)
+        })
+    }
+}
