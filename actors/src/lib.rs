@@ -20,6 +20,8 @@ pub mod self_metrics;
 pub mod serde_duration;
 pub mod span_buffer;
 pub mod supervision;
+#[cfg(test)]
+mod test_support;
 
 pub use config_check::ConfigError;
 pub use exporter::config::{ExporterConfig, Protocol, RetryConfig};

@@ -1,0 +1,60 @@
+use std::time::Duration;
+
+use prometheus::Registry;
+
+use super::*;
+use crate::pipeline::{Pipeline, PipelineConfig};
+use crate::self_metrics::ActorKind;
+use crate::test_support::{eventually, unreachable_exporter};
+
+fn config() -> PipelineConfig {
+    PipelineConfig {
+        exporter: unreachable_exporter(),
+        health: config::HealthConfig { check_interval: Duration::from_millis(50), ..Default::default() },
+        ..Default::default()
+    }
+}
+
+#[actix_rt::test]
+async fn no_collector_means_degraded_but_ready() {
+    let resource = opentelemetry_sdk::Resource::builder_empty().build();
+    let pipeline = Pipeline::start(config(), &resource, Registry::new(), Vec::new()).unwrap();
+    pipeline.metric_ingress.record(crate::ingress::MetricEvent::VectorSearch { query_length: 1, result_count: 1, duration: 0.1 });
+    pipeline.aggregator.do_send(crate::metric_aggregator::ExportNow);
+    let degraded = eventually(Duration::from_secs(10), || {
+        let pipeline = pipeline.clone();
+        async move { pipeline.check_health(Duration::from_secs(2)).await.is_some_and(|r| r.status == HealthStatus::Degraded) }
+    })
+    .await;
+    assert!(degraded);
+    let report = pipeline.check_health(Duration::from_secs(2)).await.unwrap();
+    assert!(report.ready);
+    let exporter = &report.components["exporter"];
+    assert_eq!(exporter.details["collector_reachable"], serde_json::json!(false));
+    assert!(exporter.signals["metrics"].export_failures["retryable"] >= 1);
+    pipeline.shutdown(Duration::from_millis(200)).await;
+}
+
+#[actix_rt::test]
+async fn a_panicking_actor_is_restarted_and_counted() {
+    let resource = opentelemetry_sdk::Resource::builder_empty().build();
+    let pipeline = Pipeline::start(config(), &resource, Registry::new(), Vec::new()).unwrap();
+    for kind in ActorKind::ALL {
+        pipeline.inject_panic(kind);
+    }
+    let restarted = eventually(Duration::from_secs(10), || {
+        let pipeline = pipeline.clone();
+        async move {
+            let Some(report) = pipeline.check_health(Duration::from_secs(2)).await else { return false };
+            ActorKind::ALL.iter().all(|k| report.components.get(k.as_str()).is_some_and(|c| c.restarts == 1))
+        }
+    })
+    .await;
+    assert!(restarted, "every actor restarts once and keeps answering");
+    for kind in ActorKind::ALL {
+        assert_eq!(pipeline.self_metrics.restarts(kind).get(), 1, "{kind:?}");
+    }
+    let report = pipeline.check_health(Duration::from_secs(2)).await.unwrap();
+    assert!(report.ready, "{report:?}");
+    pipeline.shutdown(Duration::from_millis(200)).await;
+}

@@ -1,0 +1,89 @@
+use std::sync::Arc;
+use std::time::Duration;
+
+use actix::Actor;
+use opentelemetry_proto::tonic::metrics::v1::metric::Data;
+use opentelemetry_proto::transform::common::tonic::ResourceAttributesWithSchema;
+use prometheus::Registry;
+
+use super::*;
+use crate::ingress::{metric_channel, HttpMethod, LabelValue, MetricEvent};
+use crate::self_metrics::SelfMetrics;
+
+fn aggregator(config: config::MetricsConfig) -> (actix::Addr<MetricAggregator>, crate::ingress::MetricIngress, Registry, ServiceMetrics) {
+    let registry = Registry::new();
+    let service = ServiceMetrics::register(&registry).unwrap();
+    let metrics = SelfMetrics::unregistered();
+    let (ingress, rx, wake) = metric_channel(config.queue_capacity, 64, metrics.clone());
+    let resource = Arc::new(ResourceAttributesWithSchema::from(&opentelemetry_sdk::Resource::builder_empty().build()));
+    let addr = MetricAggregator::new(config, rx, wake, registry.clone(), service.clone(), None, resource, metrics).start();
+    (addr, ingress, registry, service)
+}
+
+#[actix_rt::test]
+async fn folds_events_into_the_registry_exactly() {
+    let (addr, ingress, _registry, service) = aggregator(config::MetricsConfig::default());
+    for status in [200u16, 200, 500] {
+        ingress.record(MetricEvent::Request {
+            method: HttpMethod::Get,
+            route: LabelValue::new("/health"),
+            status_code: status,
+            duration: 0.02,
+        });
+    }
+    ingress.record(MetricEvent::ToolExecution { tool_name: LabelValue::new("calc"), success: false, duration: 1.5 });
+    ingress.record(MetricEvent::VectorSearch { query_length: 12, result_count: 3, duration: 0.004 });
+    addr.send(Drain).await.unwrap();
+    assert_eq!(service.requests_total.with_label_values(&["GET", "/health", "200"]).get(), 2);
+    assert_eq!(service.requests_total.with_label_values(&["GET", "/health", "500"]).get(), 1);
+    assert_eq!(service.request_duration.with_label_values(&["GET", "/health"]).get_sample_count(), 3);
+    assert_eq!(service.tool_executions_total.with_label_values(&["calc", "false"]).get(), 1);
+    assert!((service.tool_execution_duration.with_label_values(&["calc"]).get_sample_sum() - 1.5).abs() < 1e-9);
+    assert_eq!(service.vector_searches_total.get(), 1);
+    assert_eq!(service.vector_search_results.get_sample_count(), 1);
+}
+
+#[actix_rt::test]
+async fn tool_names_beyond_the_cap_fold_into_other() {
+    let config = config::MetricsConfig { max_tool_names: 2, ..Default::default() };
+    let (addr, ingress, _registry, service) = aggregator(config);
+    for name in ["a", "b", "c", "d", "a"] {
+        ingress.record(MetricEvent::ToolExecution { tool_name: LabelValue::new(name), success: true, duration: 0.1 });
+    }
+    addr.send(Drain).await.unwrap();
+    assert_eq!(service.tool_executions_total.with_label_values(&["a", "true"]).get(), 2);
+    assert_eq!(service.tool_executions_total.with_label_values(&["b", "true"]).get(), 1);
+    assert_eq!(service.tool_executions_total.with_label_values(&[catalogue::OTHER, "true"]).get(), 2);
+    let status = addr.send(GetStatus).await.unwrap();
+    assert_eq!(status.tools, 2);
+}
+
+#[actix_rt::test]
+async fn the_otlp_snapshot_carries_the_registry_values() {
+    let (addr, ingress, registry, _service) = aggregator(config::MetricsConfig::default());
+    for duration in [0.001, 0.03, 0.03, 20.0] {
+        ingress.record(MetricEvent::Request {
+            method: HttpMethod::Post,
+            route: LabelValue::new("/mcp"),
+            status_code: 200,
+            duration,
+        });
+    }
+    addr.send(Drain).await.unwrap();
+    let resource = ResourceAttributesWithSchema::from(&opentelemetry_sdk::Resource::builder_empty().build());
+    let (request, points) = otlp::to_request(&registry.gather(), &resource, 1, 2);
+    assert!(points >= 2);
+    let metrics = &request.resource_metrics[0].scope_metrics[0].metrics;
+    let histogram = metrics.iter().find(|m| m.name == "metamcp_request_duration_seconds").unwrap();
+    let Some(Data::Histogram(histogram)) = &histogram.data else { panic!("not a histogram") };
+    let point = &histogram.data_points[0];
+    assert_eq!(point.count, 4);
+    assert_eq!(point.bucket_counts.iter().sum::<u64>(), 4);
+    assert_eq!(point.bucket_counts.len(), point.explicit_bounds.len() + 1);
+    assert_eq!(*point.bucket_counts.last().unwrap(), 1, "20 s lands in the +Inf bucket");
+    assert_eq!(point.bucket_counts[0], 1, "1 ms lands in the first bucket");
+    assert!((point.sum.unwrap() - 20.061).abs() < 1e-9);
+    let counter = metrics.iter().find(|m| m.name == "metamcp_requests_total").unwrap();
+    let Some(Data::Sum(sum)) = &counter.data else { panic!("not a sum") };
+    assert!(sum.is_monotonic);
+}
