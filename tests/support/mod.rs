@@ -1,0 +1,14 @@
+//! Shared helpers for the integration tests: a loopback OTLP receiver ([`collector`]), Prometheus
+//! scraping ([`prom`]) and bounded waits ([`wait`]).
+//!
+//! Each test file compiles this module on its own (`mod support;`) and uses a different part of
+//! it, hence the module-wide `dead_code` allowance.
+#![allow(dead_code, unused_imports)]
+
+pub mod collector;
+pub mod prom;
+pub mod wait;
+
+pub use collector::{
+    Behavior, PointValue, Received, ReceivedPoint, ReceivedSpan, Signal, TestCollector, Transport,
+};
