@@ -146,22 +146,40 @@ async fn metrics(pipeline: web::Data<Pipeline>) -> HttpResponse {
     }
 }
 
-/// Binds the Prometheus endpoint and runs it on the current actix system.
+/// Name of the thread that serves `/metrics`.
+pub const METRICS_THREAD: &str = "mmcp-metrics";
+
+/// Binds the Prometheus endpoint and serves it from its own named thread and actix system, so
+/// scrapes never take a worker of the application.
 pub(crate) fn start_metrics_server(addr: SocketAddr, pipeline: Pipeline) -> std::io::Result<(ServerHandle, SocketAddr)> {
-    let data = web::Data::new(pipeline);
-    let server = HttpServer::new(move || {
-        App::new()
-            .app_data(data.clone())
-            .route("/metrics", web::get().to(metrics))
-            .default_service(web::to(not_found))
-    })
-    .workers(1)
-    .disable_signals()
-    .shutdown_timeout(1)
-    .bind(addr)?;
-    let bound = server.addrs().first().copied().unwrap_or(addr);
-    let server = server.run();
-    let handle = server.handle();
-    actix_rt::spawn(server);
-    Ok((handle, bound))
+    let (tx, rx) = std::sync::mpsc::sync_channel(1);
+    std::thread::Builder::new().name(METRICS_THREAD.to_owned()).spawn(move || {
+        let system = actix_rt::System::new();
+        let data = web::Data::new(pipeline);
+        let server = HttpServer::new(move || {
+            App::new()
+                .app_data(data.clone())
+                .route("/metrics", web::get().to(metrics))
+                .default_service(web::to(not_found))
+        })
+        .workers(1)
+        .disable_signals()
+        .shutdown_timeout(1)
+        .bind(addr);
+        let server = match server {
+            Ok(server) => server,
+            Err(err) => {
+                let _ = tx.send(Err(err));
+                return;
+            }
+        };
+        let bound = server.addrs().first().copied().unwrap_or(addr);
+        system.block_on(async move {
+            let server = server.run();
+            let _ = tx.send(Ok((server.handle(), bound)));
+            // Ends when the manager stops the server at shutdown.
+            let _ = server.await;
+        });
+    })?;
+    rx.recv().map_err(|_| std::io::Error::other("the metrics thread exited at start"))?
 }

@@ -38,9 +38,6 @@ pub enum InitError {
         #[source]
         source: std::io::Error,
     },
-    /// `initialize` was called outside a running actix system.
-    #[error("TelemetryManager::initialize must run inside an actix system (#[actix_web::main] or actix_rt::System)")]
-    NoSystem,
 }
 
 pub(crate) struct Running {
@@ -140,8 +137,8 @@ fn scope() -> InstrumentationScope {
 
 impl TelemetryManager {
     /// Starts telemetry as `settings` say: the pipeline actors, the tracer provider and the
-    /// Prometheus endpoint — or a no-op manager when telemetry is disabled. Must run inside an
-    /// actix system when telemetry is enabled.
+    /// Prometheus endpoint — or a no-op manager when telemetry is disabled. The actors and the
+    /// Prometheus endpoint run on their own named threads (`mmcp-*`), so any runtime will do.
     pub fn initialize(settings: &Settings) -> Result<Self, InitError> {
         Self::initialize_with_probes(settings, Vec::new())
     }
@@ -151,9 +148,6 @@ impl TelemetryManager {
     pub fn initialize_with_probes(settings: &Settings, probes: Vec<Arc<dyn ReadinessProbe>>) -> Result<Self, InitError> {
         if !settings.telemetry.enabled {
             return Ok(Self::disabled());
-        }
-        if actix_rt::System::try_current().is_none() {
-            return Err(InitError::NoSystem);
         }
         let registry = prometheus::Registry::new();
         #[cfg(target_os = "linux")]

@@ -4,7 +4,7 @@
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use actix::{Addr, Arbiter, Supervisor};
+use actix::{Addr, Supervisor};
 use opentelemetry_proto::transform::common::tonic::ResourceAttributesWithSchema;
 use opentelemetry_sdk::Resource;
 use prometheus::Registry;
@@ -22,6 +22,22 @@ use crate::span_buffer::{Flush, FlushError, Shutdown, SpanBuffer};
 use crate::supervision::InjectPanic;
 
 
+
+/// Thread names of the four actors, in start order (at most 15 bytes: the kernel's limit).
+pub const THREAD_NAMES: [&str; 4] = ["mmcp-exporter", "mmcp-spanbuffer", "mmcp-aggregator", "mmcp-health"];
+
+/// Starts a named thread running its own actix system and returns that system's handle.
+fn named_system(name: &str) -> std::io::Result<actix_rt::System> {
+    let (tx, rx) = std::sync::mpsc::sync_channel(1);
+    std::thread::Builder::new().name(name.to_owned()).spawn(move || {
+        let runner = actix_rt::System::new();
+        if tx.send(actix_rt::System::current()).is_ok() {
+            // Runs until `System::stop`; an error here only means the runtime failed at exit.
+            let _ = runner.run();
+        }
+    })?;
+    rx.recv().map_err(|_| std::io::Error::other("the pipeline thread exited at start"))
+}
 
 /// Everything the pipeline is tuned by.
 #[derive(Debug, Clone, Default)]
@@ -42,6 +58,9 @@ pub enum StartError {
     /// A metric could not be registered (a name clash in the given registry).
     #[error("cannot register the pipeline's metrics: {0}")]
     Registry(#[from] prometheus::Error),
+    /// An actor thread could not be started.
+    #[error("cannot start a pipeline thread: {0}")]
+    Thread(#[from] std::io::Error),
 }
 
 /// What shutdown achieved.
@@ -74,11 +93,13 @@ pub struct Pipeline {
     pub exporter: Addr<Exporter>,
     /// The health check.
     pub health: Addr<HealthCheck>,
-    arbiters: Arc<Vec<actix::ArbiterHandle>>,
+    systems: Arc<Vec<actix_rt::System>>,
 }
 
 impl Pipeline {
-    /// Starts the actors on four new arbiters. Must be called inside a running actix `System`.
+    /// Starts the actors, each on its own named thread (`mmcp-exporter`, `mmcp-spanbuffer`,
+    /// `mmcp-aggregator`, `mmcp-health`) running its own actix system, so the pipeline works
+    /// whatever runtime the caller uses and shows up by name in `top -H` and `/proc`.
     pub fn start(
         config: PipelineConfig,
         resource: &Resource,
@@ -106,8 +127,8 @@ impl Pipeline {
         registry.register(Box::new(QueueGauges::new(probes_for_gauges)?))?;
 
         let resource = Arc::new(ResourceAttributesWithSchema::from(resource));
-        let arbiters: Vec<Arbiter> = (0..4).map(|_| Arbiter::new()).collect();
-        let handles: Vec<actix::ArbiterHandle> = arbiters.iter().map(Arbiter::handle).collect();
+        let systems = THREAD_NAMES.iter().map(|name| named_system(name)).collect::<Result<Vec<_>, _>>()?;
+        let handles: Vec<actix::ArbiterHandle> = systems.iter().map(|s| s.arbiter().clone()).collect();
 
         let exporter = {
             let config = config.exporter.clone();
@@ -137,10 +158,6 @@ impl Pipeline {
                 HealthCheck::new(config, span_buffer, aggregator, exporter, probes, metrics, env!("CARGO_PKG_VERSION"))
             })
         };
-        // The arbiters run until `shutdown` stops them; their threads keep going without the
-        // `Arbiter` values.
-        drop(arbiters);
-
         let flush_target = span_buffer.clone();
         let flush_arbiter = handles[1].clone();
         let hook: FlushHook = Arc::new(move |timeout: Duration| {
@@ -173,7 +190,7 @@ impl Pipeline {
             aggregator,
             exporter,
             health,
-            arbiters: Arc::new(handles),
+            systems: Arc::new(systems),
         })
     }
 
@@ -217,8 +234,8 @@ impl Pipeline {
             Ok(Ok(report)) => report,
             _ => DrainReport { batches_left: usize::MAX, items_left: u64::MAX },
         };
-        for arbiter in self.arbiters.iter() {
-            arbiter.stop();
+        for system in self.systems.iter() {
+            system.stop();
         }
         ShutdownReport { left, timed_out: left.batches_left > 0 }
     }

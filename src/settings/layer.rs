@@ -92,8 +92,7 @@ impl Schema {
                 Value::Table(inner) if !inner.is_empty() => {
                     if rest.is_empty() {
                         return Err(unknown(format!(
-                            "`{}` is a section; set one of its keys: {}",
-                            path.join("."),
+                            "a key inside this section, {}",
                             list_keys(inner, &path)
                         )));
                     }
@@ -453,7 +452,7 @@ fn allowed_from_serde(message: &str) -> String {
         "u64" | "usize" => "a non-negative integer".to_owned(),
         "f32" | "f64" => "a number".to_owned(),
         "a map" => "a table of string values".to_owned(),
-        other if other.starts_with("struct ") => "a table (a section of keys)".to_owned(),
+        other if other.starts_with("struct ") => "a table of keys (a section)".to_owned(),
         other => other.to_owned(),
     }
 }

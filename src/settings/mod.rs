@@ -266,7 +266,10 @@ impl Settings {
             *value = MASK.to_owned();
         }
         match toml::to_string_pretty(&masked) {
-            Ok(text) => format!("# Effective settings of metamcp-telemetry; secrets are shown as \"{MASK}\".\n{text}"),
+            Ok(text) => format!(
+                "# Effective settings of metamcp-telemetry; secrets are shown as \"{MASK}\".\n{}\n",
+                text.trim_end()
+            ),
             Err(err) => format!("# the settings could not be rendered as TOML: {err}\n"),
         }
     }

@@ -592,6 +592,14 @@ fn unknown_metamcp_variables_are_errors_naming_the_variable() {
         }
         assert!(err.to_string().contains(var), "{err}");
     }
+    let err = Fixture::new()
+        .env("METAMCP_EXPORTER__RETRY", "1")
+        .error(&[]);
+    assert!(
+        err.to_string()
+            .contains("a key inside this section, one of exporter.retry.enabled"),
+        "{err}"
+    );
     // The two variables that select files are not keys and not errors.
     let fixture = Fixture::new()
         .config_file("dev.toml", "")
@@ -631,6 +639,7 @@ fn masked_toml_hides_header_values_and_round_trips() {
     assert!(!text.contains("hunter2"), "{text}");
     assert!(text.contains("authorization"), "{text}");
     assert!(text.contains("x-api-key"), "{text}");
+    assert!(text.ends_with("\"1s\"\n"), "ends with one newline: {text}");
     let parsed: Settings = toml::from_str(&text).expect("masked TOML parses as Settings");
     let mut want = settings.clone();
     for value in want.exporter.headers.values_mut() {

@@ -1,0 +1,148 @@
+//! Runs the real service binary for end-to-end tests: start, wait for its "listening" line,
+//! read its JSON logs, signal it, and kill it if a test leaves it behind.
+#![allow(dead_code)]
+
+use std::io::{BufRead, BufReader};
+use std::net::SocketAddr;
+use std::process::{Child, Command, ExitStatus, Stdio};
+use std::sync::{Arc, Condvar, Mutex};
+use std::time::{Duration, Instant};
+
+/// How long the binary may take to start listening.
+const START_TIMEOUT: Duration = Duration::from_secs(60);
+
+/// A running service process.
+pub struct Service {
+    child: Child,
+    pub api: SocketAddr,
+    pub metrics: Option<SocketAddr>,
+    lines: Arc<(Mutex<Vec<String>>, Condvar)>,
+}
+
+fn find_listening(lines: &[String]) -> Option<(SocketAddr, Option<SocketAddr>)> {
+    lines.iter().find_map(|line| {
+        let value: serde_json::Value = serde_json::from_str(line).ok()?;
+        if value["message"] != "metamcp-telemetry listening" {
+            return None;
+        }
+        let api = value["api"].as_str()?.parse().ok()?;
+        let metrics = value["metrics"].as_str().and_then(|m| m.parse().ok());
+        Some((api, metrics))
+    })
+}
+
+impl Service {
+    /// Starts the binary with `envs` and `args` (API and metrics on free ports unless the args
+    /// say otherwise) and waits until it listens.
+    pub fn start(envs: &[(&str, &str)], args: &[&str]) -> Service {
+        let mut command = Command::new(env!("CARGO_BIN_EXE_metamcp-telemetry"));
+        command
+            .env_clear()
+            .env("PATH", std::env::var("PATH").unwrap_or_default())
+            .env("METAMCP_CONFIG_DIR", concat!(env!("CARGO_MANIFEST_DIR"), "/config"))
+            .env("RUST_LOG", "info")
+            .args(args)
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped());
+        for (flag, default) in [("--bind", "127.0.0.1:0"), ("--metrics-port", "0"), ("--log-format", "json")] {
+            if !args.contains(&flag) {
+                command.args([flag, default]);
+            }
+        }
+        for (key, value) in envs {
+            command.env(key, value);
+        }
+        let mut child = command.spawn().expect("the service binary starts");
+        let lines = Arc::new((Mutex::new(Vec::new()), Condvar::new()));
+        for stream in [
+            Box::new(child.stdout.take().expect("stdout")) as Box<dyn std::io::Read + Send>,
+            Box::new(child.stderr.take().expect("stderr")),
+        ] {
+            let lines = lines.clone();
+            std::thread::spawn(move || {
+                for line in BufReader::new(stream).lines().map_while(Result::ok) {
+                    let (store, ready) = &*lines;
+                    store.lock().unwrap().push(line);
+                    ready.notify_all();
+                }
+            });
+        }
+        let deadline = Instant::now() + START_TIMEOUT;
+        let (api, metrics) = {
+            let (store, ready) = &*lines;
+            let mut guard = store.lock().unwrap();
+            loop {
+                if let Some(found) = find_listening(&guard) {
+                    break found;
+                }
+                if let Ok(Some(status)) = child.try_wait() {
+                    panic!("the service exited with {status} before listening:\n{}", guard.join("\n"));
+                }
+                let left = deadline.saturating_duration_since(Instant::now());
+                assert!(!left.is_zero(), "the service did not listen within {START_TIMEOUT:?}:\n{}", guard.join("\n"));
+                guard = ready.wait_timeout(guard, left.min(Duration::from_millis(100))).unwrap().0;
+            }
+        };
+        Service { child, api, metrics, lines }
+    }
+
+    pub fn pid(&self) -> u32 {
+        self.child.id()
+    }
+
+    pub fn url(&self, path: &str) -> String {
+        format!("http://{}{path}", self.api)
+    }
+
+    pub fn metrics_url(&self) -> String {
+        format!("http://{}/metrics", self.metrics.expect("metrics endpoint enabled"))
+    }
+
+    /// Every output line so far.
+    pub fn logs(&self) -> Vec<String> {
+        self.lines.0.lock().unwrap().clone()
+    }
+
+    /// Output lines parsed as JSON (non-JSON lines are skipped).
+    pub fn json_logs(&self) -> Vec<serde_json::Value> {
+        self.logs().iter().filter_map(|l| serde_json::from_str(l).ok()).collect()
+    }
+
+    /// Sends `signal` and waits (bounded) for the process to exit.
+    pub fn signal_and_wait(&mut self, signal: nix::sys::signal::Signal, timeout: Duration) -> ExitStatus {
+        let pid = nix::unistd::Pid::from_raw(self.child.id() as i32);
+        nix::sys::signal::kill(pid, signal).expect("signal delivered");
+        let deadline = Instant::now() + timeout;
+        loop {
+            if let Some(status) = self.child.try_wait().expect("wait") {
+                return status;
+            }
+            assert!(Instant::now() < deadline, "the service did not exit within {timeout:?} of {signal}:\n{}", self.logs().join("\n"));
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+
+    /// Names of the process's threads (`/proc/PID/task/*/comm`).
+    pub fn thread_names(&self) -> Vec<String> {
+        let mut names = Vec::new();
+        for entry in std::fs::read_dir(format!("/proc/{}/task", self.pid())).expect("proc").flatten() {
+            if let Ok(name) = std::fs::read_to_string(entry.path().join("comm")) {
+                names.push(name.trim().to_owned());
+            }
+        }
+        names
+    }
+}
+
+impl Drop for Service {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// A blocking HTTP client with a bounded timeout.
+pub fn client() -> reqwest::blocking::Client {
+    reqwest::blocking::Client::builder().timeout(Duration::from_secs(10)).build().expect("client")
+}
