@@ -86,7 +86,8 @@ impl TestCollector {
         Self::start_on(transport, 0)
     }
 
-    /// Start a collector on `127.0.0.1:port` (`0` picks a free port). Panics if it cannot bind.
+    /// Start a collector on `127.0.0.1:port` (`0` picks a free port). Retries "address in use" for
+    /// a few seconds, then panics.
     pub fn start_on(transport: Transport, port: u16) -> Self {
         let mut collector = TestCollector {
             transport,
@@ -94,7 +95,7 @@ impl TestCollector {
             shared: Arc::new(Shared::new(transport)),
             server: None,
         };
-        collector.launch(Duration::ZERO);
+        collector.launch(REBIND_PATIENCE);
         collector
     }
 
