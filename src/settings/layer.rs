@@ -424,7 +424,8 @@ fn insert_at(table: &mut Table, path: &[String], value: Value) {
     }
 }
 
-fn lookup<'t>(table: &'t Table, segments: &[String]) -> Option<&'t Value> {
+/// The value at `segments` in `table`.
+pub(crate) fn lookup<'t>(table: &'t Table, segments: &[String]) -> Option<&'t Value> {
     let (first, rest) = segments.split_first()?;
     let value = table.get(first)?;
     match value {

@@ -9,7 +9,7 @@ use clap::CommandFactory;
 use toml::{Table, Value};
 
 use super::env::{var_for_key, ALIASES};
-use super::layer::{parse_pairs, percent_decode, Schema};
+use super::layer::{lookup, parse_pairs, percent_decode, Schema};
 use super::*;
 
 /// A temporary working area with an (initially empty) configuration directory and a map
@@ -405,15 +405,6 @@ fn every_alias_variable_is_exercised_by_a_mapping_test() {
             alias.var,
             alias.key
         );
-    }
-}
-
-fn lookup<'t>(table: &'t Table, path: &[String]) -> Option<&'t Value> {
-    let (first, rest) = path.split_first()?;
-    match (table.get(first)?, rest.is_empty()) {
-        (value, true) => Some(value),
-        (Value::Table(inner), false) => lookup(inner, rest),
-        _ => None,
     }
 }
 
