@@ -206,6 +206,17 @@ where
             } else if failed {
                 span.set_attribute(KeyValue::new("error.type", status.to_string()));
             }
+            if tracing::enabled!(tracing::Level::DEBUG) {
+                // The access log line carries the request's trace and request ids.
+                let _attached = cx.clone().attach();
+                tracing::debug!(
+                    method = method.as_str(),
+                    route = route.as_deref().unwrap_or(UNMATCHED_ROUTE),
+                    status,
+                    duration_ms = elapsed.as_secs_f64() * 1000.0,
+                    "request served"
+                );
+            }
             span.end();
             manager.record_request(method.as_str(), route.as_deref().unwrap_or(UNMATCHED_ROUTE), status, elapsed);
             let mut response = outcome?;
