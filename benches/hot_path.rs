@@ -33,10 +33,19 @@ fn recording(c: &mut Criterion) {
     let (_system, manager) = manager();
     let mut group = c.benchmark_group("record");
     group.bench_function("record_request/1_thread", |b| {
-        b.iter(|| manager.record_request(black_box("GET"), black_box("/metamcp/{endpoint}/mcp"), 200, Duration::from_micros(250)))
+        b.iter(|| {
+            manager.record_request(
+                black_box("GET"),
+                black_box("/metamcp/{endpoint}/mcp"),
+                200,
+                Duration::from_micros(250),
+            )
+        })
     });
     group.bench_function("record_tool_execution/1_thread", |b| {
-        b.iter(|| manager.record_tool_execution(black_box("github__search_repositories"), true, Duration::from_millis(3)))
+        b.iter(|| {
+            manager.record_tool_execution(black_box("github__search_repositories"), true, Duration::from_millis(3))
+        })
     });
     group.bench_function("record_vector_search/1_thread", |b| {
         b.iter(|| manager.record_vector_search(black_box(24), black_box(5), Duration::from_micros(800)))
@@ -54,7 +63,14 @@ fn recording(c: &mut Criterion) {
         })
     };
     group.bench_function("record_request/2_threads", |b| {
-        b.iter(|| manager.record_request(black_box("GET"), black_box("/metamcp/{endpoint}/mcp"), 200, Duration::from_micros(250)))
+        b.iter(|| {
+            manager.record_request(
+                black_box("GET"),
+                black_box("/metamcp/{endpoint}/mcp"),
+                200,
+                Duration::from_micros(250),
+            )
+        })
     });
     contender.store(false, std::sync::atomic::Ordering::Relaxed);
     let _ = background.join();

@@ -7,8 +7,8 @@ use std::time::Duration;
 use metamcp_telemetry_actors::ingress::MetricEvent;
 use opentelemetry::Context;
 use opentelemetry_sdk::error::OTelSdkResult;
-use opentelemetry_sdk::trace::{Span, SpanData, SpanProcessor};
 use opentelemetry_sdk::trace::SdkTracerProvider;
+use opentelemetry_sdk::trace::{Span, SpanData, SpanProcessor};
 
 #[derive(Default)]
 pub(crate) struct Capture {
@@ -159,9 +159,11 @@ impl TestTelemetry {
         self.metric_events()
             .into_iter()
             .filter_map(|event| match event {
-                MetricEvent::VectorSearch { query_length, result_count, duration } => {
-                    Some(RecordedVectorSearch { query_length, result_count, duration: Duration::from_secs_f64(duration) })
-                }
+                MetricEvent::VectorSearch { query_length, result_count, duration } => Some(RecordedVectorSearch {
+                    query_length,
+                    result_count,
+                    duration: Duration::from_secs_f64(duration),
+                }),
                 _ => None,
             })
             .collect()

@@ -85,11 +85,8 @@ async fn health(manager: web::Data<TelemetryManager>) -> HttpResponse {
     };
     match pipeline.health(HEALTH_TIMEOUT).await {
         Some(report) => {
-            let status = if report.status == HealthStatus::Unhealthy {
-                StatusCode::SERVICE_UNAVAILABLE
-            } else {
-                StatusCode::OK
-            };
+            let status =
+                if report.status == HealthStatus::Unhealthy { StatusCode::SERVICE_UNAVAILABLE } else { StatusCode::OK };
             HttpResponse::build(status).json(report)
         }
         None => ApiError::new(StatusCode::SERVICE_UNAVAILABLE, "health_unavailable", "the health check did not answer")
@@ -151,7 +148,10 @@ pub const METRICS_THREAD: &str = "mmcp-metrics";
 
 /// Binds the Prometheus endpoint and serves it from its own named thread and actix system, so
 /// scrapes never take a worker of the application.
-pub(crate) fn start_metrics_server(addr: SocketAddr, pipeline: Pipeline) -> std::io::Result<(ServerHandle, SocketAddr)> {
+pub(crate) fn start_metrics_server(
+    addr: SocketAddr,
+    pipeline: Pipeline,
+) -> std::io::Result<(ServerHandle, SocketAddr)> {
     let (tx, rx) = std::sync::mpsc::sync_channel(1);
     std::thread::Builder::new().name(METRICS_THREAD.to_owned()).spawn(move || {
         let system = actix_rt::System::new();

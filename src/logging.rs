@@ -31,11 +31,7 @@ pub fn init_with_sink(settings: &LoggingSettings, sink: LogSink) -> bool {
     let filter = EnvFilter::try_new(&settings.level).unwrap_or_else(|_| EnvFilter::new("info"));
     match settings.format {
         LogFormat::Json => tracing_subscriber::registry().with(filter).with(JsonLayer { sink }).try_init().is_ok(),
-        LogFormat::Pretty => tracing_subscriber::registry()
-            .with(filter)
-            .with(PrettyLayer { sink })
-            .try_init()
-            .is_ok(),
+        LogFormat::Pretty => tracing_subscriber::registry().with(filter).with(PrettyLayer { sink }).try_init().is_ok(),
     }
 }
 

@@ -119,11 +119,7 @@ pub fn resource(settings: &Settings) -> Resource {
         KeyValue::new("telemetry.distro.name", SCOPE_NAME),
     ];
     attributes.extend(
-        settings
-            .telemetry
-            .resource_attributes
-            .iter()
-            .map(|(key, value)| KeyValue::new(key.clone(), value.clone())),
+        settings.telemetry.resource_attributes.iter().map(|(key, value)| KeyValue::new(key.clone(), value.clone())),
     );
     Resource::builder_empty()
         .with_attributes(attributes)
@@ -145,7 +141,10 @@ impl TelemetryManager {
 
     /// As [`initialize`](Self::initialize), with extra readiness probes (a database, say) that
     /// `/health/ready` waits for.
-    pub fn initialize_with_probes(settings: &Settings, probes: Vec<Arc<dyn ReadinessProbe>>) -> Result<Self, InitError> {
+    pub fn initialize_with_probes(
+        settings: &Settings,
+        probes: Vec<Arc<dyn ReadinessProbe>>,
+    ) -> Result<Self, InitError> {
         if !settings.telemetry.enabled {
             return Ok(Self::disabled());
         }
@@ -183,15 +182,27 @@ impl TelemetryManager {
             None
         };
         let sink = Sink::Ingress(pipeline.metric_ingress.clone());
-        let running = Running { pipeline, _provider: provider, metrics_server, shutdown_timeout: settings.server.shutdown_timeout };
+        let running = Running {
+            pipeline,
+            _provider: provider,
+            metrics_server,
+            shutdown_timeout: settings.server.shutdown_timeout,
+        };
         Ok(Self {
-            inner: Arc::new(Inner { mode: Mode::Running(Box::new(running)), tracer: Some(tracer), sink, started: Instant::now() }),
+            inner: Arc::new(Inner {
+                mode: Mode::Running(Box::new(running)),
+                tracer: Some(tracer),
+                sink,
+                started: Instant::now(),
+            }),
         })
     }
 
     /// A manager that records nothing: no threads, no sockets, every call returns at once.
     pub fn disabled() -> Self {
-        Self { inner: Arc::new(Inner { mode: Mode::Disabled, tracer: None, sink: Sink::None, started: Instant::now() }) }
+        Self {
+            inner: Arc::new(Inner { mode: Mode::Disabled, tracer: None, sink: Sink::None, started: Instant::now() }),
+        }
     }
 
     /// A manager that keeps every span and metric event in memory, for a user's own tests. The

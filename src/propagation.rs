@@ -27,7 +27,11 @@ impl Extractor for HeaderExtractor<'_> {
 }
 
 /// The remote parent context carried by `headers`, if any.
-pub(crate) fn extract(propagator: &TraceContextPropagator, baggage: &BaggagePropagator, headers: &HeaderMap) -> Context {
+pub(crate) fn extract(
+    propagator: &TraceContextPropagator,
+    baggage: &BaggagePropagator,
+    headers: &HeaderMap,
+) -> Context {
     let extractor = HeaderExtractor(headers);
     let cx = propagator.extract(&extractor);
     if headers.contains_key("baggage") {

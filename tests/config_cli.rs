@@ -62,11 +62,7 @@ fn run(dir: &Path, env: &[(&str, &str)], args: &[&str]) -> Outcome {
         stdout: stdout.join().expect("stdout reader"),
         stderr: stderr.join().expect("stderr reader"),
     };
-    assert!(
-        status.is_some(),
-        "{args:?} with {env:?} did not exit within {DEADLINE:?}; stderr: {}",
-        outcome.stderr
-    );
+    assert!(status.is_some(), "{args:?} with {env:?} did not exit within {DEADLINE:?}; stderr: {}", outcome.stderr);
     outcome
 }
 
@@ -90,143 +86,84 @@ const INVALID: &[Invalid] = &[
         env: &[("METAMCP_SPAN_BUFFER__FLUSH_INTERVAL", "10")],
         args: &[],
         config_file: None,
-        stderr: &[
-            "span_buffer.flush_interval",
-            "\"10\"",
-            "500ms",
-            "env METAMCP_SPAN_BUFFER__FLUSH_INTERVAL",
-        ],
+        stderr: &["span_buffer.flush_interval", "\"10\"", "500ms", "env METAMCP_SPAN_BUFFER__FLUSH_INTERVAL"],
     },
     Invalid {
         name: "out-of-range batch size",
         env: &[("OTEL_BSP_MAX_EXPORT_BATCH_SIZE", "0")],
         args: &[],
         config_file: None,
-        stderr: &[
-            "span_buffer.max_batch_size",
-            "an integer from 1 to",
-            "env OTEL_BSP_MAX_EXPORT_BATCH_SIZE",
-        ],
+        stderr: &["span_buffer.max_batch_size", "an integer from 1 to", "env OTEL_BSP_MAX_EXPORT_BATCH_SIZE"],
     },
     Invalid {
         name: "batch larger than the queue",
-        env: &[
-            ("OTEL_BSP_MAX_QUEUE_SIZE", "100"),
-            ("OTEL_BSP_MAX_EXPORT_BATCH_SIZE", "200"),
-        ],
+        env: &[("OTEL_BSP_MAX_QUEUE_SIZE", "100"), ("OTEL_BSP_MAX_EXPORT_BATCH_SIZE", "200")],
         args: &[],
         config_file: None,
-        stderr: &[
-            "span_buffer.max_batch_size",
-            "200",
-            "at most span_buffer.queue_capacity (100)",
-        ],
+        stderr: &["span_buffer.max_batch_size", "200", "at most span_buffer.queue_capacity (100)"],
     },
     Invalid {
         name: "unknown METAMCP_ variable",
         env: &[("METAMCP_EXPORTER__ENDPIONT", "http://x:4317")],
         args: &[],
         config_file: None,
-        stderr: &[
-            "unknown key",
-            "exporter.endpiont",
-            "METAMCP_EXPORTER__ENDPIONT",
-            "exporter.endpoint",
-        ],
+        stderr: &["unknown key", "exporter.endpiont", "METAMCP_EXPORTER__ENDPIONT", "exporter.endpoint"],
     },
     Invalid {
         name: "unknown key in a --config file",
         env: &[],
         args: &["--config", "{config}"],
         config_file: Some("[exporter.retry]\nmax_intervall = \"5s\"\n"),
-        stderr: &[
-            "unknown key",
-            "exporter.retry.max_intervall",
-            "--config",
-            "extra.toml",
-        ],
+        stderr: &["unknown key", "exporter.retry.max_intervall", "--config", "extra.toml"],
     },
     Invalid {
         name: "bad protocol flag",
         env: &[],
         args: &["--otlp-protocol", "udp"],
         config_file: None,
-        stderr: &[
-            "exporter.protocol",
-            "\"udp\"",
-            "http/protobuf",
-            "flag --otlp-protocol",
-        ],
+        stderr: &["exporter.protocol", "\"udp\"", "http/protobuf", "flag --otlp-protocol"],
     },
     Invalid {
         name: "bad port string",
         env: &[("PROMETHEUS_METRICS_PORT", "ninety")],
         args: &[],
         config_file: None,
-        stderr: &[
-            "prometheus.port",
-            "\"ninety\"",
-            "an integer",
-            "env PROMETHEUS_METRICS_PORT",
-        ],
+        stderr: &["prometheus.port", "\"ninety\"", "an integer", "env PROMETHEUS_METRICS_PORT"],
     },
     Invalid {
         name: "port out of range",
         env: &[],
         args: &["--metrics-port", "70000"],
         config_file: None,
-        stderr: &[
-            "prometheus.port",
-            "70000",
-            "0 to 65535",
-            "flag --metrics-port",
-        ],
+        stderr: &["prometheus.port", "70000", "0 to 65535", "flag --metrics-port"],
     },
     Invalid {
         name: "bad bind address",
         env: &[],
         args: &["--bind", "localhost:8000"],
         config_file: None,
-        stderr: &[
-            "server.bind",
-            "\"localhost:8000\"",
-            "an IP address and port",
-            "flag --bind",
-        ],
+        stderr: &["server.bind", "\"localhost:8000\"", "an IP address and port", "flag --bind"],
     },
     Invalid {
         name: "sampler_arg 2.0",
         env: &[("OTEL_TRACES_SAMPLER_ARG", "2.0")],
         args: &[],
         config_file: None,
-        stderr: &[
-            "telemetry.sampler_arg",
-            "0.0 to 1.0",
-            "env OTEL_TRACES_SAMPLER_ARG",
-        ],
+        stderr: &["telemetry.sampler_arg", "0.0 to 1.0", "env OTEL_TRACES_SAMPLER_ARG"],
     },
     Invalid {
         name: "bad TELEMETRY_ENABLED",
         env: &[("TELEMETRY_ENABLED", "maybe")],
         args: &[],
         config_file: None,
-        stderr: &[
-            "telemetry.enabled",
-            "\"maybe\"",
-            "yes or no",
-            "env TELEMETRY_ENABLED",
-        ],
+        stderr: &["telemetry.enabled", "\"maybe\"", "yes or no", "env TELEMETRY_ENABLED"],
     },
     Invalid {
         name: "http/json protocol",
         env: &[("OTEL_EXPORTER_OTLP_PROTOCOL", "http/json")],
         args: &[],
         config_file: None,
-        stderr: &[
-            "exporter.protocol",
-            "http/json is not supported",
-            "env OTEL_EXPORTER_OTLP_PROTOCOL",
-        ],
+        stderr: &["exporter.protocol", "http/json is not supported", "env OTEL_EXPORTER_OTLP_PROTOCOL"],
     },
     Invalid {
         name: "METAMCP_ENV without its file",
@@ -261,11 +198,7 @@ const INVALID: &[Invalid] = &[
         env: &[],
         args: &["--set", "exporter.retries=3"],
         config_file: None,
-        stderr: &[
-            "unknown key",
-            "exporter.retries",
-            "flag --set exporter.retries",
-        ],
+        stderr: &["unknown key", "exporter.retries", "flag --set exporter.retries"],
     },
     Invalid {
         name: "unknown flag",
@@ -286,45 +219,15 @@ fn invalid_settings_exit_2_naming_the_key_and_origin() {
             std::fs::write(&config, text).expect("write config file");
         }
         let config = config.display().to_string();
-        let args: Vec<&str> = case
-            .args
-            .iter()
-            .map(|arg| {
-                if *arg == "{config}" {
-                    config.as_str()
-                } else {
-                    arg
-                }
-            })
-            .collect();
+        let args: Vec<&str> =
+            case.args.iter().map(|arg| if *arg == "{config}" { config.as_str() } else { arg }).collect();
         let outcome = run(dir.path(), case.env, &args);
-        assert_eq!(
-            outcome.code,
-            Some(2),
-            "{}: stderr: {}",
-            case.name,
-            outcome.stderr
-        );
-        assert!(
-            outcome.stderr.starts_with("error"),
-            "{}: stderr: {}",
-            case.name,
-            outcome.stderr
-        );
+        assert_eq!(outcome.code, Some(2), "{}: stderr: {}", case.name, outcome.stderr);
+        assert!(outcome.stderr.starts_with("error"), "{}: stderr: {}", case.name, outcome.stderr);
         for part in case.stderr {
-            assert!(
-                outcome.stderr.contains(part),
-                "{}: stderr lacks {part:?}: {}",
-                case.name,
-                outcome.stderr
-            );
+            assert!(outcome.stderr.contains(part), "{}: stderr lacks {part:?}: {}", case.name, outcome.stderr);
         }
-        assert!(
-            outcome.stdout.is_empty(),
-            "{}: stdout: {}",
-            case.name,
-            outcome.stdout
-        );
+        assert!(outcome.stdout.is_empty(), "{}: stdout: {}", case.name, outcome.stdout);
     }
 }
 
@@ -334,78 +237,42 @@ fn check_config_prints_masked_effective_settings_and_exits_0() {
     let outcome = run(
         dir.path(),
         &[
-            (
-                "OTEL_EXPORTER_OTLP_HEADERS",
-                "x-api-key=supersecret,authorization=Bearer%20tok",
-            ),
+            ("OTEL_EXPORTER_OTLP_HEADERS", "x-api-key=supersecret,authorization=Bearer%20tok"),
             ("OTEL_SERVICE_NAME", "checked"),
             ("METAMCP_SERVER__WORKERS", "3"),
         ],
         &["--check-config", "--metrics-port", "9100"],
     );
     assert_eq!(outcome.code, Some(0), "stderr: {}", outcome.stderr);
-    assert!(
-        !outcome.stdout.contains("supersecret"),
-        "{}",
-        outcome.stdout
-    );
+    assert!(!outcome.stdout.contains("supersecret"), "{}", outcome.stdout);
     assert!(!outcome.stdout.contains("Bearer"), "{}", outcome.stdout);
-    assert!(
-        outcome.stdout.contains("x-api-key = \"***\""),
-        "{}",
-        outcome.stdout
-    );
+    assert!(outcome.stdout.contains("x-api-key = \"***\""), "{}", outcome.stdout);
 
-    let settings: Settings =
-        toml::from_str(&outcome.stdout).expect("--check-config prints Settings as TOML");
+    let settings: Settings = toml::from_str(&outcome.stdout).expect("--check-config prints Settings as TOML");
     assert_eq!(settings.telemetry.service_name, "checked");
     assert_eq!(settings.server.workers, 3);
     assert_eq!(settings.prometheus.port, 9100);
-    assert_eq!(
-        settings
-            .exporter
-            .headers
-            .get("authorization")
-            .map(String::as_str),
-        Some("***")
-    );
+    assert_eq!(settings.exporter.headers.get("authorization").map(String::as_str), Some("***"));
 }
 
 #[test]
 fn check_config_reads_config_relative_to_the_working_directory_and_metamcp_env() {
     let dir = tempfile::tempdir().expect("temp dir");
     std::fs::create_dir(dir.path().join("config")).expect("config dir");
-    std::fs::write(
-        dir.path().join("config/default.toml"),
-        "[server]\nworkers = 5\n",
-    )
-    .expect("write");
+    std::fs::write(dir.path().join("config/default.toml"), "[server]\nworkers = 5\n").expect("write");
     let outcome = run(dir.path(), &[], &["--check-config"]);
     assert_eq!(outcome.code, Some(0), "stderr: {}", outcome.stderr);
     let settings: Settings = toml::from_str(&outcome.stdout).expect("TOML");
     assert_eq!(settings.server.workers, 5);
 
     let shipped = shipped_config_dir().display().to_string();
-    let outcome = run(
-        dir.path(),
-        &[
-            ("METAMCP_CONFIG_DIR", &shipped),
-            ("METAMCP_ENV", "development"),
-        ],
-        &["--check-config"],
-    );
+    let outcome =
+        run(dir.path(), &[("METAMCP_CONFIG_DIR", &shipped), ("METAMCP_ENV", "development")], &["--check-config"]);
     assert_eq!(outcome.code, Some(0), "stderr: {}", outcome.stderr);
     let settings: Settings = toml::from_str(&outcome.stdout).expect("TOML");
     assert_eq!(settings.logging.level, "debug");
-    assert_eq!(
-        settings.server.workers, 0,
-        "the shipped config, not ./config, was read"
-    );
-    assert!(
-        outcome.stdout.contains("format = \"pretty\""),
-        "{}",
-        outcome.stdout
-    );
+    assert_eq!(settings.server.workers, 0, "the shipped config, not ./config, was read");
+    assert!(outcome.stdout.contains("format = \"pretty\""), "{}", outcome.stdout);
 }
 
 #[test]
@@ -428,19 +295,11 @@ fn help_lists_every_flag_and_exits_0() {
         "--version",
         "--help",
     ] {
-        assert!(
-            outcome.stdout.contains(flag),
-            "--help lacks {flag}:\n{}",
-            outcome.stdout
-        );
+        assert!(outcome.stdout.contains(flag), "--help lacks {flag}:\n{}", outcome.stdout);
     }
     assert!(outcome.stdout.contains("METAMCP_"), "{}", outcome.stdout);
 
     let outcome = run(dir.path(), &[], &["--version"]);
     assert_eq!(outcome.code, Some(0), "stderr: {}", outcome.stderr);
-    assert!(
-        outcome.stdout.contains(env!("CARGO_PKG_VERSION")),
-        "{}",
-        outcome.stdout
-    );
+    assert!(outcome.stdout.contains(env!("CARGO_PKG_VERSION")), "{}", outcome.stdout);
 }

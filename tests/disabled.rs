@@ -36,8 +36,10 @@ fn disabled_telemetry_binds_no_metrics_port_and_runs_no_pipeline_threads() {
 #[test]
 fn enabled_telemetry_runs_the_pipeline_threads_and_serves_metrics() {
     let service = Service::start(&[("OTLP_ENDPOINT", "http://127.0.0.1:9")], &[]);
-    let arbiters = service.thread_names().iter().filter(|n| n.starts_with(PIPELINE_THREAD)).count();
-    assert_eq!(arbiters, 5, "threads: {:?}", service.thread_names());
+    let names: std::collections::BTreeSet<String> =
+        service.thread_names().into_iter().filter(|n| n.starts_with(PIPELINE_THREAD)).collect();
+    let expected = ["mmcp-aggregator", "mmcp-exporter", "mmcp-health", "mmcp-metrics", "mmcp-spanbuffer"];
+    assert_eq!(names, expected.iter().map(|n| n.to_string()).collect(), "threads: {:?}", service.thread_names());
     let metrics = client().get(service.metrics_url()).send().unwrap();
     assert_eq!(metrics.status(), 200);
 }

@@ -35,7 +35,8 @@ async fn scrape_and_otlp_equal_the_ground_truth() {
             assert_eq!(response.status().as_u16(), status);
         }
     }
-    let tool_runs = [("calculator", true, 0.004), ("calculator", true, 0.2), ("calculator", false, 1.5), ("search", true, 40.0)];
+    let tool_runs =
+        [("calculator", true, 0.004), ("calculator", true, 0.2), ("calculator", false, 1.5), ("search", true, 40.0)];
     for (tool, success, seconds) in tool_runs {
         manager.record_tool_execution(tool, success, Duration::from_secs_f64(seconds));
     }
@@ -55,37 +56,54 @@ async fn scrape_and_otlp_equal_the_ground_truth() {
         assert_eq!(prom::value(&scrape, "metamcp_requests_total", &labels), Some(*count), "{labels:?}");
     }
     assert_eq!(prom::label_set_count(&scrape, "metamcp_requests_total"), per_route.len(), "no other series");
-    let by_route = |method: &str, route: &str| per_route.iter().filter(|((m, r, _), _)| *m == method && *r == route).map(|(_, c)| c).sum::<f64>();
+    let by_route = |method: &str, route: &str| {
+        per_route.iter().filter(|((m, r, _), _)| *m == method && *r == route).map(|(_, c)| c).sum::<f64>()
+    };
     for (method, _, route, _, _) in workload {
         let labels = [("method", method), ("route", route)];
-        assert_eq!(prom::histogram_count(&scrape, "metamcp_request_duration_seconds", &labels), Some(by_route(method, route)));
+        assert_eq!(
+            prom::histogram_count(&scrape, "metamcp_request_duration_seconds", &labels),
+            Some(by_route(method, route))
+        );
         assert!(prom::histogram_sum(&scrape, "metamcp_request_duration_seconds", &labels).unwrap() > 0.0);
     }
 
-    let tool = |name: &str, success: &str| prom::value(&scrape, "metamcp_tool_executions_total", &[("tool_name", name), ("success", success)]);
+    let tool = |name: &str, success: &str| {
+        prom::value(&scrape, "metamcp_tool_executions_total", &[("tool_name", name), ("success", success)])
+    };
     assert_eq!(tool("calculator", "true"), Some(2.0));
     assert_eq!(tool("calculator", "false"), Some(1.0));
     assert_eq!(tool("search", "true"), Some(1.0));
     let calc = [("tool_name", "calculator")];
     assert_eq!(prom::histogram_count(&scrape, "metamcp_tool_execution_duration_seconds", &calc), Some(3.0));
-    assert!((prom::histogram_sum(&scrape, "metamcp_tool_execution_duration_seconds", &calc).unwrap() - 1.704).abs() < 1e-9);
-    let buckets = prom::histogram_buckets(&scrape, "metamcp_tool_execution_duration_seconds", &[("tool_name", "search")]).unwrap();
+    assert!(
+        (prom::histogram_sum(&scrape, "metamcp_tool_execution_duration_seconds", &calc).unwrap() - 1.704).abs() < 1e-9
+    );
+    let buckets =
+        prom::histogram_buckets(&scrape, "metamcp_tool_execution_duration_seconds", &[("tool_name", "search")])
+            .unwrap();
     let le = |bound: f64| buckets.iter().find(|(b, _)| *b == bound).map(|(_, c)| *c);
     assert_eq!(le(30.0), Some(0.0), "40 s is above the 30 s bucket");
     assert_eq!(le(60.0), Some(1.0), "second-scale buckets reach minutes");
 
     assert_eq!(prom::value(&scrape, "metamcp_vector_searches_total", &[]), Some(3.0));
     assert_eq!(prom::histogram_count(&scrape, "metamcp_vector_search_duration_seconds", &[]), Some(3.0));
-    assert!((prom::histogram_sum(&scrape, "metamcp_vector_search_duration_seconds", &[]).unwrap() - 0.3208).abs() < 1e-9);
+    assert!(
+        (prom::histogram_sum(&scrape, "metamcp_vector_search_duration_seconds", &[]).unwrap() - 0.3208).abs() < 1e-9
+    );
     assert_eq!(prom::histogram_sum(&scrape, "metamcp_vector_search_results", &[]), Some(17.0));
     assert_eq!(prom::histogram_sum(&scrape, "metamcp_vector_search_query_length_chars", &[]), Some(743.0));
-    assert_eq!(prom::value(&scrape, "metamcp_telemetry_dropped_total", &[("signal", "metrics"), ("reason", "queue_full")]), Some(0.0));
+    assert_eq!(
+        prom::value(&scrape, "metamcp_telemetry_dropped_total", &[("signal", "metrics"), ("reason", "queue_full")]),
+        Some(0.0)
+    );
 
     // The OTLP export carries the same numbers: wait for a snapshot taken after the workload.
     let every_scraped_counter_matches = |collector: &TestCollector| {
         per_route.iter().all(|((method, route, status), count)| {
             collector.metric_points("metamcp_requests_total").iter().any(|p| {
-                p.has_attrs(&[("method", method), ("route", route), ("status_code", status)]) && p.value() == Some(*count)
+                p.has_attrs(&[("method", method), ("route", route), ("status_code", status)])
+                    && p.value() == Some(*count)
             })
         }) && collector.metric_points("metamcp_vector_searches_total").first().and_then(|p| p.value()) == Some(3.0)
             && collector
@@ -95,7 +113,11 @@ async fn scrape_and_otlp_equal_the_ground_truth() {
     };
     let deadline = std::time::Instant::now() + Duration::from_secs(20);
     while !every_scraped_counter_matches(&collector) {
-        assert!(std::time::Instant::now() < deadline, "OTLP metrics never matched the scrape: {:?}", collector.metric_names());
+        assert!(
+            std::time::Instant::now() < deadline,
+            "OTLP metrics never matched the scrape: {:?}",
+            collector.metric_names()
+        );
         actix_rt::time::sleep(Duration::from_millis(20)).await;
     }
     let points = collector.metric_points("metamcp_tool_execution_duration_seconds");

@@ -29,8 +29,10 @@ async fn n_requests_become_n_server_spans(transport: Transport, protocol: Protoc
             _ => ("GET", format!("/missing/{i}"), "unmatched", 404),
         };
         // Every third request continues a remote trace.
-        let parent = (i % 3 == 0).then(|| (format!("{:032x}", 0xabc0_0000 + i as u128), format!("{:016x}", 0x1000 + i as u64)));
-        let mut request = client.request(method.parse().unwrap(), app.url(&path)).header("x-request-id", format!("req-{i}"));
+        let parent =
+            (i % 3 == 0).then(|| (format!("{:032x}", 0xabc0_0000 + i as u128), format!("{:016x}", 0x1000 + i as u64)));
+        let mut request =
+            client.request(method.parse().unwrap(), app.url(&path)).header("x-request-id", format!("req-{i}"));
         if let Some((trace, span)) = &parent {
             request = request.header("traceparent", format!("00-{trace}-{span}-01"));
         }

@@ -54,7 +54,10 @@ fn without_a_collector_requests_are_served_health_degrades_and_one_warning_is_lo
     assert!(first >= 1.0);
     let rising = common::wait_until(Duration::from_secs(20), || failures(&service) > first);
     assert!(rising, "retryable failures keep rising while the collector is away");
-    assert_eq!(prom::value(&prom::scrape_blocking(&service.metrics_url()), "metamcp_telemetry_collector_up", &[]), Some(0.0));
+    assert_eq!(
+        prom::value(&prom::scrape_blocking(&service.metrics_url()), "metamcp_telemetry_collector_up", &[]),
+        Some(0.0)
+    );
 
     let status = service.signal_and_wait(Signal::SIGTERM, Duration::from_secs(20));
     assert!(status.success(), "{status}");

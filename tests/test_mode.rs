@@ -45,7 +45,10 @@ async fn trace_operation_nests_spans_and_marks_errors() {
     assert_eq!(inner.span_context.trace_id(), outer.span_context.trace_id());
     assert_eq!(outer.status, Status::error("upstream refused"));
     let exception = outer.events.iter().find(|e| e.name == "exception").expect("exception event");
-    assert!(exception.attributes.iter().any(|kv| kv.key.as_str() == "exception.message" && kv.value.as_str() == "upstream refused"));
+    assert!(exception
+        .attributes
+        .iter()
+        .any(|kv| kv.key.as_str() == "exception.message" && kv.value.as_str() == "upstream refused"));
     assert!(outer.attributes.iter().any(|kv| kv.key.as_str() == "step"));
 
     let ok: Result<u8, String> = manager.trace_operation("fine", Vec::new(), async { Ok(7) }).await;
@@ -97,4 +100,3 @@ async fn the_middleware_records_a_server_span_and_a_request() {
     assert_eq!((requests[1].route.as_str(), requests[1].status_code), ("unmatched", 404));
     assert!(recorded.span_names().contains(&"GET".to_owned()), "unmatched requests are named by method only");
 }
-

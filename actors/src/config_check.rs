@@ -40,11 +40,7 @@ pub(crate) fn duration(key: &str, value: Duration, min: Duration, max: Duration)
         Err(ConfigError::new(
             key,
             humantime::format_duration(value).to_string(),
-            format!(
-                "a duration from {} to {}",
-                humantime::format_duration(min),
-                humantime::format_duration(max)
-            ),
+            format!("a duration from {} to {}", humantime::format_duration(min), humantime::format_duration(max)),
         ))
     }
 }

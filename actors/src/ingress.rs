@@ -234,10 +234,7 @@ pub struct SpanIngress {
 
 impl fmt::Debug for SpanIngress {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("SpanIngress")
-            .field("queued", &self.tx.len())
-            .field("capacity", &self.tx.capacity())
-            .finish()
+        f.debug_struct("SpanIngress").field("queued", &self.tx.len()).field("capacity", &self.tx.capacity()).finish()
     }
 }
 
@@ -323,10 +320,7 @@ pub struct MetricIngress {
 
 impl fmt::Debug for MetricIngress {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("MetricIngress")
-            .field("queued", &self.tx.len())
-            .field("capacity", &self.tx.capacity())
-            .finish()
+        f.debug_struct("MetricIngress").field("queued", &self.tx.len()).field("capacity", &self.tx.capacity()).finish()
     }
 }
 

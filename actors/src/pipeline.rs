@@ -21,8 +21,6 @@ use crate::span_buffer::config::SpanBufferConfig;
 use crate::span_buffer::{Flush, FlushError, Shutdown, SpanBuffer};
 use crate::supervision::InjectPanic;
 
-
-
 /// Thread names of the four actors, in start order (at most 15 bytes: the kernel's limit).
 pub const THREAD_NAMES: [&str; 4] = ["mmcp-exporter", "mmcp-spanbuffer", "mmcp-aggregator", "mmcp-health"];
 
@@ -147,7 +145,16 @@ impl Pipeline {
             let (registry, service) = (registry.clone(), service_metrics.clone());
             let (exporter, resource, metrics) = (exporter.clone(), resource.clone(), self_metrics.clone());
             Supervisor::start_in_arbiter(&handles[2], move |_| {
-                MetricAggregator::new(config, metric_rx, metric_wake, registry, service, Some(exporter), resource, metrics)
+                MetricAggregator::new(
+                    config,
+                    metric_rx,
+                    metric_wake,
+                    registry,
+                    service,
+                    Some(exporter),
+                    resource,
+                    metrics,
+                )
             })
         };
         let health = {
@@ -176,7 +183,8 @@ impl Pipeline {
             if !sent {
                 return Err("the arbiter is gone".to_owned());
             }
-            rx.recv_timeout(timeout + Duration::from_millis(100)).unwrap_or_else(|_| Err("force_flush timed out".to_owned()))
+            rx.recv_timeout(timeout + Duration::from_millis(100))
+                .unwrap_or_else(|_| Err("force_flush timed out".to_owned()))
         });
         let span_ingress = span_ingress.with_flush_hook(hook);
 

@@ -8,7 +8,9 @@ use std::sync::Arc;
 
 use prometheus::core::{Collector, Desc};
 use prometheus::proto::MetricFamily;
-use prometheus::{Histogram, HistogramOpts, HistogramVec, IntCounter, IntCounterVec, IntGauge, IntGaugeVec, Opts, Registry};
+use prometheus::{
+    Histogram, HistogramOpts, HistogramVec, IntCounter, IntCounterVec, IntGauge, IntGaugeVec, Opts, Registry,
+};
 
 /// A kind of telemetry flowing through the pipeline.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -122,7 +124,8 @@ impl FailureKind {
 }
 
 /// Export latency buckets, in seconds.
-pub const EXPORT_DURATION_BUCKETS: &[f64] = &[0.001, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0];
+pub const EXPORT_DURATION_BUCKETS: &[f64] =
+    &[0.001, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0];
 /// Batch size buckets, in items.
 pub const BATCH_SIZE_BUCKETS: &[f64] = &[1.0, 8.0, 32.0, 64.0, 128.0, 256.0, 512.0, 1024.0, 2048.0, 8192.0];
 
@@ -205,7 +208,8 @@ impl SelfMetrics {
             dropped: per_signal(|s| DropReason::ALL.map(|r| dropped.with_label_values(&[s.as_str(), r.as_str()]))),
             exported: per_signal(|s| exported.with_label_values(&[s.as_str()])),
             export_failures: per_signal(|s| {
-                [FailureKind::Retryable, FailureKind::Permanent].map(|k| failures.with_label_values(&[s.as_str(), k.as_str()]))
+                [FailureKind::Retryable, FailureKind::Permanent]
+                    .map(|k| failures.with_label_values(&[s.as_str(), k.as_str()]))
             }),
             export_duration: per_signal(|s| duration.with_label_values(&[s.as_str()])),
             batch_size: per_signal(|s| batch.with_label_values(&[s.as_str()])),

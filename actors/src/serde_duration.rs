@@ -18,7 +18,9 @@ pub fn deserialize<'de, D: Deserializer<'de>>(deserializer: D) -> Result<Duratio
 /// Parses a human-readable duration; the error says what is allowed.
 pub fn parse(text: &str) -> Result<Duration, String> {
     humantime::parse_duration(text.trim()).map_err(|err| {
-        format!("invalid duration {text:?} ({err}); expected a number with a unit, such as \"500ms\", \"10s\" or \"2m\"")
+        format!(
+            "invalid duration {text:?} ({err}); expected a number with a unit, such as \"500ms\", \"10s\" or \"2m\""
+        )
     })
 }
 

@@ -26,9 +26,7 @@ impl Strings for ProcessEnv {
     }
 
     fn keys(&self) -> Vec<String> {
-        std::env::vars_os()
-            .filter_map(|(key, _)| key.into_string().ok())
-            .collect()
+        std::env::vars_os().filter_map(|(key, _)| key.into_string().ok()).collect()
     }
 }
 
@@ -79,129 +77,47 @@ pub(crate) struct Alias {
 }
 
 const fn alias(var: &'static str, key: &'static str, conversion: Conversion) -> Alias {
-    Alias {
-        var,
-        key,
-        conversion,
-    }
+    Alias { var, key, conversion }
 }
 
 /// The alias variables in the order they are applied: a later one wins over an earlier one for
 /// the same key. First the standard OpenTelemetry variables and `RUST_LOG`, then the seed's
 /// variables. `METAMCP_*` variables are applied after all of these.
 pub(crate) const ALIASES: &[Alias] = &[
-    alias(
-        "OTEL_SDK_DISABLED",
-        "telemetry.enabled",
-        Conversion::SdkDisabled,
-    ),
-    alias(
-        "OTEL_RESOURCE_ATTRIBUTES",
-        "telemetry.resource_attributes",
-        Conversion::ResourceAttributes,
-    ),
-    alias(
-        "OTEL_SERVICE_NAME",
-        "telemetry.service_name",
-        Conversion::Typed,
-    ),
-    alias(
-        "OTEL_TRACES_SAMPLER",
-        "telemetry.sampler",
-        Conversion::Typed,
-    ),
-    alias(
-        "OTEL_TRACES_SAMPLER_ARG",
-        "telemetry.sampler_arg",
-        Conversion::Typed,
-    ),
-    alias(
-        "OTEL_EXPORTER_OTLP_ENDPOINT",
-        "exporter.endpoint",
-        Conversion::Typed,
-    ),
-    alias(
-        "OTEL_EXPORTER_OTLP_TRACES_ENDPOINT",
-        "exporter.endpoint",
-        Conversion::Typed,
-    ),
-    alias(
-        "OTEL_EXPORTER_OTLP_PROTOCOL",
-        "exporter.protocol",
-        Conversion::OtlpProtocol,
-    ),
-    alias(
-        "OTEL_EXPORTER_OTLP_INSECURE",
-        "exporter.insecure",
-        Conversion::Typed,
-    ),
-    alias(
-        "OTEL_EXPORTER_OTLP_HEADERS",
-        "exporter.headers",
-        Conversion::Typed,
-    ),
-    alias(
-        "OTEL_BSP_EXPORT_TIMEOUT",
-        "exporter.timeout",
-        Conversion::Millis,
-    ),
-    alias(
-        "OTEL_EXPORTER_OTLP_TIMEOUT",
-        "exporter.timeout",
-        Conversion::Millis,
-    ),
-    alias(
-        "OTEL_BSP_MAX_CONCURRENT_EXPORTS",
-        "exporter.max_concurrent_exports",
-        Conversion::Typed,
-    ),
-    alias(
-        "OTEL_BSP_SCHEDULE_DELAY",
-        "span_buffer.flush_interval",
-        Conversion::Millis,
-    ),
-    alias(
-        "OTEL_BSP_MAX_QUEUE_SIZE",
-        "span_buffer.queue_capacity",
-        Conversion::Typed,
-    ),
-    alias(
-        "OTEL_BSP_MAX_EXPORT_BATCH_SIZE",
-        "span_buffer.max_batch_size",
-        Conversion::Typed,
-    ),
-    alias(
-        "OTEL_METRIC_EXPORT_INTERVAL",
-        "metrics.export_interval",
-        Conversion::Millis,
-    ),
+    alias("OTEL_SDK_DISABLED", "telemetry.enabled", Conversion::SdkDisabled),
+    alias("OTEL_RESOURCE_ATTRIBUTES", "telemetry.resource_attributes", Conversion::ResourceAttributes),
+    alias("OTEL_SERVICE_NAME", "telemetry.service_name", Conversion::Typed),
+    alias("OTEL_TRACES_SAMPLER", "telemetry.sampler", Conversion::Typed),
+    alias("OTEL_TRACES_SAMPLER_ARG", "telemetry.sampler_arg", Conversion::Typed),
+    alias("OTEL_EXPORTER_OTLP_ENDPOINT", "exporter.endpoint", Conversion::Typed),
+    alias("OTEL_EXPORTER_OTLP_TRACES_ENDPOINT", "exporter.endpoint", Conversion::Typed),
+    alias("OTEL_EXPORTER_OTLP_PROTOCOL", "exporter.protocol", Conversion::OtlpProtocol),
+    alias("OTEL_EXPORTER_OTLP_INSECURE", "exporter.insecure", Conversion::Typed),
+    alias("OTEL_EXPORTER_OTLP_HEADERS", "exporter.headers", Conversion::Typed),
+    alias("OTEL_BSP_EXPORT_TIMEOUT", "exporter.timeout", Conversion::Millis),
+    alias("OTEL_EXPORTER_OTLP_TIMEOUT", "exporter.timeout", Conversion::Millis),
+    alias("OTEL_BSP_MAX_CONCURRENT_EXPORTS", "exporter.max_concurrent_exports", Conversion::Typed),
+    alias("OTEL_BSP_SCHEDULE_DELAY", "span_buffer.flush_interval", Conversion::Millis),
+    alias("OTEL_BSP_MAX_QUEUE_SIZE", "span_buffer.queue_capacity", Conversion::Typed),
+    alias("OTEL_BSP_MAX_EXPORT_BATCH_SIZE", "span_buffer.max_batch_size", Conversion::Typed),
+    alias("OTEL_METRIC_EXPORT_INTERVAL", "metrics.export_interval", Conversion::Millis),
     alias("RUST_LOG", "logging.level", Conversion::Typed),
     // The seed's variables.
     alias("TELEMETRY_ENABLED", "telemetry.enabled", Conversion::Typed),
     alias("OTLP_ENDPOINT", "exporter.endpoint", Conversion::Typed),
     alias("OTLP_INSECURE", "exporter.insecure", Conversion::Typed),
-    alias(
-        "PROMETHEUS_METRICS_PORT",
-        "prometheus.port",
-        Conversion::Typed,
-    ),
+    alias("PROMETHEUS_METRICS_PORT", "prometheus.port", Conversion::Typed),
 ];
 
 /// The `METAMCP_*` variable that sets the dotted `key`: `exporter.retry.max_interval` →
 /// `METAMCP_EXPORTER__RETRY__MAX_INTERVAL`.
 #[cfg(test)]
 pub(crate) fn var_for_key(key: &str) -> String {
-    format!(
-        "{ENV_PREFIX}{}",
-        key.replace('.', "__").to_ascii_uppercase()
-    )
+    format!("{ENV_PREFIX}{}", key.replace('.', "__").to_ascii_uppercase())
 }
 
 /// The environment layer's assignments, in order of precedence (a later one wins).
-pub(crate) fn assignments(
-    env: &dyn Strings,
-    schema: &Schema,
-) -> Result<Vec<Assignment>, SettingsError> {
+pub(crate) fn assignments(env: &dyn Strings, schema: &Schema) -> Result<Vec<Assignment>, SettingsError> {
     let mut out = Vec::new();
     for alias in ALIASES {
         // An empty value counts as unset, as the OpenTelemetry specification asks.
@@ -214,17 +130,12 @@ pub(crate) fn assignments(
     let mut names: Vec<String> = env
         .keys()
         .into_iter()
-        .filter(|name| {
-            name.starts_with(ENV_PREFIX) && name != ENVIRONMENT_ENV && name != CONFIG_DIR_ENV
-        })
+        .filter(|name| name.starts_with(ENV_PREFIX) && name != ENVIRONMENT_ENV && name != CONFIG_DIR_ENV)
         .collect();
     names.sort();
     for name in names {
         let Some(raw) = env.get(&name) else { continue };
-        let segments: Vec<String> = name[ENV_PREFIX.len()..]
-            .split("__")
-            .map(str::to_ascii_lowercase)
-            .collect();
+        let segments: Vec<String> = name[ENV_PREFIX.len()..].split("__").map(str::to_ascii_lowercase).collect();
         out.extend(schema.assign(&segments, &raw, &Origin::Env(name.clone()))?);
     }
     Ok(out)
@@ -241,10 +152,8 @@ fn convert(alias: &Alias, raw: &str, schema: &Schema) -> Result<Vec<Assignment>,
     match alias.conversion {
         Conversion::Typed => schema.assign_dotted(alias.key, raw, &origin),
         Conversion::Millis => {
-            let millis: u64 = raw
-                .trim()
-                .parse()
-                .map_err(|_| invalid("a whole number of milliseconds, such as 5000"))?;
+            let millis: u64 =
+                raw.trim().parse().map_err(|_| invalid("a whole number of milliseconds, such as 5000"))?;
             schema.assign_dotted(alias.key, &format!("{millis}ms"), &origin)
         }
         Conversion::SdkDisabled => match parse_bool(raw) {
@@ -259,9 +168,7 @@ fn convert(alias: &Alias, raw: &str, schema: &Schema) -> Result<Vec<Assignment>,
         },
         Conversion::OtlpProtocol => {
             if raw.trim() == "http/json" {
-                Err(invalid(
-                    "grpc or http/protobuf (http/json is not supported)",
-                ))
+                Err(invalid("grpc or http/protobuf (http/json is not supported)"))
             } else {
                 schema.assign_dotted(alias.key, raw.trim(), &origin)
             }
@@ -273,11 +180,7 @@ fn convert(alias: &Alias, raw: &str, schema: &Schema) -> Result<Vec<Assignment>,
                 if name == "service.name" {
                     out.extend(schema.assign_dotted("telemetry.service_name", &value, &origin)?);
                 } else {
-                    let segments = [
-                        "telemetry".to_owned(),
-                        "resource_attributes".to_owned(),
-                        name,
-                    ];
+                    let segments = ["telemetry".to_owned(), "resource_attributes".to_owned(), name];
                     out.extend(schema.assign(&segments, &value, &origin)?);
                 }
             }

@@ -70,16 +70,9 @@ impl Schema {
 
     /// The settable key that `segments` names, and its type. Segments after a map's name are
     /// joined with `.` into the entry's key.
-    pub(crate) fn resolve(
-        &self,
-        segments: &[String],
-        origin: &Origin,
-    ) -> Result<(Vec<String>, Kind), SettingsError> {
-        let unknown = |allowed: String| SettingsError::UnknownKey {
-            key: segments.join("."),
-            allowed,
-            origin: origin.clone(),
-        };
+    pub(crate) fn resolve(&self, segments: &[String], origin: &Origin) -> Result<(Vec<String>, Kind), SettingsError> {
+        let unknown =
+            |allowed: String| SettingsError::UnknownKey { key: segments.join("."), allowed, origin: origin.clone() };
         let mut table = &self.defaults;
         let mut path = Vec::new();
         for (index, segment) in segments.iter().enumerate() {
@@ -91,10 +84,7 @@ impl Schema {
             match value {
                 Value::Table(inner) if !inner.is_empty() => {
                     if rest.is_empty() {
-                        return Err(unknown(format!(
-                            "a key inside this section, {}",
-                            list_keys(inner, &path)
-                        )));
+                        return Err(unknown(format!("a key inside this section, {}", list_keys(inner, &path))));
                     }
                     table = inner;
                 }
@@ -103,12 +93,7 @@ impl Schema {
                     return Ok((path, Kind::String));
                 }
                 leaf if rest.is_empty() => return Ok((path, Kind::of(leaf))),
-                _ => {
-                    return Err(unknown(format!(
-                        "`{}` is a single value, not a section",
-                        path.join(".")
-                    )))
-                }
+                _ => return Err(unknown(format!("`{}` is a single value, not a section", path.join(".")))),
             }
         }
         Err(unknown(list_keys(table, &path)))
@@ -156,11 +141,7 @@ fn flatten_into(
         let Some(expected) = schema.get(&key) else {
             let allowed = list_keys(schema, prefix);
             prefix.push(key);
-            return Err(SettingsError::UnknownKey {
-                key: prefix.join("."),
-                allowed,
-                origin: origin.clone(),
-            });
+            return Err(SettingsError::UnknownKey { key: prefix.join("."), allowed, origin: origin.clone() });
         };
         prefix.push(key);
         match (expected, value) {
@@ -171,18 +152,10 @@ fn flatten_into(
                 for (entry, value) in entries {
                     let mut path = prefix.clone();
                     path.push(entry);
-                    out.push(Assignment {
-                        path,
-                        value,
-                        origin: origin.clone(),
-                    });
+                    out.push(Assignment { path, value, origin: origin.clone() });
                 }
             }
-            (_, value) => out.push(Assignment {
-                path: prefix.clone(),
-                value,
-                origin: origin.clone(),
-            }),
+            (_, value) => out.push(Assignment { path: prefix.clone(), value, origin: origin.clone() }),
         }
         prefix.pop();
     }
@@ -193,25 +166,13 @@ fn flatten_into(
 fn list_keys(table: &Table, prefix: &[String]) -> String {
     let keys: Vec<String> = table
         .keys()
-        .map(|key| {
-            prefix
-                .iter()
-                .chain(std::iter::once(key))
-                .cloned()
-                .collect::<Vec<_>>()
-                .join(".")
-        })
+        .map(|key| prefix.iter().chain(std::iter::once(key)).cloned().collect::<Vec<_>>().join("."))
         .collect();
     format!("one of {}", keys.join(", "))
 }
 
 /// Assignments for the string `raw` at `path` of type `kind`.
-fn typed(
-    path: Vec<String>,
-    kind: Kind,
-    raw: &str,
-    origin: &Origin,
-) -> Result<Vec<Assignment>, SettingsError> {
+fn typed(path: Vec<String>, kind: Kind, raw: &str, origin: &Origin) -> Result<Vec<Assignment>, SettingsError> {
     let invalid = |path: &[String], allowed: &str| {
         let key = path.join(".");
         SettingsError::Invalid {
@@ -223,16 +184,8 @@ fn typed(
     };
     let value = match kind {
         Kind::Bool => Value::Boolean(parse_bool(raw).ok_or_else(|| invalid(&path, BOOL_ALLOWED))?),
-        Kind::Integer => Value::Integer(
-            raw.trim()
-                .parse()
-                .map_err(|_| invalid(&path, "an integer"))?,
-        ),
-        Kind::Float => Value::Float(
-            raw.trim()
-                .parse()
-                .map_err(|_| invalid(&path, "a number such as 0.25"))?,
-        ),
+        Kind::Integer => Value::Integer(raw.trim().parse().map_err(|_| invalid(&path, "an integer"))?),
+        Kind::Float => Value::Float(raw.trim().parse().map_err(|_| invalid(&path, "a number such as 0.25"))?),
         Kind::String => Value::String(raw.to_owned()),
         Kind::Map => {
             let pairs = parse_pairs(raw).map_err(|allowed| invalid(&path, &allowed))?;
@@ -241,20 +194,12 @@ fn typed(
                 .map(|(key, value)| {
                     let mut entry = path.clone();
                     entry.push(key);
-                    Assignment {
-                        path: entry,
-                        value: Value::String(value),
-                        origin: origin.clone(),
-                    }
+                    Assignment { path: entry, value: Value::String(value), origin: origin.clone() }
                 })
                 .collect());
         }
     };
-    Ok(vec![Assignment {
-        path,
-        value,
-        origin: origin.clone(),
-    }])
+    Ok(vec![Assignment { path, value, origin: origin.clone() }])
 }
 
 /// What a boolean from a string may be.
@@ -272,13 +217,10 @@ pub(crate) fn parse_bool(raw: &str) -> Option<bool> {
 /// `k=v,k2=v2` with percent-encoded keys and values (the W3C Baggage form of
 /// `OTEL_RESOURCE_ATTRIBUTES` and `OTEL_EXPORTER_OTLP_HEADERS`). Empty items are skipped.
 pub(crate) fn parse_pairs(raw: &str) -> Result<Vec<(String, String)>, String> {
-    const ALLOWED: &str = "comma-separated key=value pairs such as \"a=1,b=2\" (percent-encode ',', '=' and '%' inside keys and values)";
+    const ALLOWED: &str =
+        "comma-separated key=value pairs such as \"a=1,b=2\" (percent-encode ',', '=' and '%' inside keys and values)";
     let mut pairs = Vec::new();
-    for item in raw
-        .split(',')
-        .map(str::trim)
-        .filter(|item| !item.is_empty())
-    {
+    for item in raw.split(',').map(str::trim).filter(|item| !item.is_empty()) {
         let (key, value) = item.split_once('=').ok_or_else(|| ALLOWED.to_owned())?;
         let key = percent_decode(key.trim()).ok_or_else(|| ALLOWED.to_owned())?;
         let value = percent_decode(value.trim()).ok_or_else(|| ALLOWED.to_owned())?;
@@ -329,11 +271,7 @@ pub(crate) struct Stack<'a> {
 impl<'a> Stack<'a> {
     /// The built-in defaults alone.
     pub(crate) fn new(schema: &'a Schema) -> Stack<'a> {
-        Stack {
-            schema,
-            merged: schema.defaults.clone(),
-            origins: BTreeMap::new(),
-        }
+        Stack { schema, merged: schema.defaults.clone(), origins: BTreeMap::new() }
     }
 
     /// Parses `text` as TOML and applies its keys.
@@ -349,12 +287,7 @@ impl<'a> Stack<'a> {
 
     /// Applies `assignments` in order; a later one wins.
     pub(crate) fn apply(&mut self, assignments: Vec<Assignment>) {
-        for Assignment {
-            path,
-            value,
-            origin,
-        } in assignments
-        {
+        for Assignment { path, value, origin } in assignments {
             insert_at(&mut self.merged, &path, value);
             self.origins.insert(path.join("."), origin);
         }
@@ -380,25 +313,15 @@ impl<'a> Stack<'a> {
     /// An [`SettingsError::Invalid`] for `key`, naming where its value came from.
     pub(crate) fn invalid(&self, key: String, value: String, allowed: String) -> SettingsError {
         let origin = self.origin(&key);
-        SettingsError::Invalid {
-            value: shown(&key, &value),
-            key,
-            allowed,
-            origin,
-        }
+        SettingsError::Invalid { value: shown(&key, &value), key, allowed, origin }
     }
 
     /// The merged tree as `T`; an error names the key, its value and origin.
     pub(crate) fn deserialize<T: DeserializeOwned>(&self) -> Result<T, SettingsError> {
         serde_path_to_error::deserialize(self.merged.clone()).map_err(|err| {
             let segments: Vec<String> = err.path().iter().map(ToString::to_string).collect();
-            let value = lookup(&self.merged, &segments)
-                .map_or_else(|| "(missing)".to_owned(), ToString::to_string);
-            self.invalid(
-                err.path().to_string(),
-                value,
-                allowed_from_serde(err.inner().message()),
-            )
+            let value = lookup(&self.merged, &segments).map_or_else(|| "(missing)".to_owned(), ToString::to_string);
+            self.invalid(err.path().to_string(), value, allowed_from_serde(err.inner().message()))
         })
     }
 }
@@ -411,9 +334,7 @@ fn insert_at(table: &mut Table, path: &[String], value: Value) {
             table.insert(last.clone(), value);
         }
         [first, rest @ ..] => {
-            let entry = table
-                .entry(first.clone())
-                .or_insert_with(|| Value::Table(Table::new()));
+            let entry = table.entry(first.clone()).or_insert_with(|| Value::Table(Table::new()));
             if !entry.is_table() {
                 *entry = Value::Table(Table::new());
             }

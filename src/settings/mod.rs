@@ -22,9 +22,7 @@ use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use metamcp_telemetry_actors::exporter::config::{DEFAULT_GRPC_ENDPOINT, DEFAULT_HTTP_ENDPOINT};
-use metamcp_telemetry_actors::{
-    ConfigError, ExporterConfig, HealthConfig, MetricsConfig, Protocol, SpanBufferConfig,
-};
+use metamcp_telemetry_actors::{ConfigError, ExporterConfig, HealthConfig, MetricsConfig, Protocol, SpanBufferConfig};
 use serde::{Deserialize, Serialize};
 
 pub use env::{ProcessEnv, Strings};
@@ -179,11 +177,7 @@ pub struct ServerSettings {
 
 impl Default for ServerSettings {
     fn default() -> Self {
-        Self {
-            bind: DEFAULT_BIND,
-            workers: DEFAULT_WORKERS,
-            shutdown_timeout: DEFAULT_SHUTDOWN_TIMEOUT,
-        }
+        Self { bind: DEFAULT_BIND, workers: DEFAULT_WORKERS, shutdown_timeout: DEFAULT_SHUTDOWN_TIMEOUT }
     }
 }
 
@@ -201,11 +195,7 @@ pub struct PrometheusSettings {
 
 impl Default for PrometheusSettings {
     fn default() -> Self {
-        Self {
-            enabled: true,
-            bind: DEFAULT_PROMETHEUS_BIND,
-            port: DEFAULT_PROMETHEUS_PORT,
-        }
+        Self { enabled: true, bind: DEFAULT_PROMETHEUS_BIND, port: DEFAULT_PROMETHEUS_PORT }
     }
 }
 
@@ -221,10 +211,7 @@ pub struct LoggingSettings {
 
 impl Default for LoggingSettings {
     fn default() -> Self {
-        Self {
-            level: DEFAULT_LOG_LEVEL.to_owned(),
-            format: LogFormat::default(),
-        }
+        Self { level: DEFAULT_LOG_LEVEL.to_owned(), format: LogFormat::default() }
     }
 }
 
@@ -284,11 +271,7 @@ impl TelemetrySettings {
                 "a non-empty name",
             ));
         }
-        if let Some(key) = self
-            .resource_attributes
-            .keys()
-            .find(|key| key.trim().is_empty())
-        {
+        if let Some(key) = self.resource_attributes.keys().find(|key| key.trim().is_empty()) {
             return Err(ConfigError::new(
                 "telemetry.resource_attributes",
                 format!("{key:?}"),
@@ -332,17 +315,13 @@ impl ServerSettings {
 
 impl LoggingSettings {
     fn validate(&self) -> Result<(), ConfigError> {
-        tracing_subscriber::EnvFilter::try_new(&self.level)
-            .map(drop)
-            .map_err(|err| {
-                ConfigError::new(
-                    "logging.level",
-                    format!("{:?}", self.level),
-                    format!(
-                        "a filter in RUST_LOG syntax such as \"info\" or \"warn,metamcp_telemetry=debug\" ({err})"
-                    ),
-                )
-            })
+        tracing_subscriber::EnvFilter::try_new(&self.level).map(drop).map_err(|err| {
+            ConfigError::new(
+                "logging.level",
+                format!("{:?}", self.level),
+                format!("a filter in RUST_LOG syntax such as \"info\" or \"warn,metamcp_telemetry=debug\" ({err})"),
+            )
+        })
     }
 }
 
@@ -387,44 +366,31 @@ where
         }
     }
     if let Some(path) = &cli.config {
-        let text = std::fs::read_to_string(path).map_err(|source| SettingsError::Io {
-            path: path.clone(),
-            source,
-        })?;
+        let text = std::fs::read_to_string(path).map_err(|source| SettingsError::Io { path: path.clone(), source })?;
         stack.apply_file(&text, Origin::ConfigFlag(path.clone()))?;
     }
     stack.apply(env::assignments(env, &schema)?);
     stack.apply(cli.assignments(&schema)?);
 
     let mut settings: Settings = stack.deserialize()?;
-    if settings.exporter.protocol == Protocol::HttpProtobuf
-        && settings.exporter.endpoint == DEFAULT_GRPC_ENDPOINT
-    {
+    if settings.exporter.protocol == Protocol::HttpProtobuf && settings.exporter.endpoint == DEFAULT_GRPC_ENDPOINT {
         settings.exporter.endpoint = DEFAULT_HTTP_ENDPOINT.to_owned();
     }
-    settings
-        .validate()
-        .map_err(|err| stack.invalid(err.key, err.value, err.allowed))?;
-    Ok(Loaded {
-        settings,
-        check_config: cli.check_config,
-    })
+    settings.validate().map_err(|err| stack.invalid(err.key, err.value, err.allowed))?;
+    Ok(Loaded { settings, check_config: cli.check_config })
 }
 
 /// `dir/{name}.toml`, where `name` is a plain file stem (no path separators).
 fn environment_file(dir: &Path, name: &str) -> Result<PathBuf, SettingsError> {
-    let plain = name
-        .chars()
-        .all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_' || c == '.')
-        && !name.starts_with('.');
+    let plain =
+        name.chars().all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_' || c == '.') && !name.starts_with('.');
     if plain {
         Ok(dir.join(format!("{name}.toml")))
     } else {
         Err(SettingsError::Invalid {
             key: ENVIRONMENT_ENV.to_owned(),
             value: format!("{name:?}"),
-            allowed: "a name made of letters, digits, '-', '_' and '.', such as \"production\""
-                .to_owned(),
+            allowed: "a name made of letters, digits, '-', '_' and '.', such as \"production\"".to_owned(),
             origin: Origin::Env(ENVIRONMENT_ENV.to_owned()),
         })
     }
@@ -435,9 +401,6 @@ fn read_optional(path: &Path) -> Result<Option<String>, SettingsError> {
     match std::fs::read_to_string(path) {
         Ok(text) => Ok(Some(text)),
         Err(err) if err.kind() == std::io::ErrorKind::NotFound => Ok(None),
-        Err(source) => Err(SettingsError::Io {
-            path: path.to_owned(),
-            source,
-        }),
+        Err(source) => Err(SettingsError::Io { path: path.to_owned(), source }),
     }
 }

@@ -24,10 +24,7 @@ impl Fixture {
         let dir = tempfile::tempdir().expect("temp dir");
         std::fs::create_dir(dir.path().join("config")).expect("config dir");
         let mut env = BTreeMap::new();
-        env.insert(
-            CONFIG_DIR_ENV.to_owned(),
-            dir.path().join("config").display().to_string(),
-        );
+        env.insert(CONFIG_DIR_ENV.to_owned(), dir.path().join("config").display().to_string());
         Fixture { dir, env }
     }
 
@@ -83,12 +80,7 @@ fn expected(change: impl FnOnce(&mut Settings)) -> Settings {
 
 fn invalid_parts(err: &SettingsError) -> (&str, &str, &str, &Origin) {
     match err {
-        SettingsError::Invalid {
-            key,
-            value,
-            allowed,
-            origin,
-        } => (key, value, allowed, origin),
+        SettingsError::Invalid { key, value, allowed, origin } => (key, value, allowed, origin),
         other => panic!("expected SettingsError::Invalid, got {other:?}"),
     }
 }
@@ -161,9 +153,7 @@ fn each_layer_overrides_the_previous() {
         exporter.endpoint = "http://config-flag:4317"
         "#,
     );
-    let fixture = fixture
-        .env("METAMCP_LOGGING__LEVEL", "trace")
-        .env("OTLP_ENDPOINT", "http://env:4317");
+    let fixture = fixture.env("METAMCP_LOGGING__LEVEL", "trace").env("OTLP_ENDPOINT", "http://env:4317");
     let config = config.display().to_string();
     let settings = fixture.settings(&["--config", &config, "--otlp-endpoint", "http://flag:4317"]);
     assert_eq!(settings.telemetry.service_name, "from-default");
@@ -178,28 +168,19 @@ fn each_layer_overrides_the_previous() {
     let settings = fixture.settings(&["--config", &config]);
     assert_eq!(settings.exporter.endpoint, "http://env:4317");
     let fixture = fixture.env("OTLP_ENDPOINT", "");
-    assert_eq!(
-        fixture.settings(&["--config", &config]).exporter.endpoint,
-        "http://config-flag:4317"
-    );
-    assert_eq!(
-        fixture.settings(&[]).exporter.endpoint,
-        "http://staging:4317"
-    );
+    assert_eq!(fixture.settings(&["--config", &config]).exporter.endpoint, "http://config-flag:4317");
+    assert_eq!(fixture.settings(&[]).exporter.endpoint, "http://staging:4317");
 }
 
 #[test]
 fn metamcp_env_selects_an_overlay_and_a_missing_overlay_is_an_error() {
-    let fixture = Fixture::new()
-        .config_file("production.toml", "[server]\nworkers = 8\n")
-        .env(ENVIRONMENT_ENV, "production");
+    let fixture =
+        Fixture::new().config_file("production.toml", "[server]\nworkers = 8\n").env(ENVIRONMENT_ENV, "production");
     assert_eq!(fixture.settings(&[]).server.workers, 8);
 
     let fixture = fixture.env(ENVIRONMENT_ENV, "staging");
     let err = fixture.error(&[]);
-    assert!(
-        matches!(err, SettingsError::MissingEnvironmentFile { ref name, .. } if name == "staging")
-    );
+    assert!(matches!(err, SettingsError::MissingEnvironmentFile { ref name, .. } if name == "staging"));
     let message = err.to_string();
     assert!(message.contains("METAMCP_ENV"), "{message}");
     assert!(message.contains("staging.toml"), "{message}");
@@ -220,10 +201,7 @@ fn a_missing_config_flag_file_is_an_error_naming_the_path() {
     let fixture = Fixture::new();
     let missing = fixture.dir.path().join("nope.toml");
     let err = fixture.error(&["--config", &missing.display().to_string()]);
-    assert!(
-        matches!(err, SettingsError::Io { ref path, .. } if path == &missing),
-        "{err:?}"
-    );
+    assert!(matches!(err, SettingsError::Io { ref path, .. } if path == &missing), "{err:?}");
     assert!(err.to_string().contains("nope.toml"), "{err}");
 }
 
@@ -231,30 +209,20 @@ fn a_missing_config_flag_file_is_an_error_naming_the_path() {
 fn seed_variables_map_to_their_keys() {
     type Case = (&'static str, &'static str, fn(&mut Settings));
     let cases: &[Case] = &[
-        ("TELEMETRY_ENABLED", "false", |s| {
-            s.telemetry.enabled = false
-        }),
+        ("TELEMETRY_ENABLED", "false", |s| s.telemetry.enabled = false),
         ("TELEMETRY_ENABLED", "0", |s| s.telemetry.enabled = false),
         ("TELEMETRY_ENABLED", "No", |s| s.telemetry.enabled = false),
-        ("TELEMETRY_ENABLED", "FALSE", |s| {
-            s.telemetry.enabled = false
-        }),
+        ("TELEMETRY_ENABLED", "FALSE", |s| s.telemetry.enabled = false),
         ("TELEMETRY_ENABLED", "true", |_| {}),
         ("TELEMETRY_ENABLED", "1", |_| {}),
         ("TELEMETRY_ENABLED", "YES", |_| {}),
-        ("OTLP_ENDPOINT", "http://collector:4317", |s| {
-            s.exporter.endpoint = "http://collector:4317".to_owned()
-        }),
+        ("OTLP_ENDPOINT", "http://collector:4317", |s| s.exporter.endpoint = "http://collector:4317".to_owned()),
         ("OTLP_INSECURE", "false", |s| s.exporter.insecure = false),
-        ("PROMETHEUS_METRICS_PORT", "9100", |s| {
-            s.prometheus.port = 9100
-        }),
+        ("PROMETHEUS_METRICS_PORT", "9100", |s| s.prometheus.port = 9100),
     ];
     for (var, value, change) in cases {
         // Start from the opposite of every default the seed variables touch, so "true" shows.
-        let fixture = Fixture::new()
-            .config_file("default.toml", "[telemetry]\nenabled = false\n")
-            .env(var, value);
+        let fixture = Fixture::new().config_file("default.toml", "[telemetry]\nenabled = false\n").env(var, value);
         let mut want = expected(change);
         if *var != "TELEMETRY_ENABLED" {
             want.telemetry.enabled = false;
@@ -270,87 +238,39 @@ fn standard_otel_variables_map_to_their_keys() {
         ("OTEL_SDK_DISABLED", "true", |s| s.telemetry.enabled = false),
         ("OTEL_SDK_DISABLED", "TRUE", |s| s.telemetry.enabled = false),
         ("OTEL_SDK_DISABLED", "false", |_| {}),
-        ("OTEL_SERVICE_NAME", "billing", |s| {
-            s.telemetry.service_name = "billing".to_owned()
+        ("OTEL_SERVICE_NAME", "billing", |s| s.telemetry.service_name = "billing".to_owned()),
+        ("OTEL_RESOURCE_ATTRIBUTES", "deployment.environment=prod,team=a%2Cb", |s| {
+            s.telemetry.resource_attributes.insert("deployment.environment".to_owned(), "prod".to_owned());
+            s.telemetry.resource_attributes.insert("team".to_owned(), "a,b".to_owned());
         }),
-        (
-            "OTEL_RESOURCE_ATTRIBUTES",
-            "deployment.environment=prod,team=a%2Cb",
-            |s| {
-                s.telemetry
-                    .resource_attributes
-                    .insert("deployment.environment".to_owned(), "prod".to_owned());
-                s.telemetry
-                    .resource_attributes
-                    .insert("team".to_owned(), "a,b".to_owned());
-            },
-        ),
-        ("OTEL_TRACES_SAMPLER", "traceidratio", |s| {
-            s.telemetry.sampler = Sampler::TraceIdRatio
+        ("OTEL_TRACES_SAMPLER", "traceidratio", |s| s.telemetry.sampler = Sampler::TraceIdRatio),
+        ("OTEL_TRACES_SAMPLER", "always_off", |s| s.telemetry.sampler = Sampler::AlwaysOff),
+        ("OTEL_TRACES_SAMPLER", "parentbased_traceidratio", |s| s.telemetry.sampler = Sampler::ParentBasedTraceIdRatio),
+        ("OTEL_TRACES_SAMPLER_ARG", "0.25", |s| s.telemetry.sampler_arg = 0.25),
+        ("OTEL_EXPORTER_OTLP_ENDPOINT", "https://otlp.example:4317", |s| {
+            s.exporter.endpoint = "https://otlp.example:4317".to_owned()
         }),
-        ("OTEL_TRACES_SAMPLER", "always_off", |s| {
-            s.telemetry.sampler = Sampler::AlwaysOff
+        ("OTEL_EXPORTER_OTLP_TRACES_ENDPOINT", "https://traces.example:4317", |s| {
+            s.exporter.endpoint = "https://traces.example:4317".to_owned()
         }),
-        ("OTEL_TRACES_SAMPLER", "parentbased_traceidratio", |s| {
-            s.telemetry.sampler = Sampler::ParentBasedTraceIdRatio
-        }),
-        ("OTEL_TRACES_SAMPLER_ARG", "0.25", |s| {
-            s.telemetry.sampler_arg = 0.25
-        }),
-        (
-            "OTEL_EXPORTER_OTLP_ENDPOINT",
-            "https://otlp.example:4317",
-            |s| s.exporter.endpoint = "https://otlp.example:4317".to_owned(),
-        ),
-        (
-            "OTEL_EXPORTER_OTLP_TRACES_ENDPOINT",
-            "https://traces.example:4317",
-            |s| s.exporter.endpoint = "https://traces.example:4317".to_owned(),
-        ),
         ("OTEL_EXPORTER_OTLP_PROTOCOL", "grpc", |_| {}),
         ("OTEL_EXPORTER_OTLP_PROTOCOL", "http/protobuf", |s| {
             s.exporter.protocol = Protocol::HttpProtobuf;
             s.exporter.endpoint = DEFAULT_HTTP_ENDPOINT.to_owned();
         }),
-        ("OTEL_EXPORTER_OTLP_INSECURE", "false", |s| {
-            s.exporter.insecure = false
+        ("OTEL_EXPORTER_OTLP_INSECURE", "false", |s| s.exporter.insecure = false),
+        ("OTEL_EXPORTER_OTLP_HEADERS", "api-key=s%3Dcret, x-tenant = 42 ", |s| {
+            s.exporter.headers.insert("api-key".to_owned(), "s=cret".to_owned());
+            s.exporter.headers.insert("x-tenant".to_owned(), "42".to_owned());
         }),
-        (
-            "OTEL_EXPORTER_OTLP_HEADERS",
-            "api-key=s%3Dcret, x-tenant = 42 ",
-            |s| {
-                s.exporter
-                    .headers
-                    .insert("api-key".to_owned(), "s=cret".to_owned());
-                s.exporter
-                    .headers
-                    .insert("x-tenant".to_owned(), "42".to_owned());
-            },
-        ),
-        ("OTEL_EXPORTER_OTLP_TIMEOUT", "2500", |s| {
-            s.exporter.timeout = Duration::from_millis(2500)
-        }),
-        ("OTEL_BSP_EXPORT_TIMEOUT", "3000", |s| {
-            s.exporter.timeout = Duration::from_secs(3)
-        }),
-        ("OTEL_BSP_SCHEDULE_DELAY", "250", |s| {
-            s.span_buffer.flush_interval = Duration::from_millis(250)
-        }),
-        ("OTEL_BSP_MAX_QUEUE_SIZE", "4096", |s| {
-            s.span_buffer.queue_capacity = 4096
-        }),
-        ("OTEL_BSP_MAX_EXPORT_BATCH_SIZE", "128", |s| {
-            s.span_buffer.max_batch_size = 128
-        }),
-        ("OTEL_BSP_MAX_CONCURRENT_EXPORTS", "4", |s| {
-            s.exporter.max_concurrent_exports = 4
-        }),
-        ("OTEL_METRIC_EXPORT_INTERVAL", "60000", |s| {
-            s.metrics.export_interval = Duration::from_secs(60)
-        }),
-        ("RUST_LOG", "warn,metamcp_telemetry=debug", |s| {
-            s.logging.level = "warn,metamcp_telemetry=debug".to_owned()
-        }),
+        ("OTEL_EXPORTER_OTLP_TIMEOUT", "2500", |s| s.exporter.timeout = Duration::from_millis(2500)),
+        ("OTEL_BSP_EXPORT_TIMEOUT", "3000", |s| s.exporter.timeout = Duration::from_secs(3)),
+        ("OTEL_BSP_SCHEDULE_DELAY", "250", |s| s.span_buffer.flush_interval = Duration::from_millis(250)),
+        ("OTEL_BSP_MAX_QUEUE_SIZE", "4096", |s| s.span_buffer.queue_capacity = 4096),
+        ("OTEL_BSP_MAX_EXPORT_BATCH_SIZE", "128", |s| s.span_buffer.max_batch_size = 128),
+        ("OTEL_BSP_MAX_CONCURRENT_EXPORTS", "4", |s| s.exporter.max_concurrent_exports = 4),
+        ("OTEL_METRIC_EXPORT_INTERVAL", "60000", |s| s.metrics.export_interval = Duration::from_secs(60)),
+        ("RUST_LOG", "warn,metamcp_telemetry=debug", |s| s.logging.level = "warn,metamcp_telemetry=debug".to_owned()),
         // Empty standard variables count as unset.
         ("OTEL_SERVICE_NAME", "", |_| {}),
         ("OTEL_BSP_MAX_QUEUE_SIZE", "  ", |_| {}),
@@ -392,9 +312,7 @@ fn every_alias_variable_is_exercised_by_a_mapping_test() {
     .collect();
     let defaults = Schema::new().expect("schema").defaults().clone();
     for alias in ALIASES {
-        let sample = samples
-            .get(alias.var)
-            .unwrap_or_else(|| panic!("no sample for {}", alias.var));
+        let sample = samples.get(alias.var).unwrap_or_else(|| panic!("no sample for {}", alias.var));
         let settings = Fixture::new().env(alias.var, sample).settings(&[]);
         let table = Table::try_from(&settings).expect("settings as TOML");
         let path: Vec<String> = alias.key.split('.').map(str::to_owned).collect();
@@ -410,16 +328,10 @@ fn every_alias_variable_is_exercised_by_a_mapping_test() {
 
 #[test]
 fn resource_attribute_service_name_is_used_unless_otel_service_name_is_set() {
-    let fixture = Fixture::new().env(
-        "OTEL_RESOURCE_ATTRIBUTES",
-        "service.name=from%20attrs,region=eu",
-    );
+    let fixture = Fixture::new().env("OTEL_RESOURCE_ATTRIBUTES", "service.name=from%20attrs,region=eu");
     let settings = fixture.settings(&[]);
     assert_eq!(settings.telemetry.service_name, "from attrs");
-    assert_eq!(
-        settings.telemetry.resource_attributes,
-        BTreeMap::from([("region".to_owned(), "eu".to_owned())])
-    );
+    assert_eq!(settings.telemetry.resource_attributes, BTreeMap::from([("region".to_owned(), "eu".to_owned())]));
 
     let settings = fixture.env("OTEL_SERVICE_NAME", "explicit").settings(&[]);
     assert_eq!(settings.telemetry.service_name, "explicit");
@@ -432,14 +344,9 @@ fn within_the_environment_otel_loses_to_seed_which_loses_to_metamcp() {
     let seed = otel.env("OTLP_ENDPOINT", "http://seed:4317");
     assert_eq!(seed.settings(&[]).exporter.endpoint, "http://seed:4317");
     let metamcp = seed.env("METAMCP_EXPORTER__ENDPOINT", "http://metamcp:4317");
-    assert_eq!(
-        metamcp.settings(&[]).exporter.endpoint,
-        "http://metamcp:4317"
-    );
+    assert_eq!(metamcp.settings(&[]).exporter.endpoint, "http://metamcp:4317");
 
-    let fixture = Fixture::new()
-        .env("OTEL_SDK_DISABLED", "true")
-        .env("TELEMETRY_ENABLED", "true");
+    let fixture = Fixture::new().env("OTEL_SDK_DISABLED", "true").env("TELEMETRY_ENABLED", "true");
     assert!(fixture.settings(&[]).telemetry.enabled);
     let fixture = fixture.env("METAMCP_TELEMETRY__ENABLED", "false");
     assert!(!fixture.settings(&[]).telemetry.enabled);
@@ -458,47 +365,27 @@ fn within_the_environment_otel_loses_to_seed_which_loses_to_metamcp() {
 #[test]
 fn http_protobuf_uses_the_http_default_endpoint_unless_one_was_given() {
     let fixture = Fixture::new().env("OTEL_EXPORTER_OTLP_PROTOCOL", "http/protobuf");
-    assert_eq!(
-        fixture.settings(&[]).exporter.endpoint,
-        DEFAULT_HTTP_ENDPOINT
-    );
+    assert_eq!(fixture.settings(&[]).exporter.endpoint, DEFAULT_HTTP_ENDPOINT);
     // config/default.toml writes out the gRPC default; that does not count as a choice.
     let with_default_file = Fixture::new()
-        .config_file(
-            "default.toml",
-            &format!("[exporter]\nendpoint = \"{DEFAULT_GRPC_ENDPOINT}\"\n"),
-        )
+        .config_file("default.toml", &format!("[exporter]\nendpoint = \"{DEFAULT_GRPC_ENDPOINT}\"\n"))
         .env("OTEL_EXPORTER_OTLP_PROTOCOL", "http/protobuf");
-    assert_eq!(
-        with_default_file.settings(&[]).exporter.endpoint,
-        DEFAULT_HTTP_ENDPOINT
-    );
+    assert_eq!(with_default_file.settings(&[]).exporter.endpoint, DEFAULT_HTTP_ENDPOINT);
     let explicit = fixture.env("OTLP_ENDPOINT", "http://collector:4318");
-    assert_eq!(
-        explicit.settings(&[]).exporter.endpoint,
-        "http://collector:4318"
-    );
+    assert_eq!(explicit.settings(&[]).exporter.endpoint, "http://collector:4318");
     let flag = Fixture::new().settings(&["--otlp-protocol", "http/protobuf"]);
     assert_eq!(flag.exporter.endpoint, DEFAULT_HTTP_ENDPOINT);
-    assert_eq!(
-        Fixture::new().settings(&[]).exporter.endpoint,
-        DEFAULT_GRPC_ENDPOINT
-    );
+    assert_eq!(Fixture::new().settings(&[]).exporter.endpoint, DEFAULT_GRPC_ENDPOINT);
 }
 
 #[test]
 fn http_json_is_refused_with_a_clear_message() {
-    let err = Fixture::new()
-        .env("OTEL_EXPORTER_OTLP_PROTOCOL", "http/json")
-        .error(&[]);
+    let err = Fixture::new().env("OTEL_EXPORTER_OTLP_PROTOCOL", "http/json").error(&[]);
     let (key, value, allowed, origin) = invalid_parts(&err);
     assert_eq!(key, "exporter.protocol");
     assert_eq!(value, "\"http/json\"");
     assert!(allowed.contains("http/json is not supported"), "{allowed}");
-    assert_eq!(
-        origin,
-        &Origin::Env("OTEL_EXPORTER_OTLP_PROTOCOL".to_owned())
-    );
+    assert_eq!(origin, &Origin::Env("OTEL_EXPORTER_OTLP_PROTOCOL".to_owned()));
 }
 
 #[test]
@@ -510,10 +397,7 @@ fn metamcp_variables_set_nested_keys_and_maps() {
         .env("METAMCP_SERVER__SHUTDOWN_TIMEOUT", "1m 30s")
         .env("METAMCP_SPAN_BUFFER__QUEUE_CAPACITY", "16384")
         .env("METAMCP_TELEMETRY__SAMPLER_ARG", "0.125")
-        .env(
-            "METAMCP_TELEMETRY__RESOURCE_ATTRIBUTES",
-            "team=core,tier=gold",
-        )
+        .env("METAMCP_TELEMETRY__RESOURCE_ATTRIBUTES", "team=core,tier=gold")
         .env("METAMCP_PROMETHEUS__ENABLED", "no")
         .env("METAMCP_PROMETHEUS__BIND", "::")
         .env("METAMCP_LOGGING__FORMAT", "pretty")
@@ -526,10 +410,8 @@ fn metamcp_variables_set_nested_keys_and_maps() {
         s.server.shutdown_timeout = Duration::from_secs(90);
         s.span_buffer.queue_capacity = 16384;
         s.telemetry.sampler_arg = 0.125;
-        s.telemetry.resource_attributes = BTreeMap::from([
-            ("team".to_owned(), "core".to_owned()),
-            ("tier".to_owned(), "gold".to_owned()),
-        ]);
+        s.telemetry.resource_attributes =
+            BTreeMap::from([("team".to_owned(), "core".to_owned()), ("tier".to_owned(), "gold".to_owned())]);
         s.prometheus.enabled = false;
         s.prometheus.bind = "::".parse().expect("ip");
         s.logging.format = LogFormat::Pretty;
@@ -566,16 +448,11 @@ fn unknown_metamcp_variables_are_errors_naming_the_variable() {
         ("METAMCP_NOPE", "nope"),
         ("METAMCP_EXPORTER__RETRY", "exporter.retry"),
         ("METAMCP_SERVER__BIND__PORT", "server.bind.port"),
-        (
-            "METAMCP_SPAN_BUFFER_QUEUE_CAPACITY",
-            "span_buffer_queue_capacity",
-        ),
+        ("METAMCP_SPAN_BUFFER_QUEUE_CAPACITY", "span_buffer_queue_capacity"),
     ] {
         let err = Fixture::new().env(var, "1").error(&[]);
         match &err {
-            SettingsError::UnknownKey {
-                key: got, origin, ..
-            } => {
+            SettingsError::UnknownKey { key: got, origin, .. } => {
                 assert_eq!(got, key);
                 assert_eq!(origin, &Origin::Env(var.to_owned()));
             }
@@ -583,28 +460,17 @@ fn unknown_metamcp_variables_are_errors_naming_the_variable() {
         }
         assert!(err.to_string().contains(var), "{err}");
     }
-    let err = Fixture::new()
-        .env("METAMCP_EXPORTER__RETRY", "1")
-        .error(&[]);
-    assert!(
-        err.to_string()
-            .contains("a key inside this section, one of exporter.retry.enabled"),
-        "{err}"
-    );
+    let err = Fixture::new().env("METAMCP_EXPORTER__RETRY", "1").error(&[]);
+    assert!(err.to_string().contains("a key inside this section, one of exporter.retry.enabled"), "{err}");
     // The two variables that select files are not keys and not errors.
-    let fixture = Fixture::new()
-        .config_file("dev.toml", "")
-        .env(ENVIRONMENT_ENV, "dev");
+    let fixture = Fixture::new().config_file("dev.toml", "").env(ENVIRONMENT_ENV, "dev");
     assert_eq!(fixture.settings(&[]), Settings::default());
 }
 
 #[test]
 fn maps_merge_key_by_key_across_layers() {
     let fixture = Fixture::new()
-        .config_file(
-            "default.toml",
-            "[exporter.headers]\nfrom-file = \"f\"\nshared = \"file\"\n",
-        )
+        .config_file("default.toml", "[exporter.headers]\nfrom-file = \"f\"\nshared = \"file\"\n")
         .env("OTEL_EXPORTER_OTLP_HEADERS", "shared=env,from-env=e");
     let settings = fixture.settings(&["--set", "exporter.headers.from-flag=x"]);
     assert_eq!(
@@ -620,10 +486,8 @@ fn maps_merge_key_by_key_across_layers() {
 
 #[test]
 fn masked_toml_hides_header_values_and_round_trips() {
-    let fixture = Fixture::new().env(
-        "OTEL_EXPORTER_OTLP_HEADERS",
-        "authorization=Bearer%20topsecret,x-api-key=hunter2",
-    );
+    let fixture =
+        Fixture::new().env("OTEL_EXPORTER_OTLP_HEADERS", "authorization=Bearer%20topsecret,x-api-key=hunter2");
     let settings = fixture.settings(&[]);
     let text = settings.to_masked_toml();
     assert!(!text.contains("topsecret"), "{text}");
@@ -643,17 +507,12 @@ fn masked_toml_hides_header_values_and_round_trips() {
 
 #[test]
 fn a_bad_header_value_is_masked_in_the_error() {
-    let err = Fixture::new()
-        .env("METAMCP_EXPORTER__HEADERS__X-KEY", "bad\u{7}secret")
-        .error(&[]);
+    let err = Fixture::new().env("METAMCP_EXPORTER__HEADERS__X-KEY", "bad\u{7}secret").error(&[]);
     let (key, value, _, origin) = invalid_parts(&err);
     assert_eq!(key, "exporter.headers.x-key");
     assert!(!value.contains("secret"), "{value}");
     assert!(!err.to_string().contains("secret"), "{err}");
-    assert_eq!(
-        origin,
-        &Origin::Env("METAMCP_EXPORTER__HEADERS__X-KEY".to_owned())
-    );
+    assert_eq!(origin, &Origin::Env("METAMCP_EXPORTER__HEADERS__X-KEY".to_owned()));
 }
 
 #[test]
@@ -676,10 +535,7 @@ fn errors_name_key_value_allowed_and_origin() {
             origin: "env OTEL_BSP_MAX_QUEUE_SIZE",
         },
         Case {
-            env: &[
-                ("OTEL_BSP_MAX_QUEUE_SIZE", "100"),
-                ("OTEL_BSP_MAX_EXPORT_BATCH_SIZE", "200"),
-            ],
+            env: &[("OTEL_BSP_MAX_QUEUE_SIZE", "100"), ("OTEL_BSP_MAX_EXPORT_BATCH_SIZE", "200")],
             args: &[],
             key: "span_buffer.max_batch_size",
             value: "200",
@@ -831,10 +687,7 @@ fn errors_name_key_value_allowed_and_origin() {
             origin: "flag --set server.shutdown_timeout",
         },
         Case {
-            env: &[
-                ("OTEL_SERVICE_NAME", "x"),
-                ("METAMCP_TELEMETRY__SERVICE_NAME", " "),
-            ],
+            env: &[("OTEL_SERVICE_NAME", "x"), ("METAMCP_TELEMETRY__SERVICE_NAME", " ")],
             args: &[],
             key: "telemetry.service_name",
             value: "\" \"",
@@ -860,11 +713,7 @@ fn errors_name_key_value_allowed_and_origin() {
         let message = err.to_string();
         assert_eq!(key, case.key, "{message}");
         assert_eq!(value, case.value, "{message}");
-        assert!(
-            allowed.contains(case.allowed),
-            "allowed {allowed:?} lacks {:?}",
-            case.allowed
-        );
+        assert!(allowed.contains(case.allowed), "allowed {allowed:?} lacks {:?}", case.allowed);
         assert_eq!(origin.to_string(), case.origin, "{message}");
         for part in [case.key, case.value, case.allowed, case.origin] {
             assert!(message.contains(part), "{message:?} lacks {part:?}");
@@ -874,15 +723,10 @@ fn errors_name_key_value_allowed_and_origin() {
 
 #[test]
 fn errors_in_files_name_the_key_and_the_file() {
-    let fixture =
-        Fixture::new().config_file("default.toml", "[exporter.retry]\nmax_intervall = \"1s\"\n");
+    let fixture = Fixture::new().config_file("default.toml", "[exporter.retry]\nmax_intervall = \"1s\"\n");
     let err = fixture.error(&[]);
     match &err {
-        SettingsError::UnknownKey {
-            key,
-            allowed,
-            origin,
-        } => {
+        SettingsError::UnknownKey { key, allowed, origin } => {
             assert_eq!(key, "exporter.retry.max_intervall");
             assert!(allowed.contains("exporter.retry.max_interval"), "{allowed}");
             assert_eq!(origin, &Origin::File(fixture.config_path("default.toml")));
@@ -898,11 +742,7 @@ fn errors_in_files_name_the_key_and_the_file() {
         matches!(&err, SettingsError::UnknownKey { key, origin: Origin::ConfigFlag(p), .. } if key == "nope" && p == &path),
         "{err:?}"
     );
-    assert!(
-        err.to_string()
-            .contains(&format!("--config {}", path.display())),
-        "{err}"
-    );
+    assert!(err.to_string().contains(&format!("--config {}", path.display())), "{err}");
 
     let fixture = Fixture::new().config_file("default.toml", "[prometheus]\nport = \"9464\"\n");
     let err = fixture.error(&[]);
@@ -913,16 +753,7 @@ fn errors_in_files_name_the_key_and_the_file() {
 
     let fixture = Fixture::new().config_file("default.toml", "[server]\nbind = \n");
     let err = fixture.error(&[]);
-    assert!(
-        matches!(
-            &err,
-            SettingsError::Parse {
-                origin: Origin::File(_),
-                ..
-            }
-        ),
-        "{err:?}"
-    );
+    assert!(matches!(&err, SettingsError::Parse { origin: Origin::File(_), .. }), "{err:?}");
     assert!(err.to_string().contains("default.toml"), "{err}");
 
     let fixture = Fixture::new().config_file("default.toml", "exporter = 5\n");
@@ -934,9 +765,7 @@ fn errors_in_files_name_the_key_and_the_file() {
 
 #[test]
 fn named_flags_and_set_override_everything_below() {
-    let fixture = Fixture::new()
-        .env("METAMCP_SERVER__BIND", "10.0.0.1:1")
-        .env("METAMCP_TELEMETRY__ENABLED", "true");
+    let fixture = Fixture::new().env("METAMCP_SERVER__BIND", "10.0.0.1:1").env("METAMCP_TELEMETRY__ENABLED", "true");
     let settings = fixture.settings(&[
         "--bind",
         "0.0.0.0:8080",
@@ -969,16 +798,13 @@ fn named_flags_and_set_override_everything_below() {
         s.logging.format = LogFormat::Pretty;
         s.telemetry.enabled = false;
         s.exporter.retry.enabled = false;
-        s.telemetry
-            .resource_attributes
-            .insert("deployment.environment".to_owned(), "prod".to_owned());
+        s.telemetry.resource_attributes.insert("deployment.environment".to_owned(), "prod".to_owned());
         s.span_buffer.flush_interval = Duration::from_millis(250);
     });
     assert_eq!(settings, want);
 
     // --set is applied after the named flags.
-    let settings =
-        Fixture::new().settings(&["--set", "server.bind=1.2.3.4:5", "--bind", "5.6.7.8:9"]);
+    let settings = Fixture::new().settings(&["--set", "server.bind=1.2.3.4:5", "--bind", "5.6.7.8:9"]);
     assert_eq!(settings.server.bind.to_string(), "1.2.3.4:5");
 }
 
@@ -1033,28 +859,18 @@ fn help_version_and_usage_errors_come_back_as_variants() {
 
 #[test]
 fn check_config_is_reported() {
-    assert!(
-        Fixture::new()
-            .load(&["--check-config"])
-            .expect("loads")
-            .check_config
-    );
+    assert!(Fixture::new().load(&["--check-config"]).expect("loads").check_config);
 }
 
 #[test]
 fn from_env_reads_the_files_and_the_environment() {
-    let fixture = Fixture::new()
-        .config_file("default.toml", "[server]\nworkers = 3\n")
-        .env("OTEL_SERVICE_NAME", "svc");
+    let fixture = Fixture::new().config_file("default.toml", "[server]\nworkers = 3\n").env("OTEL_SERVICE_NAME", "svc");
     let settings = Settings::from_env(&fixture.env).expect("from_env");
     assert_eq!(settings.server.workers, 3);
     assert_eq!(settings.telemetry.service_name, "svc");
 
     let map: std::collections::HashMap<String, String> = fixture.env.clone().into_iter().collect();
-    assert_eq!(
-        Settings::from_env(&map).expect("from_env with a HashMap"),
-        settings
-    );
+    assert_eq!(Settings::from_env(&map).expect("from_env with a HashMap"), settings);
 }
 
 #[test]
@@ -1066,10 +882,7 @@ fn pairs_and_percent_decoding() {
     assert_eq!(percent_decode("%FF"), None);
     assert_eq!(
         parse_pairs(" a = 1 ,, b=x%3Dy ,"),
-        Ok(vec![
-            ("a".to_owned(), "1".to_owned()),
-            ("b".to_owned(), "x=y".to_owned())
-        ])
+        Ok(vec![("a".to_owned(), "1".to_owned()), ("b".to_owned(), "x=y".to_owned())])
     );
     assert_eq!(parse_pairs(""), Ok(Vec::new()));
     assert!(parse_pairs("a=1,b").is_err());
@@ -1081,11 +894,7 @@ fn pairs_and_percent_decoding() {
 /// Every settable key (dotted) and its default: leaves and (empty) maps.
 fn collect_keys(table: &Table, prefix: &str, out: &mut Vec<(String, Value)>) {
     for (key, value) in table {
-        let dotted = if prefix.is_empty() {
-            key.clone()
-        } else {
-            format!("{prefix}.{key}")
-        };
+        let dotted = if prefix.is_empty() { key.clone() } else { format!("{prefix}.{key}") };
         match value {
             Value::Table(inner) if !inner.is_empty() => collect_keys(inner, &dotted, out),
             _ => out.push((dotted, value.clone())),
@@ -1120,10 +929,7 @@ fn the_key_list_covers_every_section() {
         "metrics.",
         "health.",
     ] {
-        assert!(
-            keys.iter().any(|(key, _)| key.starts_with(section)),
-            "{section}"
-        );
+        assert!(keys.iter().any(|(key, _)| key.starts_with(section)), "{section}");
     }
 }
 
@@ -1137,23 +943,14 @@ fn every_key_is_documented_with_its_variable_and_default() {
             .find(|line| line.starts_with(&row_start))
             .unwrap_or_else(|| panic!("docs/configuration.md has no row for `{key}`"));
         let var = var_for_key(&key);
-        assert!(
-            row.contains(&format!("`{var}`")),
-            "row of `{key}` lacks `{var}`: {row}"
-        );
+        assert!(row.contains(&format!("`{var}`")), "row of `{key}` lacks `{var}`: {row}");
         let default = match default {
             Value::Table(_) => "{}".to_owned(),
             other => other.to_string(),
         };
-        assert!(
-            row.contains(&format!("| `{default}` |")),
-            "row of `{key}` lacks its default `{default}`: {row}"
-        );
+        assert!(row.contains(&format!("| `{default}` |")), "row of `{key}` lacks its default `{default}`: {row}");
         let cells = row.split(" | ").count();
-        assert!(
-            cells >= 5,
-            "row of `{key}` lacks allowed/description cells: {row}"
-        );
+        assert!(cells >= 5, "row of `{key}` lacks allowed/description cells: {row}");
     }
 }
 
@@ -1166,12 +963,7 @@ fn every_alias_flag_and_file_variable_is_documented() {
             .lines()
             .find(|line| line.starts_with(&row_start))
             .unwrap_or_else(|| panic!("no row for `{}`", alias.key));
-        assert!(
-            row.contains(&format!("`{}`", alias.var)),
-            "row of `{}` lacks `{}`",
-            alias.key,
-            alias.var
-        );
+        assert!(row.contains(&format!("`{}`", alias.var)), "row of `{}` lacks `{}`", alias.key, alias.var);
         assert!(
             docs.contains(&format!("| `{}` | `{}` |", alias.var, alias.key)),
             "the variable table lacks `{}` -> `{}`",
@@ -1210,10 +1002,7 @@ fn default_toml_lists_every_key_with_a_comment_and_the_built_in_defaults() {
         let is_key = !line.is_empty() && !line.starts_with('#') && !line.starts_with('[');
         if is_key {
             let previous = index.checked_sub(1).map(|i| lines[i]).unwrap_or("");
-            assert!(
-                previous.starts_with('#'),
-                "config/default.toml: no comment above {line:?}"
-            );
+            assert!(previous.starts_with('#'), "config/default.toml: no comment above {line:?}");
         }
     }
 }
@@ -1223,10 +1012,7 @@ fn the_shipped_config_directory_loads_with_and_without_development() {
     let dir = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("config");
     let mut env = BTreeMap::new();
     env.insert(CONFIG_DIR_ENV.to_owned(), dir.display().to_string());
-    assert_eq!(
-        Settings::from_env(&env).expect("config/default.toml"),
-        Settings::default()
-    );
+    assert_eq!(Settings::from_env(&env).expect("config/default.toml"), Settings::default());
     env.insert(ENVIRONMENT_ENV.to_owned(), "development".to_owned());
     let settings = Settings::from_env(&env).expect("config/development.toml");
     assert_eq!(settings.logging.format, LogFormat::Pretty);

@@ -118,7 +118,11 @@ impl Service {
             if let Some(status) = self.child.try_wait().expect("wait") {
                 return status;
             }
-            assert!(Instant::now() < deadline, "the service did not exit within {timeout:?} of {signal}:\n{}", self.logs().join("\n"));
+            assert!(
+                Instant::now() < deadline,
+                "the service did not exit within {timeout:?} of {signal}:\n{}",
+                self.logs().join("\n")
+            );
             std::thread::sleep(Duration::from_millis(20));
         }
     }
@@ -149,7 +153,10 @@ pub fn client() -> reqwest::blocking::Client {
 
 /// Settings for an in-process app exporting to `endpoint` over `protocol`, with short intervals
 /// so tests wait little, and a Prometheus endpoint on a free port.
-pub fn settings_for(endpoint: &str, protocol: metamcp_telemetry::actors::Protocol) -> metamcp_telemetry::settings::Settings {
+pub fn settings_for(
+    endpoint: &str,
+    protocol: metamcp_telemetry::actors::Protocol,
+) -> metamcp_telemetry::settings::Settings {
     let mut settings = metamcp_telemetry::settings::Settings::default();
     settings.exporter.endpoint = endpoint.to_owned();
     settings.exporter.protocol = protocol;

@@ -9,6 +9,4 @@ pub mod collector;
 pub mod prom;
 pub mod wait;
 
-pub use collector::{
-    Behavior, PointValue, Received, ReceivedPoint, ReceivedSpan, Signal, TestCollector, Transport,
-};
+pub use collector::{Behavior, PointValue, Received, ReceivedPoint, ReceivedSpan, Signal, TestCollector, Transport};

@@ -12,11 +12,7 @@ pub const ASYNC_POLL_INTERVAL: Duration = Duration::from_millis(10);
 /// Check `condition` every `poll_interval` (blocking the thread) until it holds or `timeout`
 /// passes; it is checked once more at the deadline. Returns whether it held.
 #[must_use = "a wait that timed out returns false"]
-pub fn wait_until(
-    timeout: Duration,
-    poll_interval: Duration,
-    mut condition: impl FnMut() -> bool,
-) -> bool {
+pub fn wait_until(timeout: Duration, poll_interval: Duration, mut condition: impl FnMut() -> bool) -> bool {
     let deadline = Instant::now() + timeout;
     loop {
         if condition() {
@@ -31,12 +27,7 @@ pub fn wait_until(
 }
 
 /// [`wait_until`], panicking with `what` and the timeout if the condition never held.
-pub fn assert_eventually(
-    timeout: Duration,
-    poll_interval: Duration,
-    what: &str,
-    condition: impl FnMut() -> bool,
-) {
+pub fn assert_eventually(timeout: Duration, poll_interval: Duration, what: &str, condition: impl FnMut() -> bool) {
     if !wait_until(timeout, poll_interval, condition) {
         panic!("timed out after {timeout:?} waiting for: {what}");
     }

@@ -153,9 +153,7 @@ impl ExporterConfig {
             }
         }
         for (name, value) in &self.headers {
-            if http::HeaderName::from_bytes(name.as_bytes()).is_err()
-                || http::HeaderValue::from_str(value).is_err()
-            {
+            if http::HeaderName::from_bytes(name.as_bytes()).is_err() || http::HeaderValue::from_str(value).is_err() {
                 return Err(crate::ConfigError::new(
                     format!("exporter.headers.{name}"),
                     "***",
@@ -169,12 +167,7 @@ impl ExporterConfig {
             Duration::from_millis(1),
             Duration::from_secs(600),
         )?;
-        crate::config_check::range(
-            "exporter.max_concurrent_exports",
-            self.max_concurrent_exports,
-            1,
-            64,
-        )?;
+        crate::config_check::range("exporter.max_concurrent_exports", self.max_concurrent_exports, 1, 64)?;
         crate::config_check::range("exporter.max_pending_batches", self.max_pending_batches, 1, 1 << 20)?;
         crate::config_check::range("exporter.unreachable_after", self.unreachable_after as usize, 1, 1000)?;
         let retry = &self.retry;

@@ -26,7 +26,8 @@ async fn unreachable_collector_is_retried_then_dropped_at_the_shutdown_deadline(
     assert!(!status.collector_reachable);
     assert_eq!(metrics.collector_up().get(), 0);
 
-    let report = exporter.send(Drain { deadline: Instant::now() + Duration::from_millis(300), give_up: true }).await.unwrap();
+    let report =
+        exporter.send(Drain { deadline: Instant::now() + Duration::from_millis(300), give_up: true }).await.unwrap();
     assert_eq!(report.items_left, 12);
     assert_eq!(metrics.dropped(Signal::Traces, DropReason::ShutdownTimeout).get(), 12);
     assert_eq!(metrics.exported(Signal::Traces).get(), 0);
@@ -45,7 +46,8 @@ async fn retries_disabled_drop_at_the_first_retryable_failure() {
     })
     .await;
     assert!(dropped);
-    let report = exporter.send(Drain { deadline: Instant::now() + Duration::from_secs(1), give_up: false }).await.unwrap();
+    let report =
+        exporter.send(Drain { deadline: Instant::now() + Duration::from_secs(1), give_up: false }).await.unwrap();
     assert_eq!(report, DrainReport::default());
 }
 
@@ -65,6 +67,7 @@ async fn a_full_pending_queue_drops_the_oldest_batch() {
     assert!(status.pending_batches <= 2 + 1, "{status:?}");
     let dropped = metrics.dropped(Signal::Traces, DropReason::QueueFull).get();
     assert!(dropped > 0, "something must have made room");
-    let report = exporter.send(Drain { deadline: Instant::now() + Duration::from_millis(200), give_up: true }).await.unwrap();
+    let report =
+        exporter.send(Drain { deadline: Instant::now() + Duration::from_millis(200), give_up: true }).await.unwrap();
     assert_eq!(dropped + report.items_left, 31, "every item is either dropped for room or left at the deadline");
 }

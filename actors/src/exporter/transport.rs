@@ -129,7 +129,8 @@ impl GrpcTransport {
         for (name, value) in &config.headers {
             let key = MetadataKey::from_bytes(name.to_ascii_lowercase().as_bytes())
                 .map_err(|err| invalid(format!("header {name}: {err}")))?;
-            let value = MetadataValue::try_from(value.as_str()).map_err(|err| invalid(format!("header {name}: {err}")))?;
+            let value =
+                MetadataValue::try_from(value.as_str()).map_err(|err| invalid(format!("header {name}: {err}")))?;
             metadata.push((key, value));
         }
         Ok(Self { channel: builder.connect_lazy(), metadata })
@@ -160,7 +161,8 @@ impl GrpcTransport {
 /// Classifies a gRPC status as the OTLP specification says.
 pub fn classify_grpc(status: &Status) -> Outcome {
     let reason = format!("gRPC {:?}: {}", status.code(), status.message());
-    let retry_after = status.get_details_retry_info().and_then(|info| info.retry_delay).map(|d| d.min(MAX_SERVER_DELAY));
+    let retry_after =
+        status.get_details_retry_info().and_then(|info| info.retry_delay).map(|d| d.min(MAX_SERVER_DELAY));
     match status.code() {
         Code::Cancelled
         | Code::DeadlineExceeded
@@ -221,7 +223,10 @@ impl HttpTransport {
         let response = match response {
             Ok(response) => response,
             Err(err) => {
-                return Outcome::Retryable { reason: format!("HTTP request failed: {}", error_chain(&err)), retry_after: None }
+                return Outcome::Retryable {
+                    reason: format!("HTTP request failed: {}", error_chain(&err)),
+                    retry_after: None,
+                }
             }
         };
         let status = response.status().as_u16();

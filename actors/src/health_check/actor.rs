@@ -224,7 +224,8 @@ impl HealthCheck {
             Err(why) => ComponentHealth::unresponsive(restarts(ActorKind::Exporter), why),
         };
         components.insert(ActorKind::Exporter.as_str().to_owned(), exporter);
-        components.insert(ActorKind::HealthCheck.as_str().to_owned(), ComponentHealth::new(restarts(ActorKind::HealthCheck)));
+        components
+            .insert(ActorKind::HealthCheck.as_str().to_owned(), ComponentHealth::new(restarts(ActorKind::HealthCheck)));
 
         let mut probes_ok = true;
         for (name, result) in gathered.probes {
@@ -265,7 +266,8 @@ impl HealthCheck {
 
 /// Keys probes may report (the report's maps use static keys).
 fn static_key(key: &str) -> Option<&'static str> {
-    const KEYS: &[&str] = &["backend", "pool_size", "pool_idle", "pool_in_use", "latency_ms", "mode", "spooled_batches", "spooled_bytes"];
+    const KEYS: &[&str] =
+        &["backend", "pool_size", "pool_idle", "pool_in_use", "latency_ms", "mode", "spooled_batches", "spooled_bytes"];
     KEYS.iter().copied().find(|k| *k == key)
 }
 

@@ -19,11 +19,17 @@ fn config() -> PipelineConfig {
 async fn no_collector_means_degraded_but_ready() {
     let resource = opentelemetry_sdk::Resource::builder_empty().build();
     let pipeline = Pipeline::start(config(), &resource, Registry::new(), Vec::new()).unwrap();
-    pipeline.metric_ingress.record(crate::ingress::MetricEvent::VectorSearch { query_length: 1, result_count: 1, duration: 0.1 });
+    pipeline.metric_ingress.record(crate::ingress::MetricEvent::VectorSearch {
+        query_length: 1,
+        result_count: 1,
+        duration: 0.1,
+    });
     pipeline.aggregator.do_send(crate::metric_aggregator::ExportNow);
     let degraded = eventually(Duration::from_secs(10), || {
         let pipeline = pipeline.clone();
-        async move { pipeline.check_health(Duration::from_secs(2)).await.is_some_and(|r| r.status == HealthStatus::Degraded) }
+        async move {
+            pipeline.check_health(Duration::from_secs(2)).await.is_some_and(|r| r.status == HealthStatus::Degraded)
+        }
     })
     .await;
     assert!(degraded);

@@ -120,7 +120,9 @@ impl MetricAggregator {
                 let service = &self.service;
                 let (count, histogram) = self.tools.entry((tool, success)).or_insert_with_key(|key| {
                     (
-                        service.tool_executions_total.with_label_values(&[key.0.as_str(), if success { "true" } else { "false" }]),
+                        service
+                            .tool_executions_total
+                            .with_label_values(&[key.0.as_str(), if success { "true" } else { "false" }]),
                         service.tool_execution_duration.with_label_values(&[key.0.as_str()]),
                     )
                 });

@@ -61,7 +61,10 @@ impl ServiceMetrics {
                     .buckets(TOOL_BUCKETS.to_vec()),
                 &["tool_name"],
             )?,
-            vector_searches_total: IntCounter::new("metamcp_vector_searches_total", "Vector searches over the tools registry.")?,
+            vector_searches_total: IntCounter::new(
+                "metamcp_vector_searches_total",
+                "Vector searches over the tools registry.",
+            )?,
             vector_search_duration: Histogram::with_opts(
                 HistogramOpts::new("metamcp_vector_search_duration_seconds", "Vector search duration in seconds.")
                     .buckets(SEARCH_BUCKETS.to_vec()),
@@ -71,8 +74,11 @@ impl ServiceMetrics {
                     .buckets(RESULT_COUNT_BUCKETS.to_vec()),
             )?,
             vector_search_query_length: Histogram::with_opts(
-                HistogramOpts::new("metamcp_vector_search_query_length_chars", "Vector search query length in characters.")
-                    .buckets(QUERY_LENGTH_BUCKETS.to_vec()),
+                HistogramOpts::new(
+                    "metamcp_vector_search_query_length_chars",
+                    "Vector search query length in characters.",
+                )
+                .buckets(QUERY_LENGTH_BUCKETS.to_vec()),
             )?,
         };
         registry.register(Box::new(metrics.requests_total.clone()))?;

@@ -1,5 +1,4 @@
 use std::sync::Arc;
-use std::time::Duration;
 
 use actix::Actor;
 use opentelemetry_proto::tonic::metrics::v1::metric::Data;
@@ -10,13 +9,16 @@ use super::*;
 use crate::ingress::{metric_channel, HttpMethod, LabelValue, MetricEvent};
 use crate::self_metrics::SelfMetrics;
 
-fn aggregator(config: config::MetricsConfig) -> (actix::Addr<MetricAggregator>, crate::ingress::MetricIngress, Registry, ServiceMetrics) {
+fn aggregator(
+    config: config::MetricsConfig,
+) -> (actix::Addr<MetricAggregator>, crate::ingress::MetricIngress, Registry, ServiceMetrics) {
     let registry = Registry::new();
     let service = ServiceMetrics::register(&registry).unwrap();
     let metrics = SelfMetrics::unregistered();
     let (ingress, rx, wake) = metric_channel(config.queue_capacity, 64, metrics.clone());
     let resource = Arc::new(ResourceAttributesWithSchema::from(&opentelemetry_sdk::Resource::builder_empty().build()));
-    let addr = MetricAggregator::new(config, rx, wake, registry.clone(), service.clone(), None, resource, metrics).start();
+    let addr =
+        MetricAggregator::new(config, rx, wake, registry.clone(), service.clone(), None, resource, metrics).start();
     (addr, ingress, registry, service)
 }
 

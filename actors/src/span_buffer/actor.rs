@@ -1,6 +1,5 @@
 //! The span buffer actor.
 
-use std::sync::Arc;
 use actix::prelude::*;
 use crossbeam_channel::Receiver;
 use opentelemetry_proto::tonic::collector::trace::v1::ExportTraceServiceRequest;
@@ -8,6 +7,7 @@ use opentelemetry_proto::transform::common::tonic::ResourceAttributesWithSchema;
 use opentelemetry_proto::transform::trace::tonic::group_spans_by_resource_and_scope;
 use opentelemetry_sdk::trace::SpanData;
 use prost::Message as _;
+use std::sync::Arc;
 
 use super::config::SpanBufferConfig;
 use super::messages::{Flush, FlushError, GetStatus, Shutdown, SpanBufferStatus};
@@ -72,7 +72,8 @@ impl SpanBuffer {
     fn send_batch(&mut self) {
         let spans = std::mem::replace(&mut self.batch, Vec::with_capacity(self.config.max_batch_size));
         let items = spans.len() as u64;
-        let request = ExportTraceServiceRequest { resource_spans: group_spans_by_resource_and_scope(spans, &self.resource) };
+        let request =
+            ExportTraceServiceRequest { resource_spans: group_spans_by_resource_and_scope(spans, &self.resource) };
         self.batches_sent += 1;
         self.exporter.do_send(ExportBatch { signal: Signal::Traces, items, body: request.encode_to_vec().into() });
     }

@@ -24,7 +24,8 @@ fn start(config: config::SpanBufferConfig) -> (actix::Addr<SpanBuffer>, SdkTrace
 
 #[actix_rt::test]
 async fn a_full_batch_leaves_at_once_not_at_the_next_tick() {
-    let config = config::SpanBufferConfig { queue_capacity: 64, max_batch_size: 4, flush_interval: Duration::from_secs(3600) };
+    let config =
+        config::SpanBufferConfig { queue_capacity: 64, max_batch_size: 4, flush_interval: Duration::from_secs(3600) };
     let (buffer, provider) = start(config);
     let tracer = provider.tracer("test");
     for i in 0..9 {
@@ -42,7 +43,11 @@ async fn a_full_batch_leaves_at_once_not_at_the_next_tick() {
 
 #[actix_rt::test]
 async fn a_partial_batch_waits_for_the_flush_interval() {
-    let config = config::SpanBufferConfig { queue_capacity: 64, max_batch_size: 100, flush_interval: Duration::from_millis(200) };
+    let config = config::SpanBufferConfig {
+        queue_capacity: 64,
+        max_batch_size: 100,
+        flush_interval: Duration::from_millis(200),
+    };
     let (buffer, provider) = start(config);
     let tracer = provider.tracer("test");
     let started = Instant::now();

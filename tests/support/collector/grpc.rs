@@ -5,15 +5,9 @@ use std::sync::Arc;
 use opentelemetry_proto::tonic::collector::metrics::v1::metrics_service_server::{
     MetricsService, MetricsServiceServer,
 };
-use opentelemetry_proto::tonic::collector::metrics::v1::{
-    ExportMetricsServiceRequest, ExportMetricsServiceResponse,
-};
-use opentelemetry_proto::tonic::collector::trace::v1::trace_service_server::{
-    TraceService, TraceServiceServer,
-};
-use opentelemetry_proto::tonic::collector::trace::v1::{
-    ExportTraceServiceRequest, ExportTraceServiceResponse,
-};
+use opentelemetry_proto::tonic::collector::metrics::v1::{ExportMetricsServiceRequest, ExportMetricsServiceResponse};
+use opentelemetry_proto::tonic::collector::trace::v1::trace_service_server::{TraceService, TraceServiceServer};
+use opentelemetry_proto::tonic::collector::trace::v1::{ExportTraceServiceRequest, ExportTraceServiceResponse};
 use tokio::net::TcpListener;
 use tonic::transport::server::TcpIncoming;
 use tonic::{Request, Response, Status};
@@ -36,12 +30,7 @@ fn headers<T>(request: &Request<T>) -> Vec<(String, String)> {
         .clone()
         .into_headers()
         .iter()
-        .map(|(k, v)| {
-            (
-                k.as_str().to_string(),
-                v.to_str().unwrap_or("<binary>").to_string(),
-            )
-        })
+        .map(|(k, v)| (k.as_str().to_string(), v.to_str().unwrap_or("<binary>").to_string()))
         .collect()
 }
 
@@ -49,9 +38,7 @@ fn status(failure: &Failure) -> Status {
     let (code, retry_delay) = grpc_code(failure);
     let message = failure_message(failure);
     match retry_delay {
-        Some(delay) => {
-            Status::with_error_details(code, message, ErrorDetails::with_retry_info(Some(delay)))
-        }
+        Some(delay) => Status::with_error_details(code, message, ErrorDetails::with_retry_info(Some(delay))),
         None => Status::new(code, message),
     }
 }
@@ -94,16 +81,10 @@ impl MetricsService for Receiver {
 
 /// Serve until the collector is asked to stop; in-flight requests are then drained gracefully.
 pub(super) async fn serve(listener: TcpListener, shared: Arc<Shared>) {
-    let receiver = Receiver {
-        shared: shared.clone(),
-    };
+    let receiver = Receiver { shared: shared.clone() };
     let result = tonic::transport::Server::builder()
-        .add_service(
-            TraceServiceServer::new(receiver.clone()).max_decoding_message_size(MAX_MESSAGE_BYTES),
-        )
-        .add_service(
-            MetricsServiceServer::new(receiver).max_decoding_message_size(MAX_MESSAGE_BYTES),
-        )
+        .add_service(TraceServiceServer::new(receiver.clone()).max_decoding_message_size(MAX_MESSAGE_BYTES))
+        .add_service(MetricsServiceServer::new(receiver).max_decoding_message_size(MAX_MESSAGE_BYTES))
         .serve_with_incoming_shutdown(TcpIncoming::from(listener), shared.stopped())
         .await;
     if let Err(e) = result {

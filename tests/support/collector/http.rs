@@ -12,12 +12,8 @@ use hyper::service::service_fn;
 use hyper::{Method, Request, Response, StatusCode};
 use hyper_util::rt::TokioIo;
 use hyper_util::server::graceful::GracefulShutdown;
-use opentelemetry_proto::tonic::collector::metrics::v1::{
-    ExportMetricsServiceRequest, ExportMetricsServiceResponse,
-};
-use opentelemetry_proto::tonic::collector::trace::v1::{
-    ExportTraceServiceRequest, ExportTraceServiceResponse,
-};
+use opentelemetry_proto::tonic::collector::metrics::v1::{ExportMetricsServiceRequest, ExportMetricsServiceResponse};
+use opentelemetry_proto::tonic::collector::trace::v1::{ExportTraceServiceRequest, ExportTraceServiceResponse};
 use prost::Message;
 use tokio::net::TcpListener;
 
@@ -59,21 +55,14 @@ pub(super) async fn serve(listener: TcpListener, shared: Arc<Shared>) {
 
 fn reply(status: u16, body: Vec<u8>) -> Reply {
     let mut response = Response::new(Full::new(Bytes::from(body)));
-    *response.status_mut() =
-        StatusCode::from_u16(status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
-    response
-        .headers_mut()
-        .insert(CONTENT_TYPE, HeaderValue::from_static(PROTOBUF));
+    *response.status_mut() = StatusCode::from_u16(status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
+    response.headers_mut().insert(CONTENT_TYPE, HeaderValue::from_static(PROTOBUF));
     response
 }
 
 /// A `google.rpc.Status` body, as OTLP/HTTP prescribes for failures.
 fn error_reply(status: u16, code: tonic::Code, message: String) -> Reply {
-    let body = tonic_types::Status {
-        code: code as i32,
-        message,
-        details: Vec::new(),
-    };
+    let body = tonic_types::Status { code: code as i32, message, details: Vec::new() };
     reply(status, body.encode_to_vec())
 }
 
@@ -99,22 +88,14 @@ async fn handle(shared: Arc<Shared>, req: Request<Incoming>) -> Result<Reply, In
     let headers: Vec<(String, String)> = req
         .headers()
         .iter()
-        .map(|(k, v)| {
-            (
-                k.as_str().to_string(),
-                v.to_str().unwrap_or("<binary>").to_string(),
-            )
-        })
+        .map(|(k, v)| (k.as_str().to_string(), v.to_str().unwrap_or("<binary>").to_string()))
         .collect();
     let is_protobuf = req
         .headers()
         .get(CONTENT_TYPE)
         .and_then(|v| v.to_str().ok())
         .is_some_and(|v| v.split(';').next().is_some_and(|t| t.trim() == PROTOBUF));
-    let encoded = req
-        .headers()
-        .get(CONTENT_ENCODING)
-        .is_some_and(|v| v.as_bytes() != b"identity");
+    let encoded = req.headers().get(CONTENT_ENCODING).is_some_and(|v| v.as_bytes() != b"identity");
     if !is_protobuf || encoded {
         shared.reject_malformed(signal, headers);
         return Ok(error_reply(
@@ -127,11 +108,7 @@ async fn handle(shared: Arc<Shared>, req: Request<Incoming>) -> Result<Reply, In
         Ok(collected) => collected.to_bytes(),
         Err(e) => {
             shared.reject_malformed(signal, headers);
-            return Ok(error_reply(
-                400,
-                tonic::Code::InvalidArgument,
-                format!("TestCollector: reading body: {e}"),
-            ));
+            return Ok(error_reply(400, tonic::Code::InvalidArgument, format!("TestCollector: reading body: {e}")));
         }
     };
     let decoded = match signal {

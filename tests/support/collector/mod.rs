@@ -28,8 +28,8 @@ use opentelemetry_proto::tonic::collector::metrics::v1::ExportMetricsServiceRequ
 use opentelemetry_proto::tonic::collector::trace::v1::ExportTraceServiceRequest;
 
 pub use received::{
-    any_value_string, attr_map, HistogramPoint, Number, PointValue, Received, ReceivedPoint,
-    ReceivedSpan, RequestRecord, Signal,
+    any_value_string, attr_map, HistogramPoint, Number, PointValue, Received, ReceivedPoint, ReceivedSpan,
+    RequestRecord, Signal,
 };
 pub use state::Behavior;
 
@@ -89,12 +89,7 @@ impl TestCollector {
     /// Start a collector on `127.0.0.1:port` (`0` picks a free port). Retries "address in use" for
     /// a few seconds, then panics.
     pub fn start_on(transport: Transport, port: u16) -> Self {
-        let mut collector = TestCollector {
-            transport,
-            port,
-            shared: Arc::new(Shared::new(transport)),
-            server: None,
-        };
+        let mut collector = TestCollector { transport, port, shared: Arc::new(Shared::new(transport)), server: None };
         collector.launch(REBIND_PATIENCE);
         collector
     }
@@ -215,11 +210,7 @@ impl TestCollector {
     /// held. Re-checked on every arrival, so it does not poll. Blocks the calling thread: inside an
     /// async test whose server runs on the same runtime, use [`wait_for_async`](Self::wait_for_async).
     #[must_use = "a wait that timed out returns false"]
-    pub fn wait_for(
-        &self,
-        timeout: Duration,
-        mut condition: impl FnMut(&Received) -> bool,
-    ) -> bool {
+    pub fn wait_for(&self, timeout: Duration, mut condition: impl FnMut(&Received) -> bool) -> bool {
         let deadline = Instant::now() + timeout;
         let mut inner = self.shared.lock();
         loop {
@@ -242,11 +233,7 @@ impl TestCollector {
     /// Async [`wait_for`](Self::wait_for): polls every few milliseconds with `tokio::time::sleep`
     /// until `condition` holds or `timeout` (wall clock) passes.
     #[must_use = "a wait that timed out returns false"]
-    pub async fn wait_for_async(
-        &self,
-        timeout: Duration,
-        mut condition: impl FnMut(&Received) -> bool,
-    ) -> bool {
+    pub async fn wait_for_async(&self, timeout: Duration, mut condition: impl FnMut(&Received) -> bool) -> bool {
         let deadline = Instant::now() + timeout;
         loop {
             if self.snapshot(&mut condition) {
@@ -288,10 +275,7 @@ impl TestCollector {
 
     /// Async [`wait_for_requests`](Self::wait_for_requests).
     pub async fn wait_for_requests_async(&self, n: usize, timeout: Duration) -> usize {
-        if !self
-            .wait_for_async(timeout, |r| r.request_count() >= n)
-            .await
-        {
+        if !self.wait_for_async(timeout, |r| r.request_count() >= n).await {
             self.timed_out(timeout, &format!("{n} export request(s)"));
         }
         self.request_count()
@@ -308,10 +292,7 @@ impl TestCollector {
 
     /// Async [`wait_for_metric`](Self::wait_for_metric).
     pub async fn wait_for_metric_async(&self, name: &str, timeout: Duration) -> Vec<ReceivedPoint> {
-        if !self
-            .wait_for_async(timeout, |r| !r.metric_points(name).is_empty())
-            .await
-        {
+        if !self.wait_for_async(timeout, |r| !r.metric_points(name).is_empty()).await {
             self.timed_out(timeout, &format!("a point of metric {name:?}"));
         }
         self.metric_points(name)
@@ -345,10 +326,7 @@ impl TestCollector {
         };
         self.shared.set_stopping(true);
         if server.join().is_err() && !std::thread::panicking() {
-            panic!(
-                "TestCollector ({} on port {}): server thread panicked",
-                self.transport, self.port
-            );
+            panic!("TestCollector ({} on port {}): server thread panicked", self.transport, self.port);
         }
     }
 
@@ -361,12 +339,8 @@ impl TestCollector {
 
     /// Bind the port (retrying "address in use" for up to `patience`) and spawn the server thread.
     fn launch(&mut self, patience: Duration) {
-        let listener = bind(self.port, patience).unwrap_or_else(|e| {
-            panic!(
-                "TestCollector ({}): cannot bind 127.0.0.1:{}: {e}",
-                self.transport, self.port
-            )
-        });
+        let listener = bind(self.port, patience)
+            .unwrap_or_else(|e| panic!("TestCollector ({}): cannot bind 127.0.0.1:{}: {e}", self.transport, self.port));
         self.port = listener.local_addr().map(|a| a.port()).unwrap_or(self.port);
         let runtime = tokio::runtime::Builder::new_multi_thread()
             .worker_threads(2)

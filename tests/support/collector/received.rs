@@ -41,10 +41,7 @@ pub struct RequestRecord {
 impl RequestRecord {
     /// The first value of header `name` (case-insensitive).
     pub fn header(&self, name: &str) -> Option<&str> {
-        self.headers
-            .iter()
-            .find(|(k, _)| k.eq_ignore_ascii_case(name))
-            .map(|(_, v)| v.as_str())
+        self.headers.iter().find(|(k, _)| k.eq_ignore_ascii_case(name)).map(|(_, v)| v.as_str())
     }
 }
 
@@ -99,17 +96,10 @@ impl Received {
         let mut out = Vec::new();
         for request in &self.trace_requests {
             for rs in &request.resource_spans {
-                let resource = rs
-                    .resource
-                    .as_ref()
-                    .map(|r| r.attributes.clone())
-                    .unwrap_or_default();
+                let resource = rs.resource.as_ref().map(|r| r.attributes.clone()).unwrap_or_default();
                 for ss in &rs.scope_spans {
-                    let (scope_name, scope_version) = ss
-                        .scope
-                        .as_ref()
-                        .map(|s| (s.name.clone(), s.version.clone()))
-                        .unwrap_or_default();
+                    let (scope_name, scope_version) =
+                        ss.scope.as_ref().map(|s| (s.name.clone(), s.version.clone())).unwrap_or_default();
                     for span in &ss.spans {
                         out.push(ReceivedSpan::new(
                             span.clone(),
@@ -148,22 +138,12 @@ impl Received {
         let mut index: BTreeMap<String, usize> = BTreeMap::new();
         for request in &self.metric_requests {
             for rm in &request.resource_metrics {
-                let resource = attr_map(
-                    rm.resource
-                        .as_ref()
-                        .map(|r| r.attributes.as_slice())
-                        .unwrap_or_default(),
-                );
+                let resource = attr_map(rm.resource.as_ref().map(|r| r.attributes.as_slice()).unwrap_or_default());
                 for sm in &rm.scope_metrics {
-                    let scope = sm
-                        .scope
-                        .as_ref()
-                        .map(|s| s.name.clone())
-                        .unwrap_or_default();
+                    let scope = sm.scope.as_ref().map(|s| s.name.clone()).unwrap_or_default();
                     for m in sm.metrics.iter().filter(|m| m.name == name) {
                         for point in flatten_metric(m, &resource, &scope) {
-                            let key =
-                                format!("{:?}|{}|{:?}", point.resource, scope, point.attributes);
+                            let key = format!("{:?}|{}|{:?}", point.resource, scope, point.attributes);
                             match index.get(&key) {
                                 Some(&i) => points[i] = point,
                                 None => {
@@ -205,11 +185,8 @@ pub struct ReceivedSpan {
 
 impl ReceivedSpan {
     fn new(span: Span, resource: Vec<KeyValue>, scope_name: String, scope_version: String) -> Self {
-        let (status_code, status_message) = span
-            .status
-            .as_ref()
-            .map(|s| (s.code(), s.message.clone()))
-            .unwrap_or((StatusCode::Unset, String::new()));
+        let (status_code, status_message) =
+            span.status.as_ref().map(|s| (s.code(), s.message.clone())).unwrap_or((StatusCode::Unset, String::new()));
         ReceivedSpan {
             name: span.name.clone(),
             kind: span.kind(),
@@ -294,11 +271,7 @@ impl ReceivedSpan {
 
     /// End minus start time (zero if the span ends before it starts).
     pub fn duration(&self) -> Duration {
-        Duration::from_nanos(
-            self.span
-                .end_time_unix_nano
-                .saturating_sub(self.span.start_time_unix_nano),
-        )
+        Duration::from_nanos(self.span.end_time_unix_nano.saturating_sub(self.span.start_time_unix_nano))
     }
 }
 
@@ -427,9 +400,7 @@ impl ReceivedPoint {
     pub fn count(&self) -> Option<u64> {
         match &self.value {
             PointValue::Histogram(h) => Some(h.count),
-            PointValue::ExponentialHistogram { count, .. } | PointValue::Summary { count, .. } => {
-                Some(*count)
-            }
+            PointValue::ExponentialHistogram { count, .. } | PointValue::Summary { count, .. } => Some(*count),
             _ => None,
         }
     }
@@ -456,23 +427,14 @@ pub fn any_value_string(value: &AnyValue) -> String {
         Some(Value::IntValue(i)) => i.to_string(),
         Some(Value::DoubleValue(d)) => d.to_string(),
         Some(Value::BytesValue(b)) => hex(b),
-        Some(Value::ArrayValue(a)) => format!(
-            "[{}]",
-            a.values
-                .iter()
-                .map(any_value_string)
-                .collect::<Vec<_>>()
-                .join(", ")
-        ),
+        Some(Value::ArrayValue(a)) => {
+            format!("[{}]", a.values.iter().map(any_value_string).collect::<Vec<_>>().join(", "))
+        }
         Some(Value::KvlistValue(kv)) => format!(
             "{{{}}}",
             kv.values
                 .iter()
-                .map(|kv| format!(
-                    "{}: {}",
-                    kv.key,
-                    kv.value.as_ref().map(any_value_string).unwrap_or_default()
-                ))
+                .map(|kv| format!("{}: {}", kv.key, kv.value.as_ref().map(any_value_string).unwrap_or_default()))
                 .collect::<Vec<_>>()
                 .join(", ")
         ),
@@ -482,15 +444,7 @@ pub fn any_value_string(value: &AnyValue) -> String {
 
 /// Attributes as a sorted map of string forms.
 pub fn attr_map(attrs: &[KeyValue]) -> BTreeMap<String, String> {
-    attrs
-        .iter()
-        .map(|kv| {
-            (
-                kv.key.clone(),
-                kv.value.as_ref().map(any_value_string).unwrap_or_default(),
-            )
-        })
-        .collect()
+    attrs.iter().map(|kv| (kv.key.clone(), kv.value.as_ref().map(any_value_string).unwrap_or_default())).collect()
 }
 
 fn find<'a>(attrs: &'a [KeyValue], key: &str) -> Option<&'a AnyValue> {
@@ -499,12 +453,10 @@ fn find<'a>(attrs: &'a [KeyValue], key: &str) -> Option<&'a AnyValue> {
 
 fn hex(bytes: &[u8]) -> String {
     use fmt::Write;
-    bytes
-        .iter()
-        .fold(String::with_capacity(bytes.len() * 2), |mut s, b| {
-            let _ = write!(s, "{b:02x}");
-            s
-        })
+    bytes.iter().fold(String::with_capacity(bytes.len() * 2), |mut s, b| {
+        let _ = write!(s, "{b:02x}");
+        s
+    })
 }
 
 fn temporality(raw: i32) -> AggregationTemporality {
@@ -560,9 +512,7 @@ fn flatten_metric(
                     &p.attributes,
                     p.start_time_unix_nano,
                     p.time_unix_nano,
-                    PointValue::Gauge {
-                        value: number(p.value.as_ref()),
-                    },
+                    PointValue::Gauge { value: number(p.value.as_ref()) },
                 )
             })
             .collect(),
@@ -594,10 +544,7 @@ fn flatten_metric(
                     &p.attributes,
                     p.start_time_unix_nano,
                     p.time_unix_nano,
-                    PointValue::ExponentialHistogram {
-                        count: p.count,
-                        sum: p.sum,
-                    },
+                    PointValue::ExponentialHistogram { count: p.count, sum: p.sum },
                 )
             })
             .collect(),
@@ -609,10 +556,7 @@ fn flatten_metric(
                     &p.attributes,
                     p.start_time_unix_nano,
                     p.time_unix_nano,
-                    PointValue::Summary {
-                        count: p.count,
-                        sum: p.sum,
-                    },
+                    PointValue::Summary { count: p.count, sum: p.sum },
                 )
             })
             .collect(),

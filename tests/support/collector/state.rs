@@ -61,15 +61,9 @@ pub(super) enum Verdict {
 #[derive(Debug)]
 pub(super) enum Failure {
     /// From [`Behavior::FailGrpc`] / [`Behavior::FailGrpcRetryInfo`].
-    Grpc {
-        code: tonic::Code,
-        retry_delay: Option<Duration>,
-    },
+    Grpc { code: tonic::Code, retry_delay: Option<Duration> },
     /// From [`Behavior::FailHttp`].
-    Http {
-        status: u16,
-        retry_after: Option<String>,
-    },
+    Http { status: u16, retry_after: Option<String> },
     /// A stalled request released, or a delayed one cut short by a stop.
     Released,
 }
@@ -186,12 +180,7 @@ impl Shared {
 
     fn arrive(&self, signal: Signal, headers: Vec<(String, String)>) -> MutexGuard<'_, Inner> {
         let mut inner = self.lock();
-        inner.received.requests.push(RequestRecord {
-            at: Instant::now(),
-            signal,
-            transport: self.transport,
-            headers,
-        });
+        inner.received.requests.push(RequestRecord { at: Instant::now(), signal, transport: self.transport, headers });
         inner
     }
 
@@ -239,21 +228,9 @@ impl Shared {
                 }
                 Verdict::Fail(Failure::Released)
             }
-            Behavior::FailGrpc(code) => Verdict::Fail(Failure::Grpc {
-                code,
-                retry_delay: None,
-            }),
-            Behavior::FailGrpcRetryInfo(code, delay) => Verdict::Fail(Failure::Grpc {
-                code,
-                retry_delay: Some(delay),
-            }),
-            Behavior::FailHttp {
-                status,
-                retry_after,
-            } => Verdict::Fail(Failure::Http {
-                status,
-                retry_after,
-            }),
+            Behavior::FailGrpc(code) => Verdict::Fail(Failure::Grpc { code, retry_delay: None }),
+            Behavior::FailGrpcRetryInfo(code, delay) => Verdict::Fail(Failure::Grpc { code, retry_delay: Some(delay) }),
+            Behavior::FailHttp { status, retry_after } => Verdict::Fail(Failure::Http { status, retry_after }),
         }
     }
 
@@ -289,10 +266,7 @@ pub(super) fn http_status(failure: &Failure) -> u16 {
 pub(super) fn http_retry_after(failure: &Failure) -> Option<String> {
     match failure {
         Failure::Http { retry_after, .. } => retry_after.clone(),
-        Failure::Grpc {
-            retry_delay: Some(delay),
-            ..
-        } => Some(delay.as_secs_f64().ceil().to_string()),
+        Failure::Grpc { retry_delay: Some(delay), .. } => Some(delay.as_secs_f64().ceil().to_string()),
         _ => None,
     }
 }
@@ -302,10 +276,7 @@ pub(super) fn grpc_code(failure: &Failure) -> (tonic::Code, Option<Duration>) {
     match failure {
         Failure::Grpc { code, retry_delay } => (*code, *retry_delay),
         Failure::Released => (tonic::Code::Unavailable, None),
-        Failure::Http {
-            status,
-            retry_after,
-        } => {
+        Failure::Http { status, retry_after } => {
             let code = match status {
                 400 => tonic::Code::Internal,
                 401 => tonic::Code::Unauthenticated,
@@ -314,10 +285,7 @@ pub(super) fn grpc_code(failure: &Failure) -> (tonic::Code, Option<Duration>) {
                 429 | 502 | 503 | 504 => tonic::Code::Unavailable,
                 _ => tonic::Code::Unknown,
             };
-            let delay = retry_after
-                .as_deref()
-                .and_then(|s| s.trim().parse::<u64>().ok())
-                .map(Duration::from_secs);
+            let delay = retry_after.as_deref().and_then(|s| s.trim().parse::<u64>().ok()).map(Duration::from_secs);
             (code, delay)
         }
     }
@@ -326,9 +294,7 @@ pub(super) fn grpc_code(failure: &Failure) -> (tonic::Code, Option<Duration>) {
 /// Message sent with every failure, so a test log shows where it came from.
 pub(super) fn failure_message(failure: &Failure) -> String {
     match failure {
-        Failure::Released => {
-            "TestCollector: request released from stall or collector stopping".into()
-        }
+        Failure::Released => "TestCollector: request released from stall or collector stopping".into(),
         other => format!("TestCollector: configured failure {other:?}"),
     }
 }
