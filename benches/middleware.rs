@@ -24,6 +24,14 @@ fn overhead(c: &mut Criterion) {
     settings.metrics.queue_capacity = 1 << 16;
     let manager = system.block_on(async { TelemetryManager::initialize(&settings) }).expect("telemetry starts");
 
+    let mut unsampled_settings = settings.clone();
+    unsampled_settings.telemetry.sampler = metamcp_telemetry::settings::Sampler::AlwaysOff;
+    unsampled_settings.prometheus.enabled = false;
+    let unsampled =
+        system.block_on(async { TelemetryManager::initialize(&unsampled_settings) }).expect("telemetry starts");
+    let unsampled_app = system.block_on(test::init_service(
+        App::new().wrap(unsampled.middleware()).route("/items/{id}", web::get().to(handler)),
+    ));
     let bare = system.block_on(test::init_service(App::new().route("/items/{id}", web::get().to(handler))));
     let instrumented = system.block_on(test::init_service(
         App::new().wrap(manager.middleware()).route("/items/{id}", web::get().to(handler)),
@@ -44,6 +52,14 @@ fn overhead(c: &mut Criterion) {
             system.block_on(async {
                 let req = test::TestRequest::get().uri("/items/42").to_request();
                 test::call_service(&instrumented, req).await
+            })
+        })
+    });
+    group.bench_function("instrumented_unsampled", |b| {
+        b.iter(|| {
+            system.block_on(async {
+                let req = test::TestRequest::get().uri("/items/42").to_request();
+                test::call_service(&unsampled_app, req).await
             })
         })
     });

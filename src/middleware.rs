@@ -58,9 +58,15 @@ impl RequestId {
     }
 
     fn generate() -> Self {
-        let id = format!("{:032x}", fastrand::u128(..));
+        const HEX: &[u8; 16] = b"0123456789abcdef";
+        let mut id = [0u8; 32];
+        let mut bits = fastrand::u128(..);
+        for digit in id.iter_mut().rev() {
+            *digit = HEX[(bits & 0xf) as usize];
+            bits >>= 4;
+        }
         // 32 lowercase hex digits are always a valid header value.
-        RequestId(HeaderValue::from_str(&id).unwrap_or_else(|_| HeaderValue::from_static("0")))
+        RequestId(HeaderValue::from_bytes(&id).unwrap_or_else(|_| HeaderValue::from_static("0")))
     }
 }
 
@@ -156,18 +162,14 @@ where
         };
 
         let method = HttpMethod::parse(req.method().as_str());
-        let route = req.match_pattern();
         let parent = propagation::extract(&self.trace_context, &self.baggage, req.headers());
-        let mut attributes = Vec::with_capacity(10);
+        let mut attributes = Vec::with_capacity(12);
         attributes.push(KeyValue::new("http.request.method", method.as_str()));
         if method == HttpMethod::Other {
             attributes.push(KeyValue::new("http.request.method_original", truncated(req.method().as_str(), 64)));
         }
         attributes.push(KeyValue::new("url.path", truncated(req.path(), MAX_PATH_ATTRIBUTE)));
-        attributes.push(KeyValue::new("url.scheme", req.connection_info().scheme().to_owned()));
-        if let Some(route) = &route {
-            attributes.push(KeyValue::new("http.route", route.clone()));
-        }
+        attributes.push(KeyValue::new("url.scheme", if req.app_config().secure() { "https" } else { "http" }));
         attributes.push(KeyValue::new("network.protocol.version", protocol_version(req.version())));
         if let Some(peer) = req.peer_addr() {
             attributes.push(KeyValue::new("client.address", peer.ip().to_string()));
@@ -176,12 +178,10 @@ where
             attributes.push(KeyValue::new("user_agent.original", truncated(agent, 512)));
         }
         attributes.push(KeyValue::new("http.request.header.x-request-id", request_id.as_str().to_owned()));
-        let name = match &route {
-            Some(route) => format!("{} {route}", method.as_str()),
-            None => method.as_str().to_owned(),
-        };
+        // The route is known cheaply only once the router has run (matching it now would run the
+        // router's patterns a second time); the span is renamed `{METHOD} {route}` at the end.
         let span = tracer
-            .span_builder(name)
+            .span_builder(method.as_str())
             .with_kind(SpanKind::Server)
             .with_attributes(attributes)
             .start_with_context(tracer, &parent);
@@ -193,12 +193,21 @@ where
         let manager = self.manager.clone();
         Box::pin(async move {
             let outcome = response.with_context(cx.clone()).await;
-            let (status, failed) = match &outcome {
-                Ok(response) => (response.status().as_u16(), response.response().error().is_some()),
-                Err(err) => (err.as_response_error().status_code().as_u16(), true),
+            let (status, failed, route) = match &outcome {
+                Ok(response) => (
+                    response.status().as_u16(),
+                    response.response().error().is_some(),
+                    response.request().match_pattern(),
+                ),
+                // An inner middleware's error carries no request: its route is unknown.
+                Err(err) => (err.as_response_error().status_code().as_u16(), true, None),
             };
             let elapsed = start.elapsed();
             let span = cx.span();
+            if let Some(route) = &route {
+                span.update_name(format!("{} {route}", method.as_str()));
+                span.set_attribute(KeyValue::new("http.route", route.clone()));
+            }
             span.set_attribute(KeyValue::new("http.response.status_code", i64::from(status)));
             if status >= 500 {
                 span.set_attribute(KeyValue::new("error.type", status.to_string()));

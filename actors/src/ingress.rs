@@ -22,6 +22,25 @@ use crate::self_metrics::{DropReason, SelfMetrics, Signal};
 /// Longest label value kept inline (no allocation on the hot path).
 const INLINE_CAPACITY: usize = 46;
 
+/// How often (in sends, per thread) a producer looks at the queue depth to decide whether to wake
+/// the consumer early. Reading the depth touches the consumer's cache line, so it is not done on
+/// every send; a full batch therefore leaves within this many sends of filling, or at the tick.
+const DEPTH_CHECK_EVERY: u32 = 16;
+
+thread_local! {
+    static SENDS: std::cell::Cell<u32> = const { std::cell::Cell::new(0) };
+}
+
+/// True on every `every`-th call on this thread.
+#[inline]
+fn depth_check_due(every: u32) -> bool {
+    SENDS.with(|sends| {
+        let n = sends.get().wrapping_add(1);
+        sends.set(n);
+        n % every == 0
+    })
+}
+
 /// A label value that crosses the channel without allocating when it is short.
 #[derive(Clone)]
 pub enum LabelValue {
@@ -186,7 +205,8 @@ impl Wake {
     /// Wakes the waiting actor once; further calls before it drains are free.
     #[inline]
     pub fn wake(&self) {
-        if !self.pending.swap(true, Ordering::AcqRel) {
+        // A plain load first: while a wake-up is pending, callers only read the shared flag.
+        if !self.pending.load(Ordering::Relaxed) && !self.pending.swap(true, Ordering::AcqRel) {
             self.notify.notify_one();
         }
     }
@@ -196,6 +216,12 @@ impl Wake {
         self.notify.notified().await;
         self.pending.store(false, Ordering::Release);
     }
+}
+
+/// Depth checks often enough that a threshold smaller than the usual interval still wakes the
+/// consumer on time.
+fn check_interval(wake_threshold: usize) -> u32 {
+    (wake_threshold.clamp(1, DEPTH_CHECK_EVERY as usize)) as u32
 }
 
 /// Creates the span channel: the processor to install in the tracer provider, and the receiving
@@ -211,6 +237,7 @@ pub fn span_channel(
         tx,
         wake: wake.clone(),
         wake_threshold: wake_threshold.max(1),
+        check_every: check_interval(wake_threshold),
         dropped_full: metrics.dropped(Signal::Traces, DropReason::QueueFull).clone(),
         dropped_closed: metrics.dropped(Signal::Traces, DropReason::ShutdownTimeout).clone(),
         flush: None,
@@ -227,6 +254,7 @@ pub struct SpanIngress {
     tx: Sender<SpanData>,
     wake: Arc<Wake>,
     wake_threshold: usize,
+    check_every: u32,
     dropped_full: IntCounter,
     dropped_closed: IntCounter,
     flush: Option<FlushHook>,
@@ -250,7 +278,7 @@ impl SpanIngress {
     pub fn submit(&self, span: SpanData) -> bool {
         match self.tx.try_send(span) {
             Ok(()) => {
-                if self.tx.len() >= self.wake_threshold {
+                if depth_check_due(self.check_every) && self.tx.len() >= self.wake_threshold {
                     self.wake.wake();
                 }
                 true
@@ -302,6 +330,7 @@ pub fn metric_channel(
         tx,
         wake: wake.clone(),
         wake_threshold: wake_threshold.max(1),
+        check_every: check_interval(wake_threshold),
         dropped_full: metrics.dropped(Signal::Metrics, DropReason::QueueFull).clone(),
         dropped_closed: metrics.dropped(Signal::Metrics, DropReason::ShutdownTimeout).clone(),
     };
@@ -314,6 +343,7 @@ pub struct MetricIngress {
     tx: Sender<MetricEvent>,
     wake: Arc<Wake>,
     wake_threshold: usize,
+    check_every: u32,
     dropped_full: IntCounter,
     dropped_closed: IntCounter,
 }
@@ -325,12 +355,17 @@ impl fmt::Debug for MetricIngress {
 }
 
 impl MetricIngress {
+    /// Events waiting in the channel.
+    pub fn queued(&self) -> usize {
+        self.tx.len()
+    }
+
     /// Hands an event to the aggregator; never blocks. Returns false if it was dropped.
     #[inline]
     pub fn record(&self, event: MetricEvent) -> bool {
         match self.tx.try_send(event) {
             Ok(()) => {
-                if self.tx.len() >= self.wake_threshold {
+                if depth_check_due(self.check_every) && self.tx.len() >= self.wake_threshold {
                     self.wake.wake();
                 }
                 true

@@ -1,6 +1,5 @@
 //! The metric aggregator actor.
 
-use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::{SystemTime, UNIX_EPOCH};
 
@@ -9,6 +8,7 @@ use crossbeam_channel::Receiver;
 use opentelemetry_proto::transform::common::tonic::ResourceAttributesWithSchema;
 use prometheus::{Histogram, IntCounter, Registry};
 use prost::Message as _;
+use rustc_hash::FxHashMap as HashMap;
 
 use super::catalogue::{ServiceMetrics, OTHER};
 use super::config::MetricsConfig;
@@ -21,6 +21,8 @@ use crate::supervision::{guarded, InjectPanic};
 
 /// Events folded per turn before the actor yields to its mailbox.
 const FOLD_BUDGET: usize = 4096;
+/// Cached raw keys per distinct label value kept (methods × status codes per route, say).
+const MAX_KEYS_PER_LABEL: usize = 16;
 
 /// Folds metric events into the Prometheus registry and exports snapshots over OTLP.
 pub struct MetricAggregator {
@@ -75,10 +77,10 @@ impl MetricAggregator {
             resource,
             metrics,
             start_time_unix_nano: unix_nanos(),
-            requests: HashMap::new(),
-            routes: HashMap::new(),
-            tools: HashMap::new(),
-            tool_names: HashMap::new(),
+            requests: HashMap::default(),
+            routes: HashMap::default(),
+            tools: HashMap::default(),
+            tool_names: HashMap::default(),
             events_folded: 0,
             snapshots_sent: 0,
         }
@@ -103,31 +105,39 @@ impl MetricAggregator {
         self.events_folded += 1;
         match event {
             MetricEvent::Request { method, route, status_code, duration } => {
-                let route = bounded(&mut self.routes, route, self.config.max_routes);
-                let service = &self.service;
-                let (count, histogram) = self.requests.entry((method, route, status_code)).or_insert_with_key(|key| {
-                    let status = key.2.to_string();
-                    (
-                        service.requests_total.with_label_values(&[method.as_str(), key.1.as_str(), &status]),
-                        service.request_duration.with_label_values(&[method.as_str(), key.1.as_str()]),
-                    )
-                });
+                let key = (method, route, status_code);
+                if let Some((count, histogram)) = self.requests.get(&key) {
+                    count.inc();
+                    histogram.observe(duration);
+                    return;
+                }
+                let route = bounded(&mut self.routes, key.1.clone(), self.config.max_routes);
+                let status = status_code.to_string();
+                let count = self.service.requests_total.with_label_values(&[method.as_str(), route.as_str(), &status]);
+                let histogram = self.service.request_duration.with_label_values(&[method.as_str(), route.as_str()]);
                 count.inc();
                 histogram.observe(duration);
+                // Raw keys are remembered up to a bound; beyond it, new keys take this slow path.
+                if self.requests.len() < self.config.max_routes.saturating_mul(MAX_KEYS_PER_LABEL) {
+                    self.requests.insert(key, (count, histogram));
+                }
             }
             MetricEvent::ToolExecution { tool_name, success, duration } => {
-                let tool = bounded(&mut self.tool_names, tool_name, self.config.max_tool_names);
-                let service = &self.service;
-                let (count, histogram) = self.tools.entry((tool, success)).or_insert_with_key(|key| {
-                    (
-                        service
-                            .tool_executions_total
-                            .with_label_values(&[key.0.as_str(), if success { "true" } else { "false" }]),
-                        service.tool_execution_duration.with_label_values(&[key.0.as_str()]),
-                    )
-                });
+                let key = (tool_name, success);
+                if let Some((count, histogram)) = self.tools.get(&key) {
+                    count.inc();
+                    histogram.observe(duration);
+                    return;
+                }
+                let tool = bounded(&mut self.tool_names, key.0.clone(), self.config.max_tool_names);
+                let outcome = if success { "true" } else { "false" };
+                let count = self.service.tool_executions_total.with_label_values(&[tool.as_str(), outcome]);
+                let histogram = self.service.tool_execution_duration.with_label_values(&[tool.as_str()]);
                 count.inc();
                 histogram.observe(duration);
+                if self.tools.len() < self.config.max_tool_names.saturating_mul(MAX_KEYS_PER_LABEL) {
+                    self.tools.insert(key, (count, histogram));
+                }
             }
             MetricEvent::VectorSearch { query_length, result_count, duration } => {
                 self.service.vector_searches_total.inc();
