@@ -16,7 +16,7 @@ use actix_web::http::header::{HeaderName, HeaderValue};
 use actix_web::http::Version;
 use actix_web::Error;
 use metamcp_telemetry_actors::ingress::HttpMethod;
-use opentelemetry::trace::{FutureExt as _, SpanKind, Status, TraceContextExt, Tracer as _};
+use opentelemetry::trace::{SpanKind, Status, TraceContextExt, Tracer as _};
 use opentelemetry::{Context, KeyValue};
 use opentelemetry_sdk::propagation::{BaggagePropagator, TraceContextPropagator};
 
@@ -47,14 +47,15 @@ impl RequestId {
         Context::map_current(|cx| cx.get::<RequestId>().cloned())
     }
 
-    fn from_request(req: &ServiceRequest) -> Self {
+    /// The caller's id when it is usable (and `true`), or a generated one.
+    fn from_request(req: &ServiceRequest) -> (Self, bool) {
         if let Some(value) = req.headers().get(&REQUEST_ID_HEADER) {
             let bytes = value.as_bytes();
             if !bytes.is_empty() && bytes.len() <= MAX_REQUEST_ID && bytes.iter().all(|b| b.is_ascii_graphic()) {
-                return RequestId(value.clone());
+                return (RequestId(value.clone()), true);
             }
         }
-        Self::generate()
+        (Self::generate(), false)
     }
 
     fn generate() -> Self {
@@ -134,8 +135,6 @@ fn truncated(text: &str, max: usize) -> String {
     text[..end].to_owned()
 }
 
-type BoxedResponse<B> = Pin<Box<dyn Future<Output = Result<ServiceResponse<B>, Error>>>>;
-
 impl<S, B> Service<ServiceRequest> for TelemetryService<S>
 where
     S: Service<ServiceRequest, Response = ServiceResponse<B>, Error = Error>,
@@ -144,26 +143,21 @@ where
 {
     type Response = ServiceResponse<B>;
     type Error = Error;
-    type Future = BoxedResponse<B>;
+    type Future = TelemetryFuture<S::Future>;
 
     actix_web::dev::forward_ready!(service);
 
     fn call(&self, req: ServiceRequest) -> Self::Future {
         let start = Instant::now();
-        let request_id = RequestId::from_request(&req);
+        let (request_id, supplied) = RequestId::from_request(&req);
         let Some(tracer) = self.manager.tracer() else {
             // Disabled: no span, no metric; the request id still travels.
-            let response = self.service.call(req);
-            return Box::pin(async move {
-                let mut response = response.await?;
-                response.headers_mut().insert(REQUEST_ID_HEADER, request_id.0);
-                Ok(response)
-            });
+            return TelemetryFuture { inner: self.service.call(req), state: Some(State::Passthrough(request_id)) };
         };
 
         let method = HttpMethod::parse(req.method().as_str());
         let parent = propagation::extract(&self.trace_context, &self.baggage, req.headers());
-        let mut attributes = Vec::with_capacity(12);
+        let mut attributes = Vec::with_capacity(10);
         attributes.push(KeyValue::new("http.request.method", method.as_str()));
         if method == HttpMethod::Other {
             attributes.push(KeyValue::new("http.request.method_original", truncated(req.method().as_str(), 64)));
@@ -177,7 +171,10 @@ where
         if let Some(agent) = req.headers().get(actix_web::http::header::USER_AGENT).and_then(|v| v.to_str().ok()) {
             attributes.push(KeyValue::new("user_agent.original", truncated(agent, 512)));
         }
-        attributes.push(KeyValue::new("http.request.header.x-request-id", request_id.as_str().to_owned()));
+        if supplied {
+            // A caller's id links its records to this trace; a generated one is in the logs.
+            attributes.push(KeyValue::new("http.request.header.x-request-id", request_id.as_str().to_owned()));
+        }
         // The route is known cheaply only once the router has run (matching it now would run the
         // router's patterns a second time); the span is renamed `{METHOD} {route}` at the end.
         let span = tracer
@@ -186,51 +183,103 @@ where
             .with_attributes(attributes)
             .start_with_context(tracer, &parent);
         let cx = parent.with_span(span).with_value(request_id.clone());
-        let response = {
+        let inner = {
             let _attached = cx.clone().attach();
             self.service.call(req)
         };
-        let manager = self.manager.clone();
-        Box::pin(async move {
-            let outcome = response.with_context(cx.clone()).await;
-            let (status, failed, route) = match &outcome {
-                Ok(response) => (
-                    response.status().as_u16(),
-                    response.response().error().is_some(),
-                    response.request().match_pattern(),
-                ),
-                // An inner middleware's error carries no request: its route is unknown.
-                Err(err) => (err.as_response_error().status_code().as_u16(), true, None),
-            };
-            let elapsed = start.elapsed();
-            let span = cx.span();
-            if let Some(route) = &route {
-                span.update_name(format!("{} {route}", method.as_str()));
-                span.set_attribute(KeyValue::new("http.route", route.clone()));
-            }
-            span.set_attribute(KeyValue::new("http.response.status_code", i64::from(status)));
-            if status >= 500 {
-                span.set_attribute(KeyValue::new("error.type", status.to_string()));
-                span.set_status(Status::error(format!("HTTP {status}")));
-            } else if failed {
-                span.set_attribute(KeyValue::new("error.type", status.to_string()));
-            }
-            if tracing::enabled!(tracing::Level::DEBUG) {
-                // The access log line carries the request's trace and request ids.
-                let _attached = cx.clone().attach();
-                tracing::debug!(
-                    method = method.as_str(),
-                    route = route.as_deref().unwrap_or(UNMATCHED_ROUTE),
-                    status,
-                    duration_ms = elapsed.as_secs_f64() * 1000.0,
-                    "request served"
-                );
-            }
-            span.end();
-            manager.record_request(method.as_str(), route.as_deref().unwrap_or(UNMATCHED_ROUTE), status, elapsed);
-            let mut response = outcome?;
-            response.headers_mut().insert(REQUEST_ID_HEADER, request_id.0);
-            Ok(response)
-        })
+        let traced = Traced { cx, method, start, request_id, manager: self.manager.clone() };
+        TelemetryFuture { inner, state: Some(State::Traced(Box::new(traced))) }
     }
+}
+
+/// What a traced request carries from `call` to its response.
+struct Traced {
+    cx: Context,
+    method: HttpMethod,
+    start: Instant,
+    request_id: RequestId,
+    manager: TelemetryManager,
+}
+
+enum State {
+    Passthrough(RequestId),
+    Traced(Box<Traced>),
+}
+
+pin_project_lite::pin_project! {
+    /// The response future of [`TelemetryService`]: polls the inner service with the request's
+    /// context attached, then ends the span, records the request and sets `x-request-id`.
+    pub struct TelemetryFuture<F> {
+        #[pin]
+        inner: F,
+        state: Option<State>,
+    }
+}
+
+impl<F, B> Future for TelemetryFuture<F>
+where
+    F: Future<Output = Result<ServiceResponse<B>, Error>>,
+{
+    type Output = Result<ServiceResponse<B>, Error>;
+
+    fn poll(self: Pin<&mut Self>, task: &mut std::task::Context<'_>) -> std::task::Poll<Self::Output> {
+        let this = self.project();
+        let outcome = match this.state {
+            Some(State::Traced(traced)) => {
+                let _attached = traced.cx.clone().attach();
+                std::task::ready!(this.inner.poll(task))
+            }
+            _ => std::task::ready!(this.inner.poll(task)),
+        };
+        let result = match this.state.take() {
+            Some(State::Traced(traced)) => finish(*traced, outcome),
+            Some(State::Passthrough(request_id)) => outcome.map(|mut response| {
+                response.headers_mut().insert(REQUEST_ID_HEADER, request_id.0);
+                response
+            }),
+            None => outcome,
+        };
+        std::task::Poll::Ready(result)
+    }
+}
+
+/// Ends the span, records the request, and echoes the request id.
+fn finish<B>(traced: Traced, outcome: Result<ServiceResponse<B>, Error>) -> Result<ServiceResponse<B>, Error> {
+    let Traced { cx, method, start, request_id, manager } = traced;
+    let (status, failed, route) = match &outcome {
+        Ok(response) => {
+            (response.status().as_u16(), response.response().error().is_some(), response.request().match_pattern())
+        }
+        // An inner middleware's error carries no request: its route is unknown.
+        Err(err) => (err.as_response_error().status_code().as_u16(), true, None),
+    };
+    let elapsed = start.elapsed();
+    let span = cx.span();
+    if let Some(route) = &route {
+        span.update_name(format!("{} {route}", method.as_str()));
+        span.set_attribute(KeyValue::new("http.route", route.clone()));
+    }
+    span.set_attribute(KeyValue::new("http.response.status_code", i64::from(status)));
+    if status >= 500 {
+        span.set_attribute(KeyValue::new("error.type", status.to_string()));
+        span.set_status(Status::error(format!("HTTP {status}")));
+    } else if failed {
+        span.set_attribute(KeyValue::new("error.type", status.to_string()));
+    }
+    if tracing::enabled!(tracing::Level::DEBUG) {
+        // The access log line carries the request's trace and request ids.
+        let _attached = cx.clone().attach();
+        tracing::debug!(
+            method = method.as_str(),
+            route = route.as_deref().unwrap_or(UNMATCHED_ROUTE),
+            status,
+            duration_ms = elapsed.as_secs_f64() * 1000.0,
+            "request served"
+        );
+    }
+    span.end();
+    manager.record_request(method.as_str(), route.as_deref().unwrap_or(UNMATCHED_ROUTE), status, elapsed);
+    let mut response = outcome?;
+    response.headers_mut().insert(REQUEST_ID_HEADER, request_id.0);
+    Ok(response)
 }
