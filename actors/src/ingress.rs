@@ -224,59 +224,62 @@ fn check_interval(wake_threshold: usize) -> u32 {
     (wake_threshold.clamp(1, DEPTH_CHECK_EVERY as usize)) as u32
 }
 
-/// Creates the span channel: the processor to install in the tracer provider, and the receiving
-/// end for the span buffer.
-pub fn span_channel(
-    capacity: usize,
-    wake_threshold: usize,
-    metrics: Arc<SelfMetrics>,
-) -> (SpanIngress, Receiver<SpanData>, Arc<Wake>) {
-    let (tx, rx) = crossbeam_channel::bounded(capacity);
-    let wake = Arc::new(Wake::default());
-    let ingress = SpanIngress {
-        tx,
-        wake: wake.clone(),
-        wake_threshold: wake_threshold.max(1),
-        check_every: check_interval(wake_threshold),
-        dropped_full: metrics.dropped(Signal::Traces, DropReason::QueueFull).clone(),
-        dropped_closed: metrics.dropped(Signal::Traces, DropReason::ShutdownTimeout).clone(),
-        flush: None,
-    };
-    (ingress, rx, wake)
-}
-
-/// Asks the span buffer to flush and waits for the answer, from any thread.
-pub type FlushHook = Arc<dyn Fn(Duration) -> Result<(), String> + Send + Sync>;
-
-/// The span processor that feeds the pipeline.
-#[derive(Clone)]
-pub struct SpanIngress {
-    tx: Sender<SpanData>,
+/// The sending side of one bounded channel: `try_send`, a drop counted at once when it is full,
+/// and a wake-up for the consumer once the queue reaches its threshold.
+pub struct Door<T> {
+    tx: Sender<T>,
     wake: Arc<Wake>,
     wake_threshold: usize,
     check_every: u32,
     dropped_full: IntCounter,
     dropped_closed: IntCounter,
-    flush: Option<FlushHook>,
 }
 
-impl fmt::Debug for SpanIngress {
+impl<T> Clone for Door<T> {
+    fn clone(&self) -> Self {
+        Self {
+            tx: self.tx.clone(),
+            wake: self.wake.clone(),
+            wake_threshold: self.wake_threshold,
+            check_every: self.check_every,
+            dropped_full: self.dropped_full.clone(),
+            dropped_closed: self.dropped_closed.clone(),
+        }
+    }
+}
+
+impl<T> fmt::Debug for Door<T> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("SpanIngress").field("queued", &self.tx.len()).field("capacity", &self.tx.capacity()).finish()
+        f.debug_struct("Door").field("queued", &self.tx.len()).field("capacity", &self.tx.capacity()).finish()
     }
 }
 
-impl SpanIngress {
-    /// Sets how `force_flush` reaches the span buffer.
-    pub fn with_flush_hook(mut self, hook: FlushHook) -> Self {
-        self.flush = Some(hook);
-        self
+impl<T> Door<T> {
+    /// A bounded channel of `capacity` for `signal`: its door, its receiving end, and the wake-up
+    /// the consumer waits on.
+    fn open(
+        capacity: usize,
+        wake_threshold: usize,
+        signal: Signal,
+        metrics: &SelfMetrics,
+    ) -> (Self, Receiver<T>, Arc<Wake>) {
+        let (tx, rx) = crossbeam_channel::bounded(capacity);
+        let wake = Arc::new(Wake::default());
+        let door = Self {
+            tx,
+            wake: wake.clone(),
+            wake_threshold: wake_threshold.max(1),
+            check_every: check_interval(wake_threshold),
+            dropped_full: metrics.dropped(signal, DropReason::QueueFull).clone(),
+            dropped_closed: metrics.dropped(signal, DropReason::ShutdownTimeout).clone(),
+        };
+        (door, rx, wake)
     }
 
-    /// Hands a finished span to the pipeline; never blocks. Returns false if it was dropped.
+    /// Hands `item` to the consumer; never blocks. Returns false if it was dropped (and counted).
     #[inline]
-    pub fn submit(&self, span: SpanData) -> bool {
-        match self.tx.try_send(span) {
+    pub fn send(&self, item: T) -> bool {
+        match self.tx.try_send(item) {
             Ok(()) => {
                 if depth_check_due(self.check_every) && self.tx.len() >= self.wake_threshold {
                     self.wake.wake();
@@ -293,6 +296,60 @@ impl SpanIngress {
                 false
             }
         }
+    }
+
+    /// Items waiting in the channel.
+    pub fn queued(&self) -> usize {
+        self.tx.len()
+    }
+}
+
+/// A stream that yields once per wake-up, for an actor's `add_stream`.
+pub fn woken_stream(wake: Arc<Wake>) -> impl futures_util::Stream<Item = ()> {
+    futures_util::stream::unfold(wake, |wake| async move {
+        wake.woken().await;
+        Some(((), wake))
+    })
+}
+
+/// Creates the span channel: the processor to install in the tracer provider, and the receiving
+/// end for the span buffer.
+pub fn span_channel(
+    capacity: usize,
+    wake_threshold: usize,
+    metrics: Arc<SelfMetrics>,
+) -> (SpanIngress, Receiver<SpanData>, Arc<Wake>) {
+    let (door, rx, wake) = Door::open(capacity, wake_threshold, Signal::Traces, &metrics);
+    (SpanIngress { door, flush: None }, rx, wake)
+}
+
+/// Asks the span buffer to flush and waits for the answer, from any thread.
+pub type FlushHook = Arc<dyn Fn(Duration) -> Result<(), String> + Send + Sync>;
+
+/// The span processor that feeds the pipeline.
+#[derive(Clone)]
+pub struct SpanIngress {
+    door: Door<SpanData>,
+    flush: Option<FlushHook>,
+}
+
+impl fmt::Debug for SpanIngress {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("SpanIngress").field("door", &self.door).field("flush_hook", &self.flush.is_some()).finish()
+    }
+}
+
+impl SpanIngress {
+    /// Sets how `force_flush` reaches the span buffer.
+    pub fn with_flush_hook(mut self, hook: FlushHook) -> Self {
+        self.flush = Some(hook);
+        self
+    }
+
+    /// Hands a finished span to the pipeline; never blocks. Returns false if it was dropped.
+    #[inline]
+    pub fn submit(&self, span: SpanData) -> bool {
+        self.door.send(span)
     }
 }
 
@@ -324,62 +381,26 @@ pub fn metric_channel(
     wake_threshold: usize,
     metrics: Arc<SelfMetrics>,
 ) -> (MetricIngress, Receiver<MetricEvent>, Arc<Wake>) {
-    let (tx, rx) = crossbeam_channel::bounded(capacity);
-    let wake = Arc::new(Wake::default());
-    let ingress = MetricIngress {
-        tx,
-        wake: wake.clone(),
-        wake_threshold: wake_threshold.max(1),
-        check_every: check_interval(wake_threshold),
-        dropped_full: metrics.dropped(Signal::Metrics, DropReason::QueueFull).clone(),
-        dropped_closed: metrics.dropped(Signal::Metrics, DropReason::ShutdownTimeout).clone(),
-    };
-    (ingress, rx, wake)
+    let (door, rx, wake) = Door::open(capacity, wake_threshold, Signal::Metrics, &metrics);
+    (MetricIngress { door }, rx, wake)
 }
 
 /// The sending side of the metric event channel.
-#[derive(Clone)]
+#[derive(Clone, Debug)]
 pub struct MetricIngress {
-    tx: Sender<MetricEvent>,
-    wake: Arc<Wake>,
-    wake_threshold: usize,
-    check_every: u32,
-    dropped_full: IntCounter,
-    dropped_closed: IntCounter,
-}
-
-impl fmt::Debug for MetricIngress {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("MetricIngress").field("queued", &self.tx.len()).field("capacity", &self.tx.capacity()).finish()
-    }
+    door: Door<MetricEvent>,
 }
 
 impl MetricIngress {
     /// Events waiting in the channel.
     pub fn queued(&self) -> usize {
-        self.tx.len()
+        self.door.queued()
     }
 
     /// Hands an event to the aggregator; never blocks. Returns false if it was dropped.
     #[inline]
     pub fn record(&self, event: MetricEvent) -> bool {
-        match self.tx.try_send(event) {
-            Ok(()) => {
-                if depth_check_due(self.check_every) && self.tx.len() >= self.wake_threshold {
-                    self.wake.wake();
-                }
-                true
-            }
-            Err(TrySendError::Full(_)) => {
-                self.dropped_full.inc();
-                self.wake.wake();
-                false
-            }
-            Err(TrySendError::Disconnected(_)) => {
-                self.dropped_closed.inc();
-                false
-            }
-        }
+        self.door.send(event)
     }
 }
 

@@ -143,6 +143,26 @@ impl HealthCheck {
         }
     }
 
+    /// A component fed by an ingress queue: depth, capacity, drops at the door, and `degraded`
+    /// with `dropping` as the reason when it dropped since the last check.
+    fn queue_component(
+        &self,
+        kind: ActorKind,
+        signal: Signal,
+        (depth, capacity): (usize, usize),
+        dropping: Option<&str>,
+    ) -> ComponentHealth {
+        let mut c = ComponentHealth::new(self.metrics.restarts(kind).get());
+        c.queue_depth = Some(depth as u64);
+        c.queue_capacity = Some(capacity as u64);
+        c.details.insert("dropped_queue_full", self.metrics.dropped(signal, DropReason::QueueFull).get().into());
+        if let Some(reason) = dropping {
+            c.status = HealthStatus::Degraded;
+            c.reason = Some(reason.to_owned());
+        }
+        c
+    }
+
     fn report(&mut self, gathered: Gathered) -> HealthReport {
         let restarts = |kind: ActorKind| self.metrics.restarts(kind).get();
         let drops_now = Signal::ALL.map(|s| self.metrics.dropped_total(s));
@@ -152,19 +172,14 @@ impl HealthCheck {
 
         let span_buffer = match gathered.span_buffer {
             Ok(status) => {
-                let mut c = ComponentHealth::new(restarts(ActorKind::SpanBuffer));
-                c.queue_depth = Some(status.queue_depth as u64);
-                c.queue_capacity = Some(status.queue_capacity as u64);
+                let mut c = self.queue_component(
+                    ActorKind::SpanBuffer,
+                    Signal::Traces,
+                    (status.queue_depth, status.queue_capacity),
+                    dropped_recently[0].then_some("spans were dropped since the last check"),
+                );
                 c.details.insert("buffered", status.buffered.into());
                 c.details.insert("batches_sent", status.batches_sent.into());
-                c.details.insert(
-                    "dropped_queue_full",
-                    self.metrics.dropped(Signal::Traces, DropReason::QueueFull).get().into(),
-                );
-                if dropped_recently[0] {
-                    c.status = HealthStatus::Degraded;
-                    c.reason = Some("spans were dropped since the last check".into());
-                }
                 c
             }
             Err(why) => ComponentHealth::unresponsive(restarts(ActorKind::SpanBuffer), why),
@@ -173,21 +188,16 @@ impl HealthCheck {
 
         let aggregator = match gathered.aggregator {
             Ok(status) => {
-                let mut c = ComponentHealth::new(restarts(ActorKind::MetricAggregator));
-                c.queue_depth = Some(status.queue_depth as u64);
-                c.queue_capacity = Some(status.queue_capacity as u64);
+                let mut c = self.queue_component(
+                    ActorKind::MetricAggregator,
+                    Signal::Metrics,
+                    (status.queue_depth, status.queue_capacity),
+                    dropped_recently[1].then_some("metric events were dropped since the last check"),
+                );
                 c.details.insert("events_folded", status.events_folded.into());
                 c.details.insert("routes", status.routes.into());
                 c.details.insert("tools", status.tools.into());
                 c.details.insert("snapshots_sent", status.snapshots_sent.into());
-                c.details.insert(
-                    "dropped_queue_full",
-                    self.metrics.dropped(Signal::Metrics, DropReason::QueueFull).get().into(),
-                );
-                if dropped_recently[1] {
-                    c.status = HealthStatus::Degraded;
-                    c.reason = Some("metric events were dropped since the last check".into());
-                }
                 c
             }
             Err(why) => ComponentHealth::unresponsive(restarts(ActorKind::MetricAggregator), why),

@@ -179,12 +179,7 @@ impl Actor for MetricAggregator {
     type Context = Context<Self>;
 
     fn started(&mut self, ctx: &mut Context<Self>) {
-        let wake = self.wake.clone();
-        let woken = futures_util::stream::unfold(wake, |wake| async move {
-            wake.woken().await;
-            Some(((), wake))
-        });
-        ctx.add_stream(woken);
+        ctx.add_stream(crate::ingress::woken_stream(self.wake.clone()));
         ctx.run_interval(self.config.drain_interval, |act, ctx| {
             guarded(ActorKind::MetricAggregator, act, ctx, |act, _| act.fold_all());
         });
