@@ -177,6 +177,12 @@ impl ExporterConfig {
             Duration::from_millis(1),
             Duration::from_secs(3600),
         )?;
+        crate::config_check::duration(
+            "exporter.retry.max_elapsed_time",
+            retry.max_elapsed_time,
+            Duration::from_millis(1),
+            Duration::from_secs(7 * 86_400),
+        )?;
         if retry.max_interval < retry.initial_interval {
             return Err(crate::ConfigError::new(
                 "exporter.retry.max_interval",
