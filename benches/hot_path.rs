@@ -2,8 +2,16 @@
 //!
 //! `cargo bench --bench hot_path`
 //!
-//! Last figures (2-core cloud VM, rustc 1.95, release profile; medians):
-//! see BENCHMARKS.md and the closing note; refresh with the command above.
+//! Last figures, medians from one run (2-core AMD EPYC VM, rustc 1.95, bench profile):
+//!
+//! | bench | median |
+//! |---|---|
+//! | baseline: bare crossbeam `try_send` of 72 bytes, drained | 34 ns |
+//! | `record_request`, 1 thread, bursts of 4096, 0 dropped | 60 ns |
+//! | `record_tool_execution`, 1 thread | 48 ns |
+//! | `record_vector_search`, 1 thread | 32 ns |
+//! | `record_request`, 2 threads in tight loops (saturated: 93 M of the events dropped) | 142 ns |
+//! | SDK span start + 4 attributes + end, into the span buffer | 597 ns |
 
 use std::hint::black_box;
 use std::sync::Arc;
