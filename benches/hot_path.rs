@@ -18,7 +18,9 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use criterion::{criterion_group, criterion_main, Criterion};
-use metamcp_telemetry::settings::Settings;
+
+#[path = "common.rs"]
+mod common;
 use metamcp_telemetry::TelemetryManager;
 use opentelemetry::trace::{Span as _, Tracer as _};
 use opentelemetry::KeyValue;
@@ -26,13 +28,7 @@ use opentelemetry::KeyValue;
 /// A manager on a real pipeline whose queues are drained by the actors while the bench runs.
 fn manager() -> (actix_rt::SystemRunner, TelemetryManager) {
     let system = actix_rt::System::new();
-    let mut settings = Settings::default();
-    settings.prometheus.enabled = false;
-    settings.telemetry.install_global = false;
-    // No collector in a bench: export attempts fail fast and are retried off the hot path.
-    settings.exporter.endpoint = "http://127.0.0.1:9".to_owned();
-    settings.span_buffer.queue_capacity = 1 << 16;
-    let manager = system.block_on(async { TelemetryManager::initialize(&settings) }).expect("telemetry starts");
+    let manager = common::start(&system, &common::bench_settings());
     (system, manager)
 }
 

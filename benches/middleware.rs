@@ -17,86 +17,66 @@
 
 use std::time::Duration;
 
+use actix_web::dev::{Service, ServiceResponse};
 use actix_web::{test, web, App, HttpResponse};
-use criterion::{criterion_group, criterion_main, Criterion};
-use metamcp_telemetry::settings::Settings;
-use metamcp_telemetry::TelemetryManager;
+use criterion::measurement::WallTime;
+use criterion::{criterion_group, criterion_main, BenchmarkGroup, Criterion};
+
+#[path = "common.rs"]
+mod common;
 
 async fn handler(path: web::Path<String>) -> HttpResponse {
     HttpResponse::Ok().body(path.into_inner())
 }
 
+const TRACEPARENT: &str = "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01";
+
+/// One bench: a GET through `app`, with or without a `traceparent` header.
+fn bench_get<S>(
+    group: &mut BenchmarkGroup<'_, WallTime>,
+    system: &actix_rt::SystemRunner,
+    name: &str,
+    app: &S,
+    traceparent: bool,
+) where
+    S: Service<actix_http::Request, Response = ServiceResponse, Error = actix_web::Error>,
+{
+    group.bench_function(name, |b| {
+        b.iter(|| {
+            system.block_on(async {
+                let mut req = test::TestRequest::get().uri("/items/42");
+                if traceparent {
+                    req = req.insert_header(("traceparent", TRACEPARENT));
+                }
+                test::call_service(app, req.to_request()).await
+            })
+        })
+    });
+}
+
 fn overhead(c: &mut Criterion) {
     let system = actix_rt::System::new();
-    let mut settings = Settings::default();
-    settings.prometheus.enabled = false;
-    settings.telemetry.install_global = false;
-    settings.exporter.endpoint = "http://127.0.0.1:9".to_owned();
-    settings.span_buffer.queue_capacity = 1 << 16;
-    settings.metrics.queue_capacity = 1 << 16;
-    let manager = system.block_on(async { TelemetryManager::initialize(&settings) }).expect("telemetry starts");
-
+    let settings = common::bench_settings();
+    let manager = common::start(&system, &settings);
     let mut unsampled_settings = settings.clone();
     unsampled_settings.telemetry.sampler = metamcp_telemetry::settings::Sampler::AlwaysOff;
-    unsampled_settings.prometheus.enabled = false;
-    let unsampled =
-        system.block_on(async { TelemetryManager::initialize(&unsampled_settings) }).expect("telemetry starts");
-    let unsampled_app = system.block_on(test::init_service(
-        App::new().wrap(unsampled.middleware()).route("/items/{id}", web::get().to(handler)),
-    ));
+    let unsampled = common::start(&system, &unsampled_settings);
+
     let bare = system.block_on(test::init_service(App::new().route("/items/{id}", web::get().to(handler))));
     let instrumented = system.block_on(test::init_service(
         App::new().wrap(manager.middleware()).route("/items/{id}", web::get().to(handler)),
     ));
+    let unsampled_app = system.block_on(test::init_service(
+        App::new().wrap(unsampled.middleware()).route("/items/{id}", web::get().to(handler)),
+    ));
 
     let mut group = c.benchmark_group("middleware");
     group.measurement_time(Duration::from_secs(8));
-    group.bench_function("bare", |b| {
-        b.iter(|| {
-            system.block_on(async {
-                let req = test::TestRequest::get().uri("/items/42").to_request();
-                test::call_service(&bare, req).await
-            })
-        })
-    });
-    group.bench_function("bare_with_traceparent", |b| {
-        b.iter(|| {
-            system.block_on(async {
-                let req = test::TestRequest::get()
-                    .uri("/items/42")
-                    .insert_header(("traceparent", "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01"))
-                    .to_request();
-                test::call_service(&bare, req).await
-            })
-        })
-    });
-    group.bench_function("instrumented", |b| {
-        b.iter(|| {
-            system.block_on(async {
-                let req = test::TestRequest::get().uri("/items/42").to_request();
-                test::call_service(&instrumented, req).await
-            })
-        })
-    });
-    group.bench_function("instrumented_unsampled", |b| {
-        b.iter(|| {
-            system.block_on(async {
-                let req = test::TestRequest::get().uri("/items/42").to_request();
-                test::call_service(&unsampled_app, req).await
-            })
-        })
-    });
-    group.bench_function("instrumented_with_traceparent", |b| {
-        b.iter(|| {
-            system.block_on(async {
-                let req = test::TestRequest::get()
-                    .uri("/items/42")
-                    .insert_header(("traceparent", "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01"))
-                    .to_request();
-                test::call_service(&instrumented, req).await
-            })
-        })
-    });
+    bench_get(&mut group, &system, "bare", &bare, false);
+    bench_get(&mut group, &system, "bare_with_traceparent", &bare, true);
+    bench_get(&mut group, &system, "instrumented", &instrumented, false);
+    bench_get(&mut group, &system, "instrumented_unsampled", &unsampled_app, false);
+    bench_get(&mut group, &system, "instrumented_with_traceparent", &instrumented, true);
     group.finish();
 }
 
