@@ -131,3 +131,29 @@ async fn the_global_tracer_joins_the_same_pipeline() {
     assert_eq!(span.scope_name, "user-code");
     manager.shutdown().await;
 }
+
+#[actix_rt::test]
+async fn insecure_false_speaks_tls_even_to_an_http_endpoint() {
+    // The receiver speaks plain HTTP/2: a TLS client cannot complete a handshake with it, so
+    // nothing may arrive, and the failures are retryable (the collector may be fixed).
+    let collector = TestCollector::start(Transport::Grpc);
+    let mut settings = settings_for(&collector.endpoint(), Protocol::Grpc);
+    settings.exporter.insecure = false;
+    settings.metrics.otlp_export = false;
+    settings.server.shutdown_timeout = Duration::from_millis(300);
+    let manager = TelemetryManager::initialize(&settings).unwrap();
+    record_spans(&manager, 2);
+    let metrics = manager.pipeline().unwrap().self_metrics.clone();
+    let failed = common::wait_until_async(Duration::from_secs(10), || {
+        let metrics = metrics.clone();
+        async move { metrics.export_failures(Signal::Traces, FailureKind::Retryable).get() >= 1 }
+    })
+    .await;
+    assert!(failed, "a TLS handshake against a plain-text receiver fails");
+    assert_eq!(collector.span_count(), 0);
+    let report = manager.pipeline().unwrap().check_health(Duration::from_secs(2)).await.unwrap();
+    let last_error = report.components["exporter"].details["last_error"].to_string();
+    // rustls's words for a peer that answered a ClientHello with plain text.
+    assert!(last_error.contains("corrupt message"), "not a TLS failure: {last_error}");
+    manager.shutdown().await;
+}
