@@ -21,6 +21,7 @@ use actix_web::dev::{Service, ServiceResponse};
 use actix_web::{test, web, App, HttpResponse};
 use criterion::measurement::WallTime;
 use criterion::{criterion_group, criterion_main, BenchmarkGroup, Criterion};
+use metamcp_telemetry::TelemetryManager;
 
 #[path = "common.rs"]
 mod common;
@@ -70,12 +71,17 @@ fn overhead(c: &mut Criterion) {
         App::new().wrap(unsampled.middleware()).route("/items/{id}", web::get().to(handler)),
     ));
 
+    let disabled = TelemetryManager::disabled();
+    let disabled_app = system.block_on(test::init_service(
+        App::new().wrap(disabled.middleware()).route("/items/{id}", web::get().to(handler)),
+    ));
     let mut group = c.benchmark_group("middleware");
     group.measurement_time(Duration::from_secs(8));
     bench_get(&mut group, &system, "bare", &bare, false);
     bench_get(&mut group, &system, "bare_with_traceparent", &bare, true);
     bench_get(&mut group, &system, "instrumented", &instrumented, false);
     bench_get(&mut group, &system, "instrumented_unsampled", &unsampled_app, false);
+    bench_get(&mut group, &system, "disabled", &disabled_app, false);
     bench_get(&mut group, &system, "instrumented_with_traceparent", &instrumented, true);
     group.finish();
 }

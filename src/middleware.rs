@@ -71,6 +71,33 @@ impl RequestId {
     }
 }
 
+/// Most distinct `{METHOD} {route}` span names kept for the life of the process. Route templates
+/// come from the application's route table, so a real service needs far fewer; past the bound,
+/// names are formatted per request.
+const MAX_INTERNED_NAMES: usize = 1024;
+
+type NameTable = std::sync::RwLock<std::collections::HashMap<Box<str>, [Option<&'static str>; 10]>>;
+
+/// The interned span name `{METHOD} {route}`, shared by every request of that route, so naming a
+/// span costs a read-locked lookup instead of an allocation.
+fn span_name(method: HttpMethod, route: &str) -> Option<&'static str> {
+    static NAMES: std::sync::OnceLock<NameTable> = std::sync::OnceLock::new();
+    let table = NAMES.get_or_init(Default::default);
+    let slot = method as usize;
+    if let Ok(names) = table.read() {
+        if let Some(name) = names.get(route).and_then(|by_method| by_method[slot]) {
+            return Some(name);
+        }
+    }
+    let mut names = table.write().ok()?;
+    if names.len() >= MAX_INTERNED_NAMES && !names.contains_key(route) {
+        return None;
+    }
+    let by_method = names.entry(route.into()).or_insert([None; 10]);
+    // Bounded by MAX_INTERNED_NAMES routes × 10 methods; these names live as long as the process.
+    Some(*by_method[slot].get_or_insert_with(|| Box::leak(format!("{} {route}", method.as_str()).into_boxed_str())))
+}
+
 /// The middleware factory; create it with [`TelemetryManager::middleware`].
 #[derive(Clone, Debug)]
 pub struct TelemetryMiddleware {
@@ -188,7 +215,7 @@ where
             self.service.call(req)
         };
         let traced = Traced { cx, method, start, request_id, manager: self.manager.clone() };
-        TelemetryFuture { inner, state: Some(State::Traced(Box::new(traced))) }
+        TelemetryFuture { inner, state: Some(State::Traced(traced)) }
     }
 }
 
@@ -203,7 +230,7 @@ struct Traced {
 
 enum State {
     Passthrough(RequestId),
-    Traced(Box<Traced>),
+    Traced(Traced),
 }
 
 pin_project_lite::pin_project! {
@@ -232,7 +259,7 @@ where
             _ => std::task::ready!(this.inner.poll(task)),
         };
         let result = match this.state.take() {
-            Some(State::Traced(traced)) => finish(*traced, outcome),
+            Some(State::Traced(traced)) => finish(traced, outcome),
             Some(State::Passthrough(request_id)) => outcome.map(|mut response| {
                 response.headers_mut().insert(REQUEST_ID_HEADER, request_id.0);
                 response
@@ -256,8 +283,17 @@ fn finish<B>(traced: Traced, outcome: Result<ServiceResponse<B>, Error>) -> Resu
     let elapsed = start.elapsed();
     let span = cx.span();
     if let Some(route) = &route {
-        span.update_name(format!("{} {route}", method.as_str()));
-        span.set_attribute(KeyValue::new("http.route", route.clone()));
+        match span_name(method, route) {
+            Some(name) => {
+                span.update_name(name);
+                // The interned name is "{METHOD} {route}": the route is its tail.
+                span.set_attribute(KeyValue::new("http.route", &name[method.as_str().len() + 1..]));
+            }
+            None => {
+                span.update_name(format!("{} {route}", method.as_str()));
+                span.set_attribute(KeyValue::new("http.route", route.clone()));
+            }
+        }
     }
     span.set_attribute(KeyValue::new("http.response.status_code", i64::from(status)));
     if status >= 500 {
