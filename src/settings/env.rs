@@ -2,6 +2,7 @@
 //! and `RUST_LOG`, the seed's variables, and `METAMCP_<SECTION>__<KEY>` for every key, in that
 //! order of precedence (the most specific wins).
 
+use opentelemetry_otlp as otlp;
 use std::collections::{BTreeMap, HashMap};
 use std::hash::BuildHasher;
 
@@ -83,19 +84,21 @@ const fn alias(var: &'static str, key: &'static str, conversion: Conversion) -> 
 /// The alias variables in the order they are applied: a later one wins over an earlier one for
 /// the same key. First the standard OpenTelemetry variables and `RUST_LOG`, then the seed's
 /// variables. `METAMCP_*` variables are applied after all of these.
+// The OTLP exporter variables are named by opentelemetry-otlp's own constants, so they follow
+// the crate the ecosystem configures with.
 pub(crate) const ALIASES: &[Alias] = &[
     alias("OTEL_SDK_DISABLED", "telemetry.enabled", Conversion::SdkDisabled),
     alias("OTEL_RESOURCE_ATTRIBUTES", "telemetry.resource_attributes", Conversion::ResourceAttributes),
     alias("OTEL_SERVICE_NAME", "telemetry.service_name", Conversion::Typed),
     alias("OTEL_TRACES_SAMPLER", "telemetry.sampler", Conversion::Typed),
     alias("OTEL_TRACES_SAMPLER_ARG", "telemetry.sampler_arg", Conversion::Typed),
-    alias("OTEL_EXPORTER_OTLP_ENDPOINT", "exporter.endpoint", Conversion::Typed),
-    alias("OTEL_EXPORTER_OTLP_TRACES_ENDPOINT", "exporter.endpoint", Conversion::Typed),
-    alias("OTEL_EXPORTER_OTLP_PROTOCOL", "exporter.protocol", Conversion::OtlpProtocol),
-    alias("OTEL_EXPORTER_OTLP_INSECURE", "exporter.insecure", Conversion::Typed),
-    alias("OTEL_EXPORTER_OTLP_HEADERS", "exporter.headers", Conversion::Typed),
+    alias(otlp::OTEL_EXPORTER_OTLP_ENDPOINT, "exporter.endpoint", Conversion::Typed),
+    alias(otlp::OTEL_EXPORTER_OTLP_TRACES_ENDPOINT, "exporter.endpoint", Conversion::Typed),
+    alias(otlp::OTEL_EXPORTER_OTLP_PROTOCOL, "exporter.protocol", Conversion::OtlpProtocol),
+    alias(otlp::OTEL_EXPORTER_OTLP_INSECURE, "exporter.insecure", Conversion::Typed),
+    alias(otlp::OTEL_EXPORTER_OTLP_HEADERS, "exporter.headers", Conversion::Typed),
     alias("OTEL_BSP_EXPORT_TIMEOUT", "exporter.timeout", Conversion::Millis),
-    alias("OTEL_EXPORTER_OTLP_TIMEOUT", "exporter.timeout", Conversion::Millis),
+    alias(otlp::OTEL_EXPORTER_OTLP_TIMEOUT, "exporter.timeout", Conversion::Millis),
     alias("OTEL_BSP_MAX_CONCURRENT_EXPORTS", "exporter.max_concurrent_exports", Conversion::Typed),
     alias("OTEL_BSP_SCHEDULE_DELAY", "span_buffer.flush_interval", Conversion::Millis),
     alias("OTEL_BSP_MAX_QUEUE_SIZE", "span_buffer.queue_capacity", Conversion::Typed),
@@ -167,7 +170,7 @@ fn convert(alias: &Alias, raw: &str, schema: &Schema) -> Result<Vec<Assignment>,
             }),
         },
         Conversion::OtlpProtocol => {
-            if raw.trim() == "http/json" {
+            if raw.trim() == otlp::OTEL_EXPORTER_OTLP_PROTOCOL_HTTP_JSON {
                 Err(invalid("grpc or http/protobuf (http/json is not supported)"))
             } else {
                 schema.assign_dotted(alias.key, raw.trim(), &origin)

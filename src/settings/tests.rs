@@ -1018,3 +1018,11 @@ fn the_shipped_config_directory_loads_with_and_without_development() {
     assert_eq!(settings.logging.format, LogFormat::Pretty);
     assert_eq!(settings.logging.level, "debug");
 }
+
+#[test]
+fn protocol_names_and_default_timeout_match_opentelemetry_otlp() {
+    use metamcp_telemetry_actors::{ExporterConfig, Protocol};
+    assert_eq!(Protocol::Grpc.to_string(), opentelemetry_otlp::OTEL_EXPORTER_OTLP_PROTOCOL_GRPC);
+    assert_eq!(Protocol::HttpProtobuf.to_string(), opentelemetry_otlp::OTEL_EXPORTER_OTLP_PROTOCOL_HTTP_PROTOBUF);
+    assert_eq!(ExporterConfig::default().timeout, opentelemetry_otlp::OTEL_EXPORTER_OTLP_TIMEOUT_DEFAULT);
+}
