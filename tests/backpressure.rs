@@ -46,7 +46,7 @@ async fn ten_thousand_recordings_against_a_stalled_receiver_are_counted_to_the_i
     // Release the receiver; everything not dropped must arrive.
     collector.set_behavior(Behavior::Accept);
     let metrics = pipeline.self_metrics.clone();
-    let settled = common::wait_until_async(Duration::from_secs(30), || {
+    let settled = support::wait::wait_until_async(Duration::from_secs(30), || {
         let metrics = metrics.clone();
         async move { metrics.exported(Signal::Traces).get() + metrics.dropped_total(Signal::Traces) == RECORDINGS }
     })

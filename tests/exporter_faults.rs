@@ -105,7 +105,7 @@ async fn a_collector_that_comes_back_gets_everything_recorded_meanwhile() {
     let manager = start(&collector);
     let metrics = manager.pipeline().unwrap().self_metrics.clone();
     record_spans(&manager, 40);
-    let down = common::wait_until_async(Duration::from_secs(10), || {
+    let down = support::wait::wait_until_async(Duration::from_secs(10), || {
         let metrics = metrics.clone();
         async move { metrics.collector_up().get() == 0 }
     })
@@ -144,7 +144,7 @@ async fn insecure_false_speaks_tls_even_to_an_http_endpoint() {
     let manager = TelemetryManager::initialize(&settings).unwrap();
     record_spans(&manager, 2);
     let metrics = manager.pipeline().unwrap().self_metrics.clone();
-    let failed = common::wait_until_async(Duration::from_secs(10), || {
+    let failed = support::wait::wait_until_async(Duration::from_secs(10), || {
         let metrics = metrics.clone();
         async move { metrics.export_failures(Signal::Traces, FailureKind::Retryable).get() >= 1 }
     })

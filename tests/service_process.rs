@@ -52,7 +52,8 @@ fn without_a_collector_requests_are_served_health_degrades_and_one_warning_is_lo
     assert_eq!(http.get(service.url("/health/ready")).send().unwrap().status(), 200, "degraded is still ready");
     let first = failures(&service);
     assert!(first >= 1.0);
-    let rising = common::wait_until(Duration::from_secs(20), || failures(&service) > first);
+    let rising =
+        support::wait::wait_until(Duration::from_secs(20), Duration::from_millis(20), || failures(&service) > first);
     assert!(rising, "retryable failures keep rising while the collector is away");
     assert_eq!(
         prom::value(&prom::scrape_blocking(&service.metrics_url()), "metamcp_telemetry_collector_up", &[]),
@@ -107,7 +108,7 @@ fn log_lines_of_a_request_carry_its_trace_span_and_request_ids() {
         .send()
         .unwrap();
     assert_eq!(response.status(), 200);
-    let found = common::wait_until(Duration::from_secs(10), || {
+    let found = support::wait::wait_until(Duration::from_secs(10), Duration::from_millis(20), || {
         service.json_logs().iter().any(|l| l["message"] == "request served" && l["request_id"] == "corr-42")
     });
     assert!(found, "no access log line:\n{}", service.logs().join("\n"));

@@ -229,35 +229,3 @@ impl TestApp {
         format!("{}{path}", self.base)
     }
 }
-
-/// Polls `condition` every few milliseconds until it holds or `timeout` passes.
-pub async fn wait_until_async<F, Fut>(timeout: Duration, mut condition: F) -> bool
-where
-    F: FnMut() -> Fut,
-    Fut: std::future::Future<Output = bool>,
-{
-    let deadline = Instant::now() + timeout;
-    loop {
-        if condition().await {
-            return true;
-        }
-        if Instant::now() >= deadline {
-            return false;
-        }
-        actix_rt::time::sleep(Duration::from_millis(10)).await;
-    }
-}
-
-/// Polls `condition` every few milliseconds until it holds or `timeout` passes (blocking).
-pub fn wait_until(timeout: Duration, mut condition: impl FnMut() -> bool) -> bool {
-    let deadline = Instant::now() + timeout;
-    loop {
-        if condition() {
-            return true;
-        }
-        if Instant::now() >= deadline {
-            return false;
-        }
-        std::thread::sleep(Duration::from_millis(20));
-    }
-}
