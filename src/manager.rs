@@ -10,7 +10,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use metamcp_telemetry_actors::health_check::{HealthReport, ReadinessProbe};
-use metamcp_telemetry_actors::ingress::{HttpMethod, LabelValue, MetricEvent, MetricIngress};
+use metamcp_telemetry_actors::ingress::{DbOperation, DbSystem, HttpMethod, LabelValue, MetricEvent, MetricIngress};
 use metamcp_telemetry_actors::pipeline::{Pipeline, PipelineConfig, ShutdownReport};
 use opentelemetry::trace::{FutureExt as _, SpanKind, Status, TraceContextExt, Tracer as _, TracerProvider as _};
 use opentelemetry::{Context, InstrumentationScope, KeyValue};
@@ -251,6 +251,23 @@ impl TelemetryManager {
         }
     }
 
+    /// Adds a collector (database pool gauges, say) to the registry `/metrics` renders and the
+    /// OTLP metric export reads. A no-op when telemetry is disabled.
+    pub fn register_collector(&self, collector: Box<dyn prometheus::core::Collector>) -> Result<(), prometheus::Error> {
+        match self.pipeline() {
+            Some(pipeline) => pipeline.registry.register(collector),
+            None => Ok(()),
+        }
+    }
+
+    /// Adds a readiness probe that `/health/ready` and `/health` include from the next check on.
+    /// A no-op when telemetry is disabled.
+    pub async fn add_readiness_probe(&self, probe: Arc<dyn ReadinessProbe>) {
+        if let Some(pipeline) = self.pipeline() {
+            let _ = pipeline.health.send(metamcp_telemetry_actors::health_check::AddProbe(probe)).await;
+        }
+    }
+
     /// The address the Prometheus endpoint listens on, if it runs.
     pub fn metrics_addr(&self) -> Option<SocketAddr> {
         match &self.inner.mode {
@@ -275,6 +292,17 @@ impl TelemetryManager {
     pub fn record_tool_execution(&self, tool_name: &str, success: bool, duration: Duration) {
         self.inner.sink.record(|| MetricEvent::ToolExecution {
             tool_name: LabelValue::new(tool_name),
+            success,
+            duration: duration.as_secs_f64(),
+        });
+    }
+
+    /// Records one database query. Never blocks.
+    #[inline]
+    pub fn record_db_query(&self, system: DbSystem, operation: DbOperation, success: bool, duration: Duration) {
+        self.inner.sink.record(|| MetricEvent::DbQuery {
+            system,
+            operation,
             success,
             duration: duration.as_secs_f64(),
         });

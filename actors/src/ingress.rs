@@ -41,6 +41,69 @@ fn depth_check_due(every: u32) -> bool {
     })
 }
 
+/// A database system, as in the `db.system.name` attribute.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum DbSystem {
+    /// `sqlite`
+    Sqlite,
+    /// `postgresql`
+    Postgresql,
+}
+
+impl DbSystem {
+    /// The attribute and label value.
+    pub const fn as_str(self) -> &'static str {
+        match self {
+            Self::Sqlite => "sqlite",
+            Self::Postgresql => "postgresql",
+        }
+    }
+}
+
+/// A database operation, a bounded label: the first keyword of the statement.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum DbOperation {
+    /// `SELECT`
+    Select,
+    /// `INSERT`
+    Insert,
+    /// `UPDATE`
+    Update,
+    /// `DELETE`
+    Delete,
+    /// `BEGIN`, `COMMIT`, `ROLLBACK`, `SAVEPOINT`, `RELEASE`
+    Transaction,
+    /// Anything else (DDL, `PRAGMA`, …).
+    Other,
+}
+
+impl DbOperation {
+    /// The operation of `sql`, from its first keyword (a leading `WITH` counts as `SELECT`).
+    pub fn of_statement(sql: &str) -> Self {
+        let word = sql.trim_start().split(|c: char| !c.is_ascii_alphabetic()).next().unwrap_or("");
+        match word.to_ascii_uppercase().as_str() {
+            "SELECT" | "WITH" => Self::Select,
+            "INSERT" => Self::Insert,
+            "UPDATE" => Self::Update,
+            "DELETE" => Self::Delete,
+            "BEGIN" | "COMMIT" | "ROLLBACK" | "SAVEPOINT" | "RELEASE" | "END" => Self::Transaction,
+            _ => Self::Other,
+        }
+    }
+
+    /// The attribute and label value.
+    pub const fn as_str(self) -> &'static str {
+        match self {
+            Self::Select => "SELECT",
+            Self::Insert => "INSERT",
+            Self::Update => "UPDATE",
+            Self::Delete => "DELETE",
+            Self::Transaction => "TRANSACTION",
+            Self::Other => "other",
+        }
+    }
+}
+
 /// A label value that crosses the channel without allocating when it is short.
 #[derive(Clone)]
 pub enum LabelValue {
@@ -179,6 +242,17 @@ pub enum MetricEvent {
         /// Tool name.
         tool_name: LabelValue,
         /// Whether the call succeeded.
+        success: bool,
+        /// Duration in seconds.
+        duration: f64,
+    },
+    /// A database query.
+    DbQuery {
+        /// The database system, as in `db.system.name` (`sqlite`, `postgresql`).
+        system: DbSystem,
+        /// The operation, as in `db.operation.name` (`SELECT`, `INSERT`, …; `other` beyond them).
+        operation: DbOperation,
+        /// Whether the query succeeded.
         success: bool,
         /// Duration in seconds.
         duration: f64,

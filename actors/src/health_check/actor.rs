@@ -10,7 +10,7 @@ use actix::prelude::*;
 use tokio::sync::oneshot;
 
 use super::config::HealthConfig;
-use super::messages::{CheckNow, GetHealth};
+use super::messages::{AddProbe, CheckNow, GetHealth};
 use super::report::{ComponentHealth, HealthReport, HealthStatus, SignalHealth};
 use crate::exporter::{self, Exporter, ExporterStatus};
 use crate::metric_aggregator::{self, AggregatorStatus, MetricAggregator};
@@ -315,6 +315,16 @@ impl Handler<GetHealth> for HealthCheck {
             return Box::pin(async move { report });
         }
         self.handle(CheckNow, ctx)
+    }
+}
+
+impl Handler<AddProbe> for HealthCheck {
+    type Result = ();
+
+    fn handle(&mut self, AddProbe(probe): AddProbe, _: &mut Context<Self>) {
+        if !self.probes.iter().any(|known| known.name() == probe.name()) {
+            self.probes.push(probe);
+        }
     }
 }
 

@@ -10,5 +10,5 @@ pub mod report;
 mod tests;
 
 pub use actor::{HealthCheck, ReadinessProbe};
-pub use messages::{CheckNow, GetHealth};
+pub use messages::{AddProbe, CheckNow, GetHealth};
 pub use report::{ComponentHealth, HealthReport, HealthStatus, SignalHealth};

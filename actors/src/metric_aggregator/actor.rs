@@ -15,7 +15,7 @@ use super::config::MetricsConfig;
 use super::messages::{AggregatorStatus, Drain, ExportNow, GetStatus};
 use super::otlp;
 use crate::exporter::{ExportBatch, Exporter};
-use crate::ingress::{HttpMethod, LabelValue, MetricEvent, Wake};
+use crate::ingress::{DbOperation, DbSystem, HttpMethod, LabelValue, MetricEvent, Wake};
 use crate::self_metrics::{ActorKind, SelfMetrics, Signal};
 use crate::supervision::{guarded, InjectPanic};
 
@@ -38,6 +38,8 @@ pub struct MetricAggregator {
     requests: HashMap<(HttpMethod, LabelValue, u16), (IntCounter, Histogram)>,
     routes: HashMap<LabelValue, LabelValue>,
     tools: HashMap<(LabelValue, bool), (IntCounter, Histogram)>,
+    /// Cached children of the database histogram (a bounded key space: system × operation × outcome).
+    db_queries: HashMap<(DbSystem, DbOperation, bool), Histogram>,
     tool_names: HashMap<LabelValue, LabelValue>,
     events_folded: u64,
     snapshots_sent: u64,
@@ -80,6 +82,7 @@ impl MetricAggregator {
             requests: HashMap::default(),
             routes: HashMap::default(),
             tools: HashMap::default(),
+            db_queries: HashMap::default(),
             tool_names: HashMap::default(),
             events_folded: 0,
             snapshots_sent: 0,
@@ -138,6 +141,18 @@ impl MetricAggregator {
                 if self.tools.len() < self.config.max_tool_names.saturating_mul(MAX_KEYS_PER_LABEL) {
                     self.tools.insert(key, (count, histogram));
                 }
+            }
+            MetricEvent::DbQuery { system, operation, success, duration } => {
+                let key = (system, operation, success);
+                if let Some(histogram) = self.db_queries.get(&key) {
+                    histogram.observe(duration);
+                    return;
+                }
+                let outcome = if success { "true" } else { "false" };
+                let histogram =
+                    self.service.db_query_duration.with_label_values(&[system.as_str(), operation.as_str(), outcome]);
+                histogram.observe(duration);
+                self.db_queries.insert(key, histogram);
             }
             MetricEvent::VectorSearch { query_length, result_count, duration } => {
                 self.service.vector_searches_total.inc();

@@ -10,6 +10,9 @@ pub const TOOL_BUCKETS: &[f64] =
     &[0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0, 120.0, 300.0];
 /// Vector search duration buckets, in seconds.
 pub const SEARCH_BUCKETS: &[f64] = &[0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0];
+/// Database query duration buckets, in seconds.
+pub const DB_BUCKETS: &[f64] =
+    &[0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0];
 /// Vector search result count buckets.
 pub const RESULT_COUNT_BUCKETS: &[f64] = &[0.0, 1.0, 2.0, 3.0, 5.0, 10.0, 20.0, 50.0, 100.0];
 /// Vector search query length buckets, in characters.
@@ -29,6 +32,8 @@ pub struct ServiceMetrics {
     pub tool_executions_total: IntCounterVec,
     /// `metamcp_tool_execution_duration_seconds{tool_name}`
     pub tool_execution_duration: HistogramVec,
+    /// `metamcp_db_query_duration_seconds{db_system, db_operation, success}`
+    pub db_query_duration: HistogramVec,
     /// `metamcp_vector_searches_total`
     pub vector_searches_total: IntCounter,
     /// `metamcp_vector_search_duration_seconds`
@@ -61,6 +66,14 @@ impl ServiceMetrics {
                     .buckets(TOOL_BUCKETS.to_vec()),
                 &["tool_name"],
             )?,
+            db_query_duration: HistogramVec::new(
+                HistogramOpts::new(
+                    "metamcp_db_query_duration_seconds",
+                    "Database query duration in seconds, by system, operation and outcome.",
+                )
+                .buckets(DB_BUCKETS.to_vec()),
+                &["db_system", "db_operation", "success"],
+            )?,
             vector_searches_total: IntCounter::new(
                 "metamcp_vector_searches_total",
                 "Vector searches over the tools registry.",
@@ -85,6 +98,7 @@ impl ServiceMetrics {
         registry.register(Box::new(metrics.request_duration.clone()))?;
         registry.register(Box::new(metrics.tool_executions_total.clone()))?;
         registry.register(Box::new(metrics.tool_execution_duration.clone()))?;
+        registry.register(Box::new(metrics.db_query_duration.clone()))?;
         registry.register(Box::new(metrics.vector_searches_total.clone()))?;
         registry.register(Box::new(metrics.vector_search_duration.clone()))?;
         registry.register(Box::new(metrics.vector_search_results.clone()))?;

@@ -1,0 +1,2 @@
+//! Tools of the gateway: the built-in calculator, the embedders and the vector index of the
+//! tools registry.
