@@ -32,12 +32,12 @@ pub const DEFAULT_DIMENSIONS: usize = 384;
 /// Default `vector.default_limit`.
 pub const DEFAULT_SEARCH_LIMIT: usize = 10;
 /// Default `vector.default_threshold`.
-pub const DEFAULT_SEARCH_THRESHOLD: f32 = 0.1;
+pub const DEFAULT_SEARCH_THRESHOLD: f64 = 0.1;
 /// Default `vector.request_timeout` of the OpenAI-compatible embedder.
 pub const DEFAULT_EMBED_TIMEOUT: Duration = Duration::from_secs(30);
 
 /// The gateway's database (`[database]`).
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct DatabaseSettings {
     /// `sqlite://PATH` (a file, created when missing; `sqlite://:memory:` for a throw-away
@@ -53,6 +53,17 @@ pub struct DatabaseSettings {
     pub busy_timeout: Duration,
 }
 
+impl std::fmt::Debug for DatabaseSettings {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("DatabaseSettings")
+            .field("url", &crate::gateway::storage::redact_url(&self.url))
+            .field("pool_size", &self.pool_size)
+            .field("connect_timeout", &self.connect_timeout)
+            .field("busy_timeout", &self.busy_timeout)
+            .finish()
+    }
+}
+
 impl Default for DatabaseSettings {
     fn default() -> Self {
         Self {
@@ -65,12 +76,27 @@ impl Default for DatabaseSettings {
 }
 
 /// The REST admin API under `/api` (`[admin]`).
-#[derive(Debug, Clone, PartialEq, Default, Serialize, Deserialize)]
+#[derive(Clone, PartialEq, Default, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct AdminSettings {
     /// Bearer token the admin API requires. Empty: the admin API answers only clients on the
     /// loopback interface. Also read from `METAMCP_ADMIN__TOKEN`.
     pub token: String,
+}
+
+impl std::fmt::Debug for AdminSettings {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("AdminSettings").field("token", &mask(&self.token)).finish()
+    }
+}
+
+/// `"***"` for a set secret, `""` for an empty one.
+fn mask(secret: &str) -> &'static str {
+    if secret.is_empty() {
+        ""
+    } else {
+        crate::settings::MASK
+    }
 }
 
 /// The MCP endpoints and the calls to upstream MCP servers (`[gateway]`).
@@ -115,7 +141,7 @@ pub enum EmbedderKind {
 }
 
 /// The tools registry's vector search (`[vector]`).
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct VectorSettings {
     /// `hashing` (offline, the default) or `openai` (an OpenAI-compatible embeddings API).
@@ -134,7 +160,22 @@ pub struct VectorSettings {
     /// Results of a search that gives no `limit`, from 1 to 1000.
     pub default_limit: usize,
     /// Lowest cosine similarity a result may have when a search gives no `threshold`, -1.0 to 1.0.
-    pub default_threshold: f32,
+    pub default_threshold: f64,
+}
+
+impl std::fmt::Debug for VectorSettings {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("VectorSettings")
+            .field("embedder", &self.embedder)
+            .field("dimensions", &self.dimensions)
+            .field("openai_url", &self.openai_url)
+            .field("openai_model", &self.openai_model)
+            .field("openai_api_key", &mask(&self.openai_api_key))
+            .field("request_timeout", &self.request_timeout)
+            .field("default_limit", &self.default_limit)
+            .field("default_threshold", &self.default_threshold)
+            .finish()
+    }
 }
 
 impl Default for VectorSettings {

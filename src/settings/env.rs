@@ -110,6 +110,8 @@ pub(crate) const ALIASES: &[Alias] = &[
     alias("OTLP_ENDPOINT", "exporter.endpoint", Conversion::Typed),
     alias("OTLP_INSECURE", "exporter.insecure", Conversion::Typed),
     alias("PROMETHEUS_METRICS_PORT", "prometheus.port", Conversion::Typed),
+    // The database URL, as most database tools name it.
+    alias("DATABASE_URL", "database.url", Conversion::Typed),
 ];
 
 /// The `METAMCP_*` variable that sets the dotted `key`: `exporter.retry.max_interval` →

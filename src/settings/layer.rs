@@ -250,10 +250,17 @@ pub(crate) fn percent_decode(text: &str) -> Option<String> {
     String::from_utf8(out).ok()
 }
 
-/// The value as shown in an error: secrets (`exporter.headers`) are masked.
+/// The value as shown in an error: secrets (`exporter.headers`, `admin.token`,
+/// `vector.openai_api_key`, a password in `database.url`) are masked.
 fn shown(key: &str, value: &str) -> String {
-    if key == "exporter.headers" || key.starts_with("exporter.headers.") {
+    if key == "exporter.headers"
+        || key.starts_with("exporter.headers.")
+        || key == "admin.token"
+        || key == "vector.openai_api_key"
+    {
         format!("{MASK:?}")
+    } else if key == "database.url" {
+        crate::gateway::storage::redact_url(value)
     } else {
         value.to_owned()
     }

@@ -25,6 +25,8 @@ use metamcp_telemetry_actors::exporter::config::{DEFAULT_GRPC_ENDPOINT, DEFAULT_
 use metamcp_telemetry_actors::{ConfigError, ExporterConfig, HealthConfig, MetricsConfig, Protocol, SpanBufferConfig};
 use serde::{Deserialize, Serialize};
 
+pub use crate::gateway::config::{AdminSettings, DatabaseSettings, EmbedderKind, GatewaySettings, VectorSettings};
+
 pub use env::{ProcessEnv, Strings};
 pub use error::{Origin, SettingsError};
 
@@ -81,6 +83,14 @@ pub struct Settings {
     pub metrics: MetricsConfig,
     /// The health check actor (`[health]`).
     pub health: HealthConfig,
+    /// The gateway's database (`[database]`).
+    pub database: DatabaseSettings,
+    /// The REST admin API (`[admin]`).
+    pub admin: AdminSettings,
+    /// The MCP endpoints and upstream calls (`[gateway]`).
+    pub gateway: GatewaySettings,
+    /// The tools registry's vector search (`[vector]`).
+    pub vector: VectorSettings,
 }
 
 /// Whether and how traces are recorded (`[telemetry]`).
@@ -236,7 +246,11 @@ impl Settings {
         self.exporter.validate()?;
         self.span_buffer.validate()?;
         self.metrics.validate()?;
-        self.health.validate()
+        self.health.validate()?;
+        self.database.validate()?;
+        self.admin.validate()?;
+        self.gateway.validate()?;
+        self.vector.validate()
     }
 
     /// Settings from the built-in defaults, the configuration files and the environment `env`,
@@ -246,12 +260,19 @@ impl Settings {
         load(no_flags, env).map(|loaded| loaded.settings)
     }
 
-    /// The settings as TOML, with secrets (the values of `exporter.headers`) shown as `"***"`.
+    /// The settings as TOML, with secrets (the values of `exporter.headers`, `admin.token`,
+    /// `vector.openai_api_key` and a password in `database.url`) shown as `"***"`.
     pub fn to_masked_toml(&self) -> String {
         let mut masked = self.clone();
         for value in masked.exporter.headers.values_mut() {
             *value = MASK.to_owned();
         }
+        for secret in [&mut masked.admin.token, &mut masked.vector.openai_api_key] {
+            if !secret.is_empty() {
+                *secret = MASK.to_owned();
+            }
+        }
+        masked.database.url = crate::gateway::storage::redact_url(&masked.database.url);
         match toml::to_string_pretty(&masked) {
             Ok(text) => format!(
                 "# Effective settings of metamcp-telemetry; secrets are shown as \"{MASK}\".\n{}\n",
