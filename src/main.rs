@@ -4,6 +4,7 @@
 use std::process::ExitCode;
 
 use actix_web::{web, App, HttpServer};
+use metamcp_telemetry::gateway::GatewayApp;
 use metamcp_telemetry::settings::Settings;
 use metamcp_telemetry::{http, logging, TelemetryManager};
 
@@ -28,12 +29,20 @@ fn main() -> ExitCode {
 
 async fn run(settings: Settings) -> Result<(), String> {
     let telemetry = TelemetryManager::initialize(&settings).map_err(|e| e.to_string())?;
+    let gateway = match GatewayApp::start(&settings, &telemetry).await {
+        Ok(gateway) => gateway,
+        Err(err) => {
+            telemetry.shutdown().await;
+            return Err(format!("the gateway could not start: {err}"));
+        }
+    };
     let app_telemetry = telemetry.clone();
     let mut server = HttpServer::new(move || {
         App::new()
             .wrap(app_telemetry.middleware())
             .app_data(web::Data::new(app_telemetry.clone()))
             .configure(http::health_routes)
+            .configure(|cfg| gateway.configure(cfg))
             .default_service(web::to(http::not_found))
     })
     .disable_signals()
@@ -48,6 +57,8 @@ async fn run(settings: Settings) -> Result<(), String> {
     tracing::info!(
         api = %api_addr,
         metrics = %telemetry.metrics_addr().map_or_else(|| "disabled".to_owned(), |a| a.to_string()),
+        mcp = %format!("http://{api_addr}/metamcp/default/mcp"),
+        database = %metamcp_telemetry::gateway::storage::redact_url(&settings.database.url),
         otlp_endpoint = %settings.exporter.endpoint,
         otlp_protocol = %settings.exporter.protocol,
         telemetry_enabled = settings.telemetry.enabled,

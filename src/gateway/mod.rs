@@ -2,7 +2,91 @@
 //! vector search, built-in tools, a REST admin API, and diesel storage on SQLite or PostgreSQL —
 //! every part instrumented through [`TelemetryManager`](crate::TelemetryManager).
 
+pub mod api;
 pub mod config;
+pub mod endpoint;
 pub mod mcp;
+pub mod service;
 pub mod storage;
 pub mod tools;
+
+use std::sync::Arc;
+
+use actix_web::web;
+
+use crate::settings::Settings;
+use crate::TelemetryManager;
+use endpoint::{EndpointCache, McpState, Sessions};
+use service::Gateway;
+
+/// Why the gateway could not start.
+#[derive(Debug, thiserror::Error)]
+pub enum StartError {
+    /// The database could not be opened or migrated.
+    #[error("database {url}: {source}")]
+    Storage {
+        /// The URL, password redacted.
+        url: String,
+        /// What failed.
+        #[source]
+        source: storage::StorageError,
+    },
+    /// The embedder could not be built.
+    #[error("embedder: {0}")]
+    Embedder(#[from] tools::embedder::EmbedError),
+    /// Loading the tools registry failed.
+    #[error("tools registry: {0}")]
+    Registry(#[from] service::ExecuteError),
+}
+
+/// A started gateway: what the actix-web app needs to serve the MCP endpoints and the admin API.
+#[derive(Debug, Clone)]
+pub struct GatewayApp {
+    /// State of the MCP endpoints and the admin API.
+    pub state: McpState,
+    /// The admin API's token.
+    pub admin: api::AdminAuth,
+    max_body_bytes: usize,
+}
+
+impl GatewayApp {
+    /// Opens the database (running migrations and creating the `default` endpoint), registers its
+    /// pool gauges and readiness probe with `telemetry`, builds the embedder and loads the vector
+    /// index.
+    pub async fn start(settings: &Settings, telemetry: &TelemetryManager) -> Result<Self, StartError> {
+        let database = settings.database.clone();
+        let for_open = telemetry.clone();
+        let store = tokio::task::spawn_blocking(move || storage::Store::open(&database, &for_open))
+            .await
+            .map_err(|e| storage::StorageError::Unavailable(format!("the opening task failed: {e}")))
+            .and_then(|opened| opened)
+            .map_err(|source| StartError::Storage { url: storage::redact_url(&settings.database.url), source })?;
+        if let Err(err) = telemetry.register_collector(store.pool_collector()) {
+            tracing::warn!(error = %err, "database pool gauges could not be registered");
+        }
+        telemetry.add_readiness_probe(store.readiness_probe()).await;
+        let embedder = tools::embedder::from_settings(&settings.vector)?;
+        let gateway =
+            Gateway::start(store, telemetry.clone(), embedder, settings.gateway.clone(), settings.vector.clone())
+                .await?;
+        let sessions = Arc::new(Sessions::new(settings.gateway.max_sessions, settings.gateway.session_idle_timeout));
+        Ok(Self {
+            state: McpState { gateway, sessions, endpoints: Arc::new(EndpointCache::default()) },
+            admin: api::AdminAuth { token: settings.admin.token.clone() },
+            max_body_bytes: settings.gateway.max_body_bytes,
+        })
+    }
+
+    /// Adds the MCP endpoints and the admin API, with their state and extractor limits.
+    pub fn configure(&self, cfg: &mut web::ServiceConfig) {
+        let (json, query, path, payload) = api::extractor_config(self.max_body_bytes);
+        cfg.app_data(web::Data::new(self.state.clone()))
+            .app_data(web::Data::new(self.admin.clone()))
+            .app_data(json)
+            .app_data(query)
+            .app_data(path)
+            .app_data(payload)
+            .configure(endpoint::routes)
+            .configure(api::routes);
+    }
+}
