@@ -14,6 +14,8 @@ const START_TIMEOUT: Duration = Duration::from_secs(60);
 /// A running service process.
 pub struct Service {
     child: Child,
+    /// Holds the SQLite file of a service started without `DATABASE_URL`.
+    _data: Option<tempfile::TempDir>,
     pub api: SocketAddr,
     pub metrics: Option<SocketAddr>,
     lines: Arc<(Mutex<Vec<String>>, Condvar)>,
@@ -53,6 +55,14 @@ impl Service {
         for (key, value) in envs {
             command.env(key, value);
         }
+        // Each service gets its own database unless the test names one.
+        let data = if envs.iter().any(|(key, _)| *key == "DATABASE_URL" || *key == "METAMCP_DATABASE__URL") {
+            None
+        } else {
+            let dir = tempfile::tempdir().expect("temp dir for the database");
+            command.env("DATABASE_URL", format!("sqlite://{}", dir.path().join("metamcp.db").display()));
+            Some(dir)
+        };
         let mut child = command.spawn().expect("the service binary starts");
         let lines = Arc::new((Mutex::new(Vec::new()), Condvar::new()));
         for stream in [
@@ -84,7 +94,7 @@ impl Service {
                 guard = ready.wait_timeout(guard, left.min(Duration::from_millis(100))).unwrap().0;
             }
         };
-        Service { child, api, metrics, lines }
+        Service { child, _data: data, api, metrics, lines }
     }
 
     pub fn pid(&self) -> u32 {
