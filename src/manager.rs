@@ -265,6 +265,8 @@ impl TelemetryManager {
     pub async fn add_readiness_probe(&self, probe: Arc<dyn ReadinessProbe>) {
         if let Some(pipeline) = self.pipeline() {
             let _ = pipeline.health.send(metamcp_telemetry_actors::health_check::AddProbe(probe)).await;
+            // A fresh report, so /health shows the new component from now on.
+            let _ = pipeline.check_health(Duration::from_secs(5)).await;
         }
     }
 

@@ -66,9 +66,8 @@ impl RawMcp {
             .to_string(),
         );
         assert_eq!(response.status(), StatusCode::OK);
-        self.session = Some(
-            response.headers().get("mcp-session-id").expect("a session id").to_str().expect("ascii").to_owned(),
-        );
+        self.session =
+            Some(response.headers().get("mcp-session-id").expect("a session id").to_str().expect("ascii").to_owned());
         let body: Value = response.json().expect("JSON");
         let initialized = self.post_raw(json!({"jsonrpc": "2.0", "method": "notifications/initialized"}).to_string());
         assert_eq!(initialized.status(), StatusCode::ACCEPTED);
@@ -77,8 +76,8 @@ impl RawMcp {
 
     fn call(&mut self, method: &str, params: Value) -> Value {
         self.next_id += 1;
-        let response =
-            self.post_raw(json!({"jsonrpc": "2.0", "id": self.next_id, "method": method, "params": params}).to_string());
+        let response = self
+            .post_raw(json!({"jsonrpc": "2.0", "id": self.next_id, "method": method, "params": params}).to_string());
         assert_eq!(response.status(), StatusCode::OK, "{method}");
         assert!(response.headers()["content-type"].to_str().unwrap().starts_with("application/json"));
         let body: Value = response.json().expect("JSON-RPC response");
@@ -177,7 +176,11 @@ fn the_default_endpoint_works_out_of_the_box() {
 
     let scrape = support::prom::scrape_blocking(&service.metrics_url());
     assert_eq!(
-        support::prom::value(&scrape, "metamcp_tool_executions_total", &[("tool_name", "calculator"), ("success", "true")]),
+        support::prom::value(
+            &scrape,
+            "metamcp_tool_executions_total",
+            &[("tool_name", "calculator"), ("success", "true")]
+        ),
         Some(1.0),
         "{}",
         scrape.body
@@ -238,7 +241,8 @@ fn json_rpc_errors_are_exactly_as_the_spec_says() {
     assert_eq!(body["error"]["code"], -32602, "{body}");
 
     // Notifications get 202 and no body.
-    let response = mcp.post_raw(json!({"jsonrpc": "2.0", "method": "notifications/cancelled", "params": {}}).to_string());
+    let response =
+        mcp.post_raw(json!({"jsonrpc": "2.0", "method": "notifications/cancelled", "params": {}}).to_string());
     assert_eq!(response.status(), StatusCode::ACCEPTED);
 
     // Sessions: missing → 400, unknown → 404, DELETE ends one.
@@ -259,12 +263,14 @@ fn json_rpc_errors_are_exactly_as_the_spec_says() {
     assert_eq!(response.status(), StatusCode::NOT_FOUND, "the session ended");
 
     // GET offers no stream: 405 with Allow.
-    let response = client().get(service.url("/metamcp/default/mcp")).header("accept", "text/event-stream").send().unwrap();
+    let response =
+        client().get(service.url("/metamcp/default/mcp")).header("accept", "text/event-stream").send().unwrap();
     assert_eq!(response.headers()["allow"], "POST, DELETE");
     error_of(response, StatusCode::METHOD_NOT_ALLOWED);
 
     // Unknown endpoint: 404 with a JSON error.
-    let response = RawMcp::new(&service, "nowhere").post_raw(json!({"jsonrpc": "2.0", "id": 1, "method": "ping"}).to_string());
+    let response =
+        RawMcp::new(&service, "nowhere").post_raw(json!({"jsonrpc": "2.0", "id": 1, "method": "ping"}).to_string());
     error_of(response, StatusCode::NOT_FOUND);
 
     // None of the failed calls was executed, so none left an audit row.
@@ -384,15 +390,27 @@ fn bad_input_gets_a_clear_4xx_and_writes_nothing() {
 
     // Malformed JSON, wrong types, unknown fields, wrong content type.
     error_of(post_raw("/api/servers", "application/json", "{\"name\": "), StatusCode::BAD_REQUEST);
-    error_of(post_raw("/api/servers", "application/json", r#"{"name": 5, "url": "http://x/mcp"}"#), StatusCode::BAD_REQUEST);
+    error_of(
+        post_raw("/api/servers", "application/json", r#"{"name": 5, "url": "http://x/mcp"}"#),
+        StatusCode::BAD_REQUEST,
+    );
     error_of(
         post_raw("/api/servers", "application/json", r#"{"name": "a", "url": "http://x/mcp", "colour": 1}"#),
         StatusCode::BAD_REQUEST,
     );
     error_of(post_raw("/api/servers", "text/plain", "name=a"), StatusCode::UNSUPPORTED_MEDIA_TYPE);
-    error_of(admin(reqwest::Method::POST, "/api/servers", Some(json!({"name": "bad name!", "url": "http://x/mcp"}))), StatusCode::BAD_REQUEST);
-    error_of(admin(reqwest::Method::POST, "/api/servers", Some(json!({"name": "a__b", "url": "http://x/mcp"}))), StatusCode::BAD_REQUEST);
-    error_of(admin(reqwest::Method::POST, "/api/servers", Some(json!({"name": "a", "url": "ftp://x/mcp"}))), StatusCode::BAD_REQUEST);
+    error_of(
+        admin(reqwest::Method::POST, "/api/servers", Some(json!({"name": "bad name!", "url": "http://x/mcp"}))),
+        StatusCode::BAD_REQUEST,
+    );
+    error_of(
+        admin(reqwest::Method::POST, "/api/servers", Some(json!({"name": "a__b", "url": "http://x/mcp"}))),
+        StatusCode::BAD_REQUEST,
+    );
+    error_of(
+        admin(reqwest::Method::POST, "/api/servers", Some(json!({"name": "a", "url": "ftp://x/mcp"}))),
+        StatusCode::BAD_REQUEST,
+    );
     error_of(admin(reqwest::Method::GET, "/api/servers?limit=0", None), StatusCode::BAD_REQUEST);
     error_of(admin(reqwest::Method::GET, "/api/servers?limit=abc", None), StatusCode::BAD_REQUEST);
     error_of(admin(reqwest::Method::GET, "/api/executions?success=maybe", None), StatusCode::BAD_REQUEST);
@@ -419,19 +437,25 @@ fn bad_input_gets_a_clear_4xx_and_writes_nothing() {
     error_of(admin(reqwest::Method::GET, "/api/servers/nope", None), StatusCode::NOT_FOUND);
     error_of(admin(reqwest::Method::DELETE, "/api/servers/nope", None), StatusCode::NOT_FOUND);
     error_of(admin(reqwest::Method::GET, "/api/tools/nope__tool", None), StatusCode::NOT_FOUND);
-    error_of(admin(reqwest::Method::POST, "/api/tools/nope__tool/execute", Some(json!({"arguments": {}}))), StatusCode::NOT_FOUND);
-    error_of(admin(reqwest::Method::POST, "/api/tools/calculator/execute", Some(json!({"arguments": {"expression": []}}))), StatusCode::UNPROCESSABLE_ENTITY);
+    error_of(
+        admin(reqwest::Method::POST, "/api/tools/nope__tool/execute", Some(json!({"arguments": {}}))),
+        StatusCode::NOT_FOUND,
+    );
+    error_of(
+        admin(reqwest::Method::POST, "/api/tools/calculator/execute", Some(json!({"arguments": {"expression": []}}))),
+        StatusCode::UNPROCESSABLE_ENTITY,
+    );
 
     // An endpoint naming an unknown server is refused and not half-written.
-    let response =
-        admin(reqwest::Method::POST, "/api/endpoints", Some(json!({"name": "half", "servers": ["ghost"]})));
+    let response = admin(reqwest::Method::POST, "/api/endpoints", Some(json!({"name": "half", "servers": ["ghost"]})));
     error_of(response, StatusCode::NOT_FOUND);
     error_of(admin(reqwest::Method::GET, "/api/endpoints/half", None), StatusCode::NOT_FOUND);
     let response = admin(reqwest::Method::POST, "/api/endpoints", Some(json!({"name": "default"})));
     error_of(response, StatusCode::CONFLICT);
 
     // Upstream down: registered with the error shown; a refresh is a 502.
-    let response = admin(reqwest::Method::POST, "/api/servers", Some(json!({"name": "down", "url": closed_port_url()})));
+    let response =
+        admin(reqwest::Method::POST, "/api/servers", Some(json!({"name": "down", "url": closed_port_url()})));
     assert_eq!(response.status(), StatusCode::CREATED);
     let body: Value = response.json().unwrap();
     assert!(body["discovery_error"].as_str().is_some_and(|e| e.contains("down")), "{body}");
@@ -439,7 +463,9 @@ fn bad_input_gets_a_clear_4xx_and_writes_nothing() {
     error_of(admin(reqwest::Method::POST, "/api/servers/down/refresh", None), StatusCode::BAD_GATEWAY);
 
     // Upstream answering garbage: a 502 naming a protocol error.
-    let url = garbage_server(b"HTTP/1.1 200 OK\r\ncontent-type: application/json\r\ncontent-length: 9\r\nconnection: close\r\n\r\nnot json!");
+    let url = garbage_server(
+        b"HTTP/1.1 200 OK\r\ncontent-type: application/json\r\ncontent-length: 9\r\nconnection: close\r\n\r\nnot json!",
+    );
     let response = admin(reqwest::Method::POST, "/api/servers", Some(json!({"name": "garbage", "url": url})));
     assert_eq!(response.status(), StatusCode::CREATED);
     let body = error_of(admin(reqwest::Method::POST, "/api/servers/garbage/refresh", None), StatusCode::BAD_GATEWAY);
@@ -447,8 +473,14 @@ fn bad_input_gets_a_clear_4xx_and_writes_nothing() {
 
     // Search input is checked.
     error_of(admin(reqwest::Method::POST, "/api/tools/search", Some(json!({"query": ""}))), StatusCode::BAD_REQUEST);
-    error_of(admin(reqwest::Method::POST, "/api/tools/search", Some(json!({"query": "x", "limit": 0}))), StatusCode::BAD_REQUEST);
-    error_of(admin(reqwest::Method::POST, "/api/tools/search", Some(json!({"query": "x", "threshold": 2.0}))), StatusCode::BAD_REQUEST);
+    error_of(
+        admin(reqwest::Method::POST, "/api/tools/search", Some(json!({"query": "x", "limit": 0}))),
+        StatusCode::BAD_REQUEST,
+    );
+    error_of(
+        admin(reqwest::Method::POST, "/api/tools/search", Some(json!({"query": "x", "threshold": 2.0}))),
+        StatusCode::BAD_REQUEST,
+    );
 
     // Nothing was executed by any of it.
     assert_eq!(executions(&service, "")["total"], 0);
@@ -456,7 +488,11 @@ fn bad_input_gets_a_clear_4xx_and_writes_nothing() {
     assert_eq!(servers["total"], 2, "only the two registered servers: {servers}");
     // And the service is healthy afterwards, with no 5xx counted.
     let scrape = support::prom::scrape_blocking(&service.metrics_url());
-    assert!(!scrape.body.lines().any(|l| l.starts_with("metamcp_requests_total") && l.contains("status_code=\"5")), "{}", scrape.body);
+    assert!(
+        !scrape.body.lines().any(|l| l.starts_with("metamcp_requests_total") && l.contains("status_code=\"5")),
+        "{}",
+        scrape.body
+    );
 }
 
 #[test]
@@ -480,7 +516,9 @@ fn the_admin_api_manages_servers_endpoints_tools_and_executions() {
     assert_eq!(text_of(&executed), "4", "{executed}");
 
     let searched: Value =
-        admin(reqwest::Method::POST, "/api/tools/search", Some(json!({"query": "find a tool", "limit": 5}))).json().unwrap();
+        admin(reqwest::Method::POST, "/api/tools/search", Some(json!({"query": "find a tool", "limit": 5})))
+            .json()
+            .unwrap();
     assert!(searched["results"].as_array().is_some_and(|r| !r.is_empty()), "{searched}");
 
     for _ in 0..3 {
@@ -492,7 +530,10 @@ fn the_admin_api_manages_servers_endpoints_tools_and_executions() {
     assert_eq!(executions(&service, "?tool=calculator&success=true")["total"], 1);
     assert_eq!(executions(&service, "?endpoint=default")["total"], 0, "REST calls belong to no endpoint");
 
-    assert_eq!(admin(reqwest::Method::POST, "/api/endpoints", Some(json!({"name": "team"}))).status(), StatusCode::CREATED);
+    assert_eq!(
+        admin(reqwest::Method::POST, "/api/endpoints", Some(json!({"name": "team"}))).status(),
+        StatusCode::CREATED
+    );
     assert_eq!(admin(reqwest::Method::DELETE, "/api/endpoints/team", None).status(), StatusCode::NO_CONTENT);
     error_of(admin(reqwest::Method::GET, "/api/endpoints/team", None), StatusCode::NOT_FOUND);
 }

@@ -204,9 +204,8 @@ async fn list_servers(state: web::Data<McpState>, query: web::Query<PageQuery>) 
 async fn create_server(state: web::Data<McpState>, body: web::Json<CreateServer>) -> Result<HttpResponse, ApiError> {
     let body = body.into_inner();
     let url = body.url.trim();
-    let parsed = reqwest::Url::parse(url).map_err(|e| {
-        ApiError::new(StatusCode::BAD_REQUEST, "invalid_url", format!("url {url:?} is not a URL: {e}"))
-    })?;
+    let parsed = reqwest::Url::parse(url)
+        .map_err(|e| ApiError::new(StatusCode::BAD_REQUEST, "invalid_url", format!("url {url:?} is not a URL: {e}")))?;
     if !matches!(parsed.scheme(), "http" | "https") || parsed.host_str().is_none() {
         return Err(ApiError::new(StatusCode::BAD_REQUEST, "invalid_url", "url must be an http:// or https:// URL"));
     }
@@ -231,7 +230,8 @@ async fn get_server(state: web::Data<McpState>, path: web::Path<String>) -> Resu
         Ok((server, tools.items))
     })
     .await?;
-    Ok(HttpResponse::Ok().json(json!({ "server": server, "tools": tools.into_iter().map(tool_json).collect::<Vec<_>>() })))
+    Ok(HttpResponse::Ok()
+        .json(json!({ "server": server, "tools": tools.into_iter().map(tool_json).collect::<Vec<_>>() })))
 }
 
 async fn delete_server(state: web::Data<McpState>, path: web::Path<String>) -> Result<HttpResponse, ApiError> {
@@ -358,7 +358,8 @@ async fn list_tools(state: web::Data<McpState>, query: web::Query<ToolQuery>) ->
     let page = page(&state, query.limit, query.offset)?;
     let filter = ToolFilter { server: query.server, endpoint: query.endpoint, enabled: query.enabled, query: query.q };
     let tools = run(&state, move |c| storage::list_tools(c, &filter, page)).await?;
-    let items = storage::Listed { items: tools.items.into_iter().map(tool_json).collect::<Vec<_>>(), total: tools.total };
+    let items =
+        storage::Listed { items: tools.items.into_iter().map(tool_json).collect::<Vec<_>>(), total: tools.total };
     Ok(listed(items, page))
 }
 
@@ -481,7 +482,9 @@ async fn list_executions(
 }
 
 /// JSON, query and path extractor errors as JSON 4xx answers (413 for an oversized body).
-pub fn extractor_config(max_body_bytes: usize) -> (web::JsonConfig, web::QueryConfig, web::PathConfig, web::PayloadConfig) {
+pub fn extractor_config(
+    max_body_bytes: usize,
+) -> (web::JsonConfig, web::QueryConfig, web::PathConfig, web::PayloadConfig) {
     let json = web::JsonConfig::default().limit(max_body_bytes).error_handler(|err, _req: &HttpRequest| {
         use actix_web::error::JsonPayloadError;
         let api = match &err {
@@ -495,7 +498,11 @@ pub fn extractor_config(max_body_bytes: usize) -> (web::JsonConfig, web::QueryCo
                 "unsupported_media_type",
                 "the request body must be JSON (Content-Type: application/json)",
             ),
-            other => ApiError::new(StatusCode::BAD_REQUEST, "invalid_json", format!("the request body is not valid: {other}")),
+            other => ApiError::new(
+                StatusCode::BAD_REQUEST,
+                "invalid_json",
+                format!("the request body is not valid: {other}"),
+            ),
         };
         actix_web::error::InternalError::from_response(err, api.error_response()).into()
     });

@@ -202,9 +202,11 @@ fn storage_error(err: &StorageError, endpoint: &str) -> ApiError {
         StorageError::NotFound(_) => {
             ApiError::new(StatusCode::NOT_FOUND, "unknown_endpoint", format!("no MCP endpoint named {endpoint:?}"))
         }
-        err if err.is_unavailable() => {
-            ApiError::new(StatusCode::SERVICE_UNAVAILABLE, "database_unavailable", format!("the database is unavailable: {err}"))
-        }
+        err if err.is_unavailable() => ApiError::new(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "database_unavailable",
+            format!("the database is unavailable: {err}"),
+        ),
         err => {
             tracing::error!(error = %err, "endpoint lookup failed");
             ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, "internal", "the endpoint could not be read")
@@ -272,7 +274,12 @@ async fn read_body(mut payload: web::Payload, limit: usize) -> Result<web::Bytes
     Ok(body)
 }
 
-async fn post(req: HttpRequest, path: web::Path<String>, payload: web::Payload, state: web::Data<McpState>) -> HttpResponse {
+async fn post(
+    req: HttpRequest,
+    path: web::Path<String>,
+    payload: web::Payload,
+    state: web::Data<McpState>,
+) -> HttpResponse {
     let endpoint = path.into_inner();
     if let Err(err) = admit(&state, &endpoint, req.headers()).await {
         return with_auth_challenge(err);
@@ -368,7 +375,8 @@ fn initialize(state: &McpState, endpoint: &str, request: &Request) -> HttpRespon
         "MetaMCP endpoint {endpoint:?}: the tools of its upstream servers as server__tool, plus the built-in \
          calculator and search_tools (find a tool by describing the task)."
     );
-    let result = protocol::initialize_result(version, "metamcp-telemetry", env!("CARGO_PKG_VERSION"), Some(&instructions));
+    let result =
+        protocol::initialize_result(version, "metamcp-telemetry", env!("CARGO_PKG_VERSION"), Some(&instructions));
     rpc_response(StatusCode::OK, jsonrpc::success(request.id.clone(), result), Some(&session))
 }
 
@@ -383,7 +391,12 @@ async fn handle_request(state: &McpState, endpoint: &str, request: Request, orig
         "tools/call" => {
             let params = request.params.unwrap_or_default();
             let Some(name) = params.get("name").and_then(Value::as_str) else {
-                return jsonrpc::error(Some(id), jsonrpc::INVALID_PARAMS, "tools/call needs params.name (a string)", None);
+                return jsonrpc::error(
+                    Some(id),
+                    jsonrpc::INVALID_PARAMS,
+                    "tools/call needs params.name (a string)",
+                    None,
+                );
             };
             let arguments = match params.get("arguments") {
                 None | Some(Value::Null) => Map::new(),

@@ -243,7 +243,10 @@ impl Gateway {
         for (tool, vector) in builtins.into_iter().zip(vectors) {
             cache.insert(
                 tool.name.clone(),
-                CachedTool { description: tool.description.clone().unwrap_or_default(), input_schema: tool.input_schema },
+                CachedTool {
+                    description: tool.description.clone().unwrap_or_default(),
+                    input_schema: tool.input_schema,
+                },
             );
             rows.push((tool.name, vector));
         }
@@ -292,7 +295,8 @@ impl Gateway {
             let prefix = format!("{server}{TOOL_SEPARATOR}");
             cache.retain(|name, _| !name.starts_with(&prefix));
             for tool in tools {
-                let input_schema = serde_json::from_str(&tool.input_schema).unwrap_or_else(|_| json!({"type": "object"}));
+                let input_schema =
+                    serde_json::from_str(&tool.input_schema).unwrap_or_else(|_| json!({"type": "object"}));
                 cache.insert(
                     aggregated_name(server, &tool.name),
                     CachedTool { description: tool.description.clone(), input_schema },
@@ -367,7 +371,12 @@ impl Gateway {
     }
 
     /// Enables or disables one tool of a server.
-    pub async fn set_tool_enabled(&self, server: &str, tool: &str, enabled: bool) -> Result<storage::Tool, ExecuteError> {
+    pub async fn set_tool_enabled(
+        &self,
+        server: &str,
+        tool: &str,
+        enabled: bool,
+    ) -> Result<storage::Tool, ExecuteError> {
         let (s, t) = (server.to_owned(), tool.to_owned());
         let updated = self.inner.store.run(move |c| storage::set_tool_enabled(c, &s, &t, enabled)).await?;
         match (&updated.embedding, enabled) {
@@ -392,7 +401,8 @@ impl Gateway {
     /// The tools an endpoint exposes: the built-in ones, then every enabled tool of its enabled
     /// servers as `{server}__{tool}`.
     pub async fn endpoint_tools(&self, endpoint: &str) -> Result<Vec<Tool>, ExecuteError> {
-        let filter = storage::ToolFilter { endpoint: Some(endpoint.to_owned()), enabled: Some(true), ..Default::default() };
+        let filter =
+            storage::ToolFilter { endpoint: Some(endpoint.to_owned()), enabled: Some(true), ..Default::default() };
         let owned = endpoint.to_owned();
         let (servers, tools) = self
             .inner
@@ -619,8 +629,7 @@ impl Gateway {
             Some(endpoint) => {
                 let owned = endpoint.to_owned();
                 let servers = self.inner.store.run(move |c| storage::endpoint_servers(c, &owned)).await?;
-                let mut names: HashSet<String> =
-                    servers.into_iter().filter(|s| s.enabled).map(|s| s.name).collect();
+                let mut names: HashSet<String> = servers.into_iter().filter(|s| s.enabled).map(|s| s.name).collect();
                 names.insert(BUILTIN_SERVER.to_owned());
                 Some(names)
             }
@@ -661,12 +670,7 @@ fn format_number(value: f64) -> String {
 
 /// The text contents of a result, joined.
 pub fn result_text(result: &CallToolResult) -> String {
-    result
-        .content
-        .iter()
-        .filter_map(|c| c.get("text").and_then(Value::as_str))
-        .collect::<Vec<_>>()
-        .join("\n")
+    result.content.iter().filter_map(|c| c.get("text").and_then(Value::as_str)).collect::<Vec<_>>().join("\n")
 }
 
 /// Current time in unix milliseconds, as the storage rows keep it.

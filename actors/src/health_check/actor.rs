@@ -276,8 +276,18 @@ impl HealthCheck {
 
 /// Keys probes may report (the report's maps use static keys).
 fn static_key(key: &str) -> Option<&'static str> {
-    const KEYS: &[&str] =
-        &["backend", "pool_size", "pool_idle", "pool_in_use", "latency_ms", "mode", "spooled_batches", "spooled_bytes"];
+    const KEYS: &[&str] = &[
+        "backend",
+        "pool_size",
+        "pool_idle",
+        "pool_in_use",
+        "idle",
+        "in_use",
+        "latency_ms",
+        "mode",
+        "spooled_batches",
+        "spooled_bytes",
+    ];
     KEYS.iter().copied().find(|k| *k == key)
 }
 
