@@ -710,7 +710,8 @@ mod tests {
 
     #[tokio::test]
     async fn openai_errors_are_mapped() {
-        let cases: &[(u16, &str, fn(&EmbedError) -> bool)] = &[
+        type Case = (u16, &'static str, fn(&EmbedError) -> bool);
+        let cases: &[Case] = &[
             (
                 401,
                 r#"{"error":{"message":"Incorrect API key provided"}}"#,

@@ -276,8 +276,8 @@ impl ToolIndex {
                 }
             }
             let score = dot(&query, vector);
-            // Written so that NaN (from a NaN in the query) is never kept.
-            if !(score >= threshold) {
+            // A NaN score (from a NaN in the query) compares as `None` and is never kept.
+            if !matches!(score.partial_cmp(&threshold), Some(Ordering::Greater | Ordering::Equal)) {
                 continue;
             }
             let candidate = Candidate { score, tool };
