@@ -17,11 +17,12 @@ use crate::TelemetryManager;
 
 /// Which database a [`Store`](super::Store) runs on.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, serde::Serialize)]
-#[serde(rename_all = "lowercase")]
 pub enum Backend {
     /// SQLite, bundled: a file, or `:memory:`.
+    #[serde(rename = "sqlite")]
     Sqlite,
     /// PostgreSQL over libpq.
+    #[serde(rename = "postgresql")]
     Postgres,
 }
 
@@ -56,7 +57,9 @@ mod multi {
     use diesel::{PgConnection, SqliteConnection};
 
     /// A connection to either backend. Queries written with diesel's query builder against
-    /// this type run on both; `match` on it for what only one backend can do.
+    /// this type run on both; `match` on it for what only one backend can do. Get one from a
+    /// [`Store`](crate::gateway::storage::Store): the derived `establish` tries each backend
+    /// in turn, and SQLite takes any string for a file name.
     #[derive(diesel::MultiConnection)]
     pub enum DbConnection {
         /// A SQLite connection.

@@ -100,7 +100,7 @@ pub(crate) fn error_type(error: &DieselError) -> &'static str {
 impl From<DieselError> for StorageError {
     /// A unique violation becomes [`Conflict`](StorageError::Conflict), a broken connection
     /// stays a [`Query`](StorageError::Query) error that [`is_unavailable`](StorageError::is_unavailable)
-    /// recognises; callers that know which record clashed say so with [`conflict_as`].
+    /// recognises. The repository names the record that clashed in its own messages.
     fn from(error: DieselError) -> Self {
         match error {
             DieselError::DatabaseError(DatabaseErrorKind::UniqueViolation, info) => {

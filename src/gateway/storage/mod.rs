@@ -27,16 +27,44 @@ pub use repo::{
 };
 pub use store::Store;
 
-/// `url` with any password replaced by `***`, for logs and error messages.
+/// `url` with any password replaced by `***`, for logs and error messages: the one in the
+/// user information (which may itself hold `@`, `/` or `:`) and a `password=` query parameter.
 pub fn redact_url(url: &str) -> String {
     let Some((scheme, rest)) = url.split_once("://") else {
         return url.to_owned();
     };
-    let Some((userinfo, host)) = rest.split_once('@') else {
-        return url.to_owned();
+    // The user information ends at the last `@` before the query string that follows it.
+    let (userinfo, after) = match rest.find('@') {
+        Some(first) => {
+            let query = rest[first..].find('?').map_or(rest.len(), |at| first + at);
+            match rest[..query].rfind('@') {
+                Some(last) => (Some(&rest[..last]), &rest[last + 1..]),
+                None => (None, rest),
+            }
+        }
+        None => (None, rest),
     };
-    match userinfo.split_once(':') {
-        Some((user, _password)) => format!("{scheme}://{user}:***@{host}"),
-        None => url.to_owned(),
+    let mut redacted = format!("{scheme}://");
+    if let Some(userinfo) = userinfo {
+        match userinfo.split_once(':') {
+            Some((user, _password)) => redacted.push_str(&format!("{user}:***@")),
+            None => redacted.push_str(&format!("{userinfo}@")),
+        }
     }
+    match after.split_once('?') {
+        Some((location, query)) => {
+            let params: Vec<String> = query
+                .split('&')
+                .map(|param| match param.split_once('=') {
+                    Some((key, _)) if key.eq_ignore_ascii_case("password") => format!("{key}=***"),
+                    _ => param.to_owned(),
+                })
+                .collect();
+            redacted.push_str(location);
+            redacted.push('?');
+            redacted.push_str(&params.join("&"));
+        }
+        None => redacted.push_str(after),
+    }
+    redacted
 }

@@ -11,6 +11,7 @@ use std::collections::{HashMap, HashSet};
 use std::time::{SystemTime, UNIX_EPOCH};
 
 use diesel::prelude::*;
+use diesel::result::DatabaseErrorKind;
 use diesel::sql_types::Text;
 use serde::{Deserialize, Serialize};
 
@@ -63,10 +64,16 @@ pub struct NewServer {
     pub name: String,
     /// Streamable HTTP URL.
     pub url: String,
-    /// Whether the gateway calls it.
+    /// Whether the gateway calls it (default `true`).
+    #[serde(default = "enabled_by_default")]
     pub enabled: bool,
     /// Per-call timeout in milliseconds (positive); `None`: the gateway's default.
+    #[serde(default)]
     pub timeout_ms: Option<i64>,
+}
+
+const fn enabled_by_default() -> bool {
+    true
 }
 
 #[derive(Insertable)]
@@ -124,7 +131,8 @@ pub struct EndpointDetail {
 pub struct NewEndpoint {
     /// `^[A-Za-z0-9_-]{1,64}$`.
     pub name: String,
-    /// Free text.
+    /// Free text (default empty).
+    #[serde(default)]
     pub description: String,
     /// Whether requests need one of its API keys.
     pub auth_required: bool,
@@ -168,7 +176,8 @@ pub struct Tool {
 pub struct NewTool {
     /// Tool name.
     pub name: String,
-    /// Description.
+    /// Description (default empty).
+    #[serde(default)]
     pub description: String,
     /// JSON Schema of the arguments, as JSON text.
     pub input_schema: String,
@@ -573,9 +582,16 @@ pub fn attach_server(conn: &mut DbConnection, endpoint: &str, server: &str) -> R
             .count()
             .get_result::<i64>(conn)?;
         if attached == 0 {
-            diesel::insert_into(links::table)
-                .values((links::endpoint_id.eq(found.id), links::server_id.eq(id)))
-                .execute(conn)?;
+            // In a savepoint: a concurrent attach of the same pair leaves the transaction usable.
+            let inserted = conn.transaction(|conn| {
+                diesel::insert_into(links::table)
+                    .values((links::endpoint_id.eq(found.id), links::server_id.eq(id)))
+                    .execute(conn)
+            });
+            match inserted {
+                Ok(_) | Err(diesel::result::Error::DatabaseError(DatabaseErrorKind::UniqueViolation, _)) => {}
+                Err(other) => return Err(other.into()),
+            }
         }
         detail(conn, found)
     })
@@ -661,7 +677,7 @@ pub fn ensure_default_endpoint(conn: &mut DbConnection) -> Result<(), StorageErr
     match diesel::insert_into(endpoints::table).values(&row).execute(conn) {
         Ok(_) => Ok(()),
         // Another gateway created it between our check and our insert.
-        Err(diesel::result::Error::DatabaseError(diesel::result::DatabaseErrorKind::UniqueViolation, _)) => Ok(()),
+        Err(diesel::result::Error::DatabaseError(DatabaseErrorKind::UniqueViolation, _)) => Ok(()),
         Err(other) => Err(other.into()),
     }
 }

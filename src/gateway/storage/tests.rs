@@ -844,4 +844,53 @@ fn urls_with_passwords_are_redacted() {
     assert_eq!(redact_url("postgres://u:pw@h:5432/db"), "postgres://u:***@h:5432/db");
     assert_eq!(redact_url("postgres://u@h/db"), "postgres://u@h/db");
     assert_eq!(redact_url("sqlite://x.db"), "sqlite://x.db");
+    assert_eq!(redact_url("sqlite://:memory:"), "sqlite://:memory:");
+    assert_eq!(redact_url("postgres://u:p@ss/w:rd@h/db"), "postgres://u:***@h/db");
+    assert_eq!(redact_url("postgres://u:pw@h/db?sslmode=disable&x=a@b"), "postgres://u:***@h/db?sslmode=disable&x=a@b");
+    assert_eq!(redact_url("postgres://h/db?user=u&password=pw&x=1"), "postgres://h/db?user=u&password=***&x=1");
+    assert_eq!(redact_url("not a url"), "not a url");
+}
+
+/// Polls `future` on this thread, outside any async runtime.
+fn block_on_without_runtime<F: std::future::Future>(future: F) -> F::Output {
+    struct Unpark(std::thread::Thread);
+    impl std::task::Wake for Unpark {
+        fn wake(self: std::sync::Arc<Self>) {
+            self.0.unpark();
+        }
+    }
+    let waker = std::task::Waker::from(std::sync::Arc::new(Unpark(std::thread::current())));
+    let mut cx = std::task::Context::from_waker(&waker);
+    let mut future = std::pin::pin!(future);
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    loop {
+        if let std::task::Poll::Ready(output) = future.as_mut().poll(&mut cx) {
+            return output;
+        }
+        assert!(std::time::Instant::now() < deadline, "no answer within 10s");
+        std::thread::park_timeout(Duration::from_millis(100));
+    }
+}
+
+#[test]
+fn run_works_outside_an_async_runtime() {
+    let db = TestDb::sqlite();
+    let store = db.open();
+    assert!(tokio::runtime::Handle::try_current().is_err());
+    let created = block_on_without_runtime(store.run(|c| create_server(c, &server("threaded")))).unwrap();
+    assert_eq!(created.name, "threaded");
+    let report = block_on_without_runtime(store.readiness_probe().check()).unwrap();
+    assert_eq!(report["backend"], "sqlite");
+}
+
+#[test]
+fn new_records_deserialize_with_defaults() {
+    let server: NewServer = serde_json::from_str(r#"{"name":"s","url":"http://h/mcp"}"#).unwrap();
+    assert!(server.enabled);
+    assert_eq!(server.timeout_ms, None);
+    let endpoint: NewEndpoint = serde_json::from_str(r#"{"name":"e","auth_required":false}"#).unwrap();
+    assert_eq!(endpoint.description, "");
+    assert_eq!(serde_json::to_value(Backend::Postgres).unwrap(), "postgresql");
+    assert_eq!(Backend::Sqlite.to_string(), "sqlite");
+    assert_eq!(Backend::Postgres.db_system(), DbSystem::Postgresql);
 }
