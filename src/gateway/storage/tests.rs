@@ -1,0 +1,896 @@
+//! Storage tests. Each body runs twice: on a SQLite file in a temporary directory, and on a fresh
+//! PostgreSQL database created for the test (and dropped after it) on the server
+//! `METAMCP_TEST_POSTGRES_URL` names — skipped, with a message, when that variable is unset.
+
+use std::sync::mpsc;
+use std::time::Duration;
+
+use diesel::prelude::*;
+use metamcp_telemetry_actors::ingress::{DbOperation, DbSystem, MetricEvent};
+use opentelemetry::trace::{FutureExt as _, SpanId, SpanKind, Status, TraceContextExt as _, Tracer as _};
+use opentelemetry::Context;
+use opentelemetry_sdk::trace::SpanData;
+
+use super::schema::{endpoint_api_keys, endpoint_servers, tools};
+use super::*;
+use crate::gateway::config::DatabaseSettings;
+use crate::TelemetryManager;
+
+const POSTGRES_URL_VAR: &str = "METAMCP_TEST_POSTGRES_URL";
+
+/// `url` pointing at database `name` instead, query string kept.
+fn with_database(url: &str, name: &str) -> String {
+    let (scheme, rest) = url.split_once("://").unwrap();
+    let end = rest.find(['/', '?']).unwrap_or(rest.len());
+    let (authority, tail) = rest.split_at(end);
+    let query = tail.find('?').map_or("", |at| &tail[at..]);
+    format!("{scheme}://{authority}/{name}{query}")
+}
+
+/// A PostgreSQL database of one test, dropped (connections and all) when the test ends.
+struct PgDatabase {
+    admin_url: String,
+    name: String,
+}
+
+impl Drop for PgDatabase {
+    fn drop(&mut self) {
+        if let Ok(mut conn) = PgConnection::establish(&self.admin_url) {
+            let _ = diesel::sql_query(format!("DROP DATABASE IF EXISTS {} WITH (FORCE)", self.name)).execute(&mut conn);
+        }
+    }
+}
+
+/// Where one test's data lives.
+struct TestDb {
+    backend: Backend,
+    settings: DatabaseSettings,
+    /// `db.namespace` the spans should carry.
+    namespace: String,
+    _dir: Option<tempfile::TempDir>,
+    _pg: Option<PgDatabase>,
+}
+
+impl TestDb {
+    fn sqlite() -> Self {
+        let dir = tempfile::tempdir().unwrap();
+        // A directory that does not exist yet: `open` creates it.
+        let path = dir.path().join("nested").join("test.db");
+        Self {
+            backend: Backend::Sqlite,
+            settings: settings(format!("sqlite://{}", path.display())),
+            namespace: "test.db".to_owned(),
+            _dir: Some(dir),
+            _pg: None,
+        }
+    }
+
+    fn postgres() -> Option<Self> {
+        let Ok(admin_url) = std::env::var(POSTGRES_URL_VAR) else {
+            eprintln!("skipped: {POSTGRES_URL_VAR} is not set (e.g. postgres://postgres@127.0.0.1:5432/test)");
+            return None;
+        };
+        let name = format!("mmcp_test_{:016x}", fastrand::u64(..));
+        let mut conn = PgConnection::establish(&admin_url).unwrap();
+        diesel::sql_query(format!("CREATE DATABASE {name}")).execute(&mut conn).unwrap();
+        let url = with_database(&admin_url, &name);
+        Some(Self {
+            backend: Backend::Postgres,
+            settings: settings(url),
+            namespace: name.clone(),
+            _dir: None,
+            _pg: Some(PgDatabase { admin_url, name }),
+        })
+    }
+
+    fn open(&self) -> Store {
+        Store::open(&self.settings, &TelemetryManager::disabled()).unwrap()
+    }
+}
+
+fn settings(url: String) -> DatabaseSettings {
+    DatabaseSettings {
+        url,
+        pool_size: 4,
+        connect_timeout: Duration::from_secs(5),
+        busy_timeout: Duration::from_secs(5),
+    }
+}
+
+/// Each listed body becomes `tests::<body>::sqlite` and `tests::<body>::postgres`.
+macro_rules! on_both_backends {
+    ($($body:ident),* $(,)?) => {$(
+        mod $body {
+            #[test]
+            fn sqlite() {
+                super::$body(super::TestDb::sqlite());
+            }
+
+            #[test]
+            fn postgres() {
+                if let Some(db) = super::TestDb::postgres() {
+                    super::$body(db);
+                }
+            }
+        }
+    )*};
+}
+
+on_both_backends!(
+    migrations_and_default_endpoint,
+    server_crud_and_conflicts,
+    endpoints_keys_and_cascades,
+    endpoint_with_unknown_server_writes_nothing,
+    replace_server_tools_keeps_enabled_and_deletes_stale,
+    tool_filters_and_pagination,
+    executions_newest_first,
+    query_spans_and_metrics,
+    run_parents_query_spans_under_the_current_span,
+    pool_collector_gauges,
+    readiness_probe_reports_the_pool,
+    concurrent_writers_all_succeed,
+    exhausted_pool_is_unavailable,
+);
+
+fn server(name: &str) -> NewServer {
+    NewServer { name: name.to_owned(), url: format!("http://127.0.0.1:9/{name}/mcp"), enabled: true, timeout_ms: None }
+}
+
+fn endpoint(name: &str) -> NewEndpoint {
+    NewEndpoint { name: name.to_owned(), description: format!("{name} endpoint"), auth_required: true }
+}
+
+fn new_tool(name: &str, description: &str) -> NewTool {
+    NewTool {
+        name: name.to_owned(),
+        description: description.to_owned(),
+        input_schema: r#"{"type":"object"}"#.to_owned(),
+        embedding: None,
+    }
+}
+
+fn names<T>(items: &[T], name: impl Fn(&T) -> &str) -> Vec<String> {
+    items.iter().map(|item| name(item).to_owned()).collect()
+}
+
+fn migrations_and_default_endpoint(db: TestDb) {
+    let store = db.open();
+    assert_eq!(store.backend(), db.backend);
+    let default = store.run_blocking(|c| get_endpoint(c, DEFAULT_ENDPOINT)).unwrap();
+    assert_eq!(default.endpoint.description, "Built-in tools");
+    assert!(!default.endpoint.auth_required);
+    assert!(default.servers.is_empty() && default.api_keys.is_empty());
+    drop(store);
+
+    // Opening again applies no migration twice and adds no second default endpoint.
+    let store = db.open();
+    store.run_blocking(ensure_default_endpoint).unwrap();
+    let listed = store.run_blocking(|c| list_endpoints(c, Page::ALL)).unwrap();
+    assert_eq!(listed.total, 1);
+    assert_eq!(listed.items[0].endpoint.name, DEFAULT_ENDPOINT);
+    // Every table of the schema answers.
+    store
+        .run_blocking(|c| {
+            list_servers(c, Page::ALL)?;
+            list_tools(c, &ToolFilter::default(), Page::ALL)?;
+            list_executions(c, &ExecutionFilter::default(), Page::ALL)
+        })
+        .unwrap();
+}
+
+fn server_crud_and_conflicts(db: TestDb) {
+    let store = db.open();
+    store
+        .run_blocking(|c| {
+            let beta = create_server(c, &NewServer { timeout_ms: Some(1500), enabled: false, ..server("beta") })?;
+            assert_eq!(beta.name, "beta");
+            assert_eq!(beta.timeout_ms, Some(1500));
+            assert!(!beta.enabled);
+            assert!(beta.created_at > 0);
+            create_server(c, &server("alpha"))?;
+            assert_eq!(get_server(c, "beta")?, beta);
+
+            let listed = list_servers(c, Page::ALL)?;
+            assert_eq!(listed.total, 2);
+            assert_eq!(names(&listed.items, |s| &s.name), ["alpha", "beta"]);
+            let second = list_servers(c, Page::new(1, 1))?;
+            assert_eq!((second.total, names(&second.items, |s| &s.name)), (2, vec!["beta".to_owned()]));
+
+            let duplicate = create_server(c, &server("alpha")).unwrap_err();
+            assert!(matches!(duplicate, StorageError::Conflict(ref m) if m.contains("alpha")), "{duplicate:?}");
+            for bad in ["", "has space", "a__b", "x.y", &"n".repeat(65)] {
+                let err = create_server(c, &server(bad)).unwrap_err();
+                assert!(matches!(err, StorageError::Invalid(_)), "{bad:?}: {err:?}");
+            }
+            assert!(matches!(
+                create_server(c, &NewServer { timeout_ms: Some(0), ..server("zero") }),
+                Err(StorageError::Invalid(_))
+            ));
+            assert!(matches!(list_servers(c, Page::new(-1, 0)), Err(StorageError::Invalid(_))));
+
+            delete_server(c, "alpha")?;
+            assert!(matches!(delete_server(c, "alpha"), Err(StorageError::NotFound(_))));
+            let missing = get_server(c, "alpha").unwrap_err();
+            assert!(matches!(missing, StorageError::NotFound(ref m) if m.contains("alpha")), "{missing:?}");
+            assert!(!missing.is_unavailable());
+            assert_eq!(list_servers(c, Page::ALL)?.total, 1);
+            Ok(())
+        })
+        .unwrap();
+}
+
+fn endpoints_keys_and_cascades(db: TestDb) {
+    let store = db.open();
+    store
+        .run_blocking(|c| {
+            create_server(c, &server("a"))?;
+            create_server(c, &server("b"))?;
+            create_server(c, &server("c"))?;
+            replace_server_tools(c, "a", &[new_tool("t", "a tool")])?;
+            let created = create_endpoint(c, &endpoint("team"), &["b".to_owned(), "a".to_owned(), "a".to_owned()])?;
+            assert_eq!(created.servers, ["a", "b"]);
+            assert!(created.endpoint.auth_required);
+            assert!(matches!(create_endpoint(c, &endpoint("team"), &[]), Err(StorageError::Conflict(_))));
+            assert!(matches!(create_endpoint(c, &endpoint("bad name"), &[]), Err(StorageError::Invalid(_))));
+
+            // Attaching twice changes nothing; detaching what is not attached is NotFound.
+            assert_eq!(attach_server(c, "team", "c")?.servers, ["a", "b", "c"]);
+            assert_eq!(attach_server(c, "team", "c")?.servers, ["a", "b", "c"]);
+            assert_eq!(detach_server(c, "team", "b")?.servers, ["a", "c"]);
+            assert!(matches!(detach_server(c, "team", "b"), Err(StorageError::NotFound(_))));
+            assert!(matches!(attach_server(c, "team", "nope"), Err(StorageError::NotFound(_))));
+            assert!(matches!(attach_server(c, "nope", "a"), Err(StorageError::NotFound(_))));
+            assert_eq!(names(&endpoint_servers(c, "team")?, |s| &s.name), ["a", "c"]);
+
+            let hash = "AB".repeat(32);
+            let key = add_api_key(c, "team", &hash, "mmcp_abc")?;
+            assert_eq!(key.prefix, "mmcp_abc");
+            assert_eq!(api_key_hashes(c, "team")?, ["ab".repeat(32)]);
+            assert!(matches!(add_api_key(c, "team", &hash, "mmcp_abc"), Err(StorageError::Conflict(_))));
+            assert!(matches!(add_api_key(c, "team", "abc", "x"), Err(StorageError::Invalid(_))));
+            assert!(matches!(
+                add_api_key(c, "team", &"c".repeat(64), "too-long-prefix"),
+                Err(StorageError::Invalid(_))
+            ));
+            assert!(matches!(api_key_hashes(c, "nope"), Err(StorageError::NotFound(_))));
+            let detail = get_endpoint(c, "team")?;
+            assert_eq!(detail.api_keys, [key]);
+            // The listing serializes flat, with servers and keys but never a hash.
+            let json = serde_json::to_value(&detail).unwrap();
+            assert_eq!(json["name"], "team");
+            assert_eq!(json["servers"], serde_json::json!(["a", "c"]));
+            assert!(!json.to_string().contains(&"ab".repeat(32)));
+
+            // Deleting a server removes its tools and its place in endpoints.
+            delete_server(c, "a")?;
+            assert_eq!(get_endpoint(c, "team")?.servers, ["c"]);
+            assert_eq!(tools::table.count().get_result::<i64>(c)?, 0);
+
+            // Deleting an endpoint removes its keys and links, not its servers.
+            delete_endpoint(c, "team")?;
+            assert!(matches!(get_endpoint(c, "team"), Err(StorageError::NotFound(_))));
+            assert!(matches!(delete_endpoint(c, "team"), Err(StorageError::NotFound(_))));
+            assert_eq!(endpoint_api_keys::table.count().get_result::<i64>(c)?, 0);
+            assert_eq!(endpoint_servers::table.count().get_result::<i64>(c)?, 0);
+            assert_eq!(list_servers(c, Page::ALL)?.total, 2);
+            Ok(())
+        })
+        .unwrap();
+}
+
+fn endpoint_with_unknown_server_writes_nothing(db: TestDb) {
+    let store = db.open();
+    store
+        .run_blocking(|c| {
+            create_server(c, &server("known"))?;
+            let err = create_endpoint(c, &endpoint("half"), &["known".to_owned(), "unknown".to_owned()]).unwrap_err();
+            assert!(matches!(err, StorageError::NotFound(ref m) if m.contains("unknown")), "{err:?}");
+            assert!(matches!(get_endpoint(c, "half"), Err(StorageError::NotFound(_))));
+            assert_eq!(endpoint_servers::table.count().get_result::<i64>(c)?, 0);
+            // The name is free: the failed attempt left nothing behind.
+            assert_eq!(create_endpoint(c, &endpoint("half"), &["known".to_owned()])?.servers, ["known"]);
+            Ok(())
+        })
+        .unwrap();
+}
+
+fn replace_server_tools_keeps_enabled_and_deletes_stale(db: TestDb) {
+    let store = db.open();
+    store
+        .run_blocking(|c| {
+            create_server(c, &server("srv"))?;
+            let embedding = vec![0.25f32, -1.0, 3.5e-3, f32::MIN_POSITIVE];
+            let first = replace_server_tools(
+                c,
+                "srv",
+                &[
+                    NewTool { embedding: Some(embedding.clone()), ..new_tool("search", "Search the web") },
+                    new_tool("fetch", "Fetch a page"),
+                    new_tool("stale", "Goes away"),
+                ],
+            )?;
+            assert_eq!(names(&first, |t| &t.name), ["fetch", "search", "stale"]);
+            assert!(first.iter().all(|t| t.enabled && t.server_name == "srv"));
+            let search = get_tool(c, "srv", "search")?;
+            assert_eq!(search.embedding.as_deref(), Some(embedding.as_slice()));
+            assert_eq!(get_tool(c, "srv", "fetch")?.embedding, None);
+
+            let disabled = set_tool_enabled(c, "srv", "search", false)?;
+            assert!(!disabled.enabled);
+            assert!(matches!(set_tool_enabled(c, "srv", "nope", false), Err(StorageError::NotFound(_))));
+            assert!(matches!(set_tool_enabled(c, "nope", "search", false), Err(StorageError::NotFound(_))));
+
+            let new_embedding = vec![1.0f32; 8];
+            let second = replace_server_tools(
+                c,
+                "srv",
+                &[
+                    NewTool {
+                        embedding: Some(new_embedding.clone()),
+                        input_schema: r#"{"type":"object","properties":{"q":{"type":"string"}}}"#.to_owned(),
+                        ..new_tool("search", "Search the web, better")
+                    },
+                    new_tool("fetch", "Fetch a page"),
+                    new_tool("fresh", "New here"),
+                    new_tool("fresh", "Listed twice"),
+                ],
+            )?;
+            assert_eq!(names(&second, |t| &t.name), ["fetch", "fresh", "search"]);
+            let search = second.iter().find(|t| t.name == "search").unwrap();
+            assert!(!search.enabled, "a sync keeps an operator's choice");
+            assert_eq!(search.id, disabled.id, "updated in place");
+            assert_eq!(search.description, "Search the web, better");
+            assert!(search.input_schema.contains("properties"));
+            assert_eq!(search.embedding.as_deref(), Some(new_embedding.as_slice()));
+            let fetch = second.iter().find(|t| t.name == "fetch").unwrap();
+            assert_eq!(fetch.updated_at, first.iter().find(|t| t.name == "fetch").unwrap().updated_at);
+            let fresh = second.iter().find(|t| t.name == "fresh").unwrap();
+            assert!(fresh.enabled);
+            assert_eq!(fresh.description, "New here");
+            assert!(matches!(get_tool(c, "srv", "stale"), Err(StorageError::NotFound(_))));
+
+            let all = all_tools(c)?;
+            assert_eq!(all.len(), 3);
+            assert_eq!(all.iter().find(|t| t.name == "search").unwrap().embedding, Some(new_embedding));
+            // The embedding never reaches JSON.
+            assert!(serde_json::to_value(&all[0]).unwrap().get("embedding").is_none());
+
+            assert!(matches!(
+                replace_server_tools(
+                    c,
+                    "srv",
+                    &[NewTool { input_schema: "{not json".to_owned(), ..new_tool("x", "") }]
+                ),
+                Err(StorageError::Invalid(_))
+            ));
+            assert!(matches!(replace_server_tools(c, "nope", &[]), Err(StorageError::NotFound(_))));
+            assert_eq!(all_tools(c)?.len(), 3, "refused syncs change nothing");
+            assert!(replace_server_tools(c, "srv", &[])?.is_empty());
+            assert!(all_tools(c)?.is_empty());
+            Ok(())
+        })
+        .unwrap();
+}
+
+fn tool_filters_and_pagination(db: TestDb) {
+    let store = db.open();
+    store
+        .run_blocking(|c| {
+            create_server(c, &server("one"))?;
+            create_server(c, &server("two"))?;
+            replace_server_tools(
+                c,
+                "one",
+                &[
+                    new_tool("read_file", "Reads a FILE from disk"),
+                    new_tool("write_file", "Writes a file"),
+                    new_tool("percent", "Gives 100% or nothing"),
+                ],
+            )?;
+            replace_server_tools(c, "two", &[new_tool("Search", "Web search"), new_tool("fetch", "Fetch a URL")])?;
+            set_tool_enabled(c, "one", "write_file", false)?;
+            create_endpoint(c, &endpoint("web"), &["two".to_owned()])?;
+
+            let all = list_tools(c, &ToolFilter::default(), Page::ALL)?;
+            assert_eq!(all.total, 5);
+            assert_eq!(names(&all.items, |t| &t.name), ["percent", "read_file", "write_file", "Search", "fetch"]);
+            assert!(all.items.iter().all(|t| t.embedding.is_none()));
+
+            let mut filter = |f: ToolFilter| -> Vec<String> {
+                let mut names = Vec::new();
+                let mut offset = 0;
+                // Two at a time, to check the totals against the pages.
+                loop {
+                    let page = list_tools(c, &f, Page::new(2, offset)).unwrap();
+                    assert!(page.items.len() <= 2);
+                    names.extend(page.items.iter().map(|t| t.name.clone()));
+                    offset += 2;
+                    if offset >= page.total {
+                        assert_eq!(names.len() as i64, page.total);
+                        return names;
+                    }
+                }
+            };
+            assert_eq!(
+                filter(ToolFilter { server: Some("one".into()), ..Default::default() }),
+                ["percent", "read_file", "write_file"]
+            );
+            assert_eq!(filter(ToolFilter { endpoint: Some("web".into()), ..Default::default() }), ["Search", "fetch"]);
+            assert!(filter(ToolFilter { endpoint: Some("nope".into()), ..Default::default() }).is_empty());
+            assert_eq!(filter(ToolFilter { enabled: Some(false), ..Default::default() }), ["write_file"]);
+            // Name or description, any case.
+            assert_eq!(
+                filter(ToolFilter { query: Some("FILE".into()), ..Default::default() }),
+                ["read_file", "write_file"]
+            );
+            assert_eq!(filter(ToolFilter { query: Some("search".into()), ..Default::default() }), ["Search"]);
+            assert_eq!(filter(ToolFilter { query: Some("url".into()), ..Default::default() }), ["fetch"]);
+            // LIKE wildcards in the text are taken literally.
+            assert_eq!(filter(ToolFilter { query: Some("0%".into()), ..Default::default() }), ["percent"]);
+            assert_eq!(
+                filter(ToolFilter { query: Some("_".into()), ..Default::default() }),
+                ["read_file", "write_file"]
+            );
+            assert_eq!(
+                filter(ToolFilter {
+                    server: Some("one".into()),
+                    enabled: Some(true),
+                    query: Some("file".into()),
+                    ..Default::default()
+                }),
+                ["read_file"]
+            );
+            let page = list_tools(c, &ToolFilter::default(), Page::new(2, 4))?;
+            assert_eq!((page.total, page.items.len()), (5, 1));
+            let empty = list_tools(c, &ToolFilter::default(), Page::new(0, 0))?;
+            assert_eq!((empty.total, empty.items.len()), (5, 0));
+            Ok(())
+        })
+        .unwrap();
+}
+
+fn executions_newest_first(db: TestDb) {
+    let store = db.open();
+    store
+        .run_blocking(|c| {
+            let mut ids = Vec::new();
+            for i in 0..6 {
+                ids.push(insert_execution(
+                    c,
+                    &NewExecution {
+                        endpoint: if i % 2 == 0 { Some("default".into()) } else { None },
+                        tool_name: if i < 3 { "search".into() } else { "fetch".into() },
+                        success: i != 4,
+                        duration_ms: 1.5 * f64::from(i),
+                        error_message: (i == 4).then(|| "é".repeat(MAX_ERROR_MESSAGE)),
+                        trace_id: Some(format!("{i:032x}")),
+                    },
+                )?);
+            }
+            let all = list_executions(c, &ExecutionFilter::default(), Page::ALL)?;
+            assert_eq!(all.total, 6);
+            let mut newest_first = ids.clone();
+            newest_first.reverse();
+            assert_eq!(all.items.iter().map(|e| e.id).collect::<Vec<_>>(), newest_first);
+            let failed = &all.items[1];
+            assert!(!failed.success);
+            assert_eq!(failed.duration_ms, 6.0);
+            assert_eq!(failed.trace_id.as_deref(), Some("00000000000000000000000000000004"));
+            let message = failed.error_message.as_deref().unwrap();
+            assert_eq!(message.len(), MAX_ERROR_MESSAGE, "cut on a character boundary");
+
+            let mut count = |f: ExecutionFilter| list_executions(c, &f, Page::ALL).unwrap().total;
+            assert_eq!(count(ExecutionFilter { tool: Some("search".into()), ..Default::default() }), 3);
+            assert_eq!(count(ExecutionFilter { endpoint: Some("default".into()), ..Default::default() }), 3);
+            assert_eq!(count(ExecutionFilter { success: Some(false), ..Default::default() }), 1);
+            assert_eq!(
+                count(ExecutionFilter {
+                    tool: Some("fetch".into()),
+                    endpoint: Some("default".into()),
+                    success: Some(false)
+                }),
+                1
+            );
+            let page = list_executions(c, &ExecutionFilter::default(), Page::new(2, 2))?;
+            assert_eq!(page.total, 6);
+            assert_eq!(page.items.iter().map(|e| e.id).collect::<Vec<_>>(), newest_first[2..4]);
+
+            let nan = NewExecution {
+                endpoint: None,
+                tool_name: "x".into(),
+                success: true,
+                duration_ms: f64::NAN,
+                error_message: None,
+                trace_id: None,
+            };
+            assert!(matches!(insert_execution(c, &nan), Err(StorageError::Invalid(_))));
+            Ok(())
+        })
+        .unwrap();
+}
+
+fn attribute(span: &SpanData, key: &str) -> Option<String> {
+    span.attributes.iter().find(|kv| kv.key.as_str() == key).map(|kv| kv.value.to_string())
+}
+
+fn db_spans(spans: &[SpanData]) -> Vec<&SpanData> {
+    spans.iter().filter(|s| attribute(s, "db.system.name").is_some()).collect()
+}
+
+fn query_spans_and_metrics(db: TestDb) {
+    let (telemetry, recorded) = TelemetryManager::for_testing();
+    let store = Store::open(&db.settings, &telemetry).unwrap();
+    recorded.clear();
+
+    store.run_blocking(|c| create_server(c, &server("secret-name"))).unwrap();
+    let err = store.run_blocking(|c| create_server(c, &server("secret-name"))).unwrap_err();
+    assert!(matches!(err, StorageError::Conflict(_)));
+    store
+        .run_blocking(|c| {
+            diesel::sql_query("SELECT 'literal secret' AS a, 42 AS b").execute(c)?;
+            Ok(())
+        })
+        .unwrap();
+
+    let spans = recorded.spans();
+    let traced = db_spans(&spans);
+    let system = db.backend.as_str();
+    for span in &traced {
+        assert_eq!(span.span_kind, SpanKind::Client, "{}", span.name);
+        assert_eq!(attribute(span, "db.system.name").as_deref(), Some(system));
+        assert_eq!(attribute(span, "db.namespace").as_deref(), Some(db.namespace.as_str()));
+        let text = attribute(span, "db.query.text").unwrap();
+        assert!(!text.contains("secret"), "bind values and literals stay out: {text}");
+        if db.backend == Backend::Postgres {
+            assert_eq!(attribute(span, "server.address").as_deref(), Some("127.0.0.1"), "{}", span.name);
+            assert!(attribute(span, "server.port").is_some());
+        } else {
+            assert_eq!(attribute(span, "server.address"), None);
+        }
+    }
+    let inserts: Vec<_> = traced.iter().filter(|s| s.name == "INSERT mcp_servers").collect();
+    assert_eq!(inserts.len(), 2, "{:?}", traced.iter().map(|s| &s.name).collect::<Vec<_>>());
+    assert_eq!(attribute(inserts[0], "db.operation.name").as_deref(), Some("INSERT"));
+    assert_eq!(attribute(inserts[0], "db.collection.name").as_deref(), Some("mcp_servers"));
+    let text = attribute(inserts[0], "db.query.text").unwrap();
+    // Identifiers as diesel quotes them (backticks on SQLite), placeholders as sent.
+    let quoted = if db.backend == Backend::Sqlite { "`mcp_servers`" } else { "\"mcp_servers\"" };
+    assert!(text.starts_with(&format!("INSERT INTO {quoted} (")), "{text}");
+    assert!(text.contains("VALUES (?, ?, ?, ?)") || text.contains("VALUES ($1, $2, $3, DEFAULT, $4)"), "{text}");
+    assert_eq!(inserts[0].status, Status::Unset);
+    assert!(matches!(inserts[1].status, Status::Error { .. }), "{:?}", inserts[1].status);
+    assert_eq!(attribute(inserts[1], "error.type").as_deref(), Some("unique_violation"));
+
+    let literal = traced.iter().find(|s| s.name == "SELECT").expect("the raw SELECT");
+    assert_eq!(attribute(literal, "db.query.text").as_deref(), Some("SELECT ? AS a, ? AS b"));
+    assert_eq!(attribute(literal, "db.collection.name"), None);
+
+    // One metric event per query span, with the outcome.
+    let queries: Vec<_> = recorded
+        .metric_events()
+        .into_iter()
+        .filter_map(|event| match event {
+            MetricEvent::DbQuery { system, operation, success, .. } => Some((system, operation, success)),
+            _ => None,
+        })
+        .collect();
+    assert_eq!(queries.len(), traced.len());
+    let system = db.backend.db_system();
+    assert!(queries.contains(&(system, DbOperation::Insert, true)));
+    assert!(queries.contains(&(system, DbOperation::Insert, false)));
+    assert_eq!(system, if db.backend == Backend::Sqlite { DbSystem::Sqlite } else { DbSystem::Postgresql });
+
+    // A failure inside a transaction marks the failing statement, not the rollback.
+    recorded.clear();
+    store.run_blocking(|c| create_endpoint(c, &endpoint("secret-ep"), &[])).unwrap();
+    let err = store.run_blocking(|c| create_endpoint(c, &endpoint("secret-ep"), &[])).unwrap_err();
+    assert!(matches!(err, StorageError::Conflict(_)));
+    let spans = recorded.spans();
+    let inserts: Vec<_> = spans.iter().filter(|s| s.name == "INSERT endpoints").collect();
+    assert_eq!(inserts.len(), 2);
+    assert_eq!(inserts[0].status, Status::Unset);
+    assert!(matches!(inserts[1].status, Status::Error { .. }), "{:?}", inserts[1].status);
+    assert!(spans.iter().any(|s| s.name == "ROLLBACK" && s.status == Status::Unset));
+    let events = recorded.metric_events();
+    let failed = events.iter().filter(|e| matches!(e, MetricEvent::DbQuery { success: false, .. })).count();
+    assert_eq!(failed, 1);
+
+    // The readiness probe's SELECT 1 is not traced.
+    recorded.clear();
+    let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
+    runtime.block_on(store.readiness_probe().check()).unwrap();
+    assert!(db_spans(&recorded.spans()).is_empty());
+}
+
+fn run_parents_query_spans_under_the_current_span(db: TestDb) {
+    let (telemetry, recorded) = TelemetryManager::for_testing();
+    let store = Store::open(&db.settings, &telemetry).unwrap();
+    let runtime = tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build().unwrap();
+    recorded.clear();
+
+    let tracer = telemetry.tracer().unwrap();
+    let cx = Context::current_with_span(tracer.start("request"));
+    let parent = cx.span().span_context().clone();
+    let result = runtime.block_on(
+        async {
+            let main_thread = std::thread::current().id();
+            store
+                .run(move |c| {
+                    assert_ne!(std::thread::current().id(), main_thread, "runs off the caller's thread");
+                    get_server(c, "missing")
+                })
+                .await
+        }
+        .with_context(cx.clone()),
+    );
+    assert!(matches!(result, Err(StorageError::NotFound(_))));
+    // Without a current span, query spans are roots of their own traces.
+    runtime.block_on(store.run(|c| list_servers(c, Page::ALL))).unwrap();
+    cx.span().end();
+
+    let spans = recorded.spans();
+    let child = spans.iter().find(|s| s.name == "SELECT mcp_servers" && s.parent_span_id != SpanId::INVALID).unwrap();
+    assert_eq!(child.parent_span_id, parent.span_id());
+    assert_eq!(child.span_context.trace_id(), parent.trace_id());
+    let roots: Vec<_> =
+        db_spans(&spans).into_iter().filter(|s| s.span_context.trace_id() != parent.trace_id()).collect();
+    assert!(!roots.is_empty());
+    assert!(roots.iter().all(|s| s.parent_span_id == SpanId::INVALID));
+}
+
+fn gauge(families: &[prometheus::proto::MetricFamily], name: &str, state: Option<&str>) -> f64 {
+    let family = families.iter().find(|f| f.name() == name).unwrap_or_else(|| panic!("{name} missing"));
+    let metric = family
+        .get_metric()
+        .iter()
+        .find(|m| state.is_none_or(|state| m.get_label().iter().any(|l| l.name() == "state" && l.value() == state)))
+        .unwrap();
+    metric.get_gauge().get_value()
+}
+
+fn pool_collector_gauges(db: TestDb) {
+    let store = db.open();
+    let collector = store.pool_collector();
+    let registry = prometheus::Registry::new();
+    registry.register(store.pool_collector()).unwrap();
+
+    let families = collector.collect();
+    assert_eq!(gauge(&families, "metamcp_db_pool_max_connections", None), 4.0);
+    assert_eq!(gauge(&families, "metamcp_db_pool_connections", Some("in_use")), 0.0);
+    assert_eq!(gauge(&families, "metamcp_db_pool_connections", Some("idle")), 4.0);
+
+    // While a connection is checked out the gauges show it.
+    let held = store.run_blocking(|_| Ok(collector.collect())).unwrap();
+    assert_eq!(gauge(&held, "metamcp_db_pool_connections", Some("in_use")), 1.0);
+    assert_eq!(gauge(&held, "metamcp_db_pool_connections", Some("idle")), 3.0);
+
+    let text = prometheus::TextEncoder::new().encode_to_string(&registry.gather()).unwrap();
+    assert!(text.contains("metamcp_db_pool_connections{state=\"idle\"} 4"), "{text}");
+    assert!(text.contains("metamcp_db_pool_max_connections 4"), "{text}");
+}
+
+fn readiness_probe_reports_the_pool(db: TestDb) {
+    let store = db.open();
+    let probe = store.readiness_probe();
+    assert_eq!(probe.name(), "database");
+    let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
+    let report = runtime.block_on(probe.check()).unwrap();
+    assert_eq!(report["backend"], db.backend.as_str());
+    assert_eq!(report["pool_size"], 4);
+    assert_eq!(report["in_use"], 0);
+    assert_eq!(report["idle"], 4);
+    assert_eq!(report["pool_idle"], 4);
+    assert!(report["latency_ms"].as_f64().unwrap() >= 0.0);
+}
+
+fn concurrent_writers_all_succeed(db: TestDb) {
+    let store = db.open();
+    let writers: Vec<_> = (0..6)
+        .map(|i| {
+            let store = store.clone();
+            std::thread::spawn(move || {
+                for j in 0..5 {
+                    let name = format!("s{i}-{j}");
+                    store
+                        .run_blocking(|c| {
+                            create_server(c, &server(&name))?;
+                            replace_server_tools(c, &name, &[new_tool("t1", "one"), new_tool("t2", "two")])?;
+                            create_endpoint(c, &endpoint(&name), std::slice::from_ref(&name))?;
+                            Ok(())
+                        })
+                        .unwrap();
+                }
+            })
+        })
+        .collect();
+    for writer in writers {
+        writer.join().unwrap();
+    }
+    let (servers, tools, endpoints) = store
+        .run_blocking(|c| {
+            Ok((
+                list_servers(c, Page::ALL)?.total,
+                list_tools(c, &ToolFilter::default(), Page::ALL)?.total,
+                list_endpoints(c, Page::ALL)?.total,
+            ))
+        })
+        .unwrap();
+    assert_eq!((servers, tools, endpoints), (30, 60, 31));
+}
+
+fn exhausted_pool_is_unavailable(db: TestDb) {
+    let settings =
+        DatabaseSettings { pool_size: 1, connect_timeout: Duration::from_millis(200), ..db.settings.clone() };
+    let store = Store::open(&settings, &TelemetryManager::disabled()).unwrap();
+    let (held_tx, held_rx) = mpsc::channel();
+    let (release_tx, release_rx) = mpsc::channel::<()>();
+    let holder = {
+        let store = store.clone();
+        std::thread::spawn(move || {
+            store
+                .run_blocking(|_| {
+                    held_tx.send(()).unwrap();
+                    let _ = release_rx.recv_timeout(Duration::from_secs(10));
+                    Ok(())
+                })
+                .unwrap();
+        })
+    };
+    held_rx.recv_timeout(Duration::from_secs(10)).unwrap();
+    let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
+    let err = runtime.block_on(store.run(|c| list_servers(c, Page::ALL))).unwrap_err();
+    assert!(matches!(err, StorageError::Unavailable(_)), "{err:?}");
+    assert!(err.is_unavailable());
+    let probe = runtime.block_on(store.readiness_probe().check()).unwrap_err();
+    assert!(probe.contains("no ") && probe.contains("connection within"), "{probe}");
+    release_tx.send(()).unwrap();
+    holder.join().unwrap();
+    assert_eq!(runtime.block_on(store.run(|c| list_servers(c, Page::ALL))).unwrap().total, 0);
+}
+
+/// A port nothing listens on.
+fn closed_port() -> u16 {
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    listener.local_addr().unwrap().port()
+}
+
+#[test]
+fn unreachable_postgres_is_unavailable_and_hides_the_password() {
+    let url = format!("postgres://mmcp:hunter2secret@127.0.0.1:{}/nowhere", closed_port());
+    let settings = DatabaseSettings { connect_timeout: Duration::from_millis(300), ..settings(url) };
+    let err = Store::open(&settings, &TelemetryManager::disabled()).unwrap_err();
+    assert!(matches!(err, StorageError::Unavailable(_)), "{err:?}");
+    assert!(err.is_unavailable());
+    let message = err.to_string();
+    assert!(!message.contains("hunter2secret"), "{message}");
+    assert!(message.contains("mmcp:***@127.0.0.1"), "{message}");
+}
+
+#[test]
+fn readiness_probe_fails_for_a_closed_postgres_port() {
+    let url = format!("postgres://postgres@127.0.0.1:{}/nowhere", closed_port());
+    let settings = DatabaseSettings { connect_timeout: Duration::from_millis(300), ..settings(url) };
+    let store = Store::connect(&settings, &TelemetryManager::disabled(), false).unwrap();
+    assert_eq!(store.backend(), Backend::Postgres);
+    let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
+    let started = std::time::Instant::now();
+    let err = runtime.block_on(store.readiness_probe().check()).unwrap_err();
+    assert!(started.elapsed() < Duration::from_secs(5));
+    assert!(err.contains("no postgresql connection within 300ms"), "{err}");
+    let err = runtime.block_on(store.run(|c| list_servers(c, Page::ALL))).unwrap_err();
+    assert!(err.is_unavailable(), "{err:?}");
+}
+
+#[test]
+fn memory_database_keeps_its_data_in_one_connection() {
+    let settings = DatabaseSettings { pool_size: 8, ..settings("sqlite://:memory:".to_owned()) };
+    let store = Store::open(&settings, &TelemetryManager::disabled()).unwrap();
+    store.run_blocking(|c| create_server(c, &server("mem"))).unwrap();
+    // A second checkout sees the same database: the pool holds a single connection.
+    assert_eq!(store.run_blocking(|c| get_server(c, "mem")).unwrap().name, "mem");
+    assert_eq!(store.run_blocking(|c| get_endpoint(c, DEFAULT_ENDPOINT)).unwrap().endpoint.name, "default");
+    let families = store.pool_collector().collect();
+    assert_eq!(gauge(&families, "metamcp_db_pool_max_connections", None), 1.0);
+}
+
+#[test]
+fn sqlite_connections_have_the_pragmas() {
+    let db = TestDb::sqlite();
+    let settings = DatabaseSettings { busy_timeout: Duration::from_millis(1234), ..db.settings.clone() };
+    let store = Store::open(&settings, &TelemetryManager::disabled()).unwrap();
+    #[derive(QueryableByName)]
+    struct Pragmas {
+        #[diesel(sql_type = diesel::sql_types::BigInt)]
+        foreign_keys: i64,
+        #[diesel(sql_type = diesel::sql_types::BigInt)]
+        timeout: i64,
+        #[diesel(sql_type = diesel::sql_types::Text)]
+        journal_mode: String,
+        #[diesel(sql_type = diesel::sql_types::BigInt)]
+        synchronous: i64,
+    }
+    let pragmas = store
+        .run_blocking(|c| {
+            Ok(diesel::sql_query(
+                "SELECT (SELECT foreign_keys FROM pragma_foreign_keys) AS foreign_keys, \
+                 (SELECT timeout FROM pragma_busy_timeout) AS timeout, \
+                 (SELECT journal_mode FROM pragma_journal_mode) AS journal_mode, \
+                 (SELECT synchronous FROM pragma_synchronous) AS synchronous",
+            )
+            .get_result::<Pragmas>(c)?)
+        })
+        .unwrap();
+    assert_eq!(pragmas.foreign_keys, 1);
+    assert_eq!(pragmas.timeout, 1234);
+    assert_eq!(pragmas.journal_mode, "wal");
+    assert_eq!(pragmas.synchronous, 1, "NORMAL");
+}
+
+#[test]
+fn disabled_telemetry_installs_no_instrumentation() {
+    let db = TestDb::sqlite();
+    let store = db.open();
+    let installed = store
+        .run_blocking(|c| {
+            use diesel::Connection as _;
+            Ok(c.instrumentation().downcast_ref::<super::instrument::QueryInstrumentation>().is_some())
+        })
+        .unwrap();
+    assert!(!installed);
+}
+
+#[test]
+fn urls_with_passwords_are_redacted() {
+    assert_eq!(redact_url("postgres://u:pw@h:5432/db"), "postgres://u:***@h:5432/db");
+    assert_eq!(redact_url("postgres://u@h/db"), "postgres://u@h/db");
+    assert_eq!(redact_url("sqlite://x.db"), "sqlite://x.db");
+    assert_eq!(redact_url("sqlite://:memory:"), "sqlite://:memory:");
+    assert_eq!(redact_url("postgres://u:p@ss/w:rd@h/db"), "postgres://u:***@h/db");
+    assert_eq!(redact_url("postgres://u:pw@h/db?sslmode=disable&x=a@b"), "postgres://u:***@h/db?sslmode=disable&x=a@b");
+    assert_eq!(redact_url("postgres://h/db?user=u&password=pw&x=1"), "postgres://h/db?user=u&password=***&x=1");
+    assert_eq!(redact_url("not a url"), "not a url");
+}
+
+/// Polls `future` on this thread, outside any async runtime.
+fn block_on_without_runtime<F: std::future::Future>(future: F) -> F::Output {
+    struct Unpark(std::thread::Thread);
+    impl std::task::Wake for Unpark {
+        fn wake(self: std::sync::Arc<Self>) {
+            self.0.unpark();
+        }
+    }
+    let waker = std::task::Waker::from(std::sync::Arc::new(Unpark(std::thread::current())));
+    let mut cx = std::task::Context::from_waker(&waker);
+    let mut future = std::pin::pin!(future);
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    loop {
+        if let std::task::Poll::Ready(output) = future.as_mut().poll(&mut cx) {
+            return output;
+        }
+        assert!(std::time::Instant::now() < deadline, "no answer within 10s");
+        std::thread::park_timeout(Duration::from_millis(100));
+    }
+}
+
+#[test]
+fn run_works_outside_an_async_runtime() {
+    let db = TestDb::sqlite();
+    let store = db.open();
+    assert!(tokio::runtime::Handle::try_current().is_err());
+    let created = block_on_without_runtime(store.run(|c| create_server(c, &server("threaded")))).unwrap();
+    assert_eq!(created.name, "threaded");
+    let report = block_on_without_runtime(store.readiness_probe().check()).unwrap();
+    assert_eq!(report["backend"], "sqlite");
+}
+
+#[test]
+fn new_records_deserialize_with_defaults() {
+    let server: NewServer = serde_json::from_str(r#"{"name":"s","url":"http://h/mcp"}"#).unwrap();
+    assert!(server.enabled);
+    assert_eq!(server.timeout_ms, None);
+    let endpoint: NewEndpoint = serde_json::from_str(r#"{"name":"e","auth_required":false}"#).unwrap();
+    assert_eq!(endpoint.description, "");
+    assert_eq!(serde_json::to_value(Backend::Postgres).unwrap(), "postgresql");
+    assert_eq!(Backend::Sqlite.to_string(), "sqlite");
+    assert_eq!(Backend::Postgres.db_system(), DbSystem::Postgresql);
+}
