@@ -56,6 +56,8 @@ const MAX_ERROR_BODY_CHARS: usize = 512;
 const MAX_ERROR_BODY_BYTES: usize = 8 * 1024;
 /// How long the best-effort `DELETE` of a forgotten session may take.
 const DELETE_TIMEOUT: Duration = Duration::from_secs(5);
+/// Timeouts beyond this (`Duration::MAX`, say) are cut to it, so a deadline can always be set.
+const LONGEST_TIMEOUT: Duration = Duration::from_secs(365 * 86_400);
 /// The `Accept` header of every POST: Streamable HTTP servers answer with either.
 const ACCEPT_BOTH: &str = "application/json, text/event-stream";
 
@@ -342,9 +344,7 @@ struct Operation<'a> {
 
 impl<'a> Operation<'a> {
     fn new(client: &'a Inner, target: &'a UpstreamTarget<'a>) -> Result<Self, UpstreamError> {
-        let now = Instant::now();
-        // A timeout too large to add is as good as none.
-        let deadline = now.checked_add(target.timeout).unwrap_or_else(|| now + Duration::from_secs(100 * 365 * 86_400));
+        let deadline = Instant::now() + target.timeout.min(LONGEST_TIMEOUT);
         Ok(Self { client, target, endpoint: Endpoint::parse(target.url)?, deadline, parent: Context::current() })
     }
 
