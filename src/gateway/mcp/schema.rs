@@ -1,0 +1,644 @@
+//! Validation of tool arguments against a tool's `inputSchema`, a subset of JSON Schema that
+//! covers what MCP servers publish in practice, so the gateway refuses bad arguments with
+//! `-32602` before calling an upstream.
+//!
+//! Supported: `type` (one name or a list; `integer` is a number without a fraction; OpenAPI's
+//! `nullable: true` also admits `null`), `enum`, `const`, `properties`, `required`,
+//! `additionalProperties` (boolean or schema), `minProperties`/`maxProperties`,
+//! `dependentRequired`, `items` (a schema, or a list for tuples with `additionalItems`),
+//! `prefixItems`, `contains`, `minItems`/`maxItems`, `minLength`/`maxLength` (in characters),
+//! `minimum`/`maximum`/`exclusiveMinimum`/`exclusiveMaximum` (numbers, or the draft-4 boolean
+//! form), `multipleOf`, `allOf`/`anyOf`/`oneOf`/`not`, `if`/`then`/`else`, boolean schemas, and
+//! `$ref` to a JSON pointer inside the root schema (`#`, `#/$defs/…`, `#/definitions/…`).
+//!
+//! Accepted without checking, because judging them needs what this crate does not carry (a
+//! regular-expression engine, remote documents): `pattern`, `patternProperties` (and so
+//! `additionalProperties` is not checked beside it), `propertyNames`, `format`, `uniqueItems`,
+//! and `$ref`s that do not start with `#`. Unknown keywords are ignored. A broken local `$ref`
+//! is an error.
+//!
+//! Validation is bounded: schemas nested deeper than [`MAX_DEPTH`] (a recursive `$ref`, say)
+//! and more than [`MAX_STEPS`] schema applications stop with an error instead of exhausting the
+//! stack or the CPU, and at most [`MAX_ERRORS`] errors are reported.
+
+use serde_json::{Map, Value};
+
+/// Deepest nesting of schemas applied to one value, `$ref` hops included.
+pub const MAX_DEPTH: usize = 64;
+/// Most schema applications in one validation (guards against `anyOf` blow-ups).
+pub const MAX_STEPS: usize = 1_000_000;
+/// Most errors reported.
+pub const MAX_ERRORS: usize = 50;
+
+/// Longest detail quoted from the branches of a failed `anyOf`/`oneOf`.
+const MAX_DETAIL: usize = 300;
+
+/// Checks `instance` against `schema`. Each error starts with the JSON pointer of the value it
+/// is about (`/` for the whole instance): `/a: expected number, got string`,
+/// `/: missing required property "b"`.
+pub fn validate(schema: &Value, instance: &Value) -> Result<(), Vec<String>> {
+    let mut validator = Validator { root: schema, steps: 0, aborted: None };
+    let mut errors = Vec::new();
+    validator.check(schema, instance, "", 0, &mut errors);
+    if let Some(reason) = validator.aborted {
+        errors.truncate(MAX_ERRORS - 1);
+        errors.push(reason);
+    }
+    if errors.is_empty() {
+        Ok(())
+    } else {
+        Err(errors)
+    }
+}
+
+struct Validator<'s> {
+    root: &'s Value,
+    steps: usize,
+    aborted: Option<String>,
+}
+
+fn display(path: &str) -> &str {
+    if path.is_empty() {
+        "/"
+    } else {
+        path
+    }
+}
+
+fn child(path: &str, segment: &str) -> String {
+    let escaped = segment.replace('~', "~0").replace('/', "~1");
+    format!("{path}/{escaped}")
+}
+
+fn push(errors: &mut Vec<String>, error: impl FnOnce() -> String) {
+    if errors.len() < MAX_ERRORS {
+        errors.push(error());
+    }
+}
+
+fn type_name(value: &Value) -> &'static str {
+    match value {
+        Value::Null => "null",
+        Value::Bool(_) => "boolean",
+        Value::Number(_) => "number",
+        Value::String(_) => "string",
+        Value::Array(_) => "array",
+        Value::Object(_) => "object",
+    }
+}
+
+fn is_integer(value: &Value) -> bool {
+    match value {
+        Value::Number(n) => n.is_i64() || n.is_u64() || n.as_f64().is_some_and(|f| f.is_finite() && f.fract() == 0.0),
+        _ => false,
+    }
+}
+
+/// Whether `value` has the JSON Schema type `name`; `None` for a name this module does not know.
+fn has_type(name: &str, value: &Value) -> Option<bool> {
+    Some(match name {
+        "null" => value.is_null(),
+        "boolean" => value.is_boolean(),
+        "object" => value.is_object(),
+        "array" => value.is_array(),
+        "string" => value.is_string(),
+        "number" => value.is_number(),
+        "integer" => is_integer(value),
+        _ => return None,
+    })
+}
+
+/// JSON equality where `1` and `1.0` are the same number.
+fn json_eq(a: &Value, b: &Value) -> bool {
+    match (a, b) {
+        (Value::Number(x), Value::Number(y)) => match (x.as_i64(), y.as_i64(), x.as_u64(), y.as_u64()) {
+            (Some(x), Some(y), _, _) => x == y,
+            (_, _, Some(x), Some(y)) => x == y,
+            _ => x.as_f64() == y.as_f64(),
+        },
+        (Value::Array(x), Value::Array(y)) => x.len() == y.len() && x.iter().zip(y).all(|(x, y)| json_eq(x, y)),
+        (Value::Object(x), Value::Object(y)) => {
+            x.len() == y.len() && x.iter().all(|(k, v)| y.get(k).is_some_and(|w| json_eq(v, w)))
+        }
+        _ => a == b,
+    }
+}
+
+fn quoted(value: &Value) -> String {
+    let text = value.to_string();
+    if text.chars().count() > 80 {
+        let cut: String = text.chars().take(77).collect();
+        format!("{cut}...")
+    } else {
+        text
+    }
+}
+
+impl<'s> Validator<'s> {
+    /// Applies `schema` to `instance` at `path`, adding what fails to `errors`.
+    fn check(&mut self, schema: &'s Value, instance: &Value, path: &str, depth: usize, errors: &mut Vec<String>) {
+        if self.aborted.is_some() {
+            return;
+        }
+        if depth > MAX_DEPTH {
+            self.aborted = Some(format!("{}: schema nesting deeper than {MAX_DEPTH} levels", display(path)));
+            return;
+        }
+        self.steps += 1;
+        if self.steps > MAX_STEPS {
+            self.aborted = Some(format!("{}: validation needs more than {MAX_STEPS} steps", display(path)));
+            return;
+        }
+        let schema = match schema {
+            Value::Bool(true) => return,
+            Value::Bool(false) => {
+                push(errors, || format!("{}: no value is allowed here", display(path)));
+                return;
+            }
+            Value::Object(schema) => schema,
+            // Not a schema: nothing to check.
+            _ => return,
+        };
+        self.check_ref(schema, instance, path, depth, errors);
+        Self::check_type(schema, instance, path, errors);
+        Self::check_values(schema, instance, path, errors);
+        match instance {
+            Value::Number(_) => Self::check_number(schema, instance, path, errors),
+            Value::String(text) => Self::check_string(schema, text, path, errors),
+            Value::Array(items) => self.check_array(schema, items, path, depth, errors),
+            Value::Object(object) => self.check_object(schema, object, path, depth, errors),
+            _ => {}
+        }
+        self.check_combinators(schema, instance, path, depth, errors);
+    }
+
+    /// Applies `schema` to `instance` and says whether it passed, keeping the errors apart.
+    fn passes(&mut self, schema: &'s Value, instance: &Value, path: &str, depth: usize) -> (bool, Vec<String>) {
+        let mut errors = Vec::new();
+        self.check(schema, instance, path, depth, &mut errors);
+        (errors.is_empty() && self.aborted.is_none(), errors)
+    }
+
+    fn check_ref(
+        &mut self,
+        schema: &'s Map<String, Value>,
+        instance: &Value,
+        path: &str,
+        depth: usize,
+        errors: &mut Vec<String>,
+    ) {
+        let Some(reference) = schema.get("$ref").and_then(Value::as_str) else { return };
+        let Some(pointer) = reference.strip_prefix('#') else { return };
+        match self.root.pointer(pointer) {
+            Some(target) => self.check(target, instance, path, depth + 1, errors),
+            None => push(errors, || format!("{}: the schema's $ref \"{reference}\" does not resolve", display(path))),
+        }
+    }
+
+    fn check_type(schema: &Map<String, Value>, instance: &Value, path: &str, errors: &mut Vec<String>) {
+        let names: Vec<&str> = match schema.get("type") {
+            Some(Value::String(name)) => vec![name.as_str()],
+            Some(Value::Array(names)) => names.iter().filter_map(Value::as_str).collect(),
+            _ => return,
+        };
+        if names.is_empty() || (instance.is_null() && schema.get("nullable") == Some(&Value::Bool(true))) {
+            return;
+        }
+        let mut matched = false;
+        for name in &names {
+            match has_type(name, instance) {
+                Some(true) | None => matched = true,
+                Some(false) => {}
+            }
+        }
+        if !matched {
+            push(errors, || format!("{}: expected {}, got {}", display(path), names.join(" or "), type_name(instance)));
+        }
+    }
+
+    fn check_values(schema: &Map<String, Value>, instance: &Value, path: &str, errors: &mut Vec<String>) {
+        if let Some(Value::Array(allowed)) = schema.get("enum") {
+            if !allowed.iter().any(|value| json_eq(value, instance)) {
+                let list = quoted(&Value::Array(allowed.clone()));
+                push(errors, || format!("{}: {} is not one of {list}", display(path), quoted(instance)));
+            }
+        }
+        if let Some(expected) = schema.get("const") {
+            if !json_eq(expected, instance) {
+                push(errors, || format!("{}: expected the constant {}", display(path), quoted(expected)));
+            }
+        }
+    }
+
+    fn check_number(schema: &Map<String, Value>, instance: &Value, path: &str, errors: &mut Vec<String>) {
+        let Some(n) = instance.as_f64() else { return };
+        let bound = |key: &str| schema.get(key).and_then(|v| v.as_f64().map(|f| (f, v)));
+        let flag = |key: &str| schema.get(key) == Some(&Value::Bool(true));
+        if let Some((min, shown)) = bound("minimum") {
+            if flag("exclusiveMinimum") && n <= min {
+                push(errors, || format!("{}: {instance} is not greater than {shown}", display(path)));
+            } else if n < min {
+                push(errors, || format!("{}: {instance} is less than the minimum {shown}", display(path)));
+            }
+        }
+        if let Some((max, shown)) = bound("maximum") {
+            if flag("exclusiveMaximum") && n >= max {
+                push(errors, || format!("{}: {instance} is not less than {shown}", display(path)));
+            } else if n > max {
+                push(errors, || format!("{}: {instance} is greater than the maximum {shown}", display(path)));
+            }
+        }
+        if let Some((min, shown)) = bound("exclusiveMinimum") {
+            if n <= min {
+                push(errors, || format!("{}: {instance} is not greater than {shown}", display(path)));
+            }
+        }
+        if let Some((max, shown)) = bound("exclusiveMaximum") {
+            if n >= max {
+                push(errors, || format!("{}: {instance} is not less than {shown}", display(path)));
+            }
+        }
+        if let Some((step, shown)) = bound("multipleOf").filter(|(step, _)| *step > 0.0) {
+            let exact = match (instance.as_i64(), schema.get("multipleOf").and_then(Value::as_i64)) {
+                (Some(n), Some(step)) => n % step == 0,
+                _ => {
+                    let quotient = n / step;
+                    (quotient - quotient.round()).abs() <= 1e-9 * quotient.abs().max(1.0)
+                }
+            };
+            if !exact {
+                push(errors, || format!("{}: {instance} is not a multiple of {shown}", display(path)));
+            }
+        }
+    }
+
+    fn check_string(schema: &Map<String, Value>, text: &str, path: &str, errors: &mut Vec<String>) {
+        let min = schema.get("minLength").and_then(Value::as_u64);
+        let max = schema.get("maxLength").and_then(Value::as_u64);
+        if min.is_none() && max.is_none() {
+            return;
+        }
+        let length = text.chars().count() as u64;
+        if let Some(min) = min.filter(|min| length < *min) {
+            push(errors, || format!("{}: string of {length} characters is shorter than {min}", display(path)));
+        }
+        if let Some(max) = max.filter(|max| length > *max) {
+            push(errors, || format!("{}: string of {length} characters is longer than {max}", display(path)));
+        }
+    }
+
+    fn check_array(
+        &mut self,
+        schema: &'s Map<String, Value>,
+        items: &[Value],
+        path: &str,
+        depth: usize,
+        errors: &mut Vec<String>,
+    ) {
+        let count = items.len() as u64;
+        if let Some(min) = schema.get("minItems").and_then(Value::as_u64).filter(|min| count < *min) {
+            push(errors, || format!("{}: {count} items, fewer than the minimum {min}", display(path)));
+        }
+        if let Some(max) = schema.get("maxItems").and_then(Value::as_u64).filter(|max| count > *max) {
+            push(errors, || format!("{}: {count} items, more than the maximum {max}", display(path)));
+        }
+        // Positional schemas: `prefixItems` (2020-12) or `items` as a list (drafts 4 to 2019-09).
+        let (positional, rest) = match (schema.get("prefixItems"), schema.get("items")) {
+            (Some(Value::Array(prefix)), rest) => (prefix.as_slice(), rest),
+            (_, Some(Value::Array(tuple))) => (tuple.as_slice(), schema.get("additionalItems")),
+            (_, rest) => (&[][..], rest),
+        };
+        for (index, (item, item_schema)) in items.iter().zip(positional).enumerate() {
+            self.check(item_schema, item, &child(path, &index.to_string()), depth + 1, errors);
+        }
+        if let Some(rest) = rest.filter(|rest| rest.is_object() || rest.is_boolean()) {
+            for (index, item) in items.iter().enumerate().skip(positional.len()) {
+                self.check(rest, item, &child(path, &index.to_string()), depth + 1, errors);
+                if self.aborted.is_some() {
+                    return;
+                }
+            }
+        }
+        if let Some(contains) = schema.get("contains") {
+            let mut found = false;
+            for (index, item) in items.iter().enumerate() {
+                if self.passes(contains, item, &child(path, &index.to_string()), depth + 1).0 {
+                    found = true;
+                    break;
+                }
+            }
+            if !found && self.aborted.is_none() {
+                push(errors, || format!("{}: no item matches the \"contains\" schema", display(path)));
+            }
+        }
+    }
+
+    fn check_object(
+        &mut self,
+        schema: &'s Map<String, Value>,
+        object: &Map<String, Value>,
+        path: &str,
+        depth: usize,
+        errors: &mut Vec<String>,
+    ) {
+        if let Some(Value::Array(required)) = schema.get("required") {
+            for name in required.iter().filter_map(Value::as_str) {
+                if !object.contains_key(name) {
+                    push(errors, || format!("{}: missing required property \"{name}\"", display(path)));
+                }
+            }
+        }
+        if let Some(Value::Object(dependencies)) = schema.get("dependentRequired") {
+            for (present, needed) in dependencies.iter().filter(|(name, _)| object.contains_key(name.as_str())) {
+                for name in needed.as_array().into_iter().flatten().filter_map(Value::as_str) {
+                    if !object.contains_key(name) {
+                        push(errors, || {
+                            format!("{}: missing property \"{name}\", required with \"{present}\"", display(path))
+                        });
+                    }
+                }
+            }
+        }
+        let count = object.len() as u64;
+        if let Some(min) = schema.get("minProperties").and_then(Value::as_u64).filter(|min| count < *min) {
+            push(errors, || format!("{}: {count} properties, fewer than the minimum {min}", display(path)));
+        }
+        if let Some(max) = schema.get("maxProperties").and_then(Value::as_u64).filter(|max| count > *max) {
+            push(errors, || format!("{}: {count} properties, more than the maximum {max}", display(path)));
+        }
+        let properties = schema.get("properties").and_then(Value::as_object);
+        if let Some(properties) = properties {
+            for (name, property_schema) in properties {
+                if let Some(value) = object.get(name) {
+                    self.check(property_schema, value, &child(path, name), depth + 1, errors);
+                }
+            }
+        }
+        // Which names `patternProperties` covers cannot be told without regular expressions.
+        if schema.contains_key("patternProperties") {
+            return;
+        }
+        let Some(additional) = schema.get("additionalProperties") else { return };
+        let extra = object.iter().filter(|(name, _)| !properties.is_some_and(|p| p.contains_key(name.as_str())));
+        for (name, value) in extra {
+            if additional == &Value::Bool(false) {
+                push(errors, || format!("{}: unexpected property \"{name}\"", display(path)));
+            } else {
+                self.check(additional, value, &child(path, name), depth + 1, errors);
+            }
+            if self.aborted.is_some() {
+                return;
+            }
+        }
+    }
+
+    fn check_combinators(
+        &mut self,
+        schema: &'s Map<String, Value>,
+        instance: &Value,
+        path: &str,
+        depth: usize,
+        errors: &mut Vec<String>,
+    ) {
+        if let Some(Value::Array(all)) = schema.get("allOf") {
+            for sub in all {
+                self.check(sub, instance, path, depth + 1, errors);
+            }
+        }
+        for keyword in ["anyOf", "oneOf"] {
+            let Some(Value::Array(branches)) = schema.get(keyword) else { continue };
+            let mut passed = 0;
+            let mut details = Vec::new();
+            for branch in branches {
+                let (ok, branch_errors) = self.passes(branch, instance, path, depth + 1);
+                if ok {
+                    passed += 1;
+                    if keyword == "anyOf" {
+                        break;
+                    }
+                } else {
+                    details.push(branch_errors.join("; "));
+                }
+            }
+            if self.aborted.is_some() {
+                return;
+            }
+            if passed == 0 && !branches.is_empty() {
+                let mut detail = details.join(" | ");
+                if detail.chars().count() > MAX_DETAIL {
+                    detail = detail.chars().take(MAX_DETAIL - 3).collect::<String>() + "...";
+                }
+                push(errors, || format!("{}: matches no schema of {keyword} ({detail})", display(path)));
+            } else if keyword == "oneOf" && passed > 1 {
+                push(errors, || format!("{}: matches {passed} schemas of oneOf, expected exactly one", display(path)));
+            }
+        }
+        if let Some(not) = schema.get("not") {
+            if self.passes(not, instance, path, depth + 1).0 {
+                push(errors, || format!("{}: must not match the \"not\" schema", display(path)));
+            }
+        }
+        if let Some(condition) = schema.get("if") {
+            let branch = if self.passes(condition, instance, path, depth + 1).0 { "then" } else { "else" };
+            if let Some(sub) = schema.get(branch) {
+                self.check(sub, instance, path, depth + 1, errors);
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use serde_json::json;
+
+    use super::*;
+
+    /// (schema, instance, expected errors; empty means valid).
+    fn cases() -> Vec<(Value, Value, Vec<&'static str>)> {
+        let object_ab = json!({
+            "type": "object",
+            "properties": {"a": {"type": "number"}, "b": {"type": "string"}},
+            "required": ["b"]
+        });
+        vec![
+            // type
+            (json!({"type": "number"}), json!(1.5), vec![]),
+            (json!({"type": "number"}), json!("x"), vec!["/: expected number, got string"]),
+            (json!({"type": "integer"}), json!(3), vec![]),
+            (json!({"type": "integer"}), json!(3.0), vec![]),
+            (json!({"type": "integer"}), json!(3.5), vec!["/: expected integer, got number"]),
+            (json!({"type": ["string", "null"]}), json!(null), vec![]),
+            (json!({"type": ["string", "null"]}), json!(1), vec!["/: expected string or null, got number"]),
+            (json!({"type": "string", "nullable": true}), json!(null), vec![]),
+            (json!({"type": "boolean"}), json!({}), vec!["/: expected boolean, got object"]),
+            (json!({"type": "madeup"}), json!(1), vec![]),
+            // properties, required, additionalProperties
+            (object_ab.clone(), json!({"a": 1, "b": "x"}), vec![]),
+            (
+                object_ab.clone(),
+                json!({"a": "1"}),
+                vec!["/: missing required property \"b\"", "/a: expected number, got string"],
+            ),
+            (object_ab, json!([]), vec!["/: expected object, got array"]),
+            (
+                json!({"properties": {"a": {}}, "additionalProperties": false}),
+                json!({"a": 1, "z": 2}),
+                vec!["/: unexpected property \"z\""],
+            ),
+            (
+                json!({"additionalProperties": {"type": "integer"}}),
+                json!({"x": 1, "y/z": "no"}),
+                vec!["/y~1z: expected integer, got string"],
+            ),
+            (json!({"patternProperties": {"^x": {}}, "additionalProperties": false}), json!({"y": 1}), vec![]),
+            (json!({"minProperties": 2}), json!({"a": 1}), vec!["/: 1 properties, fewer than the minimum 2"]),
+            (json!({"maxProperties": 0}), json!({"a": 1}), vec!["/: 1 properties, more than the maximum 0"]),
+            (
+                json!({"dependentRequired": {"card": ["cvv"]}}),
+                json!({"card": "1"}),
+                vec!["/: missing property \"cvv\", required with \"card\""],
+            ),
+            // nested paths
+            (
+                json!({"properties": {"list": {"items": {"properties": {"n": {"type": "integer"}}}}}}),
+                json!({"list": [{"n": 1}, {"n": "two"}]}),
+                vec!["/list/1/n: expected integer, got string"],
+            ),
+            // items, prefixItems, tuples, contains, min/maxItems
+            (json!({"items": {"type": "string"}}), json!(["a", 1]), vec!["/1: expected string, got number"]),
+            (
+                json!({"prefixItems": [{"type": "string"}], "items": {"type": "integer"}}),
+                json!(["a", 1, "b"]),
+                vec!["/2: expected integer, got string"],
+            ),
+            (
+                json!({"items": [{"type": "string"}], "additionalItems": false}),
+                json!(["a", 1]),
+                vec!["/1: no value is allowed here"],
+            ),
+            (json!({"contains": {"const": 3}}), json!([1, 2]), vec!["/: no item matches the \"contains\" schema"]),
+            (json!({"contains": {"const": 3}}), json!([1, 3]), vec![]),
+            (json!({"minItems": 2}), json!([1]), vec!["/: 1 items, fewer than the minimum 2"]),
+            (json!({"maxItems": 1}), json!([1, 2]), vec!["/: 2 items, more than the maximum 1"]),
+            // enum, const
+            (json!({"enum": ["a", "b"]}), json!("a"), vec![]),
+            (json!({"enum": ["a", "b"]}), json!("c"), vec!["/: \"c\" is not one of [\"a\",\"b\"]"]),
+            (json!({"enum": [1, null]}), json!(1.0), vec![]),
+            (json!({"const": {"k": [1]}}), json!({"k": [1]}), vec![]),
+            (json!({"const": null}), json!(0), vec!["/: expected the constant null"]),
+            // numeric bounds
+            (json!({"minimum": 5}), json!(5), vec![]),
+            (json!({"minimum": 5}), json!(4), vec!["/: 4 is less than the minimum 5"]),
+            (json!({"maximum": 5}), json!(5.5), vec!["/: 5.5 is greater than the maximum 5"]),
+            (json!({"exclusiveMinimum": 5}), json!(5), vec!["/: 5 is not greater than 5"]),
+            (json!({"exclusiveMaximum": 5}), json!(4.9), vec![]),
+            (json!({"maximum": 5, "exclusiveMaximum": true}), json!(5), vec!["/: 5 is not less than 5"]),
+            (json!({"minimum": 0}), json!("not a number"), vec![]),
+            (json!({"multipleOf": 3}), json!(9), vec![]),
+            (json!({"multipleOf": 0.1}), json!(0.3), vec![]),
+            (json!({"multipleOf": 3}), json!(10), vec!["/: 10 is not a multiple of 3"]),
+            // string lengths count characters, not bytes
+            (json!({"maxLength": 2}), json!("éé"), vec![]),
+            (json!({"maxLength": 2}), json!("abc"), vec!["/: string of 3 characters is longer than 2"]),
+            (json!({"minLength": 1}), json!(""), vec!["/: string of 0 characters is shorter than 1"]),
+            (json!({"pattern": "^[a-z]+$", "format": "email"}), json!("NOT AN EMAIL"), vec![]),
+            // combinators
+            (json!({"anyOf": [{"type": "string"}, {"type": "integer"}]}), json!(2), vec![]),
+            (
+                json!({"anyOf": [{"type": "string"}, {"type": "null"}]}),
+                json!(2),
+                vec!["/: matches no schema of anyOf (/: expected string, got number | /: expected null, got number)"],
+            ),
+            (json!({"oneOf": [{"type": "integer"}, {"minimum": 0}]}), json!(-1), vec![]),
+            (
+                json!({"oneOf": [{"type": "integer"}, {"minimum": 0}]}),
+                json!(1),
+                vec!["/: matches 2 schemas of oneOf, expected exactly one"],
+            ),
+            (
+                json!({"allOf": [{"required": ["a"]}, {"required": ["b"]}]}),
+                json!({}),
+                vec!["/: missing required property \"a\"", "/: missing required property \"b\""],
+            ),
+            (json!({"not": {"type": "null"}}), json!(null), vec!["/: must not match the \"not\" schema"]),
+            (
+                json!({"if": {"properties": {"kind": {"const": "a"}}}, "then": {"required": ["x"]}, "else": {"required": ["y"]}}),
+                json!({"kind": "b"}),
+                vec!["/: missing required property \"y\""],
+            ),
+            // boolean schemas
+            (json!(true), json!({"anything": 1}), vec![]),
+            (json!(false), json!(1), vec!["/: no value is allowed here"]),
+            // $ref
+            (
+                json!({"properties": {"p": {"$ref": "#/$defs/point"}}, "$defs": {"point": {"required": ["x"]}}}),
+                json!({"p": {}}),
+                vec!["/p: missing required property \"x\""],
+            ),
+            (
+                json!({"items": {"$ref": "#/definitions/n"}, "definitions": {"n": {"type": "number"}}}),
+                json!([1, "a"]),
+                vec!["/1: expected number, got string"],
+            ),
+            (
+                json!({"properties": {"p": {"$ref": "#/$defs/missing"}}}),
+                json!({"p": 1}),
+                vec!["/p: the schema's $ref \"#/$defs/missing\" does not resolve"],
+            ),
+            (json!({"$ref": "https://example.com/schema.json"}), json!(1), vec![]),
+            // recursive $ref over a recursive instance within the depth cap
+            (
+                json!({"$defs": {"node": {"type": "object", "properties": {"next": {"$ref": "#/$defs/node"}}}}, "$ref": "#/$defs/node"}),
+                json!({"next": {"next": {"next": 5}}}),
+                vec!["/next/next/next: expected object, got number"],
+            ),
+            // unknown keywords are ignored
+            (json!({"x-vendor": {"type": "string"}, "title": "T"}), json!(1), vec![]),
+        ]
+    }
+
+    #[test]
+    fn validates_the_supported_keywords() {
+        for (schema, instance, expected) in cases() {
+            let got = validate(&schema, &instance).err().unwrap_or_default();
+            assert_eq!(got, expected, "schema {schema} instance {instance}");
+        }
+    }
+
+    #[test]
+    fn self_referencing_schemas_stop_at_the_depth_cap() {
+        for schema in [
+            json!({"$ref": "#"}),
+            json!({"$defs": {"a": {"$ref": "#/$defs/b"}, "b": {"$ref": "#/$defs/a"}}, "$ref": "#/$defs/a"}),
+            json!({"allOf": [{"$ref": "#"}]}),
+        ] {
+            let errors = validate(&schema, &json!(1)).unwrap_err();
+            assert_eq!(errors, vec![format!("/: schema nesting deeper than {MAX_DEPTH} levels")], "{schema}");
+        }
+    }
+
+    #[test]
+    fn exponential_schemas_stop_at_the_step_budget() {
+        // A small schema where every level doubles the work: 2^30 applications without a budget,
+        // within the depth cap (two levels of nesting per step).
+        let mut defs = Map::new();
+        defs.insert("l0".to_owned(), json!({"type": "string"}));
+        for level in 1..=30 {
+            let previous = format!("#/$defs/l{}", level - 1);
+            defs.insert(format!("l{level}"), json!({"anyOf": [{"$ref": previous}, {"$ref": previous}]}));
+        }
+        let schema = json!({"$defs": defs, "$ref": "#/$defs/l30"});
+        let started = std::time::Instant::now();
+        let errors = validate(&schema, &json!(1)).unwrap_err();
+        assert!(errors.last().unwrap().contains("more than 1000000 steps"), "{errors:?}");
+        assert!(started.elapsed() < std::time::Duration::from_secs(20), "took {:?}", started.elapsed());
+    }
+
+    #[test]
+    fn error_lists_are_capped() {
+        let instance = Value::Array((0..1000).map(|_| json!("x")).collect());
+        let errors = validate(&json!({"items": {"type": "integer"}}), &instance).unwrap_err();
+        assert_eq!(errors.len(), MAX_ERRORS);
+        assert_eq!(errors[0], "/0: expected integer, got string");
+    }
+}
