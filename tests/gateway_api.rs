@@ -106,7 +106,10 @@ fn error_of(response: Response, status: StatusCode) -> Value {
     body
 }
 
-fn api(service: &Service, token: Option<&str>) -> impl Fn(reqwest::Method, &str, Option<Value>) -> Response + '_ {
+fn api<'a>(
+    service: &'a Service,
+    token: Option<&str>,
+) -> impl Fn(reqwest::Method, &str, Option<Value>) -> Response + 'a {
     let http = client();
     let token = token.map(str::to_owned);
     move |method, path, body| {

@@ -485,7 +485,7 @@ async fn list_executions(
 pub fn extractor_config(
     max_body_bytes: usize,
 ) -> (web::JsonConfig, web::QueryConfig, web::PathConfig, web::PayloadConfig) {
-    let json = web::JsonConfig::default().limit(max_body_bytes).error_handler(|err, _req: &HttpRequest| {
+    let json = web::JsonConfig::default().limit(max_body_bytes).error_handler(move |err, _req: &HttpRequest| {
         use actix_web::error::JsonPayloadError;
         let api = match &err {
             JsonPayloadError::OverflowKnownLength { .. } | JsonPayloadError::Overflow { .. } => ApiError::new(

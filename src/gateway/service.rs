@@ -6,7 +6,7 @@ use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
-use opentelemetry::trace::{FutureExt as _, Span as _, SpanKind, Status, TraceContextExt as _, Tracer as _};
+use opentelemetry::trace::{FutureExt as _, SpanKind, Status, TraceContextExt as _, Tracer as _};
 use opentelemetry::{Context, KeyValue};
 use parking_lot::RwLock;
 use serde_json::{json, Map, Value};
@@ -108,7 +108,6 @@ pub struct SearchResult {
 #[derive(Debug, Clone)]
 struct CachedTool {
     description: String,
-    input_schema: Value,
 }
 
 /// The gateway: storage, the upstream client, the embedder and the index, and telemetry.
@@ -162,6 +161,16 @@ fn truncate(text: &str, max: usize) -> String {
 
 /// The built-in tools as MCP tools.
 pub fn builtin_tools() -> Vec<Tool> {
+    builtins().to_vec()
+}
+
+/// The built-in tools, built once.
+fn builtins() -> &'static [Tool] {
+    static BUILTINS: std::sync::OnceLock<Vec<Tool>> = std::sync::OnceLock::new();
+    BUILTINS.get_or_init(make_builtins)
+}
+
+fn make_builtins() -> Vec<Tool> {
     vec![
         Tool::new(CALCULATOR, calculator::DESCRIPTION, calculator::input_schema()),
         Tool::new(
@@ -195,7 +204,12 @@ impl Gateway {
         settings: GatewaySettings,
         vector: VectorSettings,
     ) -> Result<Self, ExecuteError> {
-        let index = ToolIndex::new(embedder.dimensions());
+        // An embeddings API tells its vector size only in an answer: ask it once.
+        let dimensions = match embedder.dimensions() {
+            0 => embedder.embed(&["dimension probe".to_owned()]).await?.first().map_or(0, Vec::len),
+            known => known,
+        };
+        let index = ToolIndex::new(dimensions.max(1));
         let gateway = Self {
             inner: Arc::new(Inner {
                 upstream: UpstreamClient::new(telemetry.clone()),
@@ -241,13 +255,7 @@ impl Gateway {
         let mut rows = Vec::new();
         let mut cache = self.inner.tools.write();
         for (tool, vector) in builtins.into_iter().zip(vectors) {
-            cache.insert(
-                tool.name.clone(),
-                CachedTool {
-                    description: tool.description.clone().unwrap_or_default(),
-                    input_schema: tool.input_schema,
-                },
-            );
+            cache.insert(tool.name.clone(), CachedTool { description: tool.description.clone().unwrap_or_default() });
             rows.push((tool.name, vector));
         }
         drop(cache);
@@ -257,7 +265,7 @@ impl Gateway {
 
     async fn load_index(&self) -> Result<(), ExecuteError> {
         let tools = self.inner.store.run(storage::all_tools).await?;
-        let dimensions = self.inner.embedder.dimensions();
+        let dimensions = self.inner.index.dimensions();
         let mut by_server: HashMap<String, Vec<storage::Tool>> = HashMap::new();
         for tool in tools {
             by_server.entry(tool.server_name.clone()).or_default().push(tool);
@@ -295,12 +303,7 @@ impl Gateway {
             let prefix = format!("{server}{TOOL_SEPARATOR}");
             cache.retain(|name, _| !name.starts_with(&prefix));
             for tool in tools {
-                let input_schema =
-                    serde_json::from_str(&tool.input_schema).unwrap_or_else(|_| json!({"type": "object"}));
-                cache.insert(
-                    aggregated_name(server, &tool.name),
-                    CachedTool { description: tool.description.clone(), input_schema },
-                );
+                cache.insert(aggregated_name(server, &tool.name), CachedTool { description: tool.description.clone() });
             }
         }
         self.inner.index.replace_server(server, &rows).map_err(|e| StorageError::Invalid(e.to_string()))?;
@@ -654,8 +657,8 @@ impl Gateway {
 
 /// Validates a built-in tool's arguments against its own schema.
 fn validate_builtin(name: &str, arguments: &Map<String, Value>) -> Result<(), ExecuteError> {
-    let schema = builtin_tools().into_iter().find(|t| t.name == name).map(|t| t.input_schema).unwrap_or(Value::Null);
-    schema::validate(&schema, &Value::Object(arguments.clone()))
+    let schema = builtins().iter().find(|t| t.name == name).map_or(&Value::Null, |t| &t.input_schema);
+    schema::validate(schema, &Value::Object(arguments.clone()))
         .map_err(|errors| ExecuteError::InvalidArguments { tool: name.to_owned(), errors })
 }
 
