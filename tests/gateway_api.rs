@@ -276,8 +276,25 @@ fn json_rpc_errors_are_exactly_as_the_spec_says() {
         RawMcp::new(&service, "nowhere").post_raw(json!({"jsonrpc": "2.0", "id": 1, "method": "ping"}).to_string());
     error_of(response, StatusCode::NOT_FOUND);
 
-    // None of the failed calls was executed, so none left an audit row.
-    assert_eq!(executions(&service, "")["total"], 0);
+    // Calls refused for their arguments are audited as failures; unknown tools and malformed
+    // messages leave nothing.
+    let rows = executions(&service, "");
+    assert_eq!(rows["total"], 2, "{rows}");
+    for row in rows["items"].as_array().unwrap() {
+        assert_eq!(row["tool_name"], "calculator");
+        assert_eq!(row["success"], false);
+        assert!(row["error_message"].as_str().unwrap().contains("invalid arguments"), "{row}");
+    }
+    let scrape = support::prom::scrape_blocking(&service.metrics_url());
+    assert_eq!(
+        support::prom::value(
+            &scrape,
+            "metamcp_tool_executions_total",
+            &[("tool_name", "calculator"), ("success", "false")]
+        ),
+        Some(2.0)
+    );
+    assert!(!scrape.body.contains("nope__missing"), "no label for a tool name a client made up");
 }
 
 #[test]
@@ -485,14 +502,16 @@ fn bad_input_gets_a_clear_4xx_and_writes_nothing() {
         StatusCode::BAD_REQUEST,
     );
 
-    // Nothing was executed by any of it.
-    assert_eq!(executions(&service, "")["total"], 0);
+    // Only the call with bad arguments reached a tool, and it is audited as a failure.
+    let rows = executions(&service, "");
+    assert_eq!(rows["total"], 1, "{rows}");
+    assert_eq!(rows["items"][0]["success"], false);
     let servers: Value = admin(reqwest::Method::GET, "/api/servers", None).json().unwrap();
     assert_eq!(servers["total"], 2, "only the two registered servers: {servers}");
-    // And the service is healthy afterwards, with no 5xx counted.
+    // And no 500 was counted: the only 5xx are the 502s of the broken upstreams.
     let scrape = support::prom::scrape_blocking(&service.metrics_url());
     assert!(
-        !scrape.body.lines().any(|l| l.starts_with("metamcp_requests_total") && l.contains("status_code=\"5")),
+        !scrape.body.lines().any(|l| l.starts_with("metamcp_requests_total") && l.contains("status_code=\"500")),
         "{}",
         scrape.body
     );

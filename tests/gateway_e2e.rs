@@ -160,16 +160,17 @@ fn official_sdks_on_both_sides_see_one_trace_and_matching_metrics_and_audit() {
     assert_eq!(count("up__add", "true"), Some(1.0));
     assert_eq!(count("calculator", "true"), Some(1.0));
     assert_eq!(count("search_tools", "true"), Some(1.0));
+    assert_eq!(count("up__add", "false"), Some(1.0), "the call refused for its arguments");
     assert_eq!(
         support::prom::histogram_count(&scrape, "metamcp_tool_execution_duration_seconds", &[("tool_name", "up__add")]),
-        Some(1.0)
+        Some(2.0)
     );
-    let rows = executions(&service, "?tool=up__add");
+    let rows = executions(&service, "?tool=up__add&success=true");
     assert_eq!(rows["total"], 1, "{rows}");
     assert_eq!(rows["items"][0]["endpoint"], "team");
     assert_eq!(rows["items"][0]["success"], true);
     assert_eq!(rows["items"][0]["trace_id"], TRACE_ID);
-    assert_eq!(executions(&service, "?endpoint=team")["total"], 3, "add, calculator, search_tools");
+    assert_eq!(executions(&service, "?endpoint=team")["total"], 4, "add twice, calculator, search_tools");
     rt.block_on(mcp.close());
 }
 
@@ -217,7 +218,10 @@ fn upstream_faults_become_json_rpc_errors_with_failure_metrics() {
     let rows = executions(&service, "?success=false");
     assert_eq!(rows["total"], 3, "{rows}");
     let slow_row = rows["items"].as_array().unwrap().iter().find(|r| r["tool_name"] == "flaky__slow").unwrap();
-    assert!(slow_row["error_message"].as_str().is_some_and(|m| m.contains("timed out")), "{slow_row}");
+    assert!(
+        slow_row["error_message"].as_str().is_some_and(|m| m.contains("did not answer within 300ms")),
+        "{slow_row}"
+    );
 
     // The tool spans carry error.type.
     assert_eventually(WAIT, POLL, "the failed tool spans arrive", || {

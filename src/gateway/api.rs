@@ -314,7 +314,8 @@ async fn issue_key(state: web::Data<McpState>, path: web::Path<String>) -> Resul
     let name = path.into_inner();
     let key = format!("{API_KEY_PREFIX}{}", random_token(24));
     let hash = hash_key(&key);
-    let prefix: String = key.chars().take(API_KEY_PREFIX.len() + 6).collect();
+    // "mmcp_" and three characters: enough to tell keys apart in a list, useless to an attacker.
+    let prefix: String = key.chars().take(8).collect();
     let owned = name.clone();
     let info = run(&state, move |c| storage::add_api_key(c, &owned, &hash, &prefix)).await?;
     state.endpoints.invalidate(&name);
