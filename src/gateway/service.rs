@@ -420,7 +420,7 @@ impl Gateway {
         let mut out = builtin_tools();
         out.extend(tools.items.into_iter().filter(|t| enabled.contains(t.server_name.as_str())).map(|t| {
             let schema = serde_json::from_str(&t.input_schema).unwrap_or_else(|_| json!({"type": "object"}));
-            Tool::new(&aggregated_name(&t.server_name, &t.name), &t.description, schema)
+            Tool::new(aggregated_name(&t.server_name, &t.name), &t.description, schema)
         }));
         Ok(out)
     }
