@@ -37,6 +37,7 @@ async fn run(settings: Settings) -> Result<(), String> {
         }
     };
     let app_telemetry = telemetry.clone();
+    let audit = gateway.clone();
     let mut server = HttpServer::new(move || {
         App::new()
             .wrap(app_telemetry.middleware())
@@ -70,6 +71,7 @@ async fn run(settings: Settings) -> Result<(), String> {
     tracing::info!(signal, "shutting down: no new requests, draining telemetry");
     handle.stop(true).await;
     let _ = server_task.await;
+    audit.flush(settings.server.shutdown_timeout).await;
     let report = telemetry.shutdown().await;
     if report.timed_out {
         tracing::warn!(

@@ -73,14 +73,7 @@ async fn authorize(
             )
         })
     } else {
-        let given = req
-            .headers()
-            .get(actix_web::http::header::AUTHORIZATION)
-            .and_then(|v| v.to_str().ok())
-            .and_then(|v| v.split_once(' '))
-            .filter(|(scheme, _)| scheme.eq_ignore_ascii_case("bearer"))
-            .map(|(_, token)| token.trim().to_owned());
-        match given {
+        match super::endpoint::bearer(req.headers()) {
             Some(given) if constant_time_eq(given.as_bytes(), token.as_bytes()) => None,
             Some(_) => Some(ApiError::new(StatusCode::UNAUTHORIZED, "unauthorized", "the admin token is not valid")),
             None => Some(ApiError::new(
@@ -478,6 +471,8 @@ async fn list_executions(
 ) -> Result<HttpResponse, ApiError> {
     let query = query.into_inner();
     let page = page(&state, query.limit, query.offset)?;
+    // Rows of calls that already answered may still sit in the audit queue: write them first.
+    state.gateway.audit().flush(std::time::Duration::from_secs(5)).await;
     let filter = ExecutionFilter { tool: query.tool, endpoint: query.endpoint, success: query.success };
     Ok(listed(run(&state, move |c| storage::list_executions(c, &filter, page)).await?, page))
 }

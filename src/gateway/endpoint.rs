@@ -191,32 +191,25 @@ pub fn routes(cfg: &mut web::ServiceConfig) {
     );
 }
 
-fn bearer(headers: &HeaderMap) -> Option<&str> {
+/// The token of an `Authorization: Bearer <token>` header (the scheme in any case).
+pub(crate) fn bearer(headers: &HeaderMap) -> Option<&str> {
     let value = headers.get(header::AUTHORIZATION)?.to_str().ok()?;
     let (scheme, token) = value.split_once(' ')?;
     scheme.eq_ignore_ascii_case("bearer").then(|| token.trim())
 }
 
-fn storage_error(err: &StorageError, endpoint: &str) -> ApiError {
+fn storage_error(err: StorageError, endpoint: &str) -> ApiError {
     match err {
         StorageError::NotFound(_) => {
             ApiError::new(StatusCode::NOT_FOUND, "unknown_endpoint", format!("no MCP endpoint named {endpoint:?}"))
         }
-        err if err.is_unavailable() => ApiError::new(
-            StatusCode::SERVICE_UNAVAILABLE,
-            "database_unavailable",
-            format!("the database is unavailable: {err}"),
-        ),
-        err => {
-            tracing::error!(error = %err, "endpoint lookup failed");
-            ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, "internal", "the endpoint could not be read")
-        }
+        err => super::api::storage_error(err),
     }
 }
 
 /// Resolves the endpoint and checks its auth.
 async fn admit(state: &McpState, endpoint: &str, headers: &HeaderMap) -> Result<(), ApiError> {
-    let entry = state.endpoints.get(&state.gateway, endpoint).await.map_err(|e| storage_error(&e, endpoint))?;
+    let entry = state.endpoints.get(&state.gateway, endpoint).await.map_err(|e| storage_error(e, endpoint))?;
     if !entry.auth_required {
         return Ok(());
     }

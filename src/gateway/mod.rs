@@ -3,6 +3,7 @@
 //! every part instrumented through [`TelemetryManager`](crate::TelemetryManager).
 
 pub mod api;
+pub mod audit;
 pub mod config;
 pub mod endpoint;
 pub mod mcp;
@@ -69,12 +70,20 @@ impl GatewayApp {
         let gateway =
             Gateway::start(store, telemetry.clone(), embedder, settings.gateway.clone(), settings.vector.clone())
                 .await?;
+        if let Err(err) = telemetry.register_collector(gateway.audit().counter()) {
+            tracing::warn!(error = %err, "the audit row counter could not be registered");
+        }
         let sessions = Arc::new(Sessions::new(settings.gateway.max_sessions, settings.gateway.session_idle_timeout));
         Ok(Self {
             state: McpState { gateway, sessions, endpoints: Arc::new(EndpointCache::default()) },
             admin: api::AdminAuth { token: settings.admin.token.clone() },
             max_body_bytes: settings.gateway.max_body_bytes,
         })
+    }
+
+    /// Writes every queued audit row (at shutdown), waiting at most `timeout`.
+    pub async fn flush(&self, timeout: std::time::Duration) {
+        self.state.gateway.audit().flush(timeout).await;
     }
 
     /// Adds the MCP endpoints and the admin API, with their state and extractor limits.

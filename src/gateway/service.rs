@@ -11,6 +11,7 @@ use opentelemetry::{Context, KeyValue};
 use parking_lot::RwLock;
 use serde_json::{json, Map, Value};
 
+use super::audit::AuditLog;
 use super::config::{GatewaySettings, VectorSettings};
 use super::mcp::client::{UpstreamClient, UpstreamError, UpstreamTarget};
 use super::mcp::protocol::{CallToolResult, Tool};
@@ -126,6 +127,7 @@ struct Inner {
     tools: RwLock<HashMap<String, CachedTool>>,
     settings: GatewaySettings,
     vector: VectorSettings,
+    audit: AuditLog,
 }
 
 impl std::fmt::Debug for Gateway {
@@ -213,6 +215,7 @@ impl Gateway {
         let gateway = Self {
             inner: Arc::new(Inner {
                 upstream: UpstreamClient::new(telemetry.clone()),
+                audit: AuditLog::start(store.clone()),
                 store,
                 telemetry,
                 embedder,
@@ -235,6 +238,11 @@ impl Gateway {
     /// The telemetry.
     pub fn telemetry(&self) -> &TelemetryManager {
         &self.inner.telemetry
+    }
+
+    /// The audit log writer.
+    pub fn audit(&self) -> &AuditLog {
+        &self.inner.audit
     }
 
     /// The gateway settings.
@@ -435,35 +443,24 @@ impl Gateway {
         origin: &CallOrigin,
     ) -> Result<CallToolResult, ExecuteError> {
         let started = Instant::now();
-        let parent = Context::current();
-        let cx = match self.inner.telemetry.tracer() {
-            Some(tracer) => {
-                let mut attributes = vec![
-                    KeyValue::new("mcp.method.name", "tools/call"),
-                    KeyValue::new("gen_ai.tool.name", name.to_owned()),
-                    KeyValue::new("gen_ai.operation.name", "execute_tool"),
-                ];
-                if let Some(session) = &origin.session_id {
-                    attributes.push(KeyValue::new("mcp.session.id", session.clone()));
-                }
-                if let Some(id) = &origin.request_id {
-                    attributes.push(KeyValue::new("jsonrpc.request.id", id.clone()));
-                }
-                if let Some(version) = &origin.protocol_version {
-                    attributes.push(KeyValue::new("mcp.protocol.version", version.clone()));
-                }
-                if let Some(endpoint) = &origin.endpoint {
-                    attributes.push(KeyValue::new("metamcp.endpoint", endpoint.clone()));
-                }
-                let span = tracer
-                    .span_builder(format!("tools/call {name}"))
-                    .with_kind(SpanKind::Internal)
-                    .with_attributes(attributes)
-                    .start_with_context(tracer, &parent);
-                parent.with_span(span)
-            }
-            None => parent.clone(),
-        };
+        let mut attributes = vec![
+            KeyValue::new("mcp.method.name", "tools/call"),
+            KeyValue::new("gen_ai.tool.name", name.to_owned()),
+            KeyValue::new("gen_ai.operation.name", "execute_tool"),
+        ];
+        if let Some(session) = &origin.session_id {
+            attributes.push(KeyValue::new("mcp.session.id", session.clone()));
+        }
+        if let Some(id) = &origin.request_id {
+            attributes.push(KeyValue::new("jsonrpc.request.id", id.clone()));
+        }
+        if let Some(version) = &origin.protocol_version {
+            attributes.push(KeyValue::new("mcp.protocol.version", version.clone()));
+        }
+        if let Some(endpoint) = &origin.endpoint {
+            attributes.push(KeyValue::new("metamcp.endpoint", endpoint.clone()));
+        }
+        let cx = self.child_span(format!("tools/call {name}"), attributes);
         let outcome = self.dispatch(name, arguments, origin).with_context(cx.clone()).await;
         let duration = started.elapsed();
         let (success, error_type, error_message) = match &outcome {
@@ -474,7 +471,14 @@ impl Gateway {
         let span = cx.span();
         if let Some(kind) = error_type {
             span.set_attribute(KeyValue::new("error.type", kind));
-            span.set_status(Status::error(error_message.clone().unwrap_or_default()));
+            // What an upstream or a tool says can echo its arguments: the span names only the
+            // kind; the audit row keeps the message.
+            let description = match &outcome {
+                Ok(_) => "the tool returned an error result".to_owned(),
+                Err(ExecuteError::Upstream { server, source }) => format!("upstream {server}: {}", source.kind()),
+                Err(err) => err.to_string(),
+            };
+            span.set_status(Status::error(description));
         }
         let trace_id = span.span_context().is_valid().then(|| span.span_context().trace_id().to_string());
         span.end();
@@ -489,11 +493,26 @@ impl Gateway {
                 error_message: error_message.map(|m| truncate(&m, MAX_ERROR_MESSAGE)),
                 trace_id,
             };
-            if let Err(err) = self.inner.store.run(move |c| storage::insert_execution(c, &row)).await {
-                tracing::warn!(tool = name, error = %err, "the audit row of a tool call could not be written");
-            }
+            self.inner.audit.record(row);
         }
         outcome
+    }
+
+    /// A context holding a new INTERNAL span, a child of the current span (the current context
+    /// itself when telemetry is disabled).
+    fn child_span(&self, name: String, attributes: Vec<KeyValue>) -> Context {
+        let parent = Context::current();
+        match self.inner.telemetry.tracer() {
+            Some(tracer) => {
+                let span = tracer
+                    .span_builder(name)
+                    .with_kind(SpanKind::Internal)
+                    .with_attributes(attributes)
+                    .start_with_context(tracer, &parent);
+                parent.with_span(span)
+            }
+            None => parent,
+        }
     }
 
     async fn dispatch(
@@ -587,23 +606,15 @@ impl Gateway {
         let limit = limit.unwrap_or(self.inner.vector.default_limit).clamp(1, 1000);
         let threshold = threshold.unwrap_or(self.inner.vector.default_threshold).clamp(-1.0, 1.0) as f32;
         let query_chars = query.chars().count();
-        let parent = Context::current();
-        let cx = match self.inner.telemetry.tracer() {
-            Some(tracer) => {
-                let span = tracer
-                    .span_builder("vector_search tools")
-                    .with_kind(SpanKind::Internal)
-                    .with_attributes([
-                        KeyValue::new("metamcp.search.limit", limit as i64),
-                        KeyValue::new("metamcp.search.threshold", f64::from(threshold)),
-                        KeyValue::new("metamcp.search.query_length", query_chars as i64),
-                        KeyValue::new("metamcp.search.embedder", self.inner.embedder.id().to_owned()),
-                    ])
-                    .start_with_context(tracer, &parent);
-                parent.with_span(span)
-            }
-            None => parent.clone(),
-        };
+        let cx = self.child_span(
+            "vector_search tools".to_owned(),
+            vec![
+                KeyValue::new("metamcp.search.limit", limit as i64),
+                KeyValue::new("metamcp.search.threshold", f64::from(threshold)),
+                KeyValue::new("metamcp.search.query_length", query_chars as i64),
+                KeyValue::new("metamcp.search.embedder", self.inner.embedder.id().to_owned()),
+            ],
+        );
         let outcome = self.search_inner(query, limit, threshold, endpoint).with_context(cx.clone()).await;
         let span = cx.span();
         match &outcome {
