@@ -121,18 +121,10 @@ async fn write_batch(store: &Store, batch: Vec<NewExecution>, rows: &IntCounterV
     let mut delay = RETRY_DELAY;
     for attempt in 1..=ATTEMPTS {
         let rows_to_write = batch.clone();
-        let written = store
-            .run(move |c| {
-                storage::write_transaction(c, |c| {
-                    for row in rows_to_write.iter() {
-                        storage::insert_execution(c, row)?;
-                    }
-                    Ok(())
-                })
-            })
-            .await;
+        let written =
+            store.run(move |c| storage::write_transaction(c, |c| storage::insert_executions(c, &rows_to_write))).await;
         match written {
-            Ok(()) => {
+            Ok(_) => {
                 rows.with_label_values(&["written"]).inc_by(count);
                 return;
             }

@@ -20,10 +20,10 @@ pub use instrument::{sanitize_query, MAX_QUERY_TEXT};
 pub use repo::{
     add_api_key, all_tools, api_key_hashes, attach_server, create_endpoint, create_server, delete_endpoint,
     delete_server, detach_server, endpoint_servers, ensure_default_endpoint, get_endpoint, get_server, get_tool,
-    insert_execution, list_endpoints, list_executions, list_servers, list_tools, replace_server_tools,
-    set_tool_enabled, ApiKeyInfo, Endpoint, EndpointDetail, Execution, ExecutionFilter, Listed, NewEndpoint,
-    NewExecution, NewServer, NewTool, Page, Server, Tool, ToolFilter, DEFAULT_ENDPOINT, DEFAULT_ENDPOINT_DESCRIPTION,
-    MAX_ERROR_MESSAGE,
+    insert_execution, insert_executions, list_endpoints, list_executions, list_servers, list_tools,
+    replace_server_tools, set_tool_enabled, ApiKeyInfo, Endpoint, EndpointDetail, Execution, ExecutionFilter, Listed,
+    NewEndpoint, NewExecution, NewServer, NewTool, Page, Server, Tool, ToolFilter, DEFAULT_ENDPOINT,
+    DEFAULT_ENDPOINT_DESCRIPTION, MAX_ERROR_MESSAGE,
 };
 pub use store::Store;
 

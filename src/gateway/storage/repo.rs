@@ -932,6 +932,41 @@ pub fn insert_execution(conn: &mut DbConnection, new: &NewExecution) -> Result<i
     Ok(diesel::insert_into(executions::table).values(&row).returning(executions::id).get_result(conn)?)
 }
 
+/// Records many tool executions in one statement (one query span, one round trip).
+pub fn insert_executions(conn: &mut DbConnection, new: &[NewExecution]) -> Result<usize, StorageError> {
+    if let Some(bad) = new.iter().find(|n| !n.duration_ms.is_finite() || n.duration_ms < 0.0) {
+        return Err(StorageError::Invalid(format!(
+            "an execution's duration_ms must be finite and not negative, not {}",
+            bad.duration_ms
+        )));
+    }
+    let created_at = now_ms();
+    let rows: Vec<ExecutionRow<'_>> = new
+        .iter()
+        .map(|new| ExecutionRow {
+            endpoint: new.endpoint.as_deref(),
+            tool_name: &new.tool_name,
+            success: new.success,
+            duration_ms: new.duration_ms,
+            error_message: new.error_message.as_deref().map(|message| cut(message, MAX_ERROR_MESSAGE)),
+            trace_id: new.trace_id.as_deref(),
+            created_at,
+        })
+        .collect();
+    let mut written = 0;
+    // Bounded statements: SQLite allows at most 32766 bound values (7 per row).
+    for chunk in rows.chunks(1000) {
+        // Multi-row VALUES is backend-specific in diesel: run it on the concrete connection
+        // (its instrumentation is the same).
+        let insert = diesel::insert_into(executions::table).values(chunk);
+        written += match conn {
+            DbConnection::Sqlite(sqlite) => insert.execute(sqlite)?,
+            DbConnection::Postgres(pg) => insert.execute(pg)?,
+        };
+    }
+    Ok(written)
+}
+
 type ExecutionQuery<'a> = diesel::dsl::IntoBoxed<'a, executions::table, MultiBackend>;
 
 fn execution_query(filter: &ExecutionFilter) -> ExecutionQuery<'_> {

@@ -124,6 +124,7 @@ on_both_backends!(
     replace_server_tools_keeps_enabled_and_deletes_stale,
     tool_filters_and_pagination,
     executions_newest_first,
+    executions_in_one_batch,
     query_spans_and_metrics,
     run_parents_query_spans_under_the_current_span,
     pool_collector_gauges,
@@ -447,6 +448,39 @@ fn tool_filters_and_pagination(db: TestDb) {
             Ok(())
         })
         .unwrap();
+}
+
+fn executions_in_one_batch(db: TestDb) {
+    let store = db.open();
+    let rows: Vec<NewExecution> = (0..1500)
+        .map(|i| NewExecution {
+            endpoint: Some("default".into()),
+            tool_name: format!("tool_{}", i % 3),
+            success: i % 5 != 0,
+            duration_ms: f64::from(i),
+            error_message: (i % 5 == 0).then(|| format!("failure {i}")),
+            trace_id: None,
+        })
+        .collect();
+    let written = store.run_blocking(move |c| insert_executions(c, &rows)).unwrap();
+    assert_eq!(written, 1500, "more rows than one statement takes are written in chunks");
+    store
+        .run_blocking(|c| {
+            assert_eq!(list_executions(c, &ExecutionFilter::default(), Page::ALL)?.total, 1500);
+            let failed = ExecutionFilter { success: Some(false), tool: Some("tool_0".into()), ..Default::default() };
+            assert_eq!(list_executions(c, &failed, Page::ALL)?.total, 100);
+            Ok(())
+        })
+        .unwrap();
+    let bad = vec![NewExecution {
+        endpoint: None,
+        tool_name: "x".into(),
+        success: true,
+        duration_ms: f64::NAN,
+        error_message: None,
+        trace_id: None,
+    }];
+    assert!(matches!(store.run_blocking(move |c| insert_executions(c, &bad)), Err(StorageError::Invalid(_))));
 }
 
 fn executions_newest_first(db: TestDb) {
