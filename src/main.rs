@@ -8,6 +8,11 @@ use metamcp_telemetry::gateway::GatewayApp;
 use metamcp_telemetry::settings::Settings;
 use metamcp_telemetry::{http, logging, TelemetryManager};
 
+/// mimalloc instead of the system allocator: spans and batches are allocated on request workers
+/// and freed on the pipeline's threads, a pattern glibc's per-thread arenas handle poorly.
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 fn main() -> ExitCode {
     let loaded = match metamcp_telemetry::settings::from_process() {
         Ok(loaded) => loaded,
