@@ -191,7 +191,7 @@ fn the_default_endpoint_works_out_of_the_box() {
     assert_eq!(support::prom::value(&scrape, "metamcp_vector_searches_total", &[]), Some(1.0));
     assert!(scrape.body.contains("metamcp_db_query_duration_seconds_bucket"), "database queries are measured");
     assert!(scrape.body.contains("metamcp_db_pool_max_connections"), "pool gauges are exposed");
-    assert_eq!(support::prom::value(&scrape, "metamcp_audit_rows_total", &[("outcome", "written")]), Some(2.0));
+    assert_eq!(support::prom::value(&scrape, "metamcp_audit_rows_total", &[("outcome", "written")]), Some(3.0));
     assert_eq!(support::prom::value(&scrape, "metamcp_audit_rows_total", &[("outcome", "dropped_failed")]), Some(0.0));
 
     let ready = client().get(service.url("/health/ready")).send().unwrap();

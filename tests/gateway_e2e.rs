@@ -314,3 +314,42 @@ fn the_gateway_runs_the_same_on_postgresql() {
     rt.block_on(mcp.close());
     drop(service);
 }
+
+#[test]
+fn a_built_in_call_costs_exactly_two_spans_in_its_trace() {
+    let collector = TestCollector::start(Transport::Grpc);
+    let service = gateway(&collector, &[]);
+    let url = service.url("/metamcp/default/mcp");
+    let http = client();
+    let init = http
+        .post(&url)
+        .header("content-type", "application/json")
+        .body(r#"{"jsonrpc":"2.0","id":0,"method":"initialize","params":{"protocolVersion":"2025-11-25","capabilities":{},"clientInfo":{"name":"t","version":"1"}}}"#)
+        .send()
+        .unwrap();
+    let session = init.headers()["mcp-session-id"].to_str().unwrap().to_owned();
+    let trace = "0af7651916cd43dd8448eb211c80319c";
+    let response: Value = http
+        .post(&url)
+        .header("content-type", "application/json")
+        .header("mcp-session-id", &session)
+        .header("traceparent", format!("00-{trace}-b7ad6b7169203331-01"))
+        .body(r#"{"jsonrpc":"2.0","id":1,"method":"tools/call","params":{"name":"calculator","arguments":{"expression":"2^10"}}}"#)
+        .send()
+        .unwrap()
+        .json()
+        .unwrap();
+    assert_eq!(response["result"]["content"][0]["text"], "1024");
+    // The server span ends last; once it is here, everything of this request is.
+    assert_eventually(WAIT, POLL, "the request's server span arrives", || {
+        collector.spans().iter().any(|s| s.trace_id_hex() == trace && s.kind == SpanKind::Server)
+    });
+    let mut names: Vec<String> =
+        collector.spans().into_iter().filter(|s| s.trace_id_hex() == trace).map(|s| s.name).collect();
+    names.sort();
+    assert_eq!(
+        names,
+        ["POST /metamcp/{endpoint}/mcp", "tools/call calculator"],
+        "no database span on the request path"
+    );
+}
