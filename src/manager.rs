@@ -320,6 +320,24 @@ impl TelemetryManager {
         });
     }
 
+    /// A context holding a new INTERNAL span named `name`, a child of the current span; the
+    /// current context itself when nothing is recorded. Run work in it with
+    /// `opentelemetry::trace::FutureExt::with_context` and end the span with `cx.span().end()`.
+    pub fn child_context(&self, name: impl Into<Cow<'static, str>>, attributes: Vec<KeyValue>) -> Context {
+        let parent = Context::current();
+        match self.tracer() {
+            Some(tracer) => {
+                let span = tracer
+                    .span_builder(name)
+                    .with_kind(SpanKind::Internal)
+                    .with_attributes(attributes)
+                    .start_with_context(tracer, &parent);
+                parent.with_span(span)
+            }
+            None => parent,
+        }
+    }
+
     /// Runs `operation` inside a new span named `name`, a child of the current span. The span
     /// is the current span while the future runs, so spans started inside become its children.
     /// An `Err` sets the span's status to error and records an `exception` event.
@@ -333,15 +351,7 @@ impl TelemetryManager {
         F: Future<Output = Result<T, E>>,
         E: std::fmt::Display,
     {
-        let parent = Context::current();
-        let cx = self.tracer().map(|tracer| {
-            let span = tracer
-                .span_builder(name)
-                .with_kind(SpanKind::Internal)
-                .with_attributes(attributes)
-                .start_with_context(tracer, &parent);
-            parent.with_span(span)
-        });
+        let cx = self.tracer().map(|_| self.child_context(name, attributes));
         async move {
             let Some(cx) = cx else { return operation.await };
             let result = operation.with_context(cx.clone()).await;

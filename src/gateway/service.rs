@@ -6,8 +6,8 @@ use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
-use opentelemetry::trace::{FutureExt as _, SpanKind, Status, TraceContextExt as _, Tracer as _};
-use opentelemetry::{Context, KeyValue};
+use opentelemetry::trace::{FutureExt as _, Status, TraceContextExt as _};
+use opentelemetry::KeyValue;
 use parking_lot::RwLock;
 use serde_json::{json, Map, Value};
 
@@ -460,7 +460,7 @@ impl Gateway {
         if let Some(endpoint) = &origin.endpoint {
             attributes.push(KeyValue::new("metamcp.endpoint", endpoint.clone()));
         }
-        let cx = self.child_span(format!("tools/call {name}"), attributes);
+        let cx = self.inner.telemetry.child_context(format!("tools/call {name}"), attributes);
         let outcome = self.dispatch(name, arguments, origin).with_context(cx.clone()).await;
         let duration = started.elapsed();
         let (success, error_type, error_message) = match &outcome {
@@ -496,23 +496,6 @@ impl Gateway {
             self.inner.audit.record(row);
         }
         outcome
-    }
-
-    /// A context holding a new INTERNAL span, a child of the current span (the current context
-    /// itself when telemetry is disabled).
-    fn child_span(&self, name: String, attributes: Vec<KeyValue>) -> Context {
-        let parent = Context::current();
-        match self.inner.telemetry.tracer() {
-            Some(tracer) => {
-                let span = tracer
-                    .span_builder(name)
-                    .with_kind(SpanKind::Internal)
-                    .with_attributes(attributes)
-                    .start_with_context(tracer, &parent);
-                parent.with_span(span)
-            }
-            None => parent,
-        }
     }
 
     async fn dispatch(
@@ -606,7 +589,7 @@ impl Gateway {
         let limit = limit.unwrap_or(self.inner.vector.default_limit).clamp(1, 1000);
         let threshold = threshold.unwrap_or(self.inner.vector.default_threshold).clamp(-1.0, 1.0) as f32;
         let query_chars = query.chars().count();
-        let cx = self.child_span(
+        let cx = self.inner.telemetry.child_context(
             "vector_search tools".to_owned(),
             vec![
                 KeyValue::new("metamcp.search.limit", limit as i64),
