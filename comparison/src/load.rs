@@ -1,0 +1,315 @@
+//! The socket runs: each build as its own process, driven by wrk in turn (A B C A B C …), with
+//! CPU and peak memory read from `/proc` and the spans counted by the receiver.
+
+use std::path::PathBuf;
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use crate::apps::{http_get_status, BoxError, Kind};
+use crate::procstat;
+use crate::receiver::Receiver;
+use crate::report::{count, median, mib, ratio, Table};
+
+/// The path every run requests.
+pub const PATH: &str = "/items/42";
+/// How long an app gets to answer its first request.
+const READY_TIMEOUT: Duration = Duration::from_secs(20);
+/// After a run, the app has this long of silence to flush its last spans…
+pub const FLUSH_QUIET: Duration = Duration::from_secs(7);
+/// …and at most this long in all (the SDK's batch processor exports every 5 s).
+pub const FLUSH_MAX: Duration = Duration::from_secs(30);
+
+/// How wrk drives an app.
+#[derive(Clone, Copy, Debug)]
+pub struct Wrk {
+    /// wrk threads.
+    pub threads: u32,
+    /// Open connections.
+    pub connections: u32,
+    /// Length of one run.
+    pub duration: Duration,
+}
+
+/// What wrk's `done()` hook printed.
+#[derive(Clone, Copy, Debug, Default)]
+pub struct WrkResult {
+    /// Completed requests.
+    pub requests: u64,
+    /// Requests per second.
+    pub rps: f64,
+    /// Median latency, µs.
+    pub p50_us: f64,
+    /// 99th percentile latency, µs.
+    pub p99_us: f64,
+    /// Socket errors and non-2xx/3xx answers.
+    pub errors: u64,
+}
+
+const WRK_SCRIPT: &str = r#"
+done = function(summary, latency, requests)
+    local e = summary.errors
+    io.write(string.format("RESULT requests=%d duration_us=%d p50_us=%d p99_us=%d errors=%d\n",
+        summary.requests, summary.duration, latency:percentile(50), latency:percentile(99),
+        e.status + e.connect + e.read + e.write + e.timeout))
+end
+"#;
+
+fn wrk_script() -> Result<PathBuf, BoxError> {
+    let path = std::env::temp_dir().join(format!("metamcp-comparison-{}.lua", std::process::id()));
+    if !path.exists() {
+        std::fs::write(&path, WRK_SCRIPT)?;
+    }
+    Ok(path)
+}
+
+/// Runs wrk against `GET PATH` on `port` and parses its result line.
+pub fn run_wrk(port: u16, wrk: Wrk) -> Result<WrkResult, BoxError> {
+    let script = wrk_script()?;
+    let output = Command::new("wrk")
+        .arg(format!("-t{}", wrk.threads))
+        .arg(format!("-c{}", wrk.connections))
+        .arg(format!("-d{}s", wrk.duration.as_secs().max(1)))
+        .arg("--timeout")
+        .arg("5s")
+        .arg("-s")
+        .arg(&script)
+        .arg(format!("http://127.0.0.1:{port}{PATH}"))
+        .stdin(Stdio::null())
+        .output()
+        .map_err(|err| format!("cannot run wrk (comparison/run.sh installs it): {err}"))?;
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    let line = stdout
+        .lines()
+        .find(|line| line.starts_with("RESULT "))
+        .ok_or_else(|| format!("wrk printed no result: {stdout} {}", String::from_utf8_lossy(&output.stderr)))?;
+    let field = |name: &str| -> f64 {
+        line.split_whitespace()
+            .find_map(|kv| kv.strip_prefix(name).and_then(|v| v.strip_prefix('=')))
+            .and_then(|v| v.parse().ok())
+            .unwrap_or(f64::NAN)
+    };
+    let requests = field("requests");
+    let duration_s = field("duration_us") / 1e6;
+    Ok(WrkResult {
+        requests: requests as u64,
+        rps: requests / duration_s,
+        p50_us: field("p50_us"),
+        p99_us: field("p99_us"),
+        errors: field("errors") as u64,
+    })
+}
+
+fn free_port() -> std::io::Result<u16> {
+    Ok(std::net::TcpListener::bind(("127.0.0.1", 0))?.local_addr()?.port())
+}
+
+/// One build running as a child process (`serve KIND`); killed on drop.
+pub struct AppProcess {
+    child: Child,
+    /// The app's port.
+    pub port: u16,
+    /// Requests the readiness check got answered (each one is a span of the instrumented builds).
+    pub probes: u64,
+}
+
+impl AppProcess {
+    /// Starts `kind` exporting to `otlp` and waits until it answers `GET PATH`.
+    pub fn spawn(kind: Kind, otlp: &str) -> Result<Self, BoxError> {
+        let port = free_port()?;
+        let metrics_port = free_port()?;
+        let child = Command::new(std::env::current_exe()?)
+            .args(["serve", kind.label(), "--port", &port.to_string(), "--metrics-port", &metrics_port.to_string()])
+            .args(["--otlp", otlp])
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .spawn()?;
+        let mut app = AppProcess { child, port, probes: 0 };
+        let deadline = Instant::now() + READY_TIMEOUT;
+        loop {
+            if let Some(status) = app.child.try_wait()? {
+                return Err(format!("serve {} exited early: {status}", kind.label()).into());
+            }
+            if let Ok(200) = http_get_status(port, PATH) {
+                app.probes += 1;
+                return Ok(app);
+            }
+            if Instant::now() >= deadline {
+                return Err(format!("serve {} did not answer within {READY_TIMEOUT:?}", kind.label()).into());
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
+
+    /// The process id.
+    pub fn pid(&self) -> u32 {
+        self.child.id()
+    }
+}
+
+impl Drop for AppProcess {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// One run of one build.
+#[derive(Clone, Debug)]
+pub struct RunResult {
+    /// The build.
+    pub kind: Kind,
+    /// wrk's figures.
+    pub wrk: WrkResult,
+    /// CPU seconds of the app from the start of the load to the end of the flush.
+    pub cpu_s: f64,
+    /// Peak RSS of the app, KiB.
+    pub peak_rss_kib: u64,
+    /// Spans the receiver got from this run.
+    pub spans_received: u64,
+    /// Requests the app served (wrk's count plus the readiness probe).
+    pub spans_expected: u64,
+}
+
+impl RunResult {
+    /// CPU seconds per 10 000 requests.
+    pub fn cpu_per_10k(&self) -> f64 {
+        self.cpu_s / self.wrk.requests.max(1) as f64 * 10_000.0
+    }
+}
+
+/// Starts `kind`, loads it with wrk, waits (bounded) for its spans, reads `/proc`, stops it.
+pub fn run_one(kind: Kind, receiver: &Receiver, wrk: Wrk) -> Result<RunResult, BoxError> {
+    let service = kind.service_name();
+    let spans_before = receiver.spans(service);
+    let app = AppProcess::spawn(kind, &receiver.endpoint())?;
+    let pid = app.pid();
+    let cpu_before = procstat::cpu_seconds(pid)?;
+    let result = run_wrk(app.port, wrk)?;
+    let spans_expected = result.requests + app.probes;
+    let spans_received = if kind.exports_spans() {
+        receiver.wait_for_spans(service, spans_before + spans_expected, FLUSH_QUIET, FLUSH_MAX) - spans_before
+    } else {
+        0
+    };
+    let cpu_s = procstat::cpu_seconds(pid)? - cpu_before;
+    let peak_rss_kib = procstat::peak_rss_kib(pid)?;
+    drop(app);
+    Ok(RunResult { kind, wrk: result, cpu_s, peak_rss_kib, spans_received, spans_expected })
+}
+
+fn spans_cell(received: u64, expected: u64, exports: bool) -> String {
+    if !exports {
+        return "—".to_owned();
+    }
+    format!(
+        "{} / {} ({:.1} %)",
+        count(received as f64),
+        count(expected as f64),
+        received as f64 / expected.max(1) as f64 * 100.0
+    )
+}
+
+/// `load`: `rounds` rounds of bare, ours, eco; prints each run and the medians as markdown.
+pub fn load(receiver: &Receiver, wrk: Wrk, rounds: usize) -> Result<Vec<RunResult>, BoxError> {
+    let mut runs = Vec::new();
+    for round in 1..=rounds {
+        for kind in Kind::ALL {
+            eprintln!("load: round {round}/{rounds}, {} ({} s)…", kind.label(), wrk.duration.as_secs());
+            let run = run_one(kind, receiver, wrk)?;
+            eprintln!(
+                "load:   {:.0} req/s, p50 {:.0} µs, p99 {:.0} µs, {} errors, spans {} / {}",
+                run.wrk.rps, run.wrk.p50_us, run.wrk.p99_us, run.wrk.errors, run.spans_received, run.spans_expected
+            );
+            runs.push((round, run));
+        }
+    }
+
+    println!(
+        "\n### Load: wrk -t{} -c{} -d{}s, GET {PATH}, {} app workers, {rounds} rounds (A B C order)\n",
+        wrk.threads,
+        wrk.connections,
+        wrk.duration.as_secs(),
+        crate::apps::WORKERS
+    );
+    let mut table = Table::new(&[
+        "round",
+        "build",
+        "req/s",
+        "p50 µs",
+        "p99 µs",
+        "errors",
+        "CPU s / 10k req",
+        "peak RSS",
+        "spans received / expected",
+    ]);
+    for (round, run) in &runs {
+        table.row(vec![
+            round.to_string(),
+            run.kind.label().to_owned(),
+            count(run.wrk.rps),
+            format!("{:.0}", run.wrk.p50_us),
+            format!("{:.0}", run.wrk.p99_us),
+            run.wrk.errors.to_string(),
+            format!("{:.3}", run.cpu_per_10k()),
+            mib(run.peak_rss_kib as f64),
+            spans_cell(run.spans_received, run.spans_expected, run.kind.exports_spans()),
+        ]);
+    }
+    println!("{}", table.render());
+
+    let runs: Vec<RunResult> = runs.into_iter().map(|(_, run)| run).collect();
+    let medians = |kind: Kind| {
+        let of =
+            |f: &dyn Fn(&RunResult) -> f64| median(&runs.iter().filter(|r| r.kind == kind).map(f).collect::<Vec<_>>());
+        [
+            of(&|r| r.wrk.rps),
+            of(&|r| r.wrk.p50_us),
+            of(&|r| r.wrk.p99_us),
+            of(&|r| r.cpu_per_10k()),
+            of(&|r| r.peak_rss_kib as f64),
+        ]
+    };
+    let bare = medians(Kind::Bare);
+    println!("Medians over {rounds} rounds; ratios are to bare.\n");
+    let mut table = Table::new(&[
+        "build",
+        "req/s",
+        "vs bare",
+        "p50 µs",
+        "vs bare",
+        "p99 µs",
+        "vs bare",
+        "CPU s / 10k req",
+        "vs bare",
+        "peak RSS",
+        "vs bare",
+        "spans received / expected (all rounds)",
+    ]);
+    for kind in Kind::ALL {
+        let m = medians(kind);
+        let received: u64 = runs.iter().filter(|r| r.kind == kind).map(|r| r.spans_received).sum();
+        let expected: u64 = runs.iter().filter(|r| r.kind == kind).map(|r| r.spans_expected).sum();
+        table.row(vec![
+            kind.label().to_owned(),
+            count(m[0]),
+            ratio(m[0], bare[0]),
+            format!("{:.0}", m[1]),
+            ratio(m[1], bare[1]),
+            format!("{:.0}", m[2]),
+            ratio(m[2], bare[2]),
+            format!("{:.3}", m[3]),
+            ratio(m[3], bare[3]),
+            mib(m[4]),
+            ratio(m[4], bare[4]),
+            spans_cell(received, expected, kind.exports_spans()),
+        ]);
+    }
+    println!("{}", table.render());
+    println!(
+        "OTLP metric export calls received over all rounds: ours {}, eco {} (ours exports every 10 s, the SDK's \
+         periodic reader every 60 s).\n",
+        receiver.metric_exports(Kind::Ours.service_name()),
+        receiver.metric_exports(Kind::Eco.service_name())
+    );
+    Ok(runs)
+}

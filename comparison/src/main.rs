@@ -1,0 +1,187 @@
+//! Side-by-side comparison of a bare actix-web app, the same app instrumented with
+//! metamcp-telemetry, and the same app instrumented with the OpenTelemetry ecosystem stack.
+//!
+//! `cargo run --release --manifest-path comparison/Cargo.toml -- all` runs every measurement and
+//! prints markdown tables; see comparison/README.md for what each subcommand measures.
+
+mod apps;
+mod inproc;
+mod load;
+mod outage;
+mod procstat;
+mod receiver;
+mod report;
+mod saturation;
+
+use std::time::{Duration, Instant};
+
+use clap::{Args, Parser, Subcommand};
+
+use apps::{BoxError, Kind};
+use load::Wrk;
+use receiver::Receiver;
+
+/// The allocator of the service binary, for all three builds alike (`--features system-alloc`
+/// compares them on the system allocator instead).
+#[cfg(not(feature = "system-alloc"))]
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
+/// Target span rates of the saturation steps (0: as fast as one thread can).
+const DEFAULT_RATES: &str = "10000,20000,30000,50000,75000,100000,150000,200000,300000,0";
+/// Seconds per saturation step.
+const DEFAULT_STEP: f64 = 2.0;
+
+#[derive(Parser, Debug)]
+#[command(about = "Bare vs metamcp-telemetry vs the OpenTelemetry ecosystem stack, side by side")]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Args, Debug, Clone, Copy)]
+struct LoadArgs {
+    /// Seconds of each wrk run.
+    #[arg(long, default_value_t = 10)]
+    duration: u64,
+    /// Rounds of bare, ours, eco.
+    #[arg(long, default_value_t = 2)]
+    rounds: usize,
+    /// wrk threads.
+    #[arg(long, default_value_t = 2)]
+    threads: u32,
+    /// wrk connections.
+    #[arg(long, default_value_t = 32)]
+    connections: u32,
+}
+
+#[derive(Args, Debug, Clone, Copy)]
+struct InprocArgs {
+    /// Requests per timed batch.
+    #[arg(long, default_value_t = 20_000)]
+    requests: usize,
+    /// Timed batches per build (after one warm-up batch).
+    #[arg(long, default_value_t = 15)]
+    batches: usize,
+}
+
+#[derive(Args, Debug, Clone)]
+struct SaturationArgs {
+    /// Target rates in spans/s, comma-separated; 0 is as fast as one thread can.
+    #[arg(long, value_delimiter = ',', default_value = DEFAULT_RATES)]
+    rates: Vec<u64>,
+    /// Seconds per step.
+    #[arg(long, default_value_t = DEFAULT_STEP)]
+    step: f64,
+}
+
+#[derive(Args, Debug, Clone, Copy)]
+struct OutageArgs {
+    /// Seconds of each third.
+    #[arg(long, default_value_t = 10)]
+    third: u64,
+    /// wrk connections.
+    #[arg(long, default_value_t = 32)]
+    connections: u32,
+}
+
+#[derive(Subcommand, Debug)]
+enum Command {
+    /// Everything below with its defaults (or the flags given), in order.
+    All {
+        #[command(flatten)]
+        load: LoadArgs,
+        #[command(flatten)]
+        inproc: InprocArgs,
+        /// Seconds per saturation step.
+        #[arg(long, default_value_t = DEFAULT_STEP)]
+        step: f64,
+        /// Seconds of each outage third.
+        #[arg(long, default_value_t = 10)]
+        third: u64,
+    },
+    /// Socket runs with wrk: req/s, latency, CPU per request, peak RSS, spans delivered.
+    Load(LoadArgs),
+    /// In-process cost per request (actix_web::test, no socket).
+    Inproc(InprocArgs),
+    /// The span rate at which each pipeline starts to drop.
+    Saturation(SaturationArgs),
+    /// Load through a receiver outage: throughput, p99 and memory.
+    Outage(OutageArgs),
+    /// Serve one build (run by the harness as a child process).
+    Serve {
+        /// Which build.
+        #[arg(value_enum)]
+        kind: Kind,
+        /// Port of the app.
+        #[arg(long)]
+        port: u16,
+        /// Port of our Prometheus listener (ours only).
+        #[arg(long, default_value_t = 0)]
+        metrics_port: u16,
+        /// OTLP/gRPC endpoint.
+        #[arg(long)]
+        otlp: String,
+    },
+}
+
+fn wrk(args: LoadArgs) -> Wrk {
+    Wrk { threads: args.threads, connections: args.connections, duration: Duration::from_secs(args.duration) }
+}
+
+fn outage_wrk(args: OutageArgs) -> Wrk {
+    Wrk { threads: 2, connections: args.connections, duration: Duration::from_secs(args.third) }
+}
+
+fn machine() -> String {
+    let cpu = std::fs::read_to_string("/proc/cpuinfo")
+        .ok()
+        .and_then(|info| {
+            info.lines()
+                .find_map(|l| l.strip_prefix("model name").map(|m| m.trim_start_matches([' ', '\t', ':']).to_owned()))
+        })
+        .unwrap_or_else(|| "unknown CPU".to_owned());
+    let cores = std::thread::available_parallelism().map(|n| n.get()).unwrap_or(1);
+    format!("{cores} cores, {cpu}")
+}
+
+fn run(cli: Cli) -> Result<(), BoxError> {
+    if let Command::Serve { kind, port, metrics_port, otlp } = &cli.command {
+        return apps::serve(*kind, *port, *metrics_port, otlp);
+    }
+    let started = Instant::now();
+    let allocator = if cfg!(feature = "system-alloc") { "system allocator" } else { "mimalloc" };
+    println!("## metamcp-telemetry vs the OpenTelemetry ecosystem stack\n");
+    println!("Machine: {}; {allocator} in all three builds.", machine());
+    let mut receiver = Receiver::start()?;
+    println!("Loopback OTLP/gRPC receiver at {}.", receiver.endpoint());
+    match cli.command {
+        Command::All { load, inproc, step, third } => {
+            load::load(&receiver, wrk(load), load.rounds)?;
+            inproc::inproc(&receiver, inproc.requests, inproc.batches)?;
+            let rates: Vec<u64> = DEFAULT_RATES.split(',').filter_map(|rate| rate.parse().ok()).collect();
+            saturation::saturation(&receiver, &rates, Duration::from_secs_f64(step))?;
+            outage::outage(&mut receiver, outage_wrk(OutageArgs { third, connections: load.connections }))?;
+        }
+        Command::Load(args) => {
+            load::load(&receiver, wrk(args), args.rounds)?;
+        }
+        Command::Inproc(args) => {
+            inproc::inproc(&receiver, args.requests, args.batches)?;
+        }
+        Command::Saturation(args) => {
+            saturation::saturation(&receiver, &args.rates, Duration::from_secs_f64(args.step))?;
+        }
+        Command::Outage(args) => outage::outage(&mut receiver, outage_wrk(args))?,
+        Command::Serve { .. } => {}
+    }
+    eprintln!("done in {:.0} s", started.elapsed().as_secs_f64());
+    Ok(())
+}
+
+fn main() {
+    if let Err(err) = run(Cli::parse()) {
+        eprintln!("error: {err}");
+        std::process::exit(1);
+    }
+}
