@@ -242,8 +242,8 @@ pub fn serve(kind: Kind, port: u16, metrics_port: u16, otlp: &str) -> Result<(),
     Ok(())
 }
 
-/// A status line and nothing else: a GET over a fresh connection, for readiness checks.
-pub fn http_get_status(port: u16, path: &str) -> io::Result<u16> {
+/// A GET over a fresh connection: the status code and the body (for readiness checks and scrapes).
+pub fn http_get(port: u16, path: &str) -> io::Result<(u16, String)> {
     use std::io::{Read as _, Write as _};
     let timeout = std::time::Duration::from_secs(2);
     let mut stream = std::net::TcpStream::connect_timeout(&([127, 0, 0, 1], port).into(), timeout)?;
@@ -251,9 +251,11 @@ pub fn http_get_status(port: u16, path: &str) -> io::Result<u16> {
     write!(stream, "GET {path} HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n\r\n")?;
     let mut response = String::new();
     stream.read_to_string(&mut response)?;
-    response
+    let status = response
         .split_whitespace()
         .nth(1)
         .and_then(|code| code.parse().ok())
-        .ok_or_else(|| io::Error::new(io::ErrorKind::InvalidData, "no HTTP status line"))
+        .ok_or_else(|| io::Error::new(io::ErrorKind::InvalidData, "no HTTP status line"))?;
+    let body = response.split_once("\r\n\r\n").map(|(_, body)| body.to_owned()).unwrap_or_default();
+    Ok((status, body))
 }

@@ -5,7 +5,7 @@ use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
-use crate::apps::{http_get_status, BoxError, Kind};
+use crate::apps::{http_get, BoxError, Kind};
 use crate::procstat;
 use crate::receiver::Receiver;
 use crate::report::{count, median, mib, ratio, Table};
@@ -108,6 +108,8 @@ pub struct AppProcess {
     child: Child,
     /// The app's port.
     pub port: u16,
+    /// Port of our Prometheus listener (ours only).
+    pub metrics_port: u16,
     /// Requests the readiness check got answered (each one is a span of the instrumented builds).
     pub probes: u64,
 }
@@ -123,13 +125,13 @@ impl AppProcess {
             .stdin(Stdio::null())
             .stdout(Stdio::null())
             .spawn()?;
-        let mut app = AppProcess { child, port, probes: 0 };
+        let mut app = AppProcess { child, port, metrics_port, probes: 0 };
         let deadline = Instant::now() + READY_TIMEOUT;
         loop {
             if let Some(status) = app.child.try_wait()? {
                 return Err(format!("serve {} exited early: {status}", kind.label()).into());
             }
-            if let Ok(200) = http_get_status(port, PATH) {
+            if let Ok((200, _)) = http_get(port, PATH) {
                 app.probes += 1;
                 return Ok(app);
             }
@@ -143,6 +145,20 @@ impl AppProcess {
     /// The process id.
     pub fn pid(&self) -> u32 {
         self.child.id()
+    }
+
+    /// Our pipeline's own count of dropped spans by reason, scraped from its `/metrics` (ours
+    /// only; empty for the other builds or when the scrape fails).
+    pub fn dropped_spans(&self) -> Vec<(String, u64)> {
+        let Ok((200, text)) = http_get(self.metrics_port, "/metrics") else { return Vec::new() };
+        text.lines()
+            .filter(|line| line.starts_with("metamcp_telemetry_dropped_total{") && line.contains("signal=\"traces\""))
+            .filter_map(|line| {
+                let reason = line.split("reason=\"").nth(1)?.split('"').next()?.to_owned();
+                let value: f64 = line.rsplit(' ').next()?.parse().ok()?;
+                (value > 0.0).then_some((reason, value as u64))
+            })
+            .collect()
     }
 }
 
@@ -168,6 +184,8 @@ pub struct RunResult {
     pub spans_received: u64,
     /// Requests the app served (wrk's count plus the readiness probe).
     pub spans_expected: u64,
+    /// Spans our pipeline counted as dropped, by reason (ours only).
+    pub dropped: Vec<(String, u64)>,
 }
 
 impl RunResult {
@@ -193,8 +211,9 @@ pub fn run_one(kind: Kind, receiver: &Receiver, wrk: Wrk) -> Result<RunResult, B
     };
     let cpu_s = procstat::cpu_seconds(pid)? - cpu_before;
     let peak_rss_kib = procstat::peak_rss_kib(pid)?;
+    let dropped = if kind == Kind::Ours { app.dropped_spans() } else { Vec::new() };
     drop(app);
-    Ok(RunResult { kind, wrk: result, cpu_s, peak_rss_kib, spans_received, spans_expected })
+    Ok(RunResult { kind, wrk: result, cpu_s, peak_rss_kib, spans_received, spans_expected, dropped })
 }
 
 fn spans_cell(received: u64, expected: u64, exports: bool) -> String {
@@ -257,6 +276,18 @@ pub fn load(receiver: &Receiver, wrk: Wrk, rounds: usize) -> Result<Vec<RunResul
     }
     println!("{}", table.render());
 
+    for (round, run) in &runs {
+        if !run.dropped.is_empty() {
+            let reasons: Vec<String> =
+                run.dropped.iter().map(|(reason, n)| format!("{} `{reason}`", count(*n as f64))).collect();
+            println!(
+                "Round {round}, {}: the pipeline's own `metamcp_telemetry_dropped_total{{signal=\"traces\"}}`: {}.",
+                run.kind.label(),
+                reasons.join(", ")
+            );
+        }
+    }
+    println!();
     let runs: Vec<RunResult> = runs.into_iter().map(|(_, run)| run).collect();
     let medians = |kind: Kind| {
         let of =

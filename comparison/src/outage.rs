@@ -59,6 +59,7 @@ struct OutageRun {
     received_during: [u64; 3],
     received: u64,
     expected: u64,
+    dropped: Vec<(String, u64)>,
 }
 
 fn run(kind: Kind, receiver: &mut Receiver, wrk: Wrk) -> Result<OutageRun, BoxError> {
@@ -83,6 +84,7 @@ fn run(kind: Kind, receiver: &mut Receiver, wrk: Wrk) -> Result<OutageRun, BoxEr
     let received = receiver.wait_for_spans(service, before + expected, DRAIN_QUIET, DRAIN_MAX) - before;
     let rss_after_drain = procstat::rss_kib(pid)?;
     let peak_rss = procstat::peak_rss_kib(pid)?;
+    let dropped = app.dropped_spans();
     let rss = sampler.finish();
     drop(app);
     Ok(OutageRun {
@@ -95,6 +97,7 @@ fn run(kind: Kind, receiver: &mut Receiver, wrk: Wrk) -> Result<OutageRun, BoxEr
         received_during: [at_stop - before, at_restart - at_stop, at_end - at_restart],
         received,
         expected,
+        dropped,
     })
 }
 
@@ -172,6 +175,15 @@ pub fn outage(receiver: &mut Receiver, wrk: Wrk) -> Result<(), BoxError> {
     for run in &runs {
         let series: Vec<String> = run.rss.iter().map(|(_, kib)| format!("{:.1}", *kib as f64 / 1024.0)).collect();
         println!("RSS of {} every second (MiB): {}\n", run.kind.label(), series.join(" "));
+        if !run.dropped.is_empty() {
+            let reasons: Vec<String> =
+                run.dropped.iter().map(|(reason, n)| format!("{} `{reason}`", count(*n as f64))).collect();
+            println!(
+                "{}: the pipeline's own `metamcp_telemetry_dropped_total{{signal=\"traces\"}}`: {}.\n",
+                run.kind.label(),
+                reasons.join(", ")
+            );
+        }
     }
     Ok(())
 }
