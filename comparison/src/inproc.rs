@@ -12,6 +12,7 @@ use metamcp_telemetry::TelemetryManager;
 
 use crate::apps::{bare_app, eco_app, ours_app, ours_settings, BoxError, Eco};
 use crate::load::PATH;
+use crate::procstat;
 use crate::receiver::Receiver;
 use crate::report::{count, median, Table};
 
@@ -21,11 +22,19 @@ const ECO_SERVICE: &str = "inproc-eco";
 /// Bound of the untimed flush after each batch.
 const FLUSH_TIMEOUT: Duration = Duration::from_secs(10);
 
-async fn time_batch<S, B>(service: &S, requests: usize) -> Result<Duration, BoxError>
+/// Wall-clock and on-CPU time of the measuring thread for one batch.
+#[derive(Clone, Copy)]
+struct Timing {
+    wall: Duration,
+    cpu: Duration,
+}
+
+async fn time_batch<S, B>(service: &S, requests: usize) -> Result<Timing, BoxError>
 where
     S: Service<actix_http::Request, Response = ServiceResponse<B>, Error = actix_web::Error>,
     B: MessageBody,
 {
+    let cpu_before = procstat::thread_cpu_time()?;
     let started = Instant::now();
     for _ in 0..requests {
         let response = test::call_service(service, test::TestRequest::get().uri(PATH).to_request()).await;
@@ -33,7 +42,8 @@ where
             return Err(format!("GET {PATH} answered {}", response.status()).into());
         }
     }
-    Ok(started.elapsed())
+    let wall = started.elapsed();
+    Ok(Timing { wall, cpu: procstat::thread_cpu_time()? - cpu_before })
 }
 
 /// `inproc`: `batches` batches of `requests` requests through each build (after one warm-up
@@ -48,7 +58,8 @@ pub fn inproc(receiver: &Receiver, requests: usize, batches: usize) -> Result<()
     let ours = system.block_on(test::init_service(ours_app(&manager)));
     let eco_service = system.block_on(test::init_service(eco_app(&eco.prom)));
 
-    let mut samples: [Vec<f64>; 3] = Default::default();
+    let mut wall: [Vec<f64>; 3] = Default::default();
+    let mut cpu: [Vec<f64>; 3] = Default::default();
     for batch in 0..=batches {
         // Each build's batch is followed by an untimed flush of its pipeline, so the export of
         // one build's spans does not run during the next build's timed batch.
@@ -57,15 +68,16 @@ pub fn inproc(receiver: &Receiver, requests: usize, batches: usize) -> Result<()
         system.block_on(manager.force_flush(FLUSH_TIMEOUT))?;
         let eco_time = system.block_on(time_batch(&eco_service, requests))?;
         eco.tracer_provider.force_flush()?;
-        let timings = [bare_time, ours_time, eco_time];
         if batch == 0 {
             continue; // warm-up
         }
-        for (sample, timing) in samples.iter_mut().zip(timings) {
-            sample.push(timing.as_secs_f64() * 1e6 / requests as f64);
+        for (i, timing) in [bare_time, ours_time, eco_time].into_iter().enumerate() {
+            wall[i].push(timing.wall.as_secs_f64() * 1e6 / requests as f64);
+            cpu[i].push(timing.cpu.as_secs_f64() * 1e6 / requests as f64);
         }
     }
-    let micros = [median(&samples[0]), median(&samples[1]), median(&samples[2])];
+    let wall_median = [median(&wall[0]), median(&wall[1]), median(&wall[2])];
+    let cpu_median = [median(&cpu[0]), median(&cpu[1]), median(&cpu[2])];
 
     let sent = ((batches + 1) * requests) as u64;
     let ours_received = receiver.wait_for_spans(OURS_SERVICE, sent, Duration::from_secs(3), Duration::from_secs(20));
@@ -79,27 +91,56 @@ pub fn inproc(receiver: &Receiver, requests: usize, batches: usize) -> Result<()
         "\n### In-process (actix_web::test, no socket): median µs per request over {batches} batches of {} requests\n",
         count(requests as f64)
     );
-    let mut table = Table::new(&["build", "µs / request", "added over bare", "min", "max", "spans received / sent"]);
+    println!(
+        "Wall: elapsed time of the batch on the measuring thread. On-CPU: that thread's own CPU time \
+         (`/proc/thread-self/schedstat`), without the time it waited while the pipelines' threads or the \
+         receiver held the cores.\n"
+    );
+    let mut table = Table::new(&[
+        "build",
+        "wall µs / req",
+        "added",
+        "min–max",
+        "on-CPU µs / req",
+        "added",
+        "min–max",
+        "spans received / sent",
+    ]);
     let names = ["bare", "ours", "eco"];
     let received = [None, Some(ours_received), Some(eco_received)];
+    let range = |values: &[f64]| {
+        let min = values.iter().copied().fold(f64::INFINITY, f64::min);
+        let max = values.iter().copied().fold(0.0, f64::max);
+        format!("{min:.2}–{max:.2}")
+    };
+    let added = |i: usize, medians: &[f64; 3]| {
+        if i == 0 {
+            "—".to_owned()
+        } else {
+            format!("{:+.2} µs", medians[i] - medians[0])
+        }
+    };
     for i in 0..3 {
-        let min = samples[i].iter().copied().fold(f64::INFINITY, f64::min);
-        let max = samples[i].iter().copied().fold(0.0, f64::max);
         table.row(vec![
             names[i].to_owned(),
-            format!("{:.2}", micros[i]),
-            if i == 0 { "—".to_owned() } else { format!("+{:.2} µs", micros[i] - micros[0]) },
-            format!("{min:.2}"),
-            format!("{max:.2}"),
+            format!("{:.2}", wall_median[i]),
+            added(i, &wall_median),
+            range(&wall[i]),
+            format!("{:.2}", cpu_median[i]),
+            added(i, &cpu_median),
+            range(&cpu[i]),
             received[i].map_or("—".to_owned(), |r| format!("{} / {}", count(r as f64), count(sent as f64))),
         ]);
     }
     println!("{}", table.render());
-    let ours_added = micros[1] - micros[0];
-    let eco_added = micros[2] - micros[0];
-    println!(
-        "Added cost: ours {ours_added:+.2} µs, eco {eco_added:+.2} µs; eco adds {:.1}× what ours adds.\n",
-        eco_added / ours_added
-    );
+    for (what, medians) in [("wall", wall_median), ("on-CPU", cpu_median)] {
+        let ours_added = medians[1] - medians[0];
+        let eco_added = medians[2] - medians[0];
+        println!(
+            "Added cost ({what}): ours {ours_added:+.2} µs, eco {eco_added:+.2} µs; eco adds {:.1}× what ours adds.",
+            eco_added / ours_added
+        );
+    }
+    println!();
     Ok(())
 }

@@ -40,6 +40,18 @@ fn status_kib(pid: u32, key: &str) -> io::Result<u64> {
         .ok_or_else(|| io::Error::new(io::ErrorKind::InvalidData, format!("no {key} in /proc/PID/status")))
 }
 
+/// Time the calling thread has spent on a CPU, from `/proc/thread-self/schedstat` (nanosecond
+/// resolution; time it waited for a core while other threads ran is not counted).
+pub fn thread_cpu_time() -> io::Result<std::time::Duration> {
+    let schedstat = std::fs::read_to_string("/proc/thread-self/schedstat")?;
+    schedstat
+        .split_whitespace()
+        .next()
+        .and_then(|ns| ns.parse().ok())
+        .map(std::time::Duration::from_nanos)
+        .ok_or_else(|| io::Error::new(io::ErrorKind::InvalidData, "unexpected /proc/thread-self/schedstat"))
+}
+
 /// Peak resident set size of `pid` in KiB (`VmHWM`).
 pub fn peak_rss_kib(pid: u32) -> io::Result<u64> {
     status_kib(pid, "VmHWM")
@@ -63,6 +75,7 @@ mod tests {
             spins = std::hint::black_box(spins + 1);
         }
         assert!(cpu_seconds(pid).unwrap() > 0.0);
+        assert!(thread_cpu_time().unwrap() >= std::time::Duration::from_millis(30));
         let rss = rss_kib(pid).unwrap();
         assert!(rss > 0);
         assert!(peak_rss_kib(pid).unwrap() >= rss / 2);
