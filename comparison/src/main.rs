@@ -45,7 +45,7 @@ struct LoadArgs {
     #[arg(long, default_value_t = 10)]
     duration: u64,
     /// Rounds of bare, ours, eco.
-    #[arg(long, default_value_t = 2)]
+    #[arg(long, default_value_t = 3)]
     rounds: usize,
     /// wrk threads.
     #[arg(long, default_value_t = 2)]
