@@ -54,8 +54,17 @@ done = function(summary, latency, requests)
 end
 "#;
 
+fn wrk_script_path() -> PathBuf {
+    std::env::temp_dir().join(format!("metamcp-comparison-{}.lua", std::process::id()))
+}
+
+/// Removes the wrk script this process wrote, if any.
+pub fn remove_wrk_script() {
+    let _ = std::fs::remove_file(wrk_script_path());
+}
+
 fn wrk_script() -> Result<PathBuf, BoxError> {
-    let path = std::env::temp_dir().join(format!("metamcp-comparison-{}.lua", std::process::id()));
+    let path = wrk_script_path();
     if !path.exists() {
         std::fs::write(&path, WRK_SCRIPT)?;
     }

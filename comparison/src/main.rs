@@ -180,7 +180,9 @@ fn run(cli: Cli) -> Result<(), BoxError> {
 }
 
 fn main() {
-    if let Err(err) = run(Cli::parse()) {
+    let result = run(Cli::parse());
+    load::remove_wrk_script();
+    if let Err(err) = result {
         eprintln!("error: {err}");
         std::process::exit(1);
     }
