@@ -82,10 +82,11 @@ impl MetricsService for Receiver {
 /// Serve until the collector is asked to stop; in-flight requests are then drained gracefully.
 pub(super) async fn serve(listener: TcpListener, shared: Arc<Shared>) {
     let receiver = Receiver { shared: shared.clone() };
+    // TCP_NODELAY as collectors set it: without it every answer waits on a delayed ACK.
     let result = tonic::transport::Server::builder()
         .add_service(TraceServiceServer::new(receiver.clone()).max_decoding_message_size(MAX_MESSAGE_BYTES))
         .add_service(MetricsServiceServer::new(receiver).max_decoding_message_size(MAX_MESSAGE_BYTES))
-        .serve_with_incoming_shutdown(TcpIncoming::from(listener), shared.stopped())
+        .serve_with_incoming_shutdown(TcpIncoming::from(listener).with_nodelay(Some(true)), shared.stopped())
         .await;
     if let Err(e) = result {
         eprintln!("TestCollector (gRPC): server error: {e}");
