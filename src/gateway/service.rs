@@ -4,7 +4,7 @@
 
 use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
-use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+use std::time::{Duration, Instant};
 
 use opentelemetry::trace::{FutureExt as _, Status, TraceContextExt as _};
 use opentelemetry::KeyValue;
@@ -134,10 +134,6 @@ impl std::fmt::Debug for Gateway {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("Gateway").field("backend", &self.inner.store.backend()).finish()
     }
-}
-
-fn now_millis() -> i64 {
-    SystemTime::now().duration_since(UNIX_EPOCH).map_or(0, |d| i64::try_from(d.as_millis()).unwrap_or(i64::MAX))
 }
 
 /// `{server}__{tool}`.
@@ -668,9 +664,4 @@ fn format_number(value: f64) -> String {
 /// The text contents of a result, joined.
 pub fn result_text(result: &CallToolResult) -> String {
     result.content.iter().filter_map(|c| c.get("text").and_then(Value::as_str)).collect::<Vec<_>>().join("\n")
-}
-
-/// Current time in unix milliseconds, as the storage rows keep it.
-pub fn unix_millis() -> i64 {
-    now_millis()
 }

@@ -912,47 +912,36 @@ fn cut(text: &str, max: usize) -> &str {
     &text[..end]
 }
 
-/// Records one tool execution; returns its id.
-pub fn insert_execution(conn: &mut DbConnection, new: &NewExecution) -> Result<i64, StorageError> {
+/// The row of `new`, checked: its duration must be finite and not negative, and its error
+/// message is cut at [`MAX_ERROR_MESSAGE`] bytes.
+fn execution_row(new: &NewExecution, created_at: i64) -> Result<ExecutionRow<'_>, StorageError> {
     if !new.duration_ms.is_finite() || new.duration_ms < 0.0 {
         return Err(StorageError::Invalid(format!(
             "an execution's duration_ms must be finite and not negative, not {}",
             new.duration_ms
         )));
     }
-    let row = ExecutionRow {
+    Ok(ExecutionRow {
         endpoint: new.endpoint.as_deref(),
         tool_name: &new.tool_name,
         success: new.success,
         duration_ms: new.duration_ms,
         error_message: new.error_message.as_deref().map(|message| cut(message, MAX_ERROR_MESSAGE)),
         trace_id: new.trace_id.as_deref(),
-        created_at: now_ms(),
-    };
+        created_at,
+    })
+}
+
+/// Records one tool execution; returns its id.
+pub fn insert_execution(conn: &mut DbConnection, new: &NewExecution) -> Result<i64, StorageError> {
+    let row = execution_row(new, now_ms())?;
     Ok(diesel::insert_into(executions::table).values(&row).returning(executions::id).get_result(conn)?)
 }
 
 /// Records many tool executions in one statement (one query span, one round trip).
 pub fn insert_executions(conn: &mut DbConnection, new: &[NewExecution]) -> Result<usize, StorageError> {
-    if let Some(bad) = new.iter().find(|n| !n.duration_ms.is_finite() || n.duration_ms < 0.0) {
-        return Err(StorageError::Invalid(format!(
-            "an execution's duration_ms must be finite and not negative, not {}",
-            bad.duration_ms
-        )));
-    }
     let created_at = now_ms();
-    let rows: Vec<ExecutionRow<'_>> = new
-        .iter()
-        .map(|new| ExecutionRow {
-            endpoint: new.endpoint.as_deref(),
-            tool_name: &new.tool_name,
-            success: new.success,
-            duration_ms: new.duration_ms,
-            error_message: new.error_message.as_deref().map(|message| cut(message, MAX_ERROR_MESSAGE)),
-            trace_id: new.trace_id.as_deref(),
-            created_at,
-        })
-        .collect();
+    let rows = new.iter().map(|new| execution_row(new, created_at)).collect::<Result<Vec<_>, _>>()?;
     let mut written = 0;
     // Bounded statements: SQLite allows at most 32766 bound values (7 per row).
     for chunk in rows.chunks(1000) {
