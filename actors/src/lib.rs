@@ -10,6 +10,7 @@
 #![forbid(unsafe_code)]
 #![warn(missing_docs, unreachable_pub)]
 
+pub mod byte_size;
 mod config_check;
 pub mod exporter;
 pub mod health_check;
@@ -19,6 +20,7 @@ pub mod pipeline;
 pub mod self_metrics;
 pub mod serde_duration;
 pub mod span_buffer;
+pub mod spool;
 pub mod supervision;
 #[cfg(test)]
 mod test_support;
@@ -28,3 +30,4 @@ pub use exporter::config::{ExporterConfig, Protocol, RetryConfig};
 pub use health_check::config::HealthConfig;
 pub use metric_aggregator::config::MetricsConfig;
 pub use span_buffer::config::SpanBufferConfig;
+pub use spool::{OverflowPolicy, SpoolConfig, WhenFull};
