@@ -87,6 +87,11 @@ pub struct Families<'a> {
     families: &'a [MetricFamily],
 }
 
+/// `+` for folds: `Iterator::sum` of no `f64`s is `-0.0`, which would show as "-0".
+fn add(a: f64, b: f64) -> f64 {
+    a + b
+}
+
 fn labels_match(metric: &prometheus::proto::Metric, wanted: &[(&str, &str)]) -> bool {
     wanted.iter().all(|(name, value)| metric.get_label().iter().any(|l| l.name() == *name && l.value() == *value))
 }
@@ -117,7 +122,14 @@ impl<'a> Families<'a> {
     /// the family does not exist.
     pub fn sum(&self, name: &str, wanted: &[(&str, &str)]) -> Option<f64> {
         let family = self.family(name)?;
-        Some(family.get_metric().iter().filter(|m| labels_match(m, wanted)).filter_map(|m| scalar(family, m)).sum())
+        Some(
+            family
+                .get_metric()
+                .iter()
+                .filter(|m| labels_match(m, wanted))
+                .filter_map(|m| scalar(family, m))
+                .fold(0.0, add),
+        )
     }
 
     /// A counter or gauge summed by the value of `label`; `None` when the family does not exist.
@@ -259,7 +271,7 @@ impl Sample {
                 .iter()
                 .filter(|m| label_of(m, "status_code").is_some_and(|code| code.starts_with('5')))
                 .map(|m| m.get_counter().get_value())
-                .sum()
+                .fold(0.0, add)
         });
         Sample {
             requests: families.sum(names::REQUESTS, &[]),

@@ -150,6 +150,7 @@ fn requests_tools_and_searches_come_with_rates_and_quantiles_over_the_window() {
     assert_eq!(traffic["tool_executions"]["total"], Value::Null, "no tool ran: the family is absent");
     assert_eq!(traffic["tool_executions"]["p50_seconds"], Value::Null);
     assert_eq!(traffic["vector_searches"]["total"], 0.0, "a plain counter exists from the start");
+    assert!(traffic["requests"]["errors"].as_f64().unwrap().is_sign_positive(), "no 5xx is 0, not -0");
 
     for _ in 0..18 {
         fixture.request("/api/tools/{name}", "200", 0.3);
