@@ -1,5 +1,5 @@
 //! The metamcp-telemetry service binary: the telemetry pipeline, the API server with the health
-//! endpoints, and the Prometheus endpoint, stopped cleanly by SIGTERM or SIGINT.
+//! endpoints and the status page, and the Prometheus endpoint, stopped cleanly by SIGTERM or SIGINT.
 
 use std::process::ExitCode;
 

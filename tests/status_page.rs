@@ -339,4 +339,6 @@ fn chromium_shows_when_telemetry_is_disabled() {
     assert!(dom.contains("data-telemetry=\"disabled\""), "{dom}");
     assert_eq!(text_after(&dom, "id=\"overall\""), Some("telemetry disabled"));
     assert!(text_after(&dom, "id=\"banner\"").is_some_and(|b| b.contains("TELEMETRY_ENABLED=false")), "{dom}");
+    assert!(dom.contains("no pipeline: telemetry is disabled"), "{dom}");
+    assert_eq!(text_after(&dom, "id=\"requests-total\""), Some("—"), "no figures to show");
 }
