@@ -72,7 +72,13 @@ mod names {
     pub(super) const QUEUE_CAPACITY: &str = "metamcp_telemetry_queue_capacity";
     pub(super) const SPOOL_BYTES: &str = "metamcp_telemetry_spool_bytes";
     pub(super) const SPOOL_BATCHES: &str = "metamcp_telemetry_spool_batches";
+    pub(super) const SPOOL_MAX_BYTES: &str = "metamcp_telemetry_spool_max_bytes";
+    pub(super) const SPOOL_ITEMS: &str = "metamcp_telemetry_spool_items";
+    pub(super) const SPOOLED: &str = "metamcp_telemetry_spooled_total";
+    pub(super) const REPLAYED: &str = "metamcp_telemetry_replayed_total";
     pub(super) const SPOOL_FALLBACK: &str = "metamcp_telemetry_spool_fallback";
+    pub(super) const BUFFERED_BYTES: &str = "metamcp_telemetry_buffered_bytes";
+    pub(super) const BUFFERED_MAX_BYTES: &str = "metamcp_telemetry_buffered_max_bytes";
     pub(super) const RSS: &str = "process_resident_memory_bytes";
     pub(super) const CPU: &str = "process_cpu_seconds_total";
     pub(super) const OPEN_FDS: &str = "process_open_fds";
@@ -400,14 +406,16 @@ pub struct ComponentJson {
     pub details: BTreeMap<String, serde_json::Value>,
 }
 
-/// One queue: depth against capacity.
+/// One bounded buffer: how full it is against its bound.
 #[derive(Debug, Clone, Serialize, PartialEq)]
 pub struct QueueJson {
-    /// The queue (`spans`, `metric_events`, `export_batches`, …).
+    /// The queue (`spans`, `metric_events`, `export_batches`, `export_memory`, `spool`, …).
     pub name: String,
-    /// Items in it now.
+    /// What depth and capacity count: `items`, `batches` or `bytes`.
+    pub unit: &'static str,
+    /// How much is in it now.
     pub depth: Option<f64>,
-    /// Its capacity.
+    /// Its bound.
     pub capacity: Option<f64>,
 }
 
@@ -453,21 +461,35 @@ pub struct ExportJson {
     pub last_success_unix: Option<BTreeMap<String, f64>>,
     /// Actor restarts, by actor.
     pub restarts: Option<BTreeMap<String, f64>>,
+    /// Bytes of encoded batches the exporter holds in memory (`metamcp_telemetry_buffered_bytes`).
+    pub held_bytes: Option<f64>,
+    /// The bound of those bytes (`metamcp_telemetry_buffered_max_bytes`).
+    pub max_held_bytes: Option<f64>,
     /// The spool.
     pub spool: SpoolJson,
 }
 
-/// The database spool, from the registry and the health report.
+/// The spool, from the registry (each figure `null` while its family is absent) and the health
+/// report.
 #[derive(Debug, Clone, Serialize)]
 pub struct SpoolJson {
-    /// `metamcp_telemetry_spool_bytes`, summed; `null` when absent.
+    /// `metamcp_telemetry_spool_bytes`: bytes of encoded requests in the spool.
     pub bytes: Option<f64>,
-    /// `metamcp_telemetry_spool_batches`, summed; `null` when absent.
+    /// `metamcp_telemetry_spool_max_bytes`: the spool's bound.
+    pub max_bytes: Option<f64>,
+    /// `metamcp_telemetry_spool_batches`: batches in the spool.
     pub batches: Option<f64>,
-    /// `metamcp_telemetry_spool_fallback`, summed; `null` when absent.
+    /// `metamcp_telemetry_spool_items`: items in the spool, by signal.
+    pub items: Option<BTreeMap<String, f64>>,
+    /// `metamcp_telemetry_spooled_total`: items written to the spool since start, by signal.
+    pub spooled: Option<BTreeMap<String, f64>>,
+    /// `metamcp_telemetry_replayed_total`: spooled items accepted on replay, by signal.
+    pub replayed: Option<BTreeMap<String, f64>>,
+    /// `metamcp_telemetry_spool_fallback`: 1 while batches go to memory because the database
+    /// spool is unavailable.
     pub fallback: Option<f64>,
-    /// Spool figures of the health report (a `spool` component, or the exporter's `spool*`
-    /// details); `null` when it has none.
+    /// The spool's figures in the health report (the exporter's `spool` detail: backend,
+    /// fallback, error, replaying, …); `null` when the report has none.
     pub health: Option<BTreeMap<String, serde_json::Value>>,
 }
 
@@ -606,6 +628,7 @@ fn queues(families: Families<'_>, report: Option<&HealthReport>) -> Vec<QueueJso
         .chain(capacities.keys().filter(|k| !depths.contains_key(*k)))
         .map(|name| QueueJson {
             name: name.clone(),
+            unit: "items",
             depth: depths.get(name).copied(),
             capacity: capacities.get(name).copied(),
         })
@@ -613,9 +636,19 @@ fn queues(families: Families<'_>, report: Option<&HealthReport>) -> Vec<QueueJso
     if let Some(exporter) = report.and_then(|r| r.components.get("exporter")) {
         out.push(QueueJson {
             name: "export_batches".to_owned(),
+            unit: "batches",
             depth: exporter.queue_depth.map(|d| d as f64),
             capacity: exporter.queue_capacity.map(|c| c as f64),
         });
+    }
+    for (name, depth, capacity) in [
+        ("export_memory", names::BUFFERED_BYTES, names::BUFFERED_MAX_BYTES),
+        ("spool", names::SPOOL_BYTES, names::SPOOL_MAX_BYTES),
+    ] {
+        let (depth, capacity) = (families.sum(depth, &[]), families.sum(capacity, &[]));
+        if depth.is_some() || capacity.is_some() {
+            out.push(QueueJson { name: name.to_owned(), unit: "bytes", depth, capacity });
+        }
     }
     out
 }
@@ -627,22 +660,28 @@ fn shorten(text: &str) -> String {
     }
 }
 
+/// A detail value with its strings (at any depth) shortened.
+fn shorten_value(value: &serde_json::Value) -> serde_json::Value {
+    match value {
+        serde_json::Value::String(s) => serde_json::Value::String(shorten(s)),
+        serde_json::Value::Object(map) => map.iter().map(|(k, v)| (k.clone(), shorten_value(v))).collect(),
+        serde_json::Value::Array(items) => items.iter().map(shorten_value).collect(),
+        other => other.clone(),
+    }
+}
+
+/// The exporter's `spool` detail object, or else a `spool` component's details.
 fn spool_health(report: Option<&HealthReport>) -> Option<BTreeMap<String, serde_json::Value>> {
     let report = report?;
-    if let Some(spool) = report.components.get("spool") {
-        let mut out: BTreeMap<String, serde_json::Value> =
-            spool.details.iter().map(|(k, v)| ((*k).to_owned(), v.clone())).collect();
-        out.insert("status".to_owned(), serde_json::to_value(spool.status).unwrap_or_default());
-        return Some(out);
+    let from_exporter = report.components.get("exporter").and_then(|c| c.details.get("spool"));
+    if let Some(serde_json::Value::Object(map)) = from_exporter {
+        return Some(map.iter().map(|(k, v)| (k.clone(), shorten_value(v))).collect());
     }
-    let out: BTreeMap<String, serde_json::Value> = report
-        .components
-        .values()
-        .flat_map(|c| c.details.iter())
-        .filter(|(key, _)| key.starts_with("spool"))
-        .map(|(k, v)| ((*k).to_owned(), v.clone()))
-        .collect();
-    (!out.is_empty()).then_some(out)
+    let spool = report.components.get("spool")?;
+    let mut out: BTreeMap<String, serde_json::Value> =
+        spool.details.iter().map(|(k, v)| ((*k).to_owned(), shorten_value(v))).collect();
+    out.insert("status".to_owned(), serde_json::to_value(spool.status).unwrap_or_default());
+    Some(out)
 }
 
 fn health_json(report: &HealthReport) -> HealthJson {
@@ -660,17 +699,7 @@ fn health_json(report: &HealthReport) -> HealthJson {
                 restarts: c.restarts,
                 queue_depth: c.queue_depth,
                 queue_capacity: c.queue_capacity,
-                details: c
-                    .details
-                    .iter()
-                    .map(|(k, v)| {
-                        let v = match v {
-                            serde_json::Value::String(s) => serde_json::Value::String(shorten(s)),
-                            other => other.clone(),
-                        };
-                        ((*k).to_owned(), v)
-                    })
-                    .collect(),
+                details: c.details.iter().map(|(k, v)| ((*k).to_owned(), shorten_value(v))).collect(),
             })
             .collect(),
     }
@@ -726,9 +755,15 @@ pub fn build(
         consecutive_failures: families.by_label(names::CONSECUTIVE_FAILURES, "signal"),
         last_success_unix: families.by_label(names::LAST_SUCCESS, "signal"),
         restarts: families.by_label(names::RESTARTS, "actor"),
+        held_bytes: families.sum(names::BUFFERED_BYTES, &[]),
+        max_held_bytes: families.sum(names::BUFFERED_MAX_BYTES, &[]),
         spool: SpoolJson {
             bytes: families.sum(names::SPOOL_BYTES, &[]),
+            max_bytes: families.sum(names::SPOOL_MAX_BYTES, &[]),
             batches: families.sum(names::SPOOL_BATCHES, &[]),
+            items: families.by_label(names::SPOOL_ITEMS, "signal"),
+            spooled: families.by_label(names::SPOOLED, "signal"),
+            replayed: families.by_label(names::REPLAYED, "signal"),
             fallback: families.sum(names::SPOOL_FALLBACK, &[]),
             health: spool_health(report),
         },

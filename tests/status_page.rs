@@ -130,6 +130,11 @@ fn status_json_counts_what_the_service_did_and_hides_paths_and_arguments() {
         assert_eq!(status["drops"]["by_signal"][signal]["queue_full"], 0.0, "{:#}", status["drops"]);
     }
     assert!(status["process"]["resident_memory_bytes"].as_f64().unwrap() > 0.0);
+    let spool = &status["export"]["spool"];
+    assert_eq!(spool["bytes"], 0.0, "nothing spooled while the collector answers: {spool}");
+    assert!(spool["max_bytes"].as_f64().unwrap() > 0.0, "{spool}");
+    assert!(spool["health"]["backend"].is_string(), "the health report's spool figures: {spool}");
+    assert!(queues.iter().any(|q| q["name"] == "spool" && q["unit"] == "bytes"), "{queues:?}");
 
     // The collector answers: export state says so once the first batches went through.
     support::wait::assert_eventually(Duration::from_secs(20), Duration::from_millis(50), "spans exported", || {
@@ -317,6 +322,7 @@ fn chromium_renders_live_figures_and_a_screenshot() {
     assert!(["healthy", "degraded"].contains(&overall), "{overall:?}");
     assert!(dom.contains("data-component=\"exporter\"") && dom.contains("data-queue=\"spans\""));
     assert!(text_after(&dom, "id=\"rss\"").is_some_and(|rss| rss.ends_with("MiB")), "{dom}");
+    assert!(text_after(&dom, "id=\"spool\"").is_some_and(|spool| spool.starts_with("0 B / ")), "{dom}");
     assert!(!dom.contains("no-such-page-4711"), "raw paths never show");
 
     let png = output_dir().join("status-page.png");

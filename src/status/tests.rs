@@ -4,7 +4,7 @@ use std::time::{Duration, Instant};
 use metamcp_telemetry_actors::health_check::{ComponentHealth, HealthReport, HealthStatus};
 use metamcp_telemetry_actors::metric_aggregator::ServiceMetrics;
 use metamcp_telemetry_actors::self_metrics::{DepthProbe, DropReason, QueueGauges, SelfMetrics, Signal};
-use prometheus::{IntGaugeVec, Opts, Registry};
+use prometheus::Registry;
 use serde_json::{json, Value};
 
 use super::*;
@@ -214,9 +214,12 @@ fn pipeline_queues_drops_and_export_state_are_read_by_name() {
     assert_eq!(exporter["queue_depth"], 3);
 
     let queues = status["queues"].as_array().unwrap();
-    assert!(queues.contains(&json!({"name": "spans", "depth": 12.0, "capacity": 8192.0})), "{queues:?}");
-    assert!(queues.contains(&json!({"name": "metric_events", "depth": 0.0, "capacity": 4096.0})));
-    assert!(queues.contains(&json!({"name": "export_batches", "depth": 3.0, "capacity": 64.0})));
+    assert!(
+        queues.contains(&json!({"name": "spans", "unit": "items", "depth": 12.0, "capacity": 8192.0})),
+        "{queues:?}"
+    );
+    assert!(queues.contains(&json!({"name": "metric_events", "unit": "items", "depth": 0.0, "capacity": 4096.0})));
+    assert!(queues.contains(&json!({"name": "export_batches", "unit": "batches", "depth": 3.0, "capacity": 64.0})));
 
     let drops = &status["drops"];
     assert_eq!(drops["total"], 9.0);
@@ -237,38 +240,82 @@ fn pipeline_queues_drops_and_export_state_are_read_by_name() {
     assert_eq!(export["last_success_unix"]["metrics"], 0.0);
     let error = export["last_error"].as_str().unwrap();
     assert!(error.chars().count() <= MAX_ERROR_CHARS + 1, "long errors are shortened");
-    assert_eq!(export["spool"], json!({"bytes": null, "batches": null, "fallback": null, "health": null}));
+    assert_eq!(export["spool"]["bytes"], 0.0, "the spool gauges exist from the start");
+    assert_eq!(export["spool"]["health"], Value::Null, "this report has no spool figures");
 }
 
 #[test]
-fn spool_figures_appear_once_the_registry_and_the_report_have_them() {
-    let fixture = Fixture::new();
-    for (name, values) in [
-        ("metamcp_telemetry_spool_bytes", [1024, 2048]),
-        ("metamcp_telemetry_spool_batches", [2, 3]),
-        ("metamcp_telemetry_spool_fallback", [0, 1]),
-    ] {
-        let gauge = IntGaugeVec::new(Opts::new(name, "test"), &["signal"]).unwrap();
-        gauge.with_label_values(&["traces"]).set(values[0]);
-        gauge.with_label_values(&["metrics"]).set(values[1]);
-        fixture.registry.register(Box::new(gauge)).unwrap();
+fn absent_families_come_out_as_null() {
+    // Only the service metrics: none of the pipeline's families exist.
+    let registry = Registry::new();
+    ServiceMetrics::register(&registry).unwrap();
+    let gathered = registry.gather();
+    let families = Families::new(&gathered);
+    let sample = Sample::read(families);
+    let baseline = Baseline { sample: None, seconds: 1.0 };
+    let status = serde_json::to_value(build(None, families, &sample, &baseline, Duration::from_secs(1))).unwrap();
+    let spool = &status["export"]["spool"];
+    for key in ["bytes", "max_bytes", "batches", "items", "spooled", "replayed", "fallback", "health"] {
+        assert_eq!(spool[key], Value::Null, "spool.{key}");
     }
-    let report = report_with_exporter(&[("spooled_bytes", json!(3072)), ("spooled_batches", json!(5))]);
+    assert_eq!(status["export"]["held_bytes"], Value::Null);
+    assert_eq!(status["export"]["collector_up"], Value::Null);
+    assert_eq!(status["export"]["exported"], Value::Null);
+    assert_eq!(status["drops"]["total"], Value::Null);
+    assert_eq!(status["queues"], json!([]), "no queue gauges, no health report: no queues");
+    assert_eq!(status["health"], Value::Null);
+    assert_eq!(status["traffic"]["requests"]["total"], Value::Null, "a *Vec family before its first child");
+}
+
+#[test]
+fn spool_figures_come_from_the_registry_and_the_report() {
+    let fixture = Fixture::new();
+    let spool = fixture.pipeline.spool();
+    spool.bytes.set(3072);
+    spool.max_bytes.set(1 << 20);
+    spool.batches.set(5);
+    spool.items[Signal::Traces as usize].set(40);
+    spool.spooled[Signal::Traces as usize].inc_by(50);
+    spool.replayed[Signal::Traces as usize].inc_by(10);
+    spool.fallback.set(1);
+    spool.buffered_bytes.set(2048);
+    spool.buffered_max_bytes.set(4096);
+    let report = report_with_exporter(&[
+        ("held_bytes", json!(2048)),
+        (
+            "spool",
+            json!({"backend": "sqlite", "fallback": true, "error": "e".repeat(1000), "batches": 5, "replaying": false}),
+        ),
+    ]);
     let started = Instant::now();
     let status = fixture.json(&mut Window::default(), started + Duration::from_secs(1), started, Some(&report));
-    let spool = &status["export"]["spool"];
+    let export = &status["export"];
+    assert_eq!(export["held_bytes"], 2048.0);
+    assert_eq!(export["max_held_bytes"], 4096.0);
+    let spool = &export["spool"];
     assert_eq!(spool["bytes"], 3072.0);
+    assert_eq!(spool["max_bytes"], 1048576.0);
     assert_eq!(spool["batches"], 5.0);
+    assert_eq!(spool["items"]["traces"], 40.0);
+    assert_eq!(spool["spooled"]["traces"], 50.0);
+    assert_eq!(spool["replayed"]["traces"], 10.0);
     assert_eq!(spool["fallback"], 1.0);
-    assert_eq!(spool["health"], json!({"spooled_bytes": 3072, "spooled_batches": 5}));
+    assert_eq!(spool["health"]["backend"], "sqlite");
+    assert_eq!(spool["health"]["fallback"], true);
+    assert!(spool["health"]["error"].as_str().unwrap().chars().count() <= MAX_ERROR_CHARS + 1, "shortened");
+    let queues = status["queues"].as_array().unwrap();
+    assert!(queues.contains(&json!({"name": "spool", "unit": "bytes", "depth": 3072.0, "capacity": 1048576.0})));
+    assert!(queues.contains(&json!({"name": "export_memory", "unit": "bytes", "depth": 2048.0, "capacity": 4096.0})));
 
+    // A `spool` component, if a report has one, is read too.
     let mut components = report.components.clone();
+    components.get_mut("exporter").unwrap().details.remove("spool");
     let mut spool_component = ComponentHealth::new(0);
-    spool_component.details.insert("backend", json!("sqlite"));
+    spool_component.details.insert("backend", json!("postgres"));
     components.insert("spool".to_owned(), spool_component);
     let with_component = HealthReport { components, ..report };
     let status = fixture.json(&mut Window::default(), started + Duration::from_secs(1), started, Some(&with_component));
-    assert_eq!(status["export"]["spool"]["health"], json!({"backend": "sqlite", "status": "healthy"}));
+    assert_eq!(status["export"]["spool"]["health"], json!({"backend": "postgres", "status": "healthy"}));
 }
 
 #[test]
