@@ -70,6 +70,8 @@ mod names {
     pub(super) const RESTARTS: &str = "metamcp_telemetry_actor_restarts_total";
     pub(super) const QUEUE_DEPTH: &str = "metamcp_telemetry_queue_depth";
     pub(super) const QUEUE_CAPACITY: &str = "metamcp_telemetry_queue_capacity";
+    pub(super) const QUEUE_BYTES: &str = "metamcp_telemetry_queue_bytes";
+    pub(super) const QUEUE_MAX_BYTES: &str = "metamcp_telemetry_queue_max_bytes";
     pub(super) const SPOOL_BYTES: &str = "metamcp_telemetry_spool_bytes";
     pub(super) const SPOOL_BATCHES: &str = "metamcp_telemetry_spool_batches";
     pub(super) const SPOOL_MAX_BYTES: &str = "metamcp_telemetry_spool_max_bytes";
@@ -620,19 +622,27 @@ fn nested(families: Families<'_>, name: &str, outer: &str, inner: &str) -> BTree
     out
 }
 
+/// The pipeline's queues: each by items, and by bytes where it is bounded by bytes too.
 fn queues(families: Families<'_>, report: Option<&HealthReport>) -> Vec<QueueJson> {
-    let depths = families.by_label(names::QUEUE_DEPTH, "queue").unwrap_or_default();
-    let capacities = families.by_label(names::QUEUE_CAPACITY, "queue").unwrap_or_default();
-    let mut out: Vec<QueueJson> = depths
-        .keys()
-        .chain(capacities.keys().filter(|k| !depths.contains_key(*k)))
-        .map(|name| QueueJson {
-            name: name.clone(),
-            unit: "items",
-            depth: depths.get(name).copied(),
-            capacity: capacities.get(name).copied(),
-        })
-        .collect();
+    let gauges = |name: &str| families.by_label(name, "queue").unwrap_or_default();
+    let (depths, capacities) = (gauges(names::QUEUE_DEPTH), gauges(names::QUEUE_CAPACITY));
+    let (bytes, max_bytes) = (gauges(names::QUEUE_BYTES), gauges(names::QUEUE_MAX_BYTES));
+    let mut queue_names: Vec<&String> = depths.keys().chain(capacities.keys()).chain(bytes.keys()).collect();
+    queue_names.sort();
+    queue_names.dedup();
+    let mut out = Vec::new();
+    for name in queue_names {
+        for (unit, depth, capacity) in [("items", &depths, &capacities), ("bytes", &bytes, &max_bytes)] {
+            if depth.contains_key(name) || capacity.contains_key(name) {
+                out.push(QueueJson {
+                    name: name.clone(),
+                    unit,
+                    depth: depth.get(name).copied(),
+                    capacity: capacity.get(name).copied(),
+                });
+            }
+        }
+    }
     if let Some(exporter) = report.and_then(|r| r.components.get("exporter")) {
         out.push(QueueJson {
             name: "export_batches".to_owned(),

@@ -126,6 +126,10 @@ fn status_json_counts_what_the_service_did_and_hides_paths_and_arguments() {
     let spans = queues.iter().find(|q| q["name"] == "spans").expect("the span queue");
     assert!(spans["capacity"].as_f64().unwrap() > 0.0, "{spans}");
     assert!(queues.iter().any(|q| q["name"] == "export_batches"), "{queues:?}");
+    assert!(
+        queues.iter().any(|q| q["name"] == "spans" && q["unit"] == "bytes"),
+        "the span queue's byte bound: {queues:?}"
+    );
     for signal in ["traces", "metrics"] {
         assert_eq!(status["drops"]["by_signal"][signal]["queue_full"], 0.0, "{:#}", status["drops"]);
     }

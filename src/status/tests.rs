@@ -27,7 +27,8 @@ impl Fixture {
         let service = ServiceMetrics::register(&registry).unwrap();
         let probes: Vec<(&'static str, usize, DepthProbe)> =
             vec![("spans", 8192, Box::new(|| 12)), ("metric_events", 4096, Box::new(|| 0))];
-        registry.register(Box::new(QueueGauges::new(probes).unwrap())).unwrap();
+        let byte_probes: Vec<(&'static str, usize, DepthProbe)> = vec![("spans", 1 << 20, Box::new(|| 4096))];
+        registry.register(Box::new(QueueGauges::new(probes).unwrap().with_bytes(byte_probes))).unwrap();
         Self { registry, service, pipeline }
     }
 
@@ -219,6 +220,8 @@ fn pipeline_queues_drops_and_export_state_are_read_by_name() {
         "{queues:?}"
     );
     assert!(queues.contains(&json!({"name": "metric_events", "unit": "items", "depth": 0.0, "capacity": 4096.0})));
+    assert!(queues.contains(&json!({"name": "spans", "unit": "bytes", "depth": 4096.0, "capacity": 1048576.0})));
+    assert!(!queues.iter().any(|q| q["name"] == "metric_events" && q["unit"] == "bytes"), "no byte bound there");
     assert!(queues.contains(&json!({"name": "export_batches", "unit": "batches", "depth": 3.0, "capacity": 64.0})));
 
     let drops = &status["drops"];
