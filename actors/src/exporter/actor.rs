@@ -466,6 +466,18 @@ impl Exporter {
         if records.is_empty() {
             return;
         }
+        if self.spool.durable.is_none() || !self.spool.durable_ok {
+            // The memory spool never blocks: write at once rather than queue behind a call to a
+            // database that may hang until its connect timeout.
+            let evicted = self.spool.memory.append(records, self.spool.config.memory_max_bytes).unwrap_or_default();
+            let done = SpoolDone {
+                evicted: evicted.into_iter().map(|e| (e, DropReason::SpoolFull)).collect(),
+                memory_stats: self.spool.memory.stats().ok(),
+                ..SpoolDone::default()
+            };
+            self.apply_spool(done, None);
+            return;
+        }
         match self.spool.ops.back_mut() {
             Some(SpoolOp::Append(queued)) => queued.extend(records),
             _ => self.spool.ops.push_back(SpoolOp::Append(records)),
