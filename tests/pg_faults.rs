@@ -187,8 +187,9 @@ impl McpSession {
         Self { client, url, session, next_id: 0 }
     }
 
-    /// `tools/call`: the HTTP status and the JSON-RPC answer (null when the body is not JSON).
-    fn call_tool(&mut self, name: &str, arguments: Value) -> (StatusCode, Value) {
+    /// `tools/call`: the HTTP status and the JSON-RPC answer (null when the body is not JSON);
+    /// `None` when no answer came.
+    fn try_call_tool(&mut self, name: &str, arguments: Value) -> Option<(StatusCode, Value)> {
         self.next_id += 1;
         let response = self
             .client
@@ -199,9 +200,13 @@ impl McpSession {
             .json(&json!({"jsonrpc": "2.0", "id": self.next_id, "method": "tools/call",
                           "params": {"name": name, "arguments": arguments}}))
             .send()
-            .expect("tools/call");
+            .ok()?;
         let status = response.status();
-        (status, response.json().unwrap_or(Value::Null))
+        Some((status, response.json().unwrap_or(Value::Null)))
+    }
+
+    fn call_tool(&mut self, name: &str, arguments: Value) -> (StatusCode, Value) {
+        self.try_call_tool(name, arguments).unwrap_or_else(|| panic!("tools/call {name}: no answer"))
     }
 }
 
@@ -218,11 +223,12 @@ const BEFORE: u8 = 0;
 const OUTAGE: u8 = 1;
 const RECOVERED: u8 = 2;
 
-/// One call of the trickle: the phase it started in, its HTTP status and whether the tool answered.
+/// One call of the trickle: the phase it started in, its HTTP status (none without an answer)
+/// and whether the tool answered.
 #[derive(Debug, Clone, Copy)]
 struct Call {
     phase: u8,
-    status: StatusCode,
+    status: Option<StatusCode>,
     succeeded: bool,
 }
 
@@ -244,8 +250,10 @@ impl Trickle {
             std::thread::spawn(move || {
                 while !stop.load(Ordering::SeqCst) {
                     let started_in = phase.load(Ordering::SeqCst);
-                    let (status, answer) = session.call_tool("up__add", json!({"a": 20, "b": 22}));
-                    let succeeded = status == StatusCode::OK && result_text(&answer) == Some("42");
+                    let answer = session.try_call_tool("up__add", json!({"a": 20, "b": 22}));
+                    let succeeded =
+                        answer.as_ref().is_some_and(|(s, a)| *s == StatusCode::OK && result_text(a) == Some("42"));
+                    let status = answer.map(|(status, _)| status);
                     calls.lock().unwrap().push(Call { phase: started_in, status, succeeded });
                     std::thread::sleep(TRICKLE_PAUSE);
                 }
@@ -312,12 +320,15 @@ fn postgres_stopped_and_started_again_under_load() {
     );
     let http = client();
 
-    let (status, created) =
-        admin_post(&http, &service, "/api/servers", json!({"name": "up", "url": upstream.url()}));
+    let (status, created) = admin_post(&http, &service, "/api/servers", json!({"name": "up", "url": upstream.url()}));
     assert_eq!(status, StatusCode::CREATED, "{created}");
     assert_eq!(created["discovery_error"], Value::Null, "{created}");
-    let (status, body) =
-        admin_post(&http, &service, "/api/endpoints", json!({"name": "team", "servers": ["up"], "auth_required": false}));
+    let (status, body) = admin_post(
+        &http,
+        &service,
+        "/api/endpoints",
+        json!({"name": "team", "servers": ["up"], "auth_required": false}),
+    );
     assert_eq!(status, StatusCode::CREATED, "{body}");
     assert_eventually(WAIT, POLL, "readiness 200 with the database up", || {
         status_of(&http, &service.url("/health/ready")) == Some(StatusCode::OK)
@@ -345,11 +356,12 @@ fn postgres_stopped_and_started_again_under_load() {
     assert!(!message.is_empty(), "{body}");
 
     // Upstream tool calls go on, on what the gateway last read from the database.
-    assert_eventually(WAIT, POLL, "tool calls succeed while the database is down", || {
-        trickle.succeeded_in(OUTAGE) >= 5
-    });
+    let going_on = wait_until(WAIT, POLL, || trickle.succeeded_in(OUTAGE) >= 5);
+    assert!(going_on, "tool calls succeed while the database is down: {:?}", trickle.calls());
     // Their spans still reach the collector.
-    assert_eventually(WAIT, POLL, "tool spans arrive during the outage", || tool_spans(&collector) >= spans_at_stop + 5);
+    assert_eventually(WAIT, POLL, "tool spans arrive during the outage", || {
+        tool_spans(&collector) >= spans_at_stop + 5
+    });
 
     let health: Value = http.get(service.url("/health")).send().expect("health").json().expect("JSON");
     assert_ne!(health["status"], "healthy", "{health}");
@@ -392,9 +404,11 @@ fn postgres_stopped_and_started_again_under_load() {
 
     // Every call that reached the tool has its audit row accounted for: written (at once, or
     // later by the writer's retries) or counted as lost.
-    let answered = calls.iter().filter(|c| c.status == StatusCode::OK).count() + ECHOES;
+    let answered = calls.iter().filter(|c| c.status == Some(StatusCode::OK)).count() + ECHOES;
     let accounted = || {
-        audit_rows(&service, "written") + audit_rows(&service, "dropped_failed") + audit_rows(&service, "dropped_queue_full")
+        audit_rows(&service, "written")
+            + audit_rows(&service, "dropped_failed")
+            + audit_rows(&service, "dropped_queue_full")
     };
     let settled = wait_until(WAIT, POLL, || accounted() == answered as f64);
     assert!(
