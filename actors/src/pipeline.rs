@@ -10,7 +10,7 @@ use opentelemetry_sdk::Resource;
 use prometheus::Registry;
 
 use crate::exporter::config::ExporterConfig;
-use crate::exporter::{DrainReport, Exporter};
+use crate::exporter::{AttachSpool, DrainReport, Exporter};
 use crate::health_check::config::HealthConfig;
 use crate::health_check::{CheckNow, GetHealth, HealthCheck, HealthReport, ReadinessProbe};
 use crate::ingress::{self, FlushHook, MetricIngress, SpanIngress};
@@ -19,6 +19,7 @@ use crate::metric_aggregator::{self, MetricAggregator, ServiceMetrics};
 use crate::self_metrics::{DepthProbe, QueueGauges, SelfMetrics};
 use crate::span_buffer::config::SpanBufferConfig;
 use crate::span_buffer::{Flush, FlushError, Shutdown, SpanBuffer};
+use crate::spool::{Spool, SpoolConfig};
 use crate::supervision::InjectPanic;
 
 /// Thread names of the four actors, in start order (at most 15 bytes: the kernel's limit).
@@ -48,6 +49,8 @@ pub struct PipelineConfig {
     pub exporter: ExporterConfig,
     /// `[health]`
     pub health: HealthConfig,
+    /// `[spool]`
+    pub spool: SpoolConfig,
 }
 
 /// A pipeline that could not start.
@@ -106,8 +109,9 @@ impl Pipeline {
     ) -> Result<Self, StartError> {
         let self_metrics = SelfMetrics::register(&registry)?;
         let service_metrics = ServiceMetrics::register(&registry)?;
-        let (span_ingress, span_rx, span_wake) = ingress::span_channel(
+        let (span_ingress, span_rx, span_wake, span_bytes) = ingress::span_channel(
             config.span_buffer.queue_capacity,
+            usize::try_from(config.span_buffer.queue_max_bytes).unwrap_or(usize::MAX),
             config.span_buffer.max_batch_size,
             self_metrics.clone(),
         );
@@ -122,22 +126,25 @@ impl Pipeline {
             ("spans", config.span_buffer.queue_capacity, Box::new(move || span_probe.len())),
             ("metric_events", config.metrics.queue_capacity, Box::new(move || metric_probe.len())),
         ];
-        registry.register(Box::new(QueueGauges::new(probes_for_gauges)?))?;
+        let bytes_probe = span_bytes.clone();
+        let byte_gauges: Vec<(&'static str, usize, DepthProbe)> =
+            vec![("spans", bytes_probe.limit(), Box::new(move || bytes_probe.used()))];
+        registry.register(Box::new(QueueGauges::new(probes_for_gauges)?.with_bytes(byte_gauges)))?;
 
         let resource = Arc::new(ResourceAttributesWithSchema::from(resource));
         let systems = THREAD_NAMES.iter().map(|name| named_system(name)).collect::<Result<Vec<_>, _>>()?;
         let handles: Vec<actix::ArbiterHandle> = systems.iter().map(|s| s.arbiter().clone()).collect();
 
         let exporter = {
-            let config = config.exporter.clone();
+            let (config, spool) = (config.exporter.clone(), config.spool.clone());
             let metrics = self_metrics.clone();
-            Supervisor::start_in_arbiter(&handles[0], move |_| Exporter::new(config, metrics))
+            Supervisor::start_in_arbiter(&handles[0], move |_| Exporter::with_spool(config, spool, metrics))
         };
         let span_buffer = {
             let config = config.span_buffer.clone();
             let (exporter, resource, metrics) = (exporter.clone(), resource.clone(), self_metrics.clone());
             Supervisor::start_in_arbiter(&handles[1], move |_| {
-                SpanBuffer::new(config, span_rx, span_wake, exporter, resource, metrics)
+                SpanBuffer::new(config, span_rx, span_bytes, span_wake, exporter, resource, metrics)
             })
         };
         let aggregator = {
@@ -234,7 +241,8 @@ impl Pipeline {
         // Metrics first: one final snapshot joins the exporter's queue behind the spans' batches.
         let _ = tokio::time::timeout(timeout, self.aggregator.send(metric_aggregator::ExportNow)).await;
         let left = match tokio::time::timeout(
-            deadline.saturating_duration_since(Instant::now()) + Duration::from_millis(500),
+            // Past the deadline, a spool write under way gets a short grace.
+            deadline.saturating_duration_since(Instant::now()) + Duration::from_millis(2500),
             self.span_buffer.send(Shutdown { deadline }),
         )
         .await
@@ -246,6 +254,12 @@ impl Pipeline {
             system.stop();
         }
         ShutdownReport { left, timed_out: left.batches_left > 0 }
+    }
+
+    /// Gives the exporter a durable spool (the service's database); until then, and while it
+    /// fails, batches are spooled in memory.
+    pub fn attach_spool(&self, spool: Arc<dyn Spool>) {
+        self.exporter.do_send(AttachSpool(spool));
     }
 
     /// Makes the named actor panic (fault injection for supervision tests).
