@@ -12,7 +12,6 @@ use std::time::{Duration, Instant};
 use metamcp_telemetry_actors::health_check::{HealthReport, ReadinessProbe};
 use metamcp_telemetry_actors::ingress::{DbOperation, DbSystem, HttpMethod, LabelValue, MetricEvent, MetricIngress};
 use metamcp_telemetry_actors::pipeline::{Pipeline, PipelineConfig, ShutdownReport};
-use metamcp_telemetry_actors::spool::Spool;
 use opentelemetry::trace::{FutureExt as _, SpanKind, Status, TraceContextExt, Tracer as _, TracerProvider as _};
 use opentelemetry::{Context, InstrumentationScope, KeyValue};
 use opentelemetry_sdk::trace::{Sampler, SdkTracer, SdkTracerProvider};
@@ -278,14 +277,6 @@ impl TelemetryManager {
             let _ = pipeline.health.send(metamcp_telemetry_actors::health_check::AddProbe(probe)).await;
             // A fresh report, so /health shows the new component from now on.
             let _ = pipeline.check_health(Duration::from_secs(5)).await;
-        }
-    }
-
-    /// Gives the exporter `spool`, the durable store of the batches the collector cannot take
-    /// (the gateway's database). A no-op when telemetry is disabled.
-    pub fn attach_spool(&self, spool: Arc<dyn Spool>) {
-        if self.pipeline().is_some() {
-            tracing::debug!(kind = spool.kind(), "spool attached");
         }
     }
 

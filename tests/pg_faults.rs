@@ -3,8 +3,8 @@
 //! the shared server), exports to a loopback OTLP receiver and aggregates an `rmcp` upstream.
 //! While a steady trickle of MCP tool calls goes on, the server stops: readiness turns 503, the
 //! admin API answers 503 with a JSON error, tool calls to the upstream still succeed (they need no
-//! database write; their audit rows wait or are counted as lost) and spans keep reaching the
-//! receiver. Then the server starts again and everything recovers: readiness 200, the admin API
+//! database write; their audit rows wait or are counted as lost), spans keep reaching the
+//! receiver and `/health` shows the exporter's spool fallen back to memory. Then the server starts again and everything recovers: readiness 200, the admin API
 //! answers, new audit rows are written, and the audit counters account for every call.
 //!
 //! Skipped, with a message, when the PostgreSQL server binaries are not installed.
@@ -290,6 +290,12 @@ impl Drop for Trickle {
     }
 }
 
+/// The exporter's spool as `/health` reports it.
+fn spool_health(client: &Client, service: &Service) -> Value {
+    let health: Value = client.get(service.url("/health")).send().expect("health").json().expect("JSON");
+    health["components"]["exporter"]["details"]["spool"].clone()
+}
+
 fn tool_spans(collector: &TestCollector) -> usize {
     collector.spans().iter().filter(|s| s.name == "tools/call up__add").count()
 }
@@ -333,6 +339,11 @@ fn postgres_stopped_and_started_again_under_load() {
     assert_eventually(WAIT, POLL, "readiness 200 with the database up", || {
         status_of(&http, &service.url("/health/ready")) == Some(StatusCode::OK)
     });
+    let on_database = wait_until(WAIT, POLL, || {
+        let spool = spool_health(&http, &service);
+        spool["backend"] == "postgresql" && spool["fallback"] == false
+    });
+    assert!(on_database, "the exporter spools to the database: {}", spool_health(&http, &service));
 
     // The trickle runs before, during and after the outage.
     let trickle = Trickle::start(McpSession::open(service.url("/metamcp/team/mcp")));
@@ -363,8 +374,16 @@ fn postgres_stopped_and_started_again_under_load() {
         tool_spans(&collector) >= spans_at_stop + 5
     });
 
+    // The spool falls back to memory and says so.
+    assert_eventually(WAIT, POLL, "/health shows the spool in its memory fallback", || {
+        spool_health(&http, &service)["fallback"] == true
+    });
+    let spool = spool_health(&http, &service);
+    assert!(spool["error"].as_str().is_some_and(|e| !e.is_empty()), "the spool says why: {spool}");
     let health: Value = http.get(service.url("/health")).send().expect("health").json().expect("JSON");
     assert_ne!(health["status"], "healthy", "{health}");
+    let exporter = &health["components"]["exporter"];
+    assert!(exporter["reason"].as_str().is_some_and(|r| r.contains("spool")), "{exporter}");
     let database = &health["components"]["database"];
     assert!(!database.is_null(), "the database component is reported: {health}");
     assert_ne!(database["status"], "healthy", "{health}");
@@ -377,6 +396,10 @@ fn postgres_stopped_and_started_again_under_load() {
     });
     assert_eventually(WAIT, POLL, "the admin API answers again", || {
         admin_get(&http, &service, "/api/servers").0 == StatusCode::OK
+    });
+    assert_eventually(WAIT, POLL, "the spool is back on the database", || {
+        let spool = spool_health(&http, &service);
+        spool["fallback"] == false && spool["backend"] == "postgresql"
     });
     let (_, servers) = admin_get(&http, &service, "/api/servers");
     assert_eq!(servers["total"], 1, "{servers}");
