@@ -18,6 +18,7 @@ use crate::metric_aggregator::config::MetricsConfig;
 use crate::metric_aggregator::{self, MetricAggregator, ServiceMetrics};
 use crate::self_metrics::{DepthProbe, QueueGauges, SelfMetrics};
 use crate::span_buffer::config::SpanBufferConfig;
+use crate::span_buffer::limits::SpanLimitsConfig;
 use crate::span_buffer::{Flush, FlushError, Shutdown, SpanBuffer};
 use crate::supervision::InjectPanic;
 
@@ -48,6 +49,9 @@ pub struct PipelineConfig {
     pub exporter: ExporterConfig,
     /// `[health]`
     pub health: HealthConfig,
+    /// `[span_limits]`: the value length limit the span buffer applies (the count limits are the
+    /// tracer provider's).
+    pub span_limits: SpanLimitsConfig,
 }
 
 /// A pipeline that could not start.
@@ -134,10 +138,10 @@ impl Pipeline {
             Supervisor::start_in_arbiter(&handles[0], move |_| Exporter::new(config, metrics))
         };
         let span_buffer = {
-            let config = config.span_buffer.clone();
+            let (config, limits) = (config.span_buffer.clone(), config.span_limits.clone());
             let (exporter, resource, metrics) = (exporter.clone(), resource.clone(), self_metrics.clone());
             Supervisor::start_in_arbiter(&handles[1], move |_| {
-                SpanBuffer::new(config, span_rx, span_wake, exporter, resource, metrics)
+                SpanBuffer::new(config, span_rx, span_wake, exporter, resource, metrics).with_span_limits(&limits)
             })
         };
         let aggregator = {
