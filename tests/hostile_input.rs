@@ -63,6 +63,10 @@ impl Rng {
         &items[self.below(items.len())]
     }
 
+    fn pick_str<'a>(&mut self, items: &[&'a str]) -> &'a str {
+        items[self.below(items.len())]
+    }
+
     fn bytes(&mut self, n: usize) -> Vec<u8> {
         (0..n).map(|_| self.next() as u8).collect()
     }
@@ -139,7 +143,7 @@ fn random_path(rng: &mut Rng) -> String {
             let pieces = ["%", "%z", "%zz", "%00", "%ff", "%C3%28", "%e2%82", "%2F..%2F", "%25", "%%%", "%u0041"];
             let mut path = String::from("/");
             for _ in 0..rng.below(12) + 1 {
-                path.push_str(*rng.pick(&pieces));
+                path.push_str(rng.pick_str(&pieces));
                 let n = rng.below(4);
                 path.push_str(&rng.token(n));
             }
@@ -257,7 +261,7 @@ fn generate(rng: &mut Rng, session: &Session) -> Generated {
         // Malformed and oversized trace context on a real route.
         4..=5 => {
             let headers = context_headers(rng);
-            plain(request("GET", *rng.pick(PATHS), &headers, b""), "trace_context")
+            plain(request("GET", rng.pick_str(PATHS), &headers, b""), "trace_context")
         }
         // Invalid JSON-RPC to the MCP endpoint, with or without a session, odd content types.
         6..=9 => {
@@ -362,7 +366,7 @@ fn generate(rng: &mut Rng, session: &Session) -> Generated {
                 plain(request("POST", "/metamcp/default/mcp", &headers, body.as_bytes()), "normal_mcp")
             } else {
                 plain(
-                    request("GET", *rng.pick(&["/health", "/health/live", "/health/ready"]), &[], b""),
+                    request("GET", rng.pick_str(&["/health", "/health/live", "/health/ready"]), &[], b""),
                     "normal_health",
                 )
             }
