@@ -270,6 +270,12 @@ fn standard_otel_variables_map_to_their_keys() {
         ("OTEL_BSP_MAX_EXPORT_BATCH_SIZE", "128", |s| s.span_buffer.max_batch_size = 128),
         ("OTEL_BSP_MAX_CONCURRENT_EXPORTS", "4", |s| s.exporter.max_concurrent_exports = 4),
         ("OTEL_METRIC_EXPORT_INTERVAL", "60000", |s| s.metrics.export_interval = Duration::from_secs(60)),
+        ("OTEL_SPAN_ATTRIBUTE_COUNT_LIMIT", "64", |s| s.span_limits.max_attributes_per_span = 64),
+        ("OTEL_SPAN_EVENT_COUNT_LIMIT", "32", |s| s.span_limits.max_events_per_span = 32),
+        ("OTEL_SPAN_LINK_COUNT_LIMIT", "16", |s| s.span_limits.max_links_per_span = 16),
+        ("OTEL_EVENT_ATTRIBUTE_COUNT_LIMIT", "8", |s| s.span_limits.max_attributes_per_event = 8),
+        ("OTEL_LINK_ATTRIBUTE_COUNT_LIMIT", "4", |s| s.span_limits.max_attributes_per_link = 4),
+        ("OTEL_SPAN_ATTRIBUTE_VALUE_LENGTH_LIMIT", "1024", |s| s.span_limits.max_attribute_value_length = 1024),
         ("RUST_LOG", "warn,metamcp_telemetry=debug", |s| s.logging.level = "warn,metamcp_telemetry=debug".to_owned()),
         // Empty standard variables count as unset.
         ("OTEL_SERVICE_NAME", "", |_| {}),
@@ -302,6 +308,12 @@ fn every_alias_variable_is_exercised_by_a_mapping_test() {
         ("OTEL_BSP_MAX_QUEUE_SIZE", "1000"),
         ("OTEL_BSP_MAX_EXPORT_BATCH_SIZE", "10"),
         ("OTEL_METRIC_EXPORT_INTERVAL", "1000"),
+        ("OTEL_SPAN_ATTRIBUTE_COUNT_LIMIT", "64"),
+        ("OTEL_SPAN_EVENT_COUNT_LIMIT", "64"),
+        ("OTEL_SPAN_LINK_COUNT_LIMIT", "64"),
+        ("OTEL_EVENT_ATTRIBUTE_COUNT_LIMIT", "64"),
+        ("OTEL_LINK_ATTRIBUTE_COUNT_LIMIT", "64"),
+        ("OTEL_SPAN_ATTRIBUTE_VALUE_LENGTH_LIMIT", "1024"),
         ("RUST_LOG", "debug"),
         ("TELEMETRY_ENABLED", "false"),
         ("OTLP_ENDPOINT", "http://c:1"),
@@ -434,6 +446,7 @@ fn every_key_has_a_metamcp_variable() {
         let var = var_for_key(&key);
         let raw = match &default {
             Value::Table(_) => "k=v".to_owned(),
+            Value::Array(_) => "user-agent,x-forwarded-for".to_owned(),
             Value::String(text) => text.clone(),
             other => other.to_string(),
         };
@@ -1048,4 +1061,55 @@ fn protocol_names_and_default_timeout_match_opentelemetry_otlp() {
     assert_eq!(Protocol::Grpc.to_string(), opentelemetry_otlp::OTEL_EXPORTER_OTLP_PROTOCOL_GRPC);
     assert_eq!(Protocol::HttpProtobuf.to_string(), opentelemetry_otlp::OTEL_EXPORTER_OTLP_PROTOCOL_HTTP_PROTOBUF);
     assert_eq!(ExporterConfig::default().timeout, opentelemetry_otlp::OTEL_EXPORTER_OTLP_TIMEOUT_DEFAULT);
+}
+
+#[test]
+fn captured_headers_come_as_a_list_and_credential_headers_are_refused_by_name() {
+    let settings =
+        Fixture::new().env("METAMCP_TELEMETRY__CAPTURE_REQUEST_HEADERS", "User-Agent, x-forwarded-for").settings(&[]);
+    assert_eq!(settings.telemetry.capture_request_headers, vec!["User-Agent".to_owned(), "x-forwarded-for".to_owned()]);
+    for denied in [
+        "authorization",
+        "Cookie",
+        "set-cookie",
+        "x-api-key",
+        "Mcp-Session-Id",
+        "proxy-authorization",
+        "x-auth-token",
+        "x-client-secret",
+    ] {
+        let err = Fixture::new()
+            .env("METAMCP_TELEMETRY__CAPTURE_REQUEST_HEADERS", &format!("user-agent,{denied}"))
+            .error(&[]);
+        let text = err.to_string();
+        assert!(text.contains("telemetry.capture_request_headers"), "{text}");
+        assert!(text.contains(denied), "{text}");
+        assert!(text.contains("METAMCP_TELEMETRY__CAPTURE_REQUEST_HEADERS"), "{text}");
+    }
+    let err = Fixture::new()
+        .config_file("default.toml", "[telemetry]\ncapture_request_headers = [\"bad header\"]\n")
+        .error(&[]);
+    assert!(err.to_string().contains("telemetry.capture_request_headers"), "{err}");
+}
+
+#[test]
+fn the_scrape_token_is_masked_in_check_config_errors_and_debug() {
+    let settings = Fixture::new().env("METAMCP_PROMETHEUS__BEARER_TOKEN", "scr4pe-t0ken").settings(&[]);
+    assert_eq!(settings.prometheus.bearer_token, "scr4pe-t0ken");
+    assert!(!settings.to_masked_toml().contains("scr4pe-t0ken"));
+    assert!(settings.to_masked_toml().contains("bearer_token = \"***\""));
+    assert!(!format!("{settings:?}").contains("scr4pe-t0ken"));
+    let err = Fixture::new().env("METAMCP_PROMETHEUS__BEARER_TOKEN", "has space").error(&[]);
+    let text = err.to_string();
+    assert!(text.contains("prometheus.bearer_token") && !text.contains("has space"), "{text}");
+    let err = Fixture::new().env("METAMCP_PROMETHEUS__BEARER_TOKEN", "tab\tsecret").error(&[]);
+    assert!(!err.to_string().contains("secret"), "{err}");
+}
+
+#[test]
+fn span_limits_are_validated_naming_the_key() {
+    let err = Fixture::new().env("OTEL_SPAN_ATTRIBUTE_VALUE_LENGTH_LIMIT", "3").error(&[]);
+    let text = err.to_string();
+    assert!(text.contains("span_limits.max_attribute_value_length"), "{text}");
+    assert!(text.contains("OTEL_SPAN_ATTRIBUTE_VALUE_LENGTH_LIMIT"), "{text}");
 }
