@@ -1,7 +1,7 @@
 //! Unit tests of the settings: layering, every environment mapping, flags, masking, error
 //! messages, and the drift check of `docs/configuration.md` and `config/default.toml`.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 use std::path::PathBuf;
 use std::time::Duration;
 
@@ -950,43 +950,122 @@ fn repo_file(path: &str) -> String {
     std::fs::read_to_string(&full).unwrap_or_else(|err| panic!("{}: {err}", full.display()))
 }
 
+/// Every table of the settings that holds keys, dotted: `telemetry`, `exporter`, `exporter.retry`, …
+fn all_sections() -> BTreeSet<String> {
+    all_keys().iter().filter_map(|(key, _)| key.rsplit_once('.').map(|(section, _)| section.to_owned())).collect()
+}
+
+/// The cells of a Markdown table row, trimmed, without the outer pipes.
+fn row_cells(row: &str) -> Vec<&str> {
+    row.trim().trim_start_matches('|').trim_end_matches('|').split(" | ").map(str::trim).collect()
+}
+
+/// The key rows of the reference: `(section heading they sit under, row)`, by key.
+fn documented_key_rows(docs: &str) -> BTreeMap<String, (String, String)> {
+    let mut rows = BTreeMap::new();
+    let mut section = String::new();
+    let mut in_keys = false;
+    for line in docs.lines() {
+        if let Some(heading) = line.strip_prefix("## ") {
+            in_keys = heading.trim() == "Keys";
+            continue;
+        }
+        if let Some(heading) = line.strip_prefix("### ") {
+            section = heading.trim().trim_matches('`').trim_start_matches('[').trim_end_matches(']').to_owned();
+            continue;
+        }
+        if in_keys && line.starts_with("| `") {
+            let key = row_cells(line)[0].trim_matches('`').to_owned();
+            assert!(
+                rows.insert(key.clone(), (section.clone(), line.to_owned())).is_none(),
+                "docs/configuration.md documents `{key}` twice"
+            );
+        }
+    }
+    rows
+}
+
 #[test]
 fn the_key_list_covers_every_section() {
     let keys = all_keys();
     assert!(keys.len() >= 39, "{keys:?}");
+    let sections = all_sections();
     for section in [
-        "telemetry.",
-        "server.",
-        "prometheus.",
-        "logging.",
-        "exporter.",
-        "exporter.retry.",
-        "span_buffer.",
-        "metrics.",
-        "health.",
+        "telemetry",
+        "server",
+        "prometheus",
+        "logging",
+        "exporter",
+        "exporter.retry",
+        "span_buffer",
+        "metrics",
+        "health",
+        "database",
+        "admin",
+        "gateway",
+        "vector",
     ] {
-        assert!(keys.iter().any(|(key, _)| key.starts_with(section)), "{section}");
+        assert!(sections.contains(section), "{section} not in {sections:?}");
+    }
+    // Every top-level field of `Settings` is a section with keys of its own (or nested ones).
+    let table = Table::try_from(Settings::default()).expect("defaults as TOML");
+    for name in table.keys() {
+        assert!(sections.iter().any(|s| s == name || s.starts_with(&format!("{name}."))), "{name}");
     }
 }
 
 #[test]
-fn every_key_is_documented_with_its_variable_and_default() {
+fn every_section_has_its_heading_in_the_reference() {
     let docs = repo_file("docs/configuration.md");
-    for (key, default) in all_keys() {
-        let row_start = format!("| `{key}` |");
-        let row = docs
-            .lines()
-            .find(|line| line.starts_with(&row_start))
-            .unwrap_or_else(|| panic!("docs/configuration.md has no row for `{key}`"));
-        let var = var_for_key(&key);
-        assert!(row.contains(&format!("`{var}`")), "row of `{key}` lacks `{var}`: {row}");
+    for section in all_sections() {
+        assert!(
+            docs.lines().any(|line| line == format!("### `[{section}]`")),
+            "docs/configuration.md has no heading ### `[{section}]`"
+        );
+    }
+}
+
+#[test]
+fn every_key_is_documented_with_its_variables_default_range_and_meaning() {
+    let docs = repo_file("docs/configuration.md");
+    let rows = documented_key_rows(&docs);
+    let keys = all_keys();
+    for (key, default) in &keys {
+        let (section, row) = rows.get(key).unwrap_or_else(|| panic!("docs/configuration.md has no row for `{key}`"));
+        let expected_section = key.rsplit_once('.').map_or("", |(section, _)| section);
+        assert_eq!(section, expected_section, "`{key}` is documented under the wrong heading");
+        let cells = row_cells(row);
+        assert_eq!(cells.len(), 5, "row of `{key}` needs key | environment | default | allowed | description: {row}");
+        let (environment, default_cell, allowed, description) = (cells[1], cells[2], cells[3], cells[4]);
+
+        // The METAMCP_* variable first, then every alias of the key, and nothing else.
+        let var = var_for_key(key);
+        let listed: Vec<&str> = environment.split('`').skip(1).step_by(2).collect();
+        assert_eq!(listed.first().copied(), Some(var.as_str()), "row of `{key}` must list `{var}` first: {row}");
+        let aliases: BTreeSet<&str> = ALIASES.iter().filter(|a| a.key == key).map(|a| a.var).collect();
+        for alias in &aliases {
+            assert!(listed.contains(alias), "row of `{key}` lacks its variable `{alias}`: {row}");
+        }
+        // Any other variable named is a real one (`OTEL_RESOURCE_ATTRIBUTES` also sets the
+        // service name through its `service.name` entry).
+        for name in listed.iter().skip(1).filter(|name| name.chars().all(|c| c.is_ascii_uppercase() || c == '_')) {
+            assert!(
+                ALIASES.iter().any(|a| a.var == *name),
+                "row of `{key}` lists `{name}`, which is no variable: {row}"
+            );
+        }
+
         let default = match default {
             Value::Table(_) => "{}".to_owned(),
             other => other.to_string(),
         };
-        assert!(row.contains(&format!("| `{default}` |")), "row of `{key}` lacks its default `{default}`: {row}");
-        let cells = row.split(" | ").count();
-        assert!(cells >= 5, "row of `{key}` lacks allowed/description cells: {row}");
+        assert_eq!(default_cell, format!("`{default}`"), "row of `{key}`: wrong default: {row}");
+        assert!(!allowed.is_empty(), "row of `{key}` says nothing about the allowed values: {row}");
+        assert!(description.len() >= 10, "row of `{key}` has no description: {row}");
+    }
+    let known: BTreeSet<&str> = keys.iter().map(|(key, _)| key.as_str()).collect();
+    for key in rows.keys() {
+        assert!(known.contains(key.as_str()), "docs/configuration.md documents `{key}`, which is not a setting");
     }
 }
 
