@@ -91,7 +91,8 @@ impl Flight {
 enum SpoolOp {
     Append(Vec<SpoolRecord>),
     Claim(usize),
-    Remove(Source, i64),
+    /// Deletes a replayed batch; carries its figures to keep the spool's totals without a scan.
+    Remove(Source, i64, SpoolStats),
     Release(Source, i64, u32),
     Refresh,
 }
@@ -105,6 +106,8 @@ struct SpoolDone {
     claimed: Vec<(Source, SpooledBatch)>,
     /// Fresh figures of the database spool, when it was read.
     durable_stats: Option<SpoolStats>,
+    /// What a write added to and removed from the database spool, when its figures were not read.
+    durable_change: Option<(SpoolStats, SpoolStats)>,
     /// Fresh figures of the memory spool.
     memory_stats: Option<SpoolStats>,
     /// The database spool failed (the exporter falls back to memory).
@@ -216,11 +219,25 @@ fn execute(
             let mut to_memory = Some(records);
             if let Some(spool) = &durable {
                 let records = to_memory.take().unwrap_or_default();
+                let mut added = SpoolStats::default();
+                for record in &records {
+                    added.batches += 1;
+                    added.bytes += record.body.len() as u64;
+                    added.items[record.signal as usize] += record.items;
+                }
                 match spool.append(records.clone(), config.max_bytes) {
                     Ok(evicted) => {
                         done.durable_ok = true;
+                        let mut removed = SpoolStats::default();
+                        for e in &evicted {
+                            removed.batches += e.batches;
+                            removed.bytes += e.bytes;
+                            if let Some(signal) = e.signal {
+                                removed.items[signal as usize] += e.items;
+                            }
+                        }
+                        done.durable_change = Some((added, removed));
                         done.evicted.extend(evicted.into_iter().map(|e| (e, DropReason::SpoolFull)));
-                        done.durable_stats = spool.stats().ok();
                     }
                     Err(err) => {
                         fail(&mut done, err);
@@ -248,10 +265,11 @@ fn execute(
                 }
             }
         }
-        SpoolOp::Remove(source, id) | SpoolOp::Release(source, id, _) => {
-            let release = match op {
-                SpoolOp::Release(_, _, attempts) => Some(attempts),
-                _ => None,
+        SpoolOp::Remove(source, id, _) | SpoolOp::Release(source, id, _) => {
+            let (release, removed) = match op {
+                SpoolOp::Release(_, _, attempts) => (Some(attempts), None),
+                SpoolOp::Remove(_, _, figures) => (None, Some(figures)),
+                _ => (None, None),
             };
             let call = |spool: &dyn Spool| match release {
                 Some(attempts) => spool.release(id, attempts),
@@ -263,10 +281,10 @@ fn execute(
                 }
                 Source::Durable => {
                     if let Some(spool) = &durable {
-                        match call(spool.as_ref()).and_then(|()| spool.stats()) {
-                            Ok(stats) => {
+                        match call(spool.as_ref()) {
+                            Ok(()) => {
                                 done.durable_ok = true;
-                                done.durable_stats = Some(stats);
+                                done.durable_change = removed.map(|r| (SpoolStats::default(), r));
                             }
                             Err(err) => fail(&mut done, err),
                         }
@@ -540,6 +558,13 @@ impl Exporter {
         }
         if let Some(stats) = done.durable_stats {
             self.spool.durable_stats = stats;
+        } else if let Some((added, removed)) = done.durable_change {
+            let d = &mut self.spool.durable_stats;
+            d.batches = (d.batches + added.batches).saturating_sub(removed.batches);
+            d.bytes = (d.bytes + added.bytes).saturating_sub(removed.bytes);
+            for i in 0..2 {
+                d.items[i] = (d.items[i] + added.items[i]).saturating_sub(removed.items[i]);
+            }
         }
         if let Some(stats) = done.memory_stats {
             self.spool.memory_stats = stats;
@@ -742,7 +767,7 @@ impl Exporter {
                 self.last_error = None;
                 if let Flight::Replay(source, batch) = flight {
                     self.metrics.spool().replayed[signal as usize].inc_by(items - rejected);
-                    self.spool.ops.push_back(SpoolOp::Remove(source, batch.id));
+                    self.spool.ops.push_back(SpoolOp::Remove(source, batch.id, figures(&batch)));
                 }
                 self.mark_reachable();
             }
@@ -750,7 +775,7 @@ impl Exporter {
                 self.metrics.export_failures(signal, FailureKind::Permanent).inc();
                 self.metrics.dropped(signal, DropReason::ExportFailedPermanent).inc_by(items);
                 if let Flight::Replay(source, batch) = flight {
-                    self.spool.ops.push_back(SpoolOp::Remove(source, batch.id));
+                    self.spool.ops.push_back(SpoolOp::Remove(source, batch.id, figures(&batch)));
                 }
                 self.mark_reachable();
                 let quiet = self.last_permanent_log.is_some_and(|at| at.elapsed() < PERMANENT_LOG_INTERVAL);
@@ -1021,6 +1046,13 @@ impl Exporter {
             },
         }
     }
+}
+
+/// The spool figures of one batch.
+fn figures(batch: &SpooledBatch) -> SpoolStats {
+    let mut stats = SpoolStats { batches: 1, bytes: batch.body.len() as u64, items: [0; 2] };
+    stats.items[batch.signal as usize] = batch.items;
+    stats
 }
 
 impl Actor for Exporter {

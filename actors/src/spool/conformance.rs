@@ -68,6 +68,7 @@ pub fn check(spool: &dyn Spool) {
         .append(vec![record(Signal::Metrics, 2, 300, 4_000), record(Signal::Traces, 1, 300, 5_000)], 700)
         .expect("append over the bound");
     assert_eq!(evicted_items(&evicted, Signal::Traces), 7, "the oldest batch (200 bytes) went: {evicted:?}");
+    assert_eq!(evicted.iter().map(|e| e.bytes).sum::<u64>(), 200, "evictions report their bytes");
     assert_eq!(evicted_items(&evicted, Signal::Metrics), 0);
     let stats = spool.stats().expect("stats after eviction");
     assert_eq!((stats.batches, stats.bytes), (2, 600));
@@ -75,6 +76,7 @@ pub fn check(spool: &dyn Spool) {
     // Expiry removes what was made before the cutoff.
     let expired = spool.expire(4_500).expect("expire");
     assert_eq!(evicted_items(&expired, Signal::Metrics), 2);
+    assert_eq!(expired.iter().map(|e| e.bytes).sum::<u64>(), 300);
     assert_eq!(evicted_items(&expired, Signal::Traces), 0);
     let left = spool.claim_oldest(10, Duration::from_secs(60)).expect("claim the survivor");
     assert_eq!(left.len(), 1);

@@ -62,7 +62,7 @@ impl Spool for MemorySpool {
         while inner.bytes > max_bytes {
             let Some(row) = inner.rows.pop_front() else { break };
             inner.bytes -= row.batch.body.len() as u64;
-            merge_evicted(&mut evicted, row.batch.signal, row.batch.items);
+            merge_evicted(&mut evicted, row.batch.signal, row.batch.items, row.batch.body.len() as u64);
         }
         Ok(evicted)
     }
@@ -117,7 +117,7 @@ impl Spool for MemorySpool {
             let keep = row.batch.created_unix_ms >= cutoff_unix_ms;
             if !keep {
                 freed += row.batch.body.len() as u64;
-                merge_evicted(&mut evicted, row.batch.signal, row.batch.items);
+                merge_evicted(&mut evicted, row.batch.signal, row.batch.items, row.batch.body.len() as u64);
             }
             keep
         });

@@ -80,6 +80,8 @@ pub struct Evicted {
     pub batches: u64,
     /// Items in them.
     pub items: u64,
+    /// Bytes of their encoded requests.
+    pub bytes: u64,
 }
 
 /// What a spool holds.
@@ -152,13 +154,14 @@ pub fn unix_millis(at: SystemTime) -> i64 {
     at.duration_since(UNIX_EPOCH).map_or(0, |d| i64::try_from(d.as_millis()).unwrap_or(i64::MAX))
 }
 
-/// Adds evictions of the same signal together (helper for implementations).
-pub fn merge_evicted(into: &mut Vec<Evicted>, signal: Signal, items: u64) {
+/// Adds one removed batch to the evictions of its signal (helper for implementations).
+pub fn merge_evicted(into: &mut Vec<Evicted>, signal: Signal, items: u64, bytes: u64) {
     match into.iter_mut().find(|e| e.signal == Some(signal)) {
         Some(entry) => {
             entry.batches += 1;
             entry.items += items;
+            entry.bytes += bytes;
         }
-        None => into.push(Evicted { signal: Some(signal), batches: 1, items }),
+        None => into.push(Evicted { signal: Some(signal), batches: 1, items, bytes }),
     }
 }

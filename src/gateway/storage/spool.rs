@@ -60,9 +60,14 @@ const SUM_ITEMS: &str = "CAST(COALESCE(SUM(items), 0) AS BIGINT)";
 
 /// Export batches in the gateway's database (SQLite or PostgreSQL). Every call blocks; the
 /// exporter makes them off its own thread.
+///
+/// It keeps the table's byte total in memory (read once, then moved by its own writes and read
+/// again by every [`stats`](Spool::stats)), so an append does not scan the table to apply the size
+/// bound; another replica's writes to a shared table show within one stats call.
 #[derive(Debug, Clone)]
 pub struct DbSpool {
     store: Store,
+    total: std::sync::Arc<std::sync::Mutex<Option<u64>>>,
 }
 
 impl DbSpool {
@@ -72,7 +77,7 @@ impl DbSpool {
     pub fn new(store: &Store, settings: &DatabaseSettings) -> Result<Self, StorageError> {
         let target = Target::parse(&settings.url, settings.connect_timeout)?;
         if target.memory {
-            return Ok(Self { store: store.clone() });
+            return Ok(Self { store: store.clone(), total: Default::default() });
         }
         let own = DatabaseSettings {
             pool_size: POOL_SIZE,
@@ -80,7 +85,24 @@ impl DbSpool {
             ..settings.clone()
         };
         let store = Store::connect(&own, &TelemetryManager::disabled(), false)?;
-        Ok(Self { store })
+        Ok(Self { store, total: Default::default() })
+    }
+
+    /// The cached byte total (`None`: not known, read it from the table).
+    fn cached_total(&self) -> Option<u64> {
+        *self.total.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
+
+    fn set_total(&self, total: Option<u64>) {
+        *self.total.lock().unwrap_or_else(std::sync::PoisonError::into_inner) = total;
+    }
+
+    /// Moves the cached total by `added - removed` bytes, if it is known.
+    fn shift_total(&self, added: u64, removed: u64) {
+        let mut total = self.total.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+        if let Some(value) = total.as_mut() {
+            *value = (*value + added).saturating_sub(removed);
+        }
     }
 
     fn run<T>(&self, f: impl FnOnce(&mut DbConnection) -> Result<T, StorageError>) -> Result<T, SpoolError> {
@@ -150,17 +172,21 @@ fn stored(value: u64) -> i64 {
     i64::try_from(value).unwrap_or(i64::MAX)
 }
 
-/// Adds `(signal, items)` rows that were removed to `evicted`.
-fn tally(evicted: &mut Vec<Evicted>, removed: Vec<(String, i64)>) -> Result<(), StorageError> {
-    for (signal, items) in removed {
-        merge_evicted(evicted, parse_signal(&signal)?, count(items));
+/// Adds `(signal, items, size_bytes)` rows that were removed to `evicted`.
+fn tally(evicted: &mut Vec<Evicted>, removed: Vec<(String, i64, i64)>) -> Result<(), StorageError> {
+    for (signal, items, bytes) in removed {
+        merge_evicted(evicted, parse_signal(&signal)?, count(items), count(bytes));
     }
     Ok(())
 }
 
 /// Removes the oldest rows while the table holds more than `max_bytes`; what went, per signal.
-fn trim(conn: &mut DbConnection, max_bytes: u64) -> Result<Vec<Evicted>, StorageError> {
-    let total = count(spool::table.select(sql::<BigInt>(SUM_BYTES)).get_result::<i64>(conn)?);
+/// `total` is the table's byte total when known (else it is read).
+fn trim(conn: &mut DbConnection, total: Option<u64>, max_bytes: u64) -> Result<Vec<Evicted>, StorageError> {
+    let total = match total {
+        Some(total) => total,
+        None => count(spool::table.select(sql::<BigInt>(SUM_BYTES)).get_result::<i64>(conn)?),
+    };
     let mut evicted = Vec::new();
     if total <= max_bytes {
         return Ok(evicted);
@@ -187,8 +213,8 @@ fn trim(conn: &mut DbConnection, max_bytes: u64) -> Result<Vec<Evicted>, Storage
     }
     if let Some(last) = last {
         let removed = diesel::delete(spool::table.filter(spool::id.le(last)))
-            .returning((spool::signal, spool::items))
-            .load::<(String, i64)>(conn)?;
+            .returning((spool::signal, spool::items, spool::size_bytes))
+            .load::<(String, i64, i64)>(conn)?;
         tally(&mut evicted, removed)?;
     }
     Ok(evicted)
@@ -211,7 +237,9 @@ impl Spool for DbSpool {
                 body: record.body.as_ref(),
             })
             .collect();
-        self.run(|conn| {
+        let inserted: u64 = records.iter().map(|r| r.body.len() as u64).sum();
+        let known = self.cached_total();
+        let result = self.run(|conn| {
             write_transaction(conn, |conn| {
                 for chunk in rows.chunks(INSERT_CHUNK) {
                     // Multi-row VALUES is backend-specific in diesel.
@@ -221,9 +249,24 @@ impl Spool for DbSpool {
                         DbConnection::Postgres(pg) => insert.execute(pg)?,
                     };
                 }
-                trim(conn, max_bytes)
+                let total = match known {
+                    Some(total) => total + inserted,
+                    None => count(spool::table.select(sql::<BigInt>(SUM_BYTES)).get_result::<i64>(conn)?),
+                };
+                let evicted = trim(conn, Some(total), max_bytes)?;
+                Ok((total, evicted))
             })
-        })
+        });
+        match result {
+            Ok((total, evicted)) => {
+                self.set_total(Some(total.saturating_sub(evicted.iter().map(|e| e.bytes).sum())));
+                Ok(evicted)
+            }
+            Err(err) => {
+                self.set_total(None);
+                Err(err)
+            }
+        }
     }
 
     fn claim_oldest(&self, limit: usize, lease: Duration) -> Result<Vec<SpooledBatch>, SpoolError> {
@@ -256,12 +299,26 @@ impl Spool for DbSpool {
         if ids.is_empty() {
             return Ok(());
         }
-        self.run(|conn| {
+        let freed = self.run(|conn| {
+            let mut freed = 0u64;
             for chunk in ids.chunks(DELETE_CHUNK) {
-                diesel::delete(spool::table.filter(spool::id.eq_any(chunk))).execute(conn)?;
+                let sizes = diesel::delete(spool::table.filter(spool::id.eq_any(chunk)))
+                    .returning(spool::size_bytes)
+                    .load::<i64>(conn)?;
+                freed += sizes.into_iter().map(count).sum::<u64>();
             }
-            Ok(())
-        })
+            Ok(freed)
+        });
+        match freed {
+            Ok(freed) => {
+                self.shift_total(0, freed);
+                Ok(())
+            }
+            Err(err) => {
+                self.set_total(None);
+                Err(err)
+            }
+        }
     }
 
     fn release(&self, id: i64, attempts: u32) -> Result<(), SpoolError> {
@@ -275,14 +332,19 @@ impl Spool for DbSpool {
     }
 
     fn expire(&self, cutoff_unix_ms: i64) -> Result<Vec<Evicted>, SpoolError> {
-        self.run(|conn| {
+        let expired = self.run(|conn| {
             let removed = diesel::delete(spool::table.filter(spool::created_at_ms.lt(cutoff_unix_ms)))
-                .returning((spool::signal, spool::items))
-                .load::<(String, i64)>(conn)?;
+                .returning((spool::signal, spool::items, spool::size_bytes))
+                .load::<(String, i64, i64)>(conn)?;
             let mut evicted = Vec::new();
             tally(&mut evicted, removed)?;
             Ok(evicted)
-        })
+        });
+        match &expired {
+            Ok(evicted) => self.shift_total(0, evicted.iter().map(|e| e.bytes).sum()),
+            Err(_) => self.set_total(None),
+        }
+        expired
     }
 
     fn stats(&self) -> Result<SpoolStats, SpoolError> {
@@ -300,5 +362,6 @@ impl Spool for DbSpool {
             }
             Ok(stats)
         })
+        .inspect(|stats| self.set_total(Some(stats.bytes)))
     }
 }
