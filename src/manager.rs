@@ -161,6 +161,7 @@ impl TelemetryManager {
             metrics: settings.metrics.clone(),
             exporter: settings.exporter.clone(),
             health: settings.health.clone(),
+            spool: settings.spool.clone(),
         };
         let pipeline = Pipeline::start(config, &resource, registry, probes)?;
         let provider = SdkTracerProvider::builder()
@@ -257,6 +258,15 @@ impl TelemetryManager {
         match self.pipeline() {
             Some(pipeline) => pipeline.registry.register(collector),
             None => Ok(()),
+        }
+    }
+
+    /// Gives the exporter a durable spool (the service passes its database): batches the
+    /// collector cannot take wait there, survive a crash, and are replayed when it answers.
+    /// A no-op when telemetry is disabled.
+    pub fn attach_spool(&self, spool: Arc<dyn metamcp_telemetry_actors::spool::Spool>) {
+        if let Some(pipeline) = self.pipeline() {
+            pipeline.attach_spool(spool);
         }
     }
 

@@ -10,7 +10,7 @@ use opentelemetry_sdk::Resource;
 use prometheus::Registry;
 
 use crate::exporter::config::ExporterConfig;
-use crate::exporter::{DrainReport, Exporter};
+use crate::exporter::{AttachSpool, DrainReport, Exporter};
 use crate::health_check::config::HealthConfig;
 use crate::health_check::{CheckNow, GetHealth, HealthCheck, HealthReport, ReadinessProbe};
 use crate::ingress::{self, FlushHook, MetricIngress, SpanIngress};
@@ -19,6 +19,7 @@ use crate::metric_aggregator::{self, MetricAggregator, ServiceMetrics};
 use crate::self_metrics::{DepthProbe, QueueGauges, SelfMetrics};
 use crate::span_buffer::config::SpanBufferConfig;
 use crate::span_buffer::{Flush, FlushError, Shutdown, SpanBuffer};
+use crate::spool::{Spool, SpoolConfig};
 use crate::supervision::InjectPanic;
 
 /// Thread names of the four actors, in start order (at most 15 bytes: the kernel's limit).
@@ -48,6 +49,8 @@ pub struct PipelineConfig {
     pub exporter: ExporterConfig,
     /// `[health]`
     pub health: HealthConfig,
+    /// `[spool]`
+    pub spool: SpoolConfig,
 }
 
 /// A pipeline that could not start.
@@ -129,9 +132,9 @@ impl Pipeline {
         let handles: Vec<actix::ArbiterHandle> = systems.iter().map(|s| s.arbiter().clone()).collect();
 
         let exporter = {
-            let config = config.exporter.clone();
+            let (config, spool) = (config.exporter.clone(), config.spool.clone());
             let metrics = self_metrics.clone();
-            Supervisor::start_in_arbiter(&handles[0], move |_| Exporter::new(config, metrics))
+            Supervisor::start_in_arbiter(&handles[0], move |_| Exporter::with_spool(config, spool, metrics))
         };
         let span_buffer = {
             let config = config.span_buffer.clone();
@@ -234,7 +237,8 @@ impl Pipeline {
         // Metrics first: one final snapshot joins the exporter's queue behind the spans' batches.
         let _ = tokio::time::timeout(timeout, self.aggregator.send(metric_aggregator::ExportNow)).await;
         let left = match tokio::time::timeout(
-            deadline.saturating_duration_since(Instant::now()) + Duration::from_millis(500),
+            // Past the deadline, a spool write under way gets a short grace.
+            deadline.saturating_duration_since(Instant::now()) + Duration::from_millis(2500),
             self.span_buffer.send(Shutdown { deadline }),
         )
         .await
@@ -246,6 +250,12 @@ impl Pipeline {
             system.stop();
         }
         ShutdownReport { left, timed_out: left.batches_left > 0 }
+    }
+
+    /// Gives the exporter a durable spool (the service's database); until then, and while it
+    /// fails, batches are spooled in memory.
+    pub fn attach_spool(&self, spool: Arc<dyn Spool>) {
+        self.exporter.do_send(AttachSpool(spool));
     }
 
     /// Makes the named actor panic (fault injection for supervision tests).

@@ -47,19 +47,22 @@ pub enum DropReason {
     ExportFailedPermanent,
     /// Retryable failures went on past the retry budget.
     RetryExhausted,
-    /// The spool was full.
+    /// The spool was full: its oldest batches made room for newer ones.
     SpoolFull,
+    /// A spooled batch outlived `spool.max_age`.
+    SpoolExpired,
     /// Shutdown's deadline passed before the item could be exported.
     ShutdownTimeout,
 }
 
 impl DropReason {
     /// Every reason, in index order.
-    pub const ALL: [DropReason; 5] = [
+    pub const ALL: [DropReason; 6] = [
         DropReason::QueueFull,
         DropReason::ExportFailedPermanent,
         DropReason::RetryExhausted,
         DropReason::SpoolFull,
+        DropReason::SpoolExpired,
         DropReason::ShutdownTimeout,
     ];
 
@@ -70,6 +73,7 @@ impl DropReason {
             DropReason::ExportFailedPermanent => "export_failed_permanent",
             DropReason::RetryExhausted => "retry_exhausted",
             DropReason::SpoolFull => "spool_full",
+            DropReason::SpoolExpired => "spool_expired",
             DropReason::ShutdownTimeout => "shutdown_timeout",
         }
     }
@@ -132,7 +136,7 @@ pub const BATCH_SIZE_BUCKETS: &[f64] = &[1.0, 8.0, 32.0, 64.0, 128.0, 256.0, 512
 /// Resolved handles of every self-metric.
 #[derive(Debug)]
 pub struct SelfMetrics {
-    dropped: [[IntCounter; 5]; 2],
+    dropped: [[IntCounter; 6]; 2],
     exported: [IntCounter; 2],
     export_failures: [[IntCounter; 2]; 2],
     export_duration: [Histogram; 2],
@@ -141,6 +145,30 @@ pub struct SelfMetrics {
     last_success: [IntGauge; 2],
     restarts: [IntCounter; 4],
     collector_up: IntGauge,
+    spool: SpoolGauges,
+}
+
+/// The spool's and the exporter's memory figures.
+#[derive(Debug)]
+pub struct SpoolGauges {
+    /// Bytes of encoded requests in the spool (durable and memory fallback together).
+    pub bytes: IntGauge,
+    /// The spool's configured bound, in bytes.
+    pub max_bytes: IntGauge,
+    /// Batches in the spool.
+    pub batches: IntGauge,
+    /// Items in the spool, by signal.
+    pub items: [IntGauge; 2],
+    /// Items written to the spool, by signal.
+    pub spooled: [IntCounter; 2],
+    /// Spooled items the collector accepted on replay, by signal.
+    pub replayed: [IntCounter; 2],
+    /// 1 while batches go to the in-memory spool because the database spool is unavailable.
+    pub fallback: IntGauge,
+    /// Bytes of encoded batches the exporter holds in memory (waiting or in flight).
+    pub buffered_bytes: IntGauge,
+    /// The bound of those bytes.
+    pub buffered_max_bytes: IntGauge,
 }
 
 fn per_signal<T>(f: impl Fn(Signal) -> T) -> [T; 2] {
@@ -204,6 +232,7 @@ impl SelfMetrics {
         registry.register(Box::new(restarts.clone()))?;
         registry.register(Box::new(collector_up.clone()))?;
         collector_up.set(1);
+        let spool = SpoolGauges::register(registry)?;
         Ok(Arc::new(Self {
             dropped: per_signal(|s| DropReason::ALL.map(|r| dropped.with_label_values(&[s.as_str(), r.as_str()]))),
             exported: per_signal(|s| exported.with_label_values(&[s.as_str()])),
@@ -217,6 +246,7 @@ impl SelfMetrics {
             last_success: per_signal(|s| last_success.with_label_values(&[s.as_str()])),
             restarts: ActorKind::ALL.map(|a| restarts.with_label_values(&[a.as_str()])),
             collector_up,
+            spool,
         }))
     }
 
@@ -279,6 +309,59 @@ impl SelfMetrics {
     /// 1 while the collector answers, 0 while it is judged unreachable.
     pub fn collector_up(&self) -> &IntGauge {
         &self.collector_up
+    }
+
+    /// The spool and memory figures.
+    pub fn spool(&self) -> &SpoolGauges {
+        &self.spool
+    }
+}
+
+impl SpoolGauges {
+    fn register(registry: &Registry) -> Result<Self, prometheus::Error> {
+        let gauge = |name: &str, help: &str| -> Result<IntGauge, prometheus::Error> {
+            let gauge = IntGauge::new(name, help)?;
+            registry.register(Box::new(gauge.clone()))?;
+            Ok(gauge)
+        };
+        let items = IntGaugeVec::new(
+            Opts::new("metamcp_telemetry_spool_items", "Telemetry items waiting in the spool, by signal."),
+            &["signal"],
+        )?;
+        let spooled = IntCounterVec::new(
+            Opts::new("metamcp_telemetry_spooled_total", "Telemetry items written to the spool, by signal."),
+            &["signal"],
+        )?;
+        let replayed = IntCounterVec::new(
+            Opts::new(
+                "metamcp_telemetry_replayed_total",
+                "Spooled telemetry items the collector accepted on replay, by signal.",
+            ),
+            &["signal"],
+        )?;
+        registry.register(Box::new(items.clone()))?;
+        registry.register(Box::new(spooled.clone()))?;
+        registry.register(Box::new(replayed.clone()))?;
+        Ok(Self {
+            bytes: gauge("metamcp_telemetry_spool_bytes", "Bytes of encoded export requests in the spool.")?,
+            max_bytes: gauge("metamcp_telemetry_spool_max_bytes", "The spool's bound, in bytes (spool.max_bytes).")?,
+            batches: gauge("metamcp_telemetry_spool_batches", "Export batches waiting in the spool.")?,
+            items: per_signal(|s| items.with_label_values(&[s.as_str()])),
+            spooled: per_signal(|s| spooled.with_label_values(&[s.as_str()])),
+            replayed: per_signal(|s| replayed.with_label_values(&[s.as_str()])),
+            fallback: gauge(
+                "metamcp_telemetry_spool_fallback",
+                "1 while the spool keeps batches in memory because its database is unavailable.",
+            )?,
+            buffered_bytes: gauge(
+                "metamcp_telemetry_buffered_bytes",
+                "Bytes of encoded export batches the exporter holds in memory (waiting or in flight).",
+            )?,
+            buffered_max_bytes: gauge(
+                "metamcp_telemetry_buffered_max_bytes",
+                "The bound of the exporter's in-memory batches, in bytes (exporter.max_pending_bytes).",
+            )?,
+        })
     }
 }
 

@@ -22,7 +22,9 @@ use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use metamcp_telemetry_actors::exporter::config::{DEFAULT_GRPC_ENDPOINT, DEFAULT_HTTP_ENDPOINT};
-use metamcp_telemetry_actors::{ConfigError, ExporterConfig, HealthConfig, MetricsConfig, Protocol, SpanBufferConfig};
+use metamcp_telemetry_actors::{
+    ConfigError, ExporterConfig, HealthConfig, MetricsConfig, Protocol, SpanBufferConfig, SpoolConfig,
+};
 use serde::{Deserialize, Serialize};
 
 pub use crate::gateway::config::{AdminSettings, DatabaseSettings, EmbedderKind, GatewaySettings, VectorSettings};
@@ -83,6 +85,8 @@ pub struct Settings {
     pub metrics: MetricsConfig,
     /// The health check actor (`[health]`).
     pub health: HealthConfig,
+    /// The spool where export batches wait while the collector cannot take them (`[spool]`).
+    pub spool: SpoolConfig,
     /// The gateway's database (`[database]`).
     pub database: DatabaseSettings,
     /// The REST admin API (`[admin]`).
@@ -247,6 +251,7 @@ impl Settings {
         self.span_buffer.validate()?;
         self.metrics.validate()?;
         self.health.validate()?;
+        self.spool.validate()?;
         self.database.validate()?;
         self.admin.validate()?;
         self.gateway.validate()?;

@@ -6,6 +6,8 @@ use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
 
+use crate::spool::WhenFull;
+
 /// Default OTLP/gRPC endpoint.
 pub const DEFAULT_GRPC_ENDPOINT: &str = "http://localhost:4317";
 /// Default OTLP/HTTP endpoint (the `/v1/traces` and `/v1/metrics` paths are appended).
@@ -16,6 +18,8 @@ pub const DEFAULT_TIMEOUT: Duration = Duration::from_secs(10);
 pub const DEFAULT_MAX_CONCURRENT_EXPORTS: usize = 2;
 /// Default number of batches waiting for a free export slot or a retry.
 pub const DEFAULT_MAX_PENDING_BATCHES: usize = 256;
+/// Default bound of the encoded batches held in memory (waiting or in flight), in bytes.
+pub const DEFAULT_MAX_PENDING_BYTES: u64 = 32 << 20;
 
 /// The OTLP transport (`OTEL_EXPORTER_OTLP_PROTOCOL`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -90,9 +94,17 @@ pub struct ExporterConfig {
     pub timeout: Duration,
     /// Exports in flight at once; further batches wait in the pending queue.
     pub max_concurrent_exports: usize,
-    /// Batches waiting for an export slot or a retry. When full the oldest batch is dropped
-    /// (`reason="queue_full"`).
+    /// Batches waiting for an export slot or a retry. When this or `max_pending_bytes` is
+    /// reached, the signal's `when_full` policy decides what happens.
     pub max_pending_batches: usize,
+    /// Bytes of encoded batches held in memory, waiting or in flight. Bounds the exporter's
+    /// memory whatever the batch size.
+    #[serde(with = "crate::byte_size")]
+    pub max_pending_bytes: u64,
+    /// What to do, per signal, with a batch that does not fit in memory: `drop_newest`,
+    /// `drop_oldest` or `spool` (write the oldest waiting batch to the spool; also spool while
+    /// the collector is unreachable and when retries run out).
+    pub when_full: WhenFull,
     /// Consecutive retryable failures after which the collector counts as unreachable (one
     /// warning in the log, `degraded` in `/health`).
     pub unreachable_after: u32,
@@ -110,6 +122,8 @@ impl fmt::Debug for ExporterConfig {
             .field("timeout", &self.timeout)
             .field("max_concurrent_exports", &self.max_concurrent_exports)
             .field("max_pending_batches", &self.max_pending_batches)
+            .field("max_pending_bytes", &self.max_pending_bytes)
+            .field("when_full", &self.when_full)
             .field("unreachable_after", &self.unreachable_after)
             .field("retry", &self.retry)
             .finish()
@@ -126,6 +140,8 @@ impl Default for ExporterConfig {
             timeout: DEFAULT_TIMEOUT,
             max_concurrent_exports: DEFAULT_MAX_CONCURRENT_EXPORTS,
             max_pending_batches: DEFAULT_MAX_PENDING_BATCHES,
+            max_pending_bytes: DEFAULT_MAX_PENDING_BYTES,
+            when_full: WhenFull::default(),
             unreachable_after: 1,
             retry: RetryConfig::default(),
         }
@@ -169,6 +185,7 @@ impl ExporterConfig {
         )?;
         crate::config_check::range("exporter.max_concurrent_exports", self.max_concurrent_exports, 1, 64)?;
         crate::config_check::range("exporter.max_pending_batches", self.max_pending_batches, 1, 1 << 20)?;
+        crate::spool::config::bytes("exporter.max_pending_bytes", self.max_pending_bytes, 1 << 16, 1 << 36)?;
         crate::config_check::range("exporter.unreachable_after", self.unreachable_after as usize, 1, 1000)?;
         let retry = &self.retry;
         crate::config_check::duration(

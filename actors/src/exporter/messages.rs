@@ -64,4 +64,48 @@ pub struct ExporterStatus {
     pub last_error: Option<String>,
     /// When the collector was judged unreachable, if it is.
     pub unreachable_for: Option<Duration>,
+    /// Bytes of encoded batches held in memory (waiting, in flight, on their way to the spool).
+    pub held_bytes: u64,
+    /// The bound of batches waiting or in flight (`exporter.max_pending_bytes`).
+    pub max_held_bytes: u64,
+    /// The spool.
+    pub spool: SpoolStatus,
+}
+
+/// Hands the exporter a durable spool (the service's database). Until one is attached, and while
+/// it fails, batches are spooled in memory.
+#[derive(Message)]
+#[rtype(result = "()")]
+pub struct AttachSpool(pub std::sync::Arc<dyn crate::spool::Spool>);
+
+impl std::fmt::Debug for AttachSpool {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_tuple("AttachSpool").field(&self.0.kind()).finish()
+    }
+}
+
+/// The spool's state, for `/health`.
+#[derive(Debug, Clone, PartialEq)]
+pub struct SpoolStatus {
+    /// Where spooled batches live: `sqlite`, `postgresql`, or `memory` when no database spool is
+    /// attached.
+    pub backend: &'static str,
+    /// True while batches are kept in memory because the database spool fails.
+    pub fallback: bool,
+    /// The database spool's last error while it fails.
+    pub error: Option<String>,
+    /// Batches spooled (database and memory together).
+    pub batches: u64,
+    /// Bytes of those batches.
+    pub bytes: u64,
+    /// The spool's bound in bytes.
+    pub max_bytes: u64,
+    /// Of those batches, the ones kept in memory.
+    pub memory_batches: u64,
+    /// Items spooled, by signal (indexed as [`Signal::ALL`]).
+    pub items: [u64; 2],
+    /// Spooled batches being replayed now.
+    pub replaying: usize,
+    /// The `when_full` policy of each signal.
+    pub policies: [crate::spool::OverflowPolicy; 2],
 }

@@ -12,5 +12,5 @@ pub mod transport;
 mod tests;
 
 pub use actor::Exporter;
-pub use messages::{Drain, DrainReport, ExportBatch, ExporterStatus, GetStatus};
+pub use messages::{AttachSpool, Drain, DrainReport, ExportBatch, ExporterStatus, GetStatus, SpoolStatus};
 pub use transport::{Outcome, Transport, TransportError};

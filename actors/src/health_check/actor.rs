@@ -212,6 +212,30 @@ impl HealthCheck {
                 c.details.insert("collector_reachable", status.collector_reachable.into());
                 c.details.insert("pending_items", status.pending_items.into());
                 c.details.insert("in_flight", status.in_flight.into());
+                c.details.insert("held_bytes", status.held_bytes.into());
+                c.details.insert("max_held_bytes", status.max_held_bytes.into());
+                let spool = &status.spool;
+                c.details.insert(
+                    "spool",
+                    serde_json::json!({
+                        "backend": spool.backend,
+                        "fallback": spool.fallback,
+                        "error": spool.error,
+                        "batches": spool.batches,
+                        "bytes": spool.bytes,
+                        "max_bytes": spool.max_bytes,
+                        "memory_batches": spool.memory_batches,
+                        "items": {
+                            Signal::Traces.as_str(): spool.items[Signal::Traces as usize],
+                            Signal::Metrics.as_str(): spool.items[Signal::Metrics as usize],
+                        },
+                        "replaying": spool.replaying,
+                        "when_full": {
+                            Signal::Traces.as_str(): spool.policies[Signal::Traces as usize].to_string(),
+                            Signal::Metrics.as_str(): spool.policies[Signal::Metrics as usize].to_string(),
+                        },
+                    }),
+                );
                 if let Some(error) = &status.last_error {
                     c.details.insert("last_error", error.clone().into());
                 }
@@ -228,6 +252,17 @@ impl HealthCheck {
                 } else if status.last_error.is_some() {
                     c.status = HealthStatus::Degraded;
                     c.reason = Some("the last export failed".into());
+                }
+                if spool.fallback {
+                    c.status = HealthStatus::Degraded;
+                    let why = format!(
+                        "the spool's database is unavailable; batches are spooled in memory ({})",
+                        spool.error.as_deref().unwrap_or("no answer")
+                    );
+                    c.reason = Some(match c.reason.take() {
+                        Some(first) => format!("{first}; {why}"),
+                        None => why,
+                    });
                 }
                 c
             }

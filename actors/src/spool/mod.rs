@@ -58,6 +58,19 @@ pub struct SpooledBatch {
     pub body: Bytes,
 }
 
+impl SpooledBatch {
+    /// The batch as a record to store again (in another spool).
+    pub fn to_record(&self) -> SpoolRecord {
+        SpoolRecord {
+            signal: self.signal,
+            items: self.items,
+            attempts: self.attempts,
+            created_unix_ms: self.created_unix_ms,
+            body: self.body.clone(),
+        }
+    }
+}
+
 /// Batches a spool removed without exporting them (size or age bound), per signal.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub struct Evicted {
