@@ -119,7 +119,8 @@ pub fn rule_queries(file: &Path) -> Vec<Query> {
             } else {
                 value.trim_matches(|c| c == '\'' || c == '"').to_owned()
             };
-            queries.push(Query { origin: format!("{}: rule {rule}", file.display()), expr });
+            let shown = file.strip_prefix(repo()).unwrap_or(file);
+            queries.push(Query { origin: format!("{}: rule {rule}", shown.display()), expr });
         }
         i += 1;
     }

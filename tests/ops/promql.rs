@@ -59,6 +59,15 @@ fn is_ident_char(c: char) -> bool {
     c.is_ascii_alphanumeric() || c == '_' || c == ':'
 }
 
+/// Length of a Grafana `[[name]]` or `[[name:format]]` at the start of `chars`, if there is one.
+fn grafana_old_variable(chars: &[char]) -> Option<usize> {
+    if chars.len() < 5 || chars[0] != '[' || chars[1] != '[' || !is_ident_start(chars[2]) {
+        return None;
+    }
+    let close = chars.windows(2).position(|pair| pair == [']', ']'])?;
+    chars[2..close].iter().all(|&c| is_ident_char(c)).then_some(close + 2)
+}
+
 fn tokenize(expr: &str) -> Result<Vec<Token>, String> {
     let chars: Vec<char> = expr.chars().collect();
     let mut tokens = Vec::new();
@@ -111,12 +120,9 @@ fn tokenize(expr: &str) -> Result<Vec<Token>, String> {
                 }
                 tokens.push(Token::Var);
             }
-            '[' if chars.get(i + 1) == Some(&'[') => {
-                // Grafana's old variable syntax [[name]].
-                while i < chars.len() && !(chars[i] == ']' && chars.get(i + 1) == Some(&']')) {
-                    i += 1;
-                }
-                i += 2;
+            '[' if grafana_old_variable(&chars[i..]).is_some() => {
+                // Grafana's old variable syntax [[name]] (also inside a range: [[[name]]]).
+                i += grafana_old_variable(&chars[i..]).unwrap_or(1);
                 tokens.push(Token::Var);
             }
             '(' | '{' | '[' => {
