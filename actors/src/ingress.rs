@@ -6,7 +6,7 @@
 //! channel drops the item and counts it at once.
 
 use std::fmt;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -386,15 +386,94 @@ pub fn woken_stream(wake: Arc<Wake>) -> impl futures_util::Stream<Item = ()> {
     })
 }
 
-/// Creates the span channel: the processor to install in the tracer provider, and the receiving
-/// end for the span buffer.
+/// The bytes the spans in the span channel take, against a bound: the channel is bounded by count
+/// and by bytes, so a burst of large spans cannot take more memory than configured.
+#[derive(Debug)]
+pub struct QueueBytes {
+    used: AtomicUsize,
+    limit: usize,
+}
+
+impl QueueBytes {
+    /// An empty account with a bound of `limit` bytes.
+    pub fn new(limit: usize) -> Self {
+        Self { used: AtomicUsize::new(0), limit }
+    }
+
+    /// Reserves `size` bytes; false (and nothing reserved) when that would pass the bound.
+    #[inline]
+    pub fn reserve(&self, size: usize) -> bool {
+        let before = self.used.fetch_add(size, Ordering::Relaxed);
+        if before + size > self.limit {
+            self.used.fetch_sub(size, Ordering::Relaxed);
+            return false;
+        }
+        true
+    }
+
+    /// Gives back `size` bytes (spans that left the channel).
+    #[inline]
+    pub fn release(&self, size: usize) {
+        self.used.fetch_sub(size, Ordering::Relaxed);
+    }
+
+    /// Bytes in use.
+    pub fn used(&self) -> usize {
+        self.used.load(Ordering::Relaxed)
+    }
+
+    /// The bound.
+    pub fn limit(&self) -> usize {
+        self.limit
+    }
+}
+
+/// What a finished span takes in memory, estimated from its parts: the fixed struct, its name,
+/// and every attribute, event and link with their keys and string values. Deterministic, so the
+/// producer and the consumer compute the same figure.
+pub fn estimated_size(span: &SpanData) -> usize {
+    use opentelemetry::{Array, Value};
+    fn value_size(value: &Value) -> usize {
+        match value {
+            Value::String(s) => s.as_str().len(),
+            Value::Array(Array::String(items)) => items.iter().map(|s| s.as_str().len() + 24).sum(),
+            Value::Array(Array::I64(items)) => items.len() * 8,
+            Value::Array(Array::F64(items)) => items.len() * 8,
+            Value::Array(Array::Bool(items)) => items.len(),
+            _ => 0,
+        }
+    }
+    fn attributes_size(attributes: &[opentelemetry::KeyValue]) -> usize {
+        attributes
+            .iter()
+            .map(|kv| std::mem::size_of::<opentelemetry::KeyValue>() + kv.key.as_str().len() + value_size(&kv.value))
+            .sum()
+    }
+    let events: usize = span
+        .events
+        .iter()
+        .map(|e| std::mem::size_of::<opentelemetry::trace::Event>() + e.name.len() + attributes_size(&e.attributes))
+        .sum();
+    let links: usize = span
+        .links
+        .iter()
+        .map(|l| std::mem::size_of::<opentelemetry::trace::Link>() + attributes_size(&l.attributes))
+        .sum();
+    std::mem::size_of::<SpanData>() + span.name.len() + attributes_size(&span.attributes) + events + links
+}
+
+/// Creates the span channel, bounded by `capacity` spans and `max_bytes` bytes: the processor to
+/// install in the tracer provider, the receiving end for the span buffer, its wake-up, and the
+/// byte account the span buffer gives back to as it takes spans out.
 pub fn span_channel(
     capacity: usize,
+    max_bytes: usize,
     wake_threshold: usize,
     metrics: Arc<SelfMetrics>,
-) -> (SpanIngress, Receiver<SpanData>, Arc<Wake>) {
+) -> (SpanIngress, Receiver<SpanData>, Arc<Wake>, Arc<QueueBytes>) {
     let (door, rx, wake) = Door::open(capacity, wake_threshold, Signal::Traces, &metrics);
-    (SpanIngress { door, flush: None }, rx, wake)
+    let bytes = Arc::new(QueueBytes::new(max_bytes));
+    (SpanIngress { door, bytes: bytes.clone(), flush: None }, rx, wake, bytes)
 }
 
 /// Asks the span buffer to flush and waits for the answer, from any thread.
@@ -404,6 +483,7 @@ pub type FlushHook = Arc<dyn Fn(Duration) -> Result<(), String> + Send + Sync>;
 #[derive(Clone)]
 pub struct SpanIngress {
     door: Door<SpanData>,
+    bytes: Arc<QueueBytes>,
     flush: Option<FlushHook>,
 }
 
@@ -420,10 +500,21 @@ impl SpanIngress {
         self
     }
 
-    /// Hands a finished span to the pipeline; never blocks. Returns false if it was dropped.
+    /// Hands a finished span to the pipeline; never blocks. Returns false if it was dropped
+    /// (the channel full by count or by bytes), which is counted.
     #[inline]
     pub fn submit(&self, span: SpanData) -> bool {
-        self.door.send(span)
+        let size = estimated_size(&span);
+        if !self.bytes.reserve(size) {
+            self.door.dropped_full.inc();
+            self.door.wake.wake();
+            return false;
+        }
+        let sent = self.door.send(span);
+        if !sent {
+            self.bytes.release(size);
+        }
+        sent
     }
 }
 

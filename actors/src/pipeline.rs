@@ -109,8 +109,9 @@ impl Pipeline {
     ) -> Result<Self, StartError> {
         let self_metrics = SelfMetrics::register(&registry)?;
         let service_metrics = ServiceMetrics::register(&registry)?;
-        let (span_ingress, span_rx, span_wake) = ingress::span_channel(
+        let (span_ingress, span_rx, span_wake, span_bytes) = ingress::span_channel(
             config.span_buffer.queue_capacity,
+            usize::try_from(config.span_buffer.queue_max_bytes).unwrap_or(usize::MAX),
             config.span_buffer.max_batch_size,
             self_metrics.clone(),
         );
@@ -125,7 +126,10 @@ impl Pipeline {
             ("spans", config.span_buffer.queue_capacity, Box::new(move || span_probe.len())),
             ("metric_events", config.metrics.queue_capacity, Box::new(move || metric_probe.len())),
         ];
-        registry.register(Box::new(QueueGauges::new(probes_for_gauges)?))?;
+        let bytes_probe = span_bytes.clone();
+        let byte_gauges: Vec<(&'static str, usize, DepthProbe)> =
+            vec![("spans", bytes_probe.limit(), Box::new(move || bytes_probe.used()))];
+        registry.register(Box::new(QueueGauges::new(probes_for_gauges)?.with_bytes(byte_gauges)))?;
 
         let resource = Arc::new(ResourceAttributesWithSchema::from(resource));
         let systems = THREAD_NAMES.iter().map(|name| named_system(name)).collect::<Result<Vec<_>, _>>()?;
@@ -140,7 +144,7 @@ impl Pipeline {
             let config = config.span_buffer.clone();
             let (exporter, resource, metrics) = (exporter.clone(), resource.clone(), self_metrics.clone());
             Supervisor::start_in_arbiter(&handles[1], move |_| {
-                SpanBuffer::new(config, span_rx, span_wake, exporter, resource, metrics)
+                SpanBuffer::new(config, span_rx, span_bytes, span_wake, exporter, resource, metrics)
             })
         };
         let aggregator = {

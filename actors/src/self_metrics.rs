@@ -372,7 +372,10 @@ pub type DepthProbe = Box<dyn Fn() -> usize + Send + Sync>;
 pub struct QueueGauges {
     depth: IntGaugeVec,
     capacity: IntGaugeVec,
+    bytes: IntGaugeVec,
+    max_bytes: IntGaugeVec,
     probes: Vec<(&'static str, usize, DepthProbe)>,
+    byte_probes: Vec<(&'static str, usize, DepthProbe)>,
 }
 
 impl std::fmt::Debug for QueueGauges {
@@ -393,8 +396,23 @@ impl QueueGauges {
                 Opts::new("metamcp_telemetry_queue_capacity", "Capacity of a pipeline queue."),
                 &["queue"],
             )?,
+            bytes: IntGaugeVec::new(
+                Opts::new("metamcp_telemetry_queue_bytes", "Estimated bytes of the items waiting in a pipeline queue."),
+                &["queue"],
+            )?,
+            max_bytes: IntGaugeVec::new(
+                Opts::new("metamcp_telemetry_queue_max_bytes", "Bound of a pipeline queue in bytes."),
+                &["queue"],
+            )?,
             probes,
+            byte_probes: Vec::new(),
         })
+    }
+
+    /// Adds byte gauges for the given queues: `(name, bound in bytes, bytes probe)`.
+    pub fn with_bytes(mut self, probes: Vec<(&'static str, usize, DepthProbe)>) -> Self {
+        self.byte_probes = probes;
+        self
     }
 }
 
@@ -402,6 +420,8 @@ impl Collector for QueueGauges {
     fn desc(&self) -> Vec<&Desc> {
         let mut descs = self.depth.desc();
         descs.extend(self.capacity.desc());
+        descs.extend(self.bytes.desc());
+        descs.extend(self.max_bytes.desc());
         descs
     }
 
@@ -410,8 +430,16 @@ impl Collector for QueueGauges {
             self.depth.with_label_values(&[name]).set(probe() as i64);
             self.capacity.with_label_values(&[name]).set(*capacity as i64);
         }
+        for (name, bound, probe) in &self.byte_probes {
+            self.bytes.with_label_values(&[name]).set(probe() as i64);
+            self.max_bytes.with_label_values(&[name]).set(*bound as i64);
+        }
         let mut families = self.depth.collect();
         families.extend(self.capacity.collect());
+        if !self.byte_probes.is_empty() {
+            families.extend(self.bytes.collect());
+            families.extend(self.max_bytes.collect());
+        }
         families
     }
 }

@@ -751,9 +751,13 @@ impl Exporter {
             Outcome::Retryable { reason, retry_after } => {
                 self.metrics.export_failures(signal, FailureKind::Retryable).inc();
                 self.metrics.consecutive_failures(signal).inc();
-                self.consecutive_failures += 1;
-                if self.consecutive_failures >= self.config.unreachable_after {
-                    self.mark_unreachable(&reason);
+                // A collector that says when to come back (429 with Retry-After, RetryInfo) is
+                // answering: throttled, not unreachable.
+                if retry_after.is_none() {
+                    self.consecutive_failures += 1;
+                    if self.consecutive_failures >= self.config.unreachable_after {
+                        self.mark_unreachable(&reason);
+                    }
                 }
                 self.last_error = Some(reason);
                 match flight {

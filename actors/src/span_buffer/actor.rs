@@ -12,7 +12,7 @@ use std::sync::Arc;
 use super::config::SpanBufferConfig;
 use super::messages::{Flush, FlushError, GetStatus, Shutdown, SpanBufferStatus};
 use crate::exporter::{Drain, DrainReport, ExportBatch, Exporter};
-use crate::ingress::Wake;
+use crate::ingress::{estimated_size, QueueBytes, Wake};
 use crate::self_metrics::{ActorKind, SelfMetrics, Signal};
 use crate::supervision::{guarded, InjectPanic};
 
@@ -20,6 +20,7 @@ use crate::supervision::{guarded, InjectPanic};
 pub struct SpanBuffer {
     config: SpanBufferConfig,
     rx: Receiver<SpanData>,
+    bytes: Arc<QueueBytes>,
     wake: Arc<Wake>,
     exporter: Addr<Exporter>,
     resource: Arc<ResourceAttributesWithSchema>,
@@ -39,25 +40,31 @@ impl SpanBuffer {
     pub fn new(
         config: SpanBufferConfig,
         rx: Receiver<SpanData>,
+        bytes: Arc<QueueBytes>,
         wake: Arc<Wake>,
         exporter: Addr<Exporter>,
         resource: Arc<ResourceAttributesWithSchema>,
         metrics: Arc<SelfMetrics>,
     ) -> Self {
         let batch = Vec::with_capacity(config.max_batch_size);
-        Self { config, rx, wake, exporter, resource, metrics, batch, batches_sent: 0 }
+        Self { config, rx, bytes, wake, exporter, resource, metrics, batch, batches_sent: 0 }
     }
 
     /// Moves spans from the channel into batches; full batches leave at once. With `all`, the
     /// partial batch at the end leaves too.
     fn drain(&mut self, all: bool) {
         loop {
+            let mut taken = 0;
             while self.batch.len() < self.config.max_batch_size {
                 match self.rx.try_recv() {
-                    Ok(span) => self.batch.push(span),
+                    Ok(span) => {
+                        taken += estimated_size(&span);
+                        self.batch.push(span);
+                    }
                     Err(_) => break,
                 }
             }
+            self.bytes.release(taken);
             if self.batch.len() >= self.config.max_batch_size {
                 self.send_batch();
             } else {

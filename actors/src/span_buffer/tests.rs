@@ -14,18 +14,23 @@ use crate::test_support::{eventually, unreachable_exporter};
 
 fn start(config: config::SpanBufferConfig) -> (actix::Addr<SpanBuffer>, SdkTracerProvider) {
     let metrics = SelfMetrics::unregistered();
-    let (ingress, rx, wake) = span_channel(config.queue_capacity, config.max_batch_size, metrics.clone());
+    let (ingress, rx, wake, bytes) =
+        span_channel(config.queue_capacity, config.queue_max_bytes as usize, config.max_batch_size, metrics.clone());
     let exporter = Exporter::new(unreachable_exporter(), metrics.clone()).start();
     let resource = Arc::new(ResourceAttributesWithSchema::from(&opentelemetry_sdk::Resource::builder_empty().build()));
-    let buffer = SpanBuffer::new(config, rx, wake, exporter, resource, metrics).start();
+    let buffer = SpanBuffer::new(config, rx, bytes, wake, exporter, resource, metrics).start();
     let provider = SdkTracerProvider::builder().with_span_processor(ingress).build();
     (buffer, provider)
 }
 
 #[actix_rt::test]
 async fn a_full_batch_leaves_at_once_not_at_the_next_tick() {
-    let config =
-        config::SpanBufferConfig { queue_capacity: 64, max_batch_size: 4, flush_interval: Duration::from_secs(3600) };
+    let config = config::SpanBufferConfig {
+        queue_capacity: 64,
+        max_batch_size: 4,
+        flush_interval: Duration::from_secs(3600),
+        ..Default::default()
+    };
     let (buffer, provider) = start(config);
     let tracer = provider.tracer("test");
     for i in 0..9 {
@@ -47,6 +52,7 @@ async fn a_partial_batch_waits_for_the_flush_interval() {
         queue_capacity: 64,
         max_batch_size: 100,
         flush_interval: Duration::from_millis(200),
+        ..Default::default()
     };
     let (buffer, provider) = start(config);
     let tracer = provider.tracer("test");
@@ -59,4 +65,34 @@ async fn a_partial_batch_waits_for_the_flush_interval() {
     .await;
     assert!(sent);
     assert!(started.elapsed() >= Duration::from_millis(150), "left before the interval: {:?}", started.elapsed());
+}
+
+#[test]
+fn the_span_queue_is_bounded_by_bytes_as_well_as_by_count() {
+    use opentelemetry::trace::{Tracer as _, TracerProvider as _};
+    let metrics = crate::self_metrics::SelfMetrics::unregistered();
+    let (ingress, rx, _wake, bytes) = span_channel(1000, 64 << 10, 1000, metrics.clone());
+    let provider = opentelemetry_sdk::trace::SdkTracerProvider::builder().with_span_processor(ingress).build();
+    let tracer = provider.tracer("test");
+    let big = "x".repeat(10 << 10);
+    let record = |n: usize| {
+        for _ in 0..n {
+            tracer.in_span("large", |cx| {
+                use opentelemetry::trace::TraceContextExt as _;
+                cx.span().set_attribute(opentelemetry::KeyValue::new("payload", big.clone()));
+            });
+        }
+    };
+    record(20);
+    let queued = rx.len();
+    assert!((5..=6).contains(&queued), "64 KiB hold six spans of 10 KiB, not {queued}");
+    let dropped = metrics.dropped(crate::self_metrics::Signal::Traces, crate::self_metrics::DropReason::QueueFull);
+    assert_eq!(dropped.get(), 20 - queued as u64, "every refused span is counted");
+    assert!(bytes.used() <= 64 << 10 && bytes.used() > 50 << 10, "{}", bytes.used());
+    // Taking the spans out gives their bytes back, and the queue accepts again.
+    let taken: usize = rx.try_iter().map(|span| crate::ingress::estimated_size(&span)).sum();
+    bytes.release(taken);
+    assert_eq!(bytes.used(), 0);
+    record(3);
+    assert_eq!(rx.len(), 3);
 }
