@@ -20,7 +20,10 @@ const PROMETHEUS_SYNTHETIC: &[&str] = &["up", "scrape_duration_seconds", "scrape
 #[test]
 fn every_dashboard_is_valid_json_with_unique_panel_ids_and_a_datasource() {
     let datasources = ops::provisioned_datasource_uids();
-    assert!(datasources.contains(&"prometheus".to_owned()), "the Prometheus datasource is provisioned: {datasources:?}");
+    assert!(
+        datasources.contains(&"prometheus".to_owned()),
+        "the Prometheus datasource is provisioned: {datasources:?}"
+    );
     let mut uids = HashSet::new();
     for (path, text) in ops::dashboard_files() {
         let file = path.display();
@@ -43,15 +46,24 @@ fn every_dashboard_is_valid_json_with_unique_panel_ids_and_a_datasource() {
             if panel["type"] == "row" {
                 continue;
             }
-            let uid = panel["datasource"]["uid"].as_str().unwrap_or_else(|| panic!("{file}: panel {title} has no datasource"));
-            assert!(datasources.iter().any(|d| d == uid), "{file}: panel {title} uses datasource {uid}, not provisioned");
+            let uid = panel["datasource"]["uid"]
+                .as_str()
+                .unwrap_or_else(|| panic!("{file}: panel {title} has no datasource"));
+            assert!(
+                datasources.iter().any(|d| d == uid),
+                "{file}: panel {title} uses datasource {uid}, not provisioned"
+            );
             let targets = panel["targets"].as_array().filter(|t| !t.is_empty());
             let targets = targets.unwrap_or_else(|| panic!("{file}: panel {title} has no targets"));
             let mut ref_ids = HashSet::new();
             for target in targets {
                 let expr = target["expr"].as_str().unwrap_or_default();
                 assert!(!expr.trim().is_empty(), "{file}: panel {title} has a target without expr");
-                assert!(ref_ids.insert(target["refId"].to_string()), "{file}: panel {title} repeats refId {}", target["refId"]);
+                assert!(
+                    ref_ids.insert(target["refId"].to_string()),
+                    "{file}: panel {title} repeats refId {}",
+                    target["refId"]
+                );
                 if let Some(uid) = target["datasource"]["uid"].as_str() {
                     assert!(datasources.iter().any(|d| d == uid), "{file}: panel {title}: target datasource {uid}");
                 }
@@ -196,7 +208,10 @@ mod promql_extractor {
         assert_eq!(names("SUM BY (le) (rate(x_bucket[1m:30s] offset 1h30m))"), ["x_bucket"]);
         assert_eq!(names("sum(rate(x_total[5m])) by (job)"), ["x_total"]);
         assert_eq!(names("topk(5, c) or vector(0) unless d and e @ start()"), ["c", "d", "e"]);
-        assert_eq!(names("time() - max(process_start_time_seconds) > 1e+3 and f < Inf"), ["f", "process_start_time_seconds"]);
+        assert_eq!(
+            names("time() - max(process_start_time_seconds) > 1e+3 and f < Inf"),
+            ["f", "process_start_time_seconds"]
+        );
         assert_eq!(names("deriv(g[15m]) > 0 and g > 0.8 * h"), ["g", "h"]);
         assert_eq!(names("label_replace(i, \"dst\", \"$1\", \"src\", \"(.*)\")"), ["i"]);
     }

@@ -205,7 +205,9 @@ fn the_compose_stack_mounts_only_files_under_docker() {
         assert!(!mount.contains(".."), "{mount} leaves docker/");
         assert!(path.exists(), "docker-compose.yml mounts ./{mount}, which does not exist under docker/");
     }
-    for mounted in ["otel-collector/config.yaml", "prometheus/prometheus.yml", "prometheus/alerts.yml", "grafana/dashboards"] {
+    for mounted in
+        ["otel-collector/config.yaml", "prometheus/prometheus.yml", "prometheus/alerts.yml", "grafana/dashboards"]
+    {
         assert!(mounts.iter().any(|m| m == mounted), "{mounted} is mounted: {mounts:?}");
     }
     // The image's build context is the repository root, with docker/Dockerfile in it, and every

@@ -248,7 +248,9 @@ pub fn find_executable(name: &str) -> Option<PathBuf> {
 pub fn promtool(test: &str) -> Option<PathBuf> {
     match find_executable("promtool") {
         Some(path) => Some(path),
-        None if in_ci() => panic!("{test}: promtool is not on PATH; scripts/setup.sh installs it (Debian package `prometheus`)"),
+        None if in_ci() => {
+            panic!("{test}: promtool is not on PATH; scripts/setup.sh installs it (Debian package `prometheus`)")
+        }
         None => {
             eprintln!("skipped {test}: promtool is not on PATH (run scripts/setup.sh, or install Prometheus)");
             None

@@ -264,10 +264,7 @@ pub fn metric_names(expr: &str) -> Result<BTreeSet<String>, String> {
                         names.extend(names_in(&inner, expr)?);
                     }
                     i = end;
-                } else if next_opens
-                    || AGGREGATIONS.contains(&lower.as_str())
-                    || KEYWORDS.contains(&lower.as_str())
-                {
+                } else if next_opens || AGGREGATIONS.contains(&lower.as_str()) || KEYWORDS.contains(&lower.as_str()) {
                     i += 1;
                 } else {
                     names.insert(ident.clone());
