@@ -47,8 +47,8 @@ export DEBIAN_FRONTEND=noninteractive
 
 # Refresh the package lists only if a package has no install candidate yet.
 for package in "${missing[@]}"; do
-    if apt-cache policy "$package" 2>/dev/null | grep -q 'Candidate: (none)' \
-        || ! apt-cache policy "$package" 2>/dev/null | grep -q 'Candidate:'; then
+    policy_text=$(apt-cache policy "$package" 2>/dev/null || true)
+    if [[ "$policy_text" != *"Candidate:"* || "$policy_text" == *"Candidate: (none)"* ]]; then
         echo "setup: apt-get update (no candidate for $package)"
         "${as_root[@]}" apt-get update -qq
         break
