@@ -3,7 +3,7 @@
 # ecosystem stack. Installs wrk when it is missing (Debian/Ubuntu), builds the harness in release
 # and runs one subcommand (default: all). See comparison/README.md.
 #
-#   comparison/run.sh [all|load|inproc|saturation|outage] [flags…]
+#   comparison/run.sh [all|load|inproc|saturation|outage|soak] [flags…]
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -21,4 +21,8 @@ if [ $# -eq 0 ]; then
 fi
 # The root workspace's target directory: the dependencies both workspaces share are built once.
 export CARGO_TARGET_DIR="${CARGO_TARGET_DIR:-$PWD/target}"
+# The soak runs the real gateway binary: build it first.
+if [ "$1" = soak ]; then
+    cargo build --release --quiet --bin metamcp-telemetry
+fi
 exec cargo run --release --quiet --manifest-path comparison/Cargo.toml -- "$@"

@@ -19,9 +19,9 @@ use crate::manager::TelemetryManager;
 /// The Content-Type of the Prometheus text exposition format.
 pub const PROMETHEUS_CONTENT_TYPE: &str = "text/plain; version=0.0.4; charset=utf-8";
 /// How long a scrape waits for queued metric events to be folded in.
-const SCRAPE_DRAIN_TIMEOUT: Duration = Duration::from_secs(1);
+pub(crate) const SCRAPE_DRAIN_TIMEOUT: Duration = Duration::from_secs(1);
 /// How long a health request waits for the health check actor.
-const HEALTH_TIMEOUT: Duration = Duration::from_secs(2);
+pub(crate) const HEALTH_TIMEOUT: Duration = Duration::from_secs(2);
 
 /// An error answered as `{"error": {"code", "message"}}` with a 4xx or 5xx status.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]

@@ -34,6 +34,7 @@ mod manager;
 pub mod middleware;
 pub mod propagation;
 pub mod settings;
+pub mod status;
 
 pub use capture::{RecordedRequest, RecordedToolExecution, RecordedVectorSearch, TestTelemetry};
 pub use manager::{resource, InitError, TelemetryManager, SCOPE_NAME};

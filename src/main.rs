@@ -1,11 +1,12 @@
 //! The metamcp-telemetry service binary: the telemetry pipeline, the API server with the health
-//! endpoints, and the Prometheus endpoint, stopped cleanly by SIGTERM or SIGINT.
+//! endpoints and the status page, and the Prometheus endpoint, stopped cleanly by SIGTERM or SIGINT.
 
 use std::process::ExitCode;
 
 use actix_web::{web, App, HttpServer};
 use metamcp_telemetry::gateway::GatewayApp;
 use metamcp_telemetry::settings::Settings;
+use metamcp_telemetry::status::StatusPage;
 use metamcp_telemetry::{http, logging, TelemetryManager};
 
 /// mimalloc instead of the system allocator: spans and batches are allocated on request workers
@@ -43,11 +44,13 @@ async fn run(settings: Settings) -> Result<(), String> {
     };
     let app_telemetry = telemetry.clone();
     let audit = gateway.clone();
+    let status = StatusPage::new();
     let mut server = HttpServer::new(move || {
         App::new()
             .wrap(app_telemetry.middleware())
             .app_data(web::Data::new(app_telemetry.clone()))
             .configure(http::health_routes)
+            .configure(|cfg| status.configure(cfg))
             .configure(|cfg| gateway.configure(cfg))
             .default_service(web::to(http::not_found))
     })

@@ -25,7 +25,7 @@ pub fn deserialize<'de, D: Deserializer<'de>>(deserializer: D) -> Result<u64, D:
 /// `value` written with the largest binary unit that divides it.
 pub fn format(value: u64) -> String {
     for (unit, factor) in [("GiB", 1u64 << 30), ("MiB", 1 << 20), ("KiB", 1 << 10)] {
-        if value >= factor && value % factor == 0 {
+        if value >= factor && value.is_multiple_of(factor) {
             return format!("{}{unit}", value / factor);
         }
     }

@@ -73,6 +73,11 @@ fn wrk_script() -> Result<PathBuf, BoxError> {
 
 /// Runs wrk against `GET PATH` on `port` and parses its result line.
 pub fn run_wrk(port: u16, wrk: Wrk) -> Result<WrkResult, BoxError> {
+    run_wrk_on(port, PATH, wrk)
+}
+
+/// Runs wrk against `GET path` on `port` and parses its result line.
+pub fn run_wrk_on(port: u16, path: &str, wrk: Wrk) -> Result<WrkResult, BoxError> {
     let script = wrk_script()?;
     let output = Command::new("wrk")
         .arg(format!("-t{}", wrk.threads))
@@ -82,7 +87,7 @@ pub fn run_wrk(port: u16, wrk: Wrk) -> Result<WrkResult, BoxError> {
         .arg("5s")
         .arg("-s")
         .arg(&script)
-        .arg(format!("http://127.0.0.1:{port}{PATH}"))
+        .arg(format!("http://127.0.0.1:{port}{path}"))
         .stdin(Stdio::null())
         .output()
         .map_err(|err| format!("cannot run wrk (comparison/run.sh installs it): {err}"))?;
@@ -108,7 +113,7 @@ pub fn run_wrk(port: u16, wrk: Wrk) -> Result<WrkResult, BoxError> {
     })
 }
 
-fn free_port() -> std::io::Result<u16> {
+pub fn free_port() -> std::io::Result<u16> {
     Ok(std::net::TcpListener::bind(("127.0.0.1", 0))?.local_addr()?.port())
 }
 

@@ -12,6 +12,7 @@ mod procstat;
 mod receiver;
 mod report;
 mod saturation;
+mod soak;
 
 use std::time::{Duration, Instant};
 
@@ -85,6 +86,25 @@ struct OutageArgs {
     connections: u32,
 }
 
+#[derive(Args, Debug, Clone, Copy)]
+struct SoakArgs {
+    /// Minutes of load in all.
+    #[arg(long, default_value_t = 10.0)]
+    minutes: f64,
+    /// Share of the load with the receiver down, in the middle.
+    #[arg(long, default_value_t = 0.5)]
+    outage_share: f64,
+    /// wrk connections.
+    #[arg(long, default_value_t = 32)]
+    connections: u32,
+    /// Spool bound for the run, in MiB (an outage at full load needs gigabytes).
+    #[arg(long, default_value_t = 16384)]
+    spool_max_mib: u64,
+    /// Spooled batches replayed per second after the outage.
+    #[arg(long, default_value_t = 500)]
+    replay_batches_per_second: u32,
+}
+
 #[derive(Subcommand, Debug)]
 enum Command {
     /// Everything below with its defaults (or the flags given), in order.
@@ -108,6 +128,9 @@ enum Command {
     Saturation(SaturationArgs),
     /// Load through a receiver outage: throughput, p99 and memory.
     Outage(OutageArgs),
+    /// The real gateway binary for a long run with the receiver down in the middle: spans
+    /// recorded vs delivered, peak memory vs the configured ceiling, throughput while down.
+    Soak(SoakArgs),
     /// Serve one build (run by the harness as a child process).
     Serve {
         /// Which build.
@@ -173,6 +196,16 @@ fn run(cli: Cli) -> Result<(), BoxError> {
             saturation::saturation(&receiver, &args.rates, Duration::from_secs_f64(args.step))?;
         }
         Command::Outage(args) => outage::outage(&mut receiver, outage_wrk(args))?,
+        Command::Soak(args) => soak::soak(
+            &mut receiver,
+            soak::SoakConfig {
+                total: Duration::from_secs_f64(args.minutes * 60.0),
+                outage_share: args.outage_share,
+                connections: args.connections,
+                spool_max_bytes: args.spool_max_mib << 20,
+                replay_batches_per_second: args.replay_batches_per_second,
+            },
+        )?,
         Command::Serve { .. } => {}
     }
     eprintln!("done in {:.0} s", started.elapsed().as_secs_f64());

@@ -278,6 +278,7 @@ async fn delete_endpoint(state: web::Data<McpState>, path: web::Path<String>) ->
     let owned = name.clone();
     run(&state, move |c| storage::delete_endpoint(c, &owned)).await?;
     state.endpoints.invalidate(&name);
+    state.gateway.forget_resolved_tools();
     Ok(HttpResponse::NoContent().finish())
 }
 
@@ -300,6 +301,7 @@ async fn detach_server(
     let owned = name.clone();
     let detail = run(&state, move |c| storage::detach_server(c, &owned, &server)).await?;
     state.endpoints.invalidate(&name);
+    state.gateway.forget_resolved_tools();
     Ok(HttpResponse::Ok().json(detail))
 }
 

@@ -134,6 +134,7 @@ struct EndpointEntry {
 
 /// Endpoint lookups (existence, auth flag, key hashes), cached for a short time so a call does
 /// not read them on every request. The admin API drops an entry when it changes the endpoint.
+/// While the database is unavailable the last good entry is served.
 #[derive(Debug, Default)]
 pub struct EndpointCache {
     map: Mutex<HashMap<String, EndpointEntry>>,
@@ -152,14 +153,27 @@ impl EndpointCache {
             }
         }
         let owned = endpoint.to_owned();
-        let entry = gateway
+        let fetched = gateway
             .store()
             .run(move |c| {
                 let detail = storage::get_endpoint(c, &owned)?;
                 let key_hashes = storage::api_key_hashes(c, &owned)?;
                 Ok(EndpointEntry { auth_required: detail.endpoint.auth_required, key_hashes, fetched: Instant::now() })
             })
-            .await?;
+            .await;
+        let entry = match fetched {
+            Ok(entry) => entry,
+            // The database is away: keep serving the last good entry, asked again after another
+            // TTL, so MCP calls that need no database write keep working.
+            Err(err) if err.is_unavailable() => {
+                let mut map = self.map.lock();
+                let Some(stale) = map.get_mut(endpoint) else { return Err(err) };
+                stale.fetched = Instant::now();
+                tracing::debug!(endpoint, error = %err, "database unavailable; using the last endpoint lookup");
+                return Ok(stale.clone());
+            }
+            Err(err) => return Err(err),
+        };
         let mut map = self.map.lock();
         if map.len() > 10_000 {
             map.clear();

@@ -40,6 +40,18 @@ pub enum StartError {
     Registry(#[from] service::ExecuteError),
 }
 
+/// Hands the exporter a spool in the gateway's database (migrated by now), on a small pool of its
+/// own. Without running telemetry there is nothing to spool and no pool is made.
+fn attach_database_spool(telemetry: &TelemetryManager, store: &storage::Store, database: &config::DatabaseSettings) {
+    if telemetry.pipeline().is_none() {
+        return;
+    }
+    match storage::DbSpool::new(store, database) {
+        Ok(spool) => telemetry.attach_spool(Arc::new(spool)),
+        Err(err) => tracing::warn!(error = %err, "the database spool could not be made; the exporter spools in memory"),
+    }
+}
+
 /// A started gateway: what the actix-web app needs to serve the MCP endpoints and the admin API.
 #[derive(Debug, Clone)]
 pub struct GatewayApp {
@@ -52,8 +64,8 @@ pub struct GatewayApp {
 
 impl GatewayApp {
     /// Opens the database (running migrations and creating the `default` endpoint), registers its
-    /// pool gauges and readiness probe with `telemetry`, builds the embedder and loads the vector
-    /// index.
+    /// pool gauges and readiness probe with `telemetry`, gives the exporter its database spool,
+    /// builds the embedder and loads the vector index.
     pub async fn start(settings: &Settings, telemetry: &TelemetryManager) -> Result<Self, StartError> {
         let database = settings.database.clone();
         let for_open = telemetry.clone();
@@ -66,6 +78,7 @@ impl GatewayApp {
             tracing::warn!(error = %err, "database pool gauges could not be registered");
         }
         telemetry.add_readiness_probe(store.readiness_probe()).await;
+        attach_database_spool(telemetry, &store, &settings.database);
         let embedder = tools::embedder::from_settings(&settings.vector)?;
         let gateway =
             Gateway::start(store, telemetry.clone(), embedder, settings.gateway.clone(), settings.vector.clone())

@@ -111,6 +111,13 @@ struct CachedTool {
     description: String,
 }
 
+/// An upstream call's lookup: the endpoint it came through (none for the admin API) and the
+/// aggregated tool name.
+type ResolvedKey = (Option<String>, String);
+
+/// Most remembered upstream resolutions; beyond it the memory starts over.
+const MAX_RESOLVED: usize = 10_000;
+
 /// The gateway: storage, the upstream client, the embedder and the index, and telemetry.
 #[derive(Clone)]
 pub struct Gateway {
@@ -125,6 +132,10 @@ struct Inner {
     index: ToolIndex,
     /// Description and schema of every indexed tool, by aggregated name.
     tools: RwLock<HashMap<String, CachedTool>>,
+    /// Upstream tools as last resolved from the database, by endpoint and aggregated name: what a
+    /// call uses while the database is unavailable. Emptied whenever this gateway changes
+    /// servers, tools or endpoint mappings.
+    resolved: parking_lot::Mutex<HashMap<ResolvedKey, (Server, storage::Tool)>>,
     settings: GatewaySettings,
     vector: VectorSettings,
     audit: AuditLog,
@@ -217,6 +228,7 @@ impl Gateway {
                 embedder,
                 index,
                 tools: RwLock::new(HashMap::new()),
+                resolved: parking_lot::Mutex::new(HashMap::new()),
                 settings,
                 vector,
             }),
@@ -362,6 +374,7 @@ impl Gateway {
             })
             .collect();
         let stored = self.store_tools(&server.name, new).await?;
+        self.forget_resolved_tools();
         self.index_server_tools(&server.name, &stored)?;
         Ok(stored)
     }
@@ -370,6 +383,7 @@ impl Gateway {
     pub async fn delete_server(&self, name: &str) -> Result<(), ExecuteError> {
         let owned = name.to_owned();
         self.inner.store.run(move |c| storage::delete_server(c, &owned)).await?;
+        self.forget_resolved_tools();
         self.inner.upstream.forget(name);
         self.inner.index.remove_server(name);
         let prefix = format!("{name}{TOOL_SEPARATOR}");
@@ -386,6 +400,7 @@ impl Gateway {
     ) -> Result<storage::Tool, ExecuteError> {
         let (s, t) = (server.to_owned(), tool.to_owned());
         let updated = self.inner.store.run(move |c| storage::set_tool_enabled(c, &s, &t, enabled)).await?;
+        self.forget_resolved_tools();
         match (&updated.embedding, enabled) {
             (Some(vector), true) => {
                 self.inner.index.upsert(server, tool, vector).map_err(|e| StorageError::Invalid(e.to_string()))?;
@@ -395,6 +410,12 @@ impl Gateway {
             }
         }
         Ok(updated)
+    }
+
+    /// Forgets the upstream tools remembered for calls while the database is unavailable (after
+    /// a change to servers, tools or endpoint mappings).
+    pub fn forget_resolved_tools(&self) {
+        self.inner.resolved.lock().clear();
     }
 
     fn timeout_of(&self, server: &Server) -> Duration {
@@ -534,7 +555,8 @@ impl Gateway {
             return Err(ExecuteError::UnknownTool(name.to_owned()));
         };
         let (s, t, endpoint) = (server_name.to_owned(), tool_name.to_owned(), origin.endpoint.clone());
-        let found = self
+        let key: ResolvedKey = (origin.endpoint.clone(), name.to_owned());
+        let lookup = self
             .inner
             .store
             .run(move |c| {
@@ -554,7 +576,34 @@ impl Gateway {
                     Err(err) => Err(err),
                 }
             })
-            .await?;
+            .await;
+        let found = match lookup {
+            Ok(found) => {
+                let mut resolved = self.inner.resolved.lock();
+                match &found {
+                    Some(pair) => {
+                        if resolved.len() >= MAX_RESOLVED {
+                            resolved.clear();
+                        }
+                        resolved.insert(key, pair.clone());
+                    }
+                    None => {
+                        resolved.remove(&key);
+                    }
+                }
+                found
+            }
+            // The database is away: call the upstream as it was last resolved, so MCP clients
+            // keep working on what needs no database write.
+            Err(err) if err.is_unavailable() => match self.inner.resolved.lock().get(&key) {
+                Some(pair) => {
+                    tracing::debug!(tool = name, error = %err, "database unavailable; using the last resolution");
+                    Some(pair.clone())
+                }
+                None => return Err(err.into()),
+            },
+            Err(err) => return Err(err.into()),
+        };
         let Some((server, tool)) = found.filter(|(server, tool)| server.enabled && tool.enabled) else {
             return Err(ExecuteError::UnknownTool(name.to_owned()));
         };

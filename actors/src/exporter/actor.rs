@@ -466,6 +466,18 @@ impl Exporter {
         if records.is_empty() {
             return;
         }
+        if self.spool.durable.is_none() || !self.spool.durable_ok {
+            // The memory spool never blocks: write at once rather than queue behind a call to a
+            // database that may hang until its connect timeout.
+            let evicted = self.spool.memory.append(records, self.spool.config.memory_max_bytes).unwrap_or_default();
+            let done = SpoolDone {
+                evicted: evicted.into_iter().map(|e| (e, DropReason::SpoolFull)).collect(),
+                memory_stats: self.spool.memory.stats().ok(),
+                ..SpoolDone::default()
+            };
+            self.apply_spool(done, None);
+            return;
+        }
         match self.spool.ops.back_mut() {
             Some(SpoolOp::Append(queued)) => queued.extend(records),
             _ => self.spool.ops.push_back(SpoolOp::Append(records)),
@@ -903,15 +915,16 @@ impl Exporter {
                 self.waiters.push(waiter);
                 continue;
             }
-            let report = if settled { DrainReport::default() } else { self.left() };
-            self.spool_or_drop_at_deadline();
+            // What is left behind is what had to be dropped; spooled batches are kept.
+            let report = self.spool_or_drop_at_deadline();
             let _ = waiter.reply.send(report);
         }
     }
 
     /// At the shutdown deadline: writes every fresh batch still in memory to the database spool
-    /// (its policy permitting, and the database answering), drops and counts the rest.
-    fn spool_or_drop_at_deadline(&mut self) {
+    /// (its policy permitting, and the database answering), drops and counts the rest, and
+    /// reports what was dropped.
+    fn spool_or_drop_at_deadline(&mut self) -> DrainReport {
         let mut records: Vec<SpoolRecord> = Vec::new();
         let mut dropped: Vec<(Signal, u64)> = Vec::new();
         for pending in std::mem::take(&mut self.pending) {
@@ -971,10 +984,14 @@ impl Exporter {
                 dropped.extend(records.iter().map(|r| (r.signal, r.items)));
             }
         }
+        let mut report = DrainReport::default();
         for (signal, items) in dropped {
             self.metrics.dropped(signal, DropReason::ShutdownTimeout).inc_by(items);
+            report.batches_left += 1;
+            report.items_left += items;
         }
         self.publish_spool();
+        report
     }
 
     fn status(&self) -> ExporterStatus {

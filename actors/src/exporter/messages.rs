@@ -36,7 +36,8 @@ pub struct Drain {
 /// What a [`Drain`] left behind.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub struct DrainReport {
-    /// Batches still pending or in flight when the drain ended.
+    /// Batches still pending or in flight when the drain ended; for a drain that gives up,
+    /// the batches dropped at the deadline (spooled ones are kept, not left behind).
     pub batches_left: usize,
     /// Items in those batches.
     pub items_left: u64,

@@ -10,6 +10,7 @@ mod error;
 mod instrument;
 mod repo;
 mod schema;
+mod spool;
 mod store;
 #[cfg(test)]
 mod tests;
@@ -25,6 +26,7 @@ pub use repo::{
     NewEndpoint, NewExecution, NewServer, NewTool, Page, Server, Tool, ToolFilter, DEFAULT_ENDPOINT,
     DEFAULT_ENDPOINT_DESCRIPTION, MAX_ERROR_MESSAGE,
 };
+pub use spool::DbSpool;
 pub use store::Store;
 
 /// `url` with any password replaced by `***`, for logs and error messages: the one in the

@@ -142,6 +142,16 @@ impl Store {
         result
     }
 
+    /// Runs `f` with a pooled connection on the current thread, its statements unrecorded: no
+    /// span, no metric (the spool's queries, which must not feed the pipeline they serve).
+    pub(crate) fn run_unrecorded<T, F>(&self, f: F) -> Result<T, StorageError>
+    where
+        F: FnOnce(&mut DbConnection) -> Result<T, StorageError>,
+    {
+        let mut conn = self.checkout()?;
+        unrecorded(&mut conn, f)
+    }
+
     fn checkout(&self) -> Result<PooledConnection<Manager>, StorageError> {
         self.pool.get().map_err(|e| StorageError::Unavailable(format!("no {} connection: {e}", self.backend)))
     }

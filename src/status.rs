@@ -1,0 +1,895 @@
+//! The status page: `GET /status` serves one self-contained HTML page (inline CSS and JS, nothing
+//! fetched from elsewhere) that polls `GET /status.json` every two seconds; `GET /` redirects to it.
+//!
+//! `/status.json` is built on the server from what the telemetry already has: the health report
+//! (overall and per-component status, queues, export state) and the Prometheus registry, read by
+//! metric name so a family that does not exist yet (a `*Vec` before its first observation, or a
+//! metric a later version adds) comes out as `null` and the page shows "—".
+//!
+//! **Rates and quantiles are computed here, over a sliding window of samples.** Every
+//! `/status.json` request takes a sample of the cumulative counters and the histogram buckets
+//! (at most one per [`MIN_SAMPLE_SPACING`], at most [`MAX_SAMPLES`], none older than [`WINDOW`]).
+//! The answer compares the current values with the oldest sample still in the window: rates are
+//! counter deltas over elapsed time, p50/p95 come from the deltas of the histogram buckets with
+//! the linear interpolation of Prometheus' `histogram_quantile`. With no usable earlier sample
+//! (the first poll, or the first after an idle spell) the baseline is the pipeline's start, when
+//! every counter was zero, and the answer says `since_start: true`. One window serves every
+//! client, so the page itself stays a dumb renderer and `curl` sees the same figures.
+//!
+//! Like `/health` the endpoints are unauthenticated; they carry no secrets, no tool arguments
+//! and no raw request paths (routes are the matched templates the metrics already use).
+
+use std::collections::{BTreeMap, VecDeque};
+use std::sync::Arc;
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+
+use actix_web::http::header;
+use actix_web::{web, HttpResponse};
+use metamcp_telemetry_actors::health_check::{HealthReport, HealthStatus};
+use parking_lot::Mutex;
+use prometheus::proto::{MetricFamily, MetricType};
+use serde::Serialize;
+
+use crate::manager::TelemetryManager;
+
+/// The page, embedded in the binary.
+pub const STATUS_HTML: &str = include_str!("status.html");
+/// How long the window of samples reaches back.
+pub const WINDOW: Duration = Duration::from_secs(10);
+/// Samples closer together than this are not kept (many clients polling add nothing).
+pub const MIN_SAMPLE_SPACING: Duration = Duration::from_millis(250);
+/// An earlier sample is a baseline only if it is at least this old; otherwise rates are since start.
+pub const MIN_BASELINE_AGE: Duration = Duration::from_millis(500);
+/// Most samples kept (a bound even if the clock misbehaves).
+pub const MAX_SAMPLES: usize = 64;
+/// How often the page polls, in seconds (sent in the JSON so the page and the server agree).
+pub const REFRESH_SECONDS: u64 = 2;
+/// Longest `last_error` passed on, in characters.
+const MAX_ERROR_CHARS: usize = 300;
+/// Most routes listed.
+const MAX_ROUTES: usize = 20;
+/// The Content-Security-Policy of the page: inline code only, and requests to this origin only.
+const PAGE_CSP: &str = "default-src 'none'; script-src 'unsafe-inline'; style-src 'unsafe-inline'; \
+                        connect-src 'self'; img-src data:; base-uri 'none'; form-action 'none'; \
+                        frame-ancestors 'none'";
+
+/// The metric names the page reads.
+mod names {
+    pub(super) const REQUESTS: &str = "metamcp_requests_total";
+    pub(super) const REQUEST_DURATION: &str = "metamcp_request_duration_seconds";
+    pub(super) const TOOLS: &str = "metamcp_tool_executions_total";
+    pub(super) const TOOL_DURATION: &str = "metamcp_tool_execution_duration_seconds";
+    pub(super) const SEARCHES: &str = "metamcp_vector_searches_total";
+    pub(super) const SEARCH_DURATION: &str = "metamcp_vector_search_duration_seconds";
+    pub(super) const DROPPED: &str = "metamcp_telemetry_dropped_total";
+    pub(super) const EXPORTED: &str = "metamcp_telemetry_exported_total";
+    pub(super) const EXPORT_FAILURES: &str = "metamcp_telemetry_export_failures_total";
+    pub(super) const CONSECUTIVE_FAILURES: &str = "metamcp_telemetry_export_consecutive_failures";
+    pub(super) const LAST_SUCCESS: &str = "metamcp_telemetry_last_export_success_timestamp_seconds";
+    pub(super) const COLLECTOR_UP: &str = "metamcp_telemetry_collector_up";
+    pub(super) const RESTARTS: &str = "metamcp_telemetry_actor_restarts_total";
+    pub(super) const QUEUE_DEPTH: &str = "metamcp_telemetry_queue_depth";
+    pub(super) const QUEUE_CAPACITY: &str = "metamcp_telemetry_queue_capacity";
+    pub(super) const QUEUE_BYTES: &str = "metamcp_telemetry_queue_bytes";
+    pub(super) const QUEUE_MAX_BYTES: &str = "metamcp_telemetry_queue_max_bytes";
+    pub(super) const SPOOL_BYTES: &str = "metamcp_telemetry_spool_bytes";
+    pub(super) const SPOOL_BATCHES: &str = "metamcp_telemetry_spool_batches";
+    pub(super) const SPOOL_MAX_BYTES: &str = "metamcp_telemetry_spool_max_bytes";
+    pub(super) const SPOOL_ITEMS: &str = "metamcp_telemetry_spool_items";
+    pub(super) const SPOOLED: &str = "metamcp_telemetry_spooled_total";
+    pub(super) const REPLAYED: &str = "metamcp_telemetry_replayed_total";
+    pub(super) const SPOOL_FALLBACK: &str = "metamcp_telemetry_spool_fallback";
+    pub(super) const BUFFERED_BYTES: &str = "metamcp_telemetry_buffered_bytes";
+    pub(super) const BUFFERED_MAX_BYTES: &str = "metamcp_telemetry_buffered_max_bytes";
+    pub(super) const RSS: &str = "process_resident_memory_bytes";
+    pub(super) const CPU: &str = "process_cpu_seconds_total";
+    pub(super) const OPEN_FDS: &str = "process_open_fds";
+    pub(super) const THREADS: &str = "process_threads";
+}
+
+// --- reading the registry --------------------------------------------------------------------
+
+/// Gathered metric families, looked up by name.
+#[derive(Debug, Clone, Copy)]
+pub struct Families<'a> {
+    families: &'a [MetricFamily],
+}
+
+/// `+` for folds: `Iterator::sum` of no `f64`s is `-0.0`, which would show as "-0".
+fn add(a: f64, b: f64) -> f64 {
+    a + b
+}
+
+fn labels_match(metric: &prometheus::proto::Metric, wanted: &[(&str, &str)]) -> bool {
+    wanted.iter().all(|(name, value)| metric.get_label().iter().any(|l| l.name() == *name && l.value() == *value))
+}
+
+fn label_of<'m>(metric: &'m prometheus::proto::Metric, name: &str) -> Option<&'m str> {
+    metric.get_label().iter().find(|l| l.name() == name).map(|l| l.value())
+}
+
+fn scalar(family: &MetricFamily, metric: &prometheus::proto::Metric) -> Option<f64> {
+    match family.get_field_type() {
+        MetricType::COUNTER => Some(metric.get_counter().get_value()),
+        MetricType::GAUGE => Some(metric.get_gauge().get_value()),
+        _ => None,
+    }
+}
+
+impl<'a> Families<'a> {
+    /// Wraps what `Registry::gather` returned.
+    pub fn new(families: &'a [MetricFamily]) -> Self {
+        Self { families }
+    }
+
+    fn family(&self, name: &str) -> Option<&'a MetricFamily> {
+        self.families.iter().find(|f| f.name() == name)
+    }
+
+    /// The sum of a counter or gauge over the series whose labels include `wanted`; `None` when
+    /// the family does not exist.
+    pub fn sum(&self, name: &str, wanted: &[(&str, &str)]) -> Option<f64> {
+        let family = self.family(name)?;
+        Some(
+            family
+                .get_metric()
+                .iter()
+                .filter(|m| labels_match(m, wanted))
+                .filter_map(|m| scalar(family, m))
+                .fold(0.0, add),
+        )
+    }
+
+    /// A counter or gauge summed by the value of `label`; `None` when the family does not exist.
+    pub fn by_label(&self, name: &str, label: &str) -> Option<BTreeMap<String, f64>> {
+        let family = self.family(name)?;
+        let mut out = BTreeMap::new();
+        for metric in family.get_metric() {
+            if let (Some(key), Some(value)) = (label_of(metric, label), scalar(family, metric)) {
+                *out.entry(key.to_owned()).or_insert(0.0) += value;
+            }
+        }
+        Some(out)
+    }
+
+    /// A histogram with every series merged (their bounds are the family's); `None` when the
+    /// family does not exist or is not a histogram.
+    pub fn histogram(&self, name: &str) -> Option<Buckets> {
+        let family = self.family(name)?;
+        if family.get_field_type() != MetricType::HISTOGRAM {
+            return None;
+        }
+        let mut merged = Buckets::default();
+        for metric in family.get_metric() {
+            let histogram = metric.get_histogram();
+            let finite = histogram.get_bucket().iter().filter(|b| b.upper_bound().is_finite());
+            let series = Buckets {
+                bounds: finite.clone().map(|b| b.upper_bound()).collect(),
+                cumulative: finite.map(|b| b.cumulative_count()).collect(),
+                count: histogram.get_sample_count(),
+                sum: histogram.get_sample_sum(),
+            };
+            merged = merged.plus(&series);
+        }
+        Some(merged)
+    }
+}
+
+/// A histogram's cumulative buckets (finite upper bounds; the `+Inf` bucket is `count`).
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct Buckets {
+    /// Finite upper bounds, ascending.
+    pub bounds: Vec<f64>,
+    /// Observations at or below each bound.
+    pub cumulative: Vec<u64>,
+    /// Every observation.
+    pub count: u64,
+    /// Sum of the observed values.
+    pub sum: f64,
+}
+
+impl Buckets {
+    fn plus(self, other: &Buckets) -> Buckets {
+        if self.bounds.is_empty() && self.count == 0 {
+            return other.clone();
+        }
+        if self.bounds != other.bounds {
+            // Series of one family share bounds; if not, keep what is comparable.
+            return self;
+        }
+        Buckets {
+            cumulative: self.cumulative.iter().zip(&other.cumulative).map(|(a, b)| a + b).collect(),
+            count: self.count + other.count,
+            sum: self.sum + other.sum,
+            bounds: self.bounds,
+        }
+    }
+
+    /// What was observed since `earlier` (a zero baseline when `earlier` is `None` or has other
+    /// bounds).
+    pub fn since(&self, earlier: Option<&Buckets>) -> Buckets {
+        match earlier {
+            Some(earlier) if earlier.bounds == self.bounds => Buckets {
+                bounds: self.bounds.clone(),
+                cumulative: self
+                    .cumulative
+                    .iter()
+                    .zip(&earlier.cumulative)
+                    .map(|(a, b)| a.saturating_sub(*b))
+                    .collect(),
+                count: self.count.saturating_sub(earlier.count),
+                sum: (self.sum - earlier.sum).max(0.0),
+            },
+            _ => self.clone(),
+        }
+    }
+
+    /// The `q` quantile (0 ≤ q ≤ 1) as Prometheus' `histogram_quantile` estimates it: linear
+    /// interpolation inside the bucket that holds the rank, 0 as the lower edge of the first
+    /// bucket, and the highest finite bound when the rank falls in the `+Inf` bucket. `None`
+    /// without observations.
+    pub fn quantile(&self, q: f64) -> Option<f64> {
+        if self.count == 0 || !(0.0..=1.0).contains(&q) {
+            return None;
+        }
+        let rank = q * self.count as f64;
+        let mut lower = 0.0;
+        let mut below = 0u64;
+        for (bound, &cumulative) in self.bounds.iter().zip(&self.cumulative) {
+            if cumulative as f64 >= rank && cumulative > below {
+                let in_bucket = (cumulative - below) as f64;
+                return Some(lower + (bound - lower) * ((rank - below as f64) / in_bucket));
+            }
+            lower = *bound;
+            below = cumulative;
+        }
+        self.bounds.last().copied().or(Some(0.0))
+    }
+
+    /// The mean observed value; `None` without observations.
+    pub fn mean(&self) -> Option<f64> {
+        (self.count > 0).then(|| self.sum / self.count as f64)
+    }
+}
+
+// --- the sliding window ----------------------------------------------------------------------
+
+/// Cumulative figures at one instant.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct Sample {
+    requests: Option<f64>,
+    request_errors: Option<f64>,
+    request_duration: Option<Buckets>,
+    tools: Option<f64>,
+    tool_failures: Option<f64>,
+    tool_duration: Option<Buckets>,
+    searches: Option<f64>,
+    search_duration: Option<Buckets>,
+    exported: Option<f64>,
+    dropped: Option<f64>,
+    cpu_seconds: Option<f64>,
+}
+
+impl Sample {
+    /// Reads the figures the window tracks out of `families`.
+    pub fn read(families: Families<'_>) -> Sample {
+        let server_errors = families.family(names::REQUESTS).map(|family| {
+            family
+                .get_metric()
+                .iter()
+                .filter(|m| label_of(m, "status_code").is_some_and(|code| code.starts_with('5')))
+                .map(|m| m.get_counter().get_value())
+                .fold(0.0, add)
+        });
+        Sample {
+            requests: families.sum(names::REQUESTS, &[]),
+            request_errors: server_errors,
+            request_duration: families.histogram(names::REQUEST_DURATION),
+            tools: families.sum(names::TOOLS, &[]),
+            tool_failures: families.sum(names::TOOLS, &[("success", "false")]),
+            tool_duration: families.histogram(names::TOOL_DURATION),
+            searches: families.sum(names::SEARCHES, &[]),
+            search_duration: families.histogram(names::SEARCH_DURATION),
+            exported: families.sum(names::EXPORTED, &[]),
+            dropped: families.sum(names::DROPPED, &[]),
+            cpu_seconds: families.sum(names::CPU, &[]),
+        }
+    }
+}
+
+/// Recent samples, oldest first; shared by every client of `/status.json`.
+#[derive(Debug, Default)]
+pub struct Window {
+    samples: VecDeque<(Instant, Sample)>,
+}
+
+/// What a sample is compared with.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Baseline {
+    /// The earlier figures (`None`: the pipeline's start, when everything was zero).
+    pub sample: Option<Sample>,
+    /// Seconds between the baseline and now.
+    pub seconds: f64,
+}
+
+impl Window {
+    /// Records `sample` taken at `now` and returns the baseline to compare it with: the oldest
+    /// sample within [`WINDOW`] if it is at least [`MIN_BASELINE_AGE`] old, else the start
+    /// (`started`, `None` figures).
+    pub fn observe(&mut self, now: Instant, started: Instant, sample: &Sample) -> Baseline {
+        while self.samples.front().is_some_and(|(at, _)| now.saturating_duration_since(*at) > WINDOW) {
+            self.samples.pop_front();
+        }
+        let baseline = match self.samples.front() {
+            Some((at, earlier)) if now.saturating_duration_since(*at) >= MIN_BASELINE_AGE => {
+                Baseline { sample: Some(earlier.clone()), seconds: now.saturating_duration_since(*at).as_secs_f64() }
+            }
+            _ => Baseline { sample: None, seconds: now.saturating_duration_since(started).as_secs_f64() },
+        };
+        let spaced = self.samples.back().is_none_or(|(at, _)| now.saturating_duration_since(*at) >= MIN_SAMPLE_SPACING);
+        if spaced {
+            if self.samples.len() >= MAX_SAMPLES {
+                self.samples.pop_front();
+            }
+            self.samples.push_back((now, sample.clone()));
+        }
+        baseline
+    }
+
+    /// Samples held.
+    pub fn len(&self) -> usize {
+        self.samples.len()
+    }
+
+    /// Whether no sample is held.
+    pub fn is_empty(&self) -> bool {
+        self.samples.is_empty()
+    }
+}
+
+// --- the JSON --------------------------------------------------------------------------------
+
+/// The body of `/status.json`.
+#[derive(Debug, Clone, Serialize)]
+pub struct StatusJson {
+    /// `enabled` or `disabled`.
+    pub telemetry: &'static str,
+    /// The service version.
+    pub version: &'static str,
+    /// Seconds since telemetry started.
+    pub uptime_seconds: u64,
+    /// Unix time (seconds) of this answer.
+    pub generated_at_unix: u64,
+    /// How often the page polls, in seconds.
+    pub refresh_seconds: u64,
+    /// Pipeline health; `null` when telemetry is disabled or the health check did not answer.
+    pub health: Option<HealthJson>,
+    /// Pipeline queues, by name.
+    pub queues: Vec<QueueJson>,
+    /// Dropped items by signal and reason; `null` when telemetry is disabled.
+    pub drops: Option<DropsJson>,
+    /// Export state; `null` when telemetry is disabled.
+    pub export: Option<ExportJson>,
+    /// Request, tool execution and vector search rates and latency; `null` when disabled.
+    pub traffic: Option<TrafficJson>,
+    /// Process figures (Linux); `null` where absent.
+    pub process: ProcessJson,
+}
+
+/// Overall and per-component health.
+#[derive(Debug, Clone, Serialize)]
+pub struct HealthJson {
+    /// `healthy`, `degraded` or `unhealthy`.
+    pub status: HealthStatus,
+    /// Whether the service is ready (pipeline and readiness probes up).
+    pub ready: bool,
+    /// Unix time of the gathering the report comes from.
+    pub checked_at_unix: u64,
+    /// Every component, by name.
+    pub components: Vec<ComponentJson>,
+}
+
+/// One component of the health report.
+#[derive(Debug, Clone, Serialize)]
+pub struct ComponentJson {
+    /// Its name (`span_buffer`, `exporter`, `database`, …).
+    pub name: String,
+    /// Its status.
+    pub status: HealthStatus,
+    /// Why it is not healthy.
+    pub reason: Option<String>,
+    /// Restarts after a panic.
+    pub restarts: u64,
+    /// Items in its queue.
+    pub queue_depth: Option<u64>,
+    /// Capacity of that queue.
+    pub queue_capacity: Option<u64>,
+    /// Component-specific figures (static keys: buffered, pool sizes, spool sizes, …).
+    pub details: BTreeMap<String, serde_json::Value>,
+}
+
+/// One bounded buffer: how full it is against its bound.
+#[derive(Debug, Clone, Serialize, PartialEq)]
+pub struct QueueJson {
+    /// The queue (`spans`, `metric_events`, `export_batches`, `export_memory`, `spool`, …).
+    pub name: String,
+    /// What depth and capacity count: `items`, `batches` or `bytes`.
+    pub unit: &'static str,
+    /// How much is in it now.
+    pub depth: Option<f64>,
+    /// Its bound.
+    pub capacity: Option<f64>,
+}
+
+/// Drops by signal and reason.
+#[derive(Debug, Clone, Serialize)]
+pub struct DropsJson {
+    /// Every drop since start; `null` when the counter family is absent.
+    pub total: Option<f64>,
+    /// Drops per second over the window.
+    pub rate_per_second: Option<f64>,
+    /// signal → reason → count.
+    pub by_signal: BTreeMap<String, BTreeMap<String, f64>>,
+}
+
+/// Export state.
+#[derive(Debug, Clone, Serialize)]
+pub struct ExportJson {
+    /// Whether the exporter reaches the collector (from health).
+    pub collector_reachable: Option<bool>,
+    /// The `metamcp_telemetry_collector_up` gauge.
+    pub collector_up: Option<f64>,
+    /// The last export error, shortened; `null` after a success.
+    pub last_error: Option<String>,
+    /// Batches waiting for export.
+    pub pending_batches: Option<u64>,
+    /// Capacity of the pending batches.
+    pub pending_capacity: Option<u64>,
+    /// Items in the pending batches.
+    pub pending_items: Option<u64>,
+    /// Exports in flight.
+    pub in_flight: Option<u64>,
+    /// Items accepted by the collector, by signal.
+    pub exported: Option<BTreeMap<String, f64>>,
+    /// Items exported per second over the window.
+    pub exported_per_second: Option<f64>,
+    /// Failed attempts by signal and kind.
+    pub failures: BTreeMap<String, BTreeMap<String, f64>>,
+    /// Every failed attempt since start; `null` when the family is absent.
+    pub failures_total: Option<f64>,
+    /// Failed attempts in a row, by signal.
+    pub consecutive_failures: Option<BTreeMap<String, f64>>,
+    /// Unix time of the last accepted export, by signal (0: none yet).
+    pub last_success_unix: Option<BTreeMap<String, f64>>,
+    /// Actor restarts, by actor.
+    pub restarts: Option<BTreeMap<String, f64>>,
+    /// Bytes of encoded batches the exporter holds in memory (`metamcp_telemetry_buffered_bytes`).
+    pub held_bytes: Option<f64>,
+    /// The bound of those bytes (`metamcp_telemetry_buffered_max_bytes`).
+    pub max_held_bytes: Option<f64>,
+    /// The spool.
+    pub spool: SpoolJson,
+}
+
+/// The spool, from the registry (each figure `null` while its family is absent) and the health
+/// report.
+#[derive(Debug, Clone, Serialize)]
+pub struct SpoolJson {
+    /// `metamcp_telemetry_spool_bytes`: bytes of encoded requests in the spool.
+    pub bytes: Option<f64>,
+    /// `metamcp_telemetry_spool_max_bytes`: the spool's bound.
+    pub max_bytes: Option<f64>,
+    /// `metamcp_telemetry_spool_batches`: batches in the spool.
+    pub batches: Option<f64>,
+    /// `metamcp_telemetry_spool_items`: items in the spool, by signal.
+    pub items: Option<BTreeMap<String, f64>>,
+    /// `metamcp_telemetry_spooled_total`: items written to the spool since start, by signal.
+    pub spooled: Option<BTreeMap<String, f64>>,
+    /// `metamcp_telemetry_replayed_total`: spooled items accepted on replay, by signal.
+    pub replayed: Option<BTreeMap<String, f64>>,
+    /// `metamcp_telemetry_spool_fallback`: 1 while batches go to memory because the database
+    /// spool is unavailable.
+    pub fallback: Option<f64>,
+    /// The spool's figures in the health report (the exporter's `spool` detail: backend,
+    /// fallback, error, replaying, …); `null` when the report has none.
+    pub health: Option<BTreeMap<String, serde_json::Value>>,
+}
+
+/// Rates and latency over the window.
+#[derive(Debug, Clone, Serialize)]
+pub struct TrafficJson {
+    /// Seconds the rates cover.
+    pub window_seconds: f64,
+    /// Whether the window starts at the pipeline's start (no earlier sample to compare with).
+    pub since_start: bool,
+    /// HTTP requests.
+    pub requests: RateJson,
+    /// Tool executions.
+    pub tool_executions: RateJson,
+    /// Vector searches.
+    pub vector_searches: RateJson,
+    /// Requests by route template (cumulative), busiest first.
+    pub routes: Vec<RouteJson>,
+}
+
+/// One measured operation: cumulative totals, rates and latency over the window.
+#[derive(Debug, Clone, Serialize, PartialEq)]
+pub struct RateJson {
+    /// Operations since start; `null` when the family is absent (none yet).
+    pub total: Option<f64>,
+    /// Failed operations since start (HTTP: status 5xx; tools: `success="false"`).
+    pub errors: Option<f64>,
+    /// Operations per second over the window.
+    pub rate_per_second: Option<f64>,
+    /// Failed operations per second over the window.
+    pub errors_per_second: Option<f64>,
+    /// Operations observed in the window (histogram count delta).
+    pub window_count: Option<u64>,
+    /// Median latency over the window, in seconds.
+    pub p50_seconds: Option<f64>,
+    /// 95th percentile latency over the window, in seconds.
+    pub p95_seconds: Option<f64>,
+    /// Mean latency over the window, in seconds.
+    pub mean_seconds: Option<f64>,
+}
+
+/// Requests of one route template.
+#[derive(Debug, Clone, Serialize, PartialEq)]
+pub struct RouteJson {
+    /// The matched route template (`unmatched` for 404s).
+    pub route: String,
+    /// Requests since start.
+    pub requests: f64,
+    /// Of which answered 5xx.
+    pub errors: f64,
+}
+
+/// Process figures.
+#[derive(Debug, Clone, Default, Serialize)]
+pub struct ProcessJson {
+    /// Resident memory, bytes.
+    pub resident_memory_bytes: Option<f64>,
+    /// CPU use over the window, in percent of one core.
+    pub cpu_percent: Option<f64>,
+    /// Open file descriptors.
+    pub open_fds: Option<f64>,
+    /// OS threads.
+    pub threads: Option<f64>,
+}
+
+fn per_second(now: Option<f64>, earlier: Option<&Option<f64>>, seconds: f64) -> Option<f64> {
+    let now = now?;
+    if seconds <= 0.0 {
+        return None;
+    }
+    let earlier = earlier.and_then(|e| *e).unwrap_or(0.0);
+    Some((now - earlier).max(0.0) / seconds)
+}
+
+fn rate(
+    total: Option<f64>,
+    errors: Option<f64>,
+    buckets: Option<&Buckets>,
+    earlier: impl Fn(&Sample) -> (Option<f64>, Option<f64>, Option<&Buckets>),
+    baseline: &Baseline,
+) -> RateJson {
+    let (e_total, e_errors, e_buckets) = baseline.sample.as_ref().map_or((None, None, None), earlier);
+    let window = buckets.map(|b| b.since(e_buckets));
+    RateJson {
+        total,
+        errors,
+        rate_per_second: per_second(total, Some(&e_total), baseline.seconds),
+        errors_per_second: per_second(errors, Some(&e_errors), baseline.seconds),
+        window_count: window.as_ref().map(|w| w.count),
+        p50_seconds: window.as_ref().and_then(|w| w.quantile(0.5)),
+        p95_seconds: window.as_ref().and_then(|w| w.quantile(0.95)),
+        mean_seconds: window.as_ref().and_then(Buckets::mean),
+    }
+}
+
+fn routes(families: Families<'_>) -> Vec<RouteJson> {
+    let Some(family) = families.family(names::REQUESTS) else { return Vec::new() };
+    let mut by_route: BTreeMap<&str, (f64, f64)> = BTreeMap::new();
+    for metric in family.get_metric() {
+        let Some(route) = label_of(metric, "route") else { continue };
+        let value = metric.get_counter().get_value();
+        let entry = by_route.entry(route).or_default();
+        entry.0 += value;
+        if label_of(metric, "status_code").is_some_and(|code| code.starts_with('5')) {
+            entry.1 += value;
+        }
+    }
+    let mut rows: Vec<RouteJson> = by_route
+        .into_iter()
+        .map(|(route, (requests, errors))| RouteJson { route: route.to_owned(), requests, errors })
+        .collect();
+    rows.sort_by(|a, b| b.requests.total_cmp(&a.requests).then_with(|| a.route.cmp(&b.route)));
+    rows.truncate(MAX_ROUTES);
+    rows
+}
+
+fn nested(families: Families<'_>, name: &str, outer: &str, inner: &str) -> BTreeMap<String, BTreeMap<String, f64>> {
+    let mut out: BTreeMap<String, BTreeMap<String, f64>> = BTreeMap::new();
+    if let Some(family) = families.family(name) {
+        for metric in family.get_metric() {
+            if let (Some(a), Some(b), Some(value)) =
+                (label_of(metric, outer), label_of(metric, inner), scalar(family, metric))
+            {
+                *out.entry(a.to_owned()).or_default().entry(b.to_owned()).or_insert(0.0) += value;
+            }
+        }
+    }
+    out
+}
+
+/// The pipeline's queues: each by items, and by bytes where it is bounded by bytes too.
+fn queues(families: Families<'_>, report: Option<&HealthReport>) -> Vec<QueueJson> {
+    let gauges = |name: &str| families.by_label(name, "queue").unwrap_or_default();
+    let (depths, capacities) = (gauges(names::QUEUE_DEPTH), gauges(names::QUEUE_CAPACITY));
+    let (bytes, max_bytes) = (gauges(names::QUEUE_BYTES), gauges(names::QUEUE_MAX_BYTES));
+    let mut queue_names: Vec<&String> = depths.keys().chain(capacities.keys()).chain(bytes.keys()).collect();
+    queue_names.sort();
+    queue_names.dedup();
+    let mut out = Vec::new();
+    for name in queue_names {
+        for (unit, depth, capacity) in [("items", &depths, &capacities), ("bytes", &bytes, &max_bytes)] {
+            if depth.contains_key(name) || capacity.contains_key(name) {
+                out.push(QueueJson {
+                    name: name.clone(),
+                    unit,
+                    depth: depth.get(name).copied(),
+                    capacity: capacity.get(name).copied(),
+                });
+            }
+        }
+    }
+    if let Some(exporter) = report.and_then(|r| r.components.get("exporter")) {
+        out.push(QueueJson {
+            name: "export_batches".to_owned(),
+            unit: "batches",
+            depth: exporter.queue_depth.map(|d| d as f64),
+            capacity: exporter.queue_capacity.map(|c| c as f64),
+        });
+    }
+    for (name, depth, capacity) in [
+        ("export_memory", names::BUFFERED_BYTES, names::BUFFERED_MAX_BYTES),
+        ("spool", names::SPOOL_BYTES, names::SPOOL_MAX_BYTES),
+    ] {
+        let (depth, capacity) = (families.sum(depth, &[]), families.sum(capacity, &[]));
+        if depth.is_some() || capacity.is_some() {
+            out.push(QueueJson { name: name.to_owned(), unit: "bytes", depth, capacity });
+        }
+    }
+    out
+}
+
+fn shorten(text: &str) -> String {
+    match text.char_indices().nth(MAX_ERROR_CHARS) {
+        Some((cut, _)) => format!("{}…", &text[..cut]),
+        None => text.to_owned(),
+    }
+}
+
+/// A detail value with its strings (at any depth) shortened.
+fn shorten_value(value: &serde_json::Value) -> serde_json::Value {
+    match value {
+        serde_json::Value::String(s) => serde_json::Value::String(shorten(s)),
+        serde_json::Value::Object(map) => map.iter().map(|(k, v)| (k.clone(), shorten_value(v))).collect(),
+        serde_json::Value::Array(items) => items.iter().map(shorten_value).collect(),
+        other => other.clone(),
+    }
+}
+
+/// The exporter's `spool` detail object, or else a `spool` component's details.
+fn spool_health(report: Option<&HealthReport>) -> Option<BTreeMap<String, serde_json::Value>> {
+    let report = report?;
+    let from_exporter = report.components.get("exporter").and_then(|c| c.details.get("spool"));
+    if let Some(serde_json::Value::Object(map)) = from_exporter {
+        return Some(map.iter().map(|(k, v)| (k.clone(), shorten_value(v))).collect());
+    }
+    let spool = report.components.get("spool")?;
+    let mut out: BTreeMap<String, serde_json::Value> =
+        spool.details.iter().map(|(k, v)| ((*k).to_owned(), shorten_value(v))).collect();
+    out.insert("status".to_owned(), serde_json::to_value(spool.status).unwrap_or_default());
+    Some(out)
+}
+
+fn health_json(report: &HealthReport) -> HealthJson {
+    HealthJson {
+        status: report.status,
+        ready: report.ready,
+        checked_at_unix: report.checked_at_unix,
+        components: report
+            .components
+            .iter()
+            .map(|(name, c)| ComponentJson {
+                name: name.clone(),
+                status: c.status,
+                reason: c.reason.as_deref().map(shorten),
+                restarts: c.restarts,
+                queue_depth: c.queue_depth,
+                queue_capacity: c.queue_capacity,
+                details: c.details.iter().map(|(k, v)| ((*k).to_owned(), shorten_value(v))).collect(),
+            })
+            .collect(),
+    }
+}
+
+fn unix_now() -> u64 {
+    SystemTime::now().duration_since(UNIX_EPOCH).map_or(0, |d| d.as_secs())
+}
+
+/// The answer when telemetry is disabled: says so, with nothing else to show.
+pub fn disabled_json(uptime: Duration) -> StatusJson {
+    StatusJson {
+        telemetry: "disabled",
+        version: env!("CARGO_PKG_VERSION"),
+        uptime_seconds: uptime.as_secs(),
+        generated_at_unix: unix_now(),
+        refresh_seconds: REFRESH_SECONDS,
+        health: None,
+        queues: Vec::new(),
+        drops: None,
+        export: None,
+        traffic: None,
+        process: ProcessJson::default(),
+    }
+}
+
+/// Builds the answer from a health report (if the health check answered), the gathered
+/// registry, and the baseline the window chose for `sample` (read from the same families).
+pub fn build(
+    report: Option<&HealthReport>,
+    families: Families<'_>,
+    sample: &Sample,
+    baseline: &Baseline,
+    uptime: Duration,
+) -> StatusJson {
+    let earlier = baseline.sample.as_ref();
+    let exporter = report.and_then(|r| r.components.get("exporter"));
+    let detail_u64 = |key: &str| exporter.and_then(|c| c.details.get(key)).and_then(serde_json::Value::as_u64);
+    let export = ExportJson {
+        collector_reachable: exporter
+            .and_then(|c| c.details.get("collector_reachable"))
+            .and_then(serde_json::Value::as_bool),
+        collector_up: families.sum(names::COLLECTOR_UP, &[]),
+        last_error: exporter.and_then(|c| c.details.get("last_error")).and_then(serde_json::Value::as_str).map(shorten),
+        pending_batches: exporter.and_then(|c| c.queue_depth),
+        pending_capacity: exporter.and_then(|c| c.queue_capacity),
+        pending_items: detail_u64("pending_items"),
+        in_flight: detail_u64("in_flight"),
+        exported: families.by_label(names::EXPORTED, "signal"),
+        exported_per_second: per_second(sample.exported, earlier.map(|e| &e.exported), baseline.seconds),
+        failures: nested(families, names::EXPORT_FAILURES, "signal", "kind"),
+        failures_total: families.sum(names::EXPORT_FAILURES, &[]),
+        consecutive_failures: families.by_label(names::CONSECUTIVE_FAILURES, "signal"),
+        last_success_unix: families.by_label(names::LAST_SUCCESS, "signal"),
+        restarts: families.by_label(names::RESTARTS, "actor"),
+        held_bytes: families.sum(names::BUFFERED_BYTES, &[]),
+        max_held_bytes: families.sum(names::BUFFERED_MAX_BYTES, &[]),
+        spool: SpoolJson {
+            bytes: families.sum(names::SPOOL_BYTES, &[]),
+            max_bytes: families.sum(names::SPOOL_MAX_BYTES, &[]),
+            batches: families.sum(names::SPOOL_BATCHES, &[]),
+            items: families.by_label(names::SPOOL_ITEMS, "signal"),
+            spooled: families.by_label(names::SPOOLED, "signal"),
+            replayed: families.by_label(names::REPLAYED, "signal"),
+            fallback: families.sum(names::SPOOL_FALLBACK, &[]),
+            health: spool_health(report),
+        },
+    };
+    let traffic = TrafficJson {
+        window_seconds: baseline.seconds,
+        since_start: baseline.sample.is_none(),
+        requests: rate(
+            sample.requests,
+            sample.request_errors,
+            sample.request_duration.as_ref(),
+            |e| (e.requests, e.request_errors, e.request_duration.as_ref()),
+            baseline,
+        ),
+        tool_executions: rate(
+            sample.tools,
+            sample.tool_failures,
+            sample.tool_duration.as_ref(),
+            |e| (e.tools, e.tool_failures, e.tool_duration.as_ref()),
+            baseline,
+        ),
+        vector_searches: rate(
+            sample.searches,
+            None,
+            sample.search_duration.as_ref(),
+            |e| (e.searches, None, e.search_duration.as_ref()),
+            baseline,
+        ),
+        routes: routes(families),
+    };
+    StatusJson {
+        telemetry: "enabled",
+        version: env!("CARGO_PKG_VERSION"),
+        uptime_seconds: uptime.as_secs(),
+        generated_at_unix: unix_now(),
+        refresh_seconds: REFRESH_SECONDS,
+        health: report.map(health_json),
+        queues: queues(families, report),
+        drops: Some(DropsJson {
+            total: sample.dropped,
+            rate_per_second: per_second(sample.dropped, earlier.map(|e| &e.dropped), baseline.seconds),
+            by_signal: nested(families, names::DROPPED, "signal", "reason"),
+        }),
+        export: Some(export),
+        traffic: Some(traffic),
+        process: ProcessJson {
+            resident_memory_bytes: families.sum(names::RSS, &[]),
+            cpu_percent: per_second(sample.cpu_seconds, earlier.map(|e| &e.cpu_seconds), baseline.seconds)
+                .map(|share| share * 100.0),
+            open_fds: families.sum(names::OPEN_FDS, &[]),
+            threads: families.sum(names::THREADS, &[]),
+        },
+    }
+}
+
+// --- the routes ------------------------------------------------------------------------------
+
+/// The status page and its JSON, with the window of samples every client shares. Create one per
+/// server (outside the `HttpServer::new` factory) and add its routes with [`configure`](Self::configure).
+#[derive(Debug, Clone, Default)]
+pub struct StatusPage {
+    window: Arc<Mutex<Window>>,
+}
+
+impl StatusPage {
+    /// A page with an empty window.
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// Adds `GET /` (a redirect), `GET /status` and `GET /status.json`. The handlers read the
+    /// [`TelemetryManager`] from app data, as the health routes do.
+    pub fn configure(&self, cfg: &mut web::ServiceConfig) {
+        cfg.app_data(web::Data::new(self.clone()))
+            .route("/", web::get().to(redirect))
+            .route("/status", web::get().to(page))
+            .route("/status.json", web::get().to(status_json));
+    }
+
+    /// Gathers everything and answers the JSON (what `/status.json` serves).
+    pub async fn snapshot(&self, manager: &TelemetryManager) -> StatusJson {
+        let Some(pipeline) = manager.pipeline() else {
+            return disabled_json(manager.uptime());
+        };
+        let (_, report) = futures_util::future::join(
+            pipeline.drain_metrics(crate::http::SCRAPE_DRAIN_TIMEOUT),
+            pipeline.health(crate::http::HEALTH_TIMEOUT),
+        )
+        .await;
+        let gathered = pipeline.registry.gather();
+        let families = Families::new(&gathered);
+        let sample = Sample::read(families);
+        let now = Instant::now();
+        let started = now.checked_sub(manager.uptime()).unwrap_or(now);
+        let baseline = self.window.lock().observe(now, started, &sample);
+        build(report.as_ref(), families, &sample, &baseline, manager.uptime())
+    }
+}
+
+async fn redirect() -> HttpResponse {
+    HttpResponse::SeeOther().insert_header((header::LOCATION, "status")).finish()
+}
+
+async fn page() -> HttpResponse {
+    HttpResponse::Ok()
+        .content_type("text/html; charset=utf-8")
+        .insert_header((header::CACHE_CONTROL, "no-store"))
+        .insert_header((header::CONTENT_SECURITY_POLICY, PAGE_CSP))
+        .insert_header((header::X_CONTENT_TYPE_OPTIONS, "nosniff"))
+        .body(STATUS_HTML)
+}
+
+async fn status_json(status: web::Data<StatusPage>, manager: web::Data<TelemetryManager>) -> HttpResponse {
+    let body = status.snapshot(&manager).await;
+    HttpResponse::Ok().insert_header((header::CACHE_CONTROL, "no-store")).json(body)
+}
+
+#[cfg(test)]
+mod tests;
