@@ -56,6 +56,24 @@ impl ResponseError for ApiError {
     }
 }
 
+/// 413 when a request declares (`Content-Length`) a body larger than `max_bytes`, whatever its
+/// route: routes that read bodies enforce the same limit while reading; this answers the rest
+/// (health, unknown paths) at once instead of draining the body.
+pub fn check_declared_length(headers: &actix_web::http::header::HeaderMap, max_bytes: usize) -> Result<(), ApiError> {
+    let declared = headers
+        .get(actix_web::http::header::CONTENT_LENGTH)
+        .and_then(|value| value.to_str().ok())
+        .and_then(|value| value.trim().parse::<u64>().ok());
+    match declared {
+        Some(length) if length > max_bytes as u64 => Err(ApiError::new(
+            StatusCode::PAYLOAD_TOO_LARGE,
+            "body_too_large",
+            format!("the request body is larger than {max_bytes} bytes (gateway.max_body_bytes)"),
+        )),
+        _ => Ok(()),
+    }
+}
+
 /// The default service: a JSON 404 (405 would need the route table; 404 names the path).
 pub async fn not_found(req: actix_web::HttpRequest) -> HttpResponse {
     ApiError::not_found(req.path()).error_response()
@@ -136,7 +154,47 @@ pub async fn render_metrics(pipeline: &Pipeline) -> Result<String, String> {
     String::from_utf8(buffer).map_err(|e| e.to_string())
 }
 
-async fn metrics(pipeline: web::Data<Pipeline>) -> HttpResponse {
+/// The bearer token `/metrics` asks for (`prometheus.bearer_token`); empty asks for none.
+#[derive(Clone)]
+struct ScrapeToken(String);
+
+/// Compares in time that depends on the lengths only, not on where the bytes differ.
+fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
+    if a.len() != b.len() {
+        return false;
+    }
+    a.iter().zip(b).fold(0u8, |diff, (x, y)| diff | (x ^ y)) == 0
+}
+
+/// Whether `req` carries `Authorization: Bearer <token>`.
+fn bearer_matches(req: &actix_web::HttpRequest, token: &str) -> bool {
+    let Some(value) = req.headers().get(actix_web::http::header::AUTHORIZATION) else { return false };
+    let value = value.as_bytes();
+    let scheme = b"bearer ";
+    if value.len() <= scheme.len() || !value[..scheme.len()].eq_ignore_ascii_case(scheme) {
+        return false;
+    }
+    constant_time_eq(value[scheme.len()..].trim_ascii(), token.as_bytes())
+}
+
+async fn metrics(
+    req: actix_web::HttpRequest,
+    pipeline: web::Data<Pipeline>,
+    token: web::Data<ScrapeToken>,
+) -> HttpResponse {
+    if !token.0.is_empty() && !bearer_matches(&req, &token.0) {
+        let mut response = ApiError::new(
+            StatusCode::UNAUTHORIZED,
+            "unauthorized",
+            "/metrics requires Authorization: Bearer <prometheus.bearer_token>",
+        )
+        .error_response();
+        response.headers_mut().insert(
+            actix_web::http::header::WWW_AUTHENTICATE,
+            actix_web::http::header::HeaderValue::from_static("Bearer"),
+        );
+        return response;
+    }
     match render_metrics(&pipeline).await {
         Ok(text) => HttpResponse::Ok().insert_header(("content-type", PROMETHEUS_CONTENT_TYPE)).body(text),
         Err(err) => ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, "encode_failed", err).error_response(),
@@ -147,18 +205,22 @@ async fn metrics(pipeline: web::Data<Pipeline>) -> HttpResponse {
 pub const METRICS_THREAD: &str = "mmcp-metrics";
 
 /// Binds the Prometheus endpoint and serves it from its own named thread and actix system, so
-/// scrapes never take a worker of the application.
+/// scrapes never take a worker of the application. A non-empty `bearer_token` is required of
+/// every scrape.
 pub(crate) fn start_metrics_server(
     addr: SocketAddr,
     pipeline: Pipeline,
+    bearer_token: String,
 ) -> std::io::Result<(ServerHandle, SocketAddr)> {
     let (tx, rx) = std::sync::mpsc::sync_channel(1);
     std::thread::Builder::new().name(METRICS_THREAD.to_owned()).spawn(move || {
         let system = actix_rt::System::new();
         let data = web::Data::new(pipeline);
+        let token = web::Data::new(ScrapeToken(bearer_token));
         let server = HttpServer::new(move || {
             App::new()
                 .app_data(data.clone())
+                .app_data(token.clone())
                 .route("/metrics", web::get().to(metrics))
                 .default_service(web::to(not_found))
         })

@@ -45,8 +45,22 @@ async fn run(settings: Settings) -> Result<(), String> {
     let app_telemetry = telemetry.clone();
     let audit = gateway.clone();
     let status = StatusPage::new();
+    let max_body = settings.gateway.max_body_bytes;
     let mut server = HttpServer::new(move || {
         App::new()
+            // Inside the telemetry middleware, so a refused body is traced and counted.
+            .wrap_fn(move |req, service| {
+                use actix_web::dev::Service as _;
+                let refused = http::check_declared_length(req.headers(), max_body).err();
+                let call = refused.is_none().then(|| service.call(req));
+                async move {
+                    match (call, refused) {
+                        (Some(call), _) => call.await,
+                        (None, Some(err)) => Err(err.into()),
+                        (None, None) => unreachable!("a request is either called or refused"),
+                    }
+                }
+            })
             .wrap(app_telemetry.middleware())
             .app_data(web::Data::new(app_telemetry.clone()))
             .configure(http::health_routes)

@@ -59,6 +59,8 @@ pub(crate) struct Inner {
     pub(crate) tracer: Option<SdkTracer>,
     sink: Sink,
     pub(crate) started: Instant,
+    /// Request headers the middleware records (`telemetry.capture_request_headers`).
+    pub(crate) capture_headers: Arc<[crate::middleware::CapturedHeader]>,
 }
 
 enum Sink {
@@ -162,11 +164,13 @@ impl TelemetryManager {
             exporter: settings.exporter.clone(),
             health: settings.health.clone(),
             spool: settings.spool.clone(),
+            span_limits: settings.span_limits.clone(),
         };
         let pipeline = Pipeline::start(config, &resource, registry, probes)?;
         let provider = SdkTracerProvider::builder()
             .with_span_processor(pipeline.span_ingress.clone())
             .with_sampler(sampler(settings))
+            .with_span_limits(settings.span_limits.sdk_limits())
             .with_resource(resource)
             .build();
         let tracer = provider.tracer_with_scope(scope());
@@ -176,7 +180,8 @@ impl TelemetryManager {
         }
         let metrics_server = if settings.prometheus.enabled {
             let addr = SocketAddr::new(settings.prometheus.bind, settings.prometheus.port);
-            let (handle, bound) = crate::http::start_metrics_server(addr, pipeline.clone())
+            let token = settings.prometheus.bearer_token.clone();
+            let (handle, bound) = crate::http::start_metrics_server(addr, pipeline.clone(), token)
                 .map_err(|source| InitError::MetricsBind { addr, source })?;
             Some((handle, bound))
         } else {
@@ -195,6 +200,7 @@ impl TelemetryManager {
                 tracer: Some(tracer),
                 sink,
                 started: Instant::now(),
+                capture_headers: crate::middleware::captured_headers(&settings.telemetry.capture_request_headers),
             }),
         })
     }
@@ -202,7 +208,13 @@ impl TelemetryManager {
     /// A manager that records nothing: no threads, no sockets, every call returns at once.
     pub fn disabled() -> Self {
         Self {
-            inner: Arc::new(Inner { mode: Mode::Disabled, tracer: None, sink: Sink::None, started: Instant::now() }),
+            inner: Arc::new(Inner {
+                mode: Mode::Disabled,
+                tracer: None,
+                sink: Sink::None,
+                started: Instant::now(),
+                capture_headers: Arc::from([]),
+            }),
         }
     }
 
@@ -222,6 +234,7 @@ impl TelemetryManager {
                 tracer: Some(tracer),
                 sink: Sink::Capture(capture.clone()),
                 started: Instant::now(),
+                capture_headers: Arc::from([]),
             }),
         };
         (manager, TestTelemetry::new(capture))

@@ -30,4 +30,5 @@ pub use exporter::config::{ExporterConfig, Protocol, RetryConfig};
 pub use health_check::config::HealthConfig;
 pub use metric_aggregator::config::MetricsConfig;
 pub use span_buffer::config::SpanBufferConfig;
+pub use span_buffer::limits::SpanLimitsConfig;
 pub use spool::{OverflowPolicy, SpoolConfig, WhenFull};

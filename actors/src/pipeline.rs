@@ -18,6 +18,7 @@ use crate::metric_aggregator::config::MetricsConfig;
 use crate::metric_aggregator::{self, MetricAggregator, ServiceMetrics};
 use crate::self_metrics::{DepthProbe, QueueGauges, SelfMetrics};
 use crate::span_buffer::config::SpanBufferConfig;
+use crate::span_buffer::limits::SpanLimitsConfig;
 use crate::span_buffer::{Flush, FlushError, Shutdown, SpanBuffer};
 use crate::spool::{Spool, SpoolConfig};
 use crate::supervision::InjectPanic;
@@ -51,6 +52,9 @@ pub struct PipelineConfig {
     pub health: HealthConfig,
     /// `[spool]`
     pub spool: SpoolConfig,
+    /// `[span_limits]`: the value length limit the span buffer applies (the count limits are the
+    /// tracer provider's).
+    pub span_limits: SpanLimitsConfig,
 }
 
 /// A pipeline that could not start.
@@ -141,10 +145,11 @@ impl Pipeline {
             Supervisor::start_in_arbiter(&handles[0], move |_| Exporter::with_spool(config, spool, metrics))
         };
         let span_buffer = {
-            let config = config.span_buffer.clone();
+            let (config, limits) = (config.span_buffer.clone(), config.span_limits.clone());
             let (exporter, resource, metrics) = (exporter.clone(), resource.clone(), self_metrics.clone());
             Supervisor::start_in_arbiter(&handles[1], move |_| {
                 SpanBuffer::new(config, span_rx, span_bytes, span_wake, exporter, resource, metrics)
+                    .with_span_limits(&limits)
             })
         };
         let aggregator = {

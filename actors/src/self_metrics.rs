@@ -127,6 +127,53 @@ impl FailureKind {
     }
 }
 
+/// What a span limit drops: attributes (of spans, events and links), events or links.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum LimitedItem {
+    /// Attributes beyond `max_attributes_per_span`, `_per_event` or `_per_link`.
+    Attribute,
+    /// Events beyond `max_events_per_span`.
+    Event,
+    /// Links beyond `max_links_per_span`.
+    Link,
+}
+
+impl LimitedItem {
+    /// Every item kind, in index order.
+    pub const ALL: [LimitedItem; 3] = [LimitedItem::Attribute, LimitedItem::Event, LimitedItem::Link];
+
+    /// The label value.
+    pub const fn as_str(self) -> &'static str {
+        match self {
+            LimitedItem::Attribute => "attribute",
+            LimitedItem::Event => "event",
+            LimitedItem::Link => "link",
+        }
+    }
+}
+
+/// A metric label whose values are capped; values beyond the cap are counted under `other`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum CappedLabel {
+    /// `tool_name`, capped by `metrics.max_tool_names`.
+    ToolName,
+    /// `route`, capped by `metrics.max_routes`.
+    Route,
+}
+
+impl CappedLabel {
+    /// Every capped label, in index order.
+    pub const ALL: [CappedLabel; 2] = [CappedLabel::ToolName, CappedLabel::Route];
+
+    /// The label value (the name of the capped label).
+    pub const fn as_str(self) -> &'static str {
+        match self {
+            CappedLabel::ToolName => "tool_name",
+            CappedLabel::Route => "route",
+        }
+    }
+}
+
 /// Export latency buckets, in seconds.
 pub const EXPORT_DURATION_BUCKETS: &[f64] =
     &[0.001, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0];
@@ -146,6 +193,9 @@ pub struct SelfMetrics {
     restarts: [IntCounter; 4],
     collector_up: IntGauge,
     spool: SpoolGauges,
+    attributes_truncated: IntCounter,
+    span_limit_dropped: [IntCounter; 3],
+    label_overflow: [IntCounter; 2],
 }
 
 /// The spool's and the exporter's memory figures.
@@ -222,6 +272,27 @@ impl SelfMetrics {
             "metamcp_telemetry_collector_up",
             "1 while the OTLP collector answers, 0 once it is judged unreachable.",
         )?;
+        let attributes_truncated = IntCounter::new(
+            "metamcp_telemetry_attributes_truncated_total",
+            "Span attribute values cut to span_limits.max_attribute_value_length before export.",
+        )?;
+        let span_limit_dropped = IntCounterVec::new(
+            Opts::new(
+                "metamcp_telemetry_span_limit_dropped_total",
+                "Span attributes, events and links dropped by the span_limits count limits, by item.",
+            ),
+            &["item"],
+        )?;
+        let label_overflow = IntCounterVec::new(
+            Opts::new(
+                "metamcp_telemetry_label_overflow_total",
+                "Metric events whose label value was counted under \"other\" because its cap was reached, by label.",
+            ),
+            &["label"],
+        )?;
+        registry.register(Box::new(attributes_truncated.clone()))?;
+        registry.register(Box::new(span_limit_dropped.clone()))?;
+        registry.register(Box::new(label_overflow.clone()))?;
         registry.register(Box::new(dropped.clone()))?;
         registry.register(Box::new(exported.clone()))?;
         registry.register(Box::new(failures.clone()))?;
@@ -247,6 +318,9 @@ impl SelfMetrics {
             restarts: ActorKind::ALL.map(|a| restarts.with_label_values(&[a.as_str()])),
             collector_up,
             spool,
+            attributes_truncated,
+            span_limit_dropped: LimitedItem::ALL.map(|i| span_limit_dropped.with_label_values(&[i.as_str()])),
+            label_overflow: CappedLabel::ALL.map(|l| label_overflow.with_label_values(&[l.as_str()])),
         }))
     }
 
@@ -304,6 +378,21 @@ impl SelfMetrics {
     /// The restart counter of `actor`.
     pub fn restarts(&self, actor: ActorKind) -> &IntCounter {
         &self.restarts[actor as usize]
+    }
+
+    /// Span attribute values cut to the length limit.
+    pub fn attributes_truncated(&self) -> &IntCounter {
+        &self.attributes_truncated
+    }
+
+    /// Items of `kind` dropped by the span count limits.
+    pub fn span_limit_dropped(&self, kind: LimitedItem) -> &IntCounter {
+        &self.span_limit_dropped[kind as usize]
+    }
+
+    /// Metric events whose `label` was folded into `other`.
+    pub fn label_overflow(&self, label: CappedLabel) -> &IntCounter {
+        &self.label_overflow[label as usize]
     }
 
     /// 1 while the collector answers, 0 while it is judged unreachable.

@@ -493,6 +493,10 @@ impl Gateway {
             let description = match &outcome {
                 Ok(_) => "the tool returned an error result".to_owned(),
                 Err(ExecuteError::Upstream { server, source }) => format!("upstream {server}: {}", source.kind()),
+                // Violations quote argument values and property names.
+                Err(ExecuteError::InvalidArguments { tool, errors }) => {
+                    format!("invalid arguments for {tool}: {} violation(s)", errors.len())
+                }
                 Err(err) => err.to_string(),
             };
             span.set_status(Status::error(description));

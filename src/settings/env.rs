@@ -104,6 +104,12 @@ pub(crate) const ALIASES: &[Alias] = &[
     alias("OTEL_BSP_MAX_QUEUE_SIZE", "span_buffer.queue_capacity", Conversion::Typed),
     alias("OTEL_BSP_MAX_EXPORT_BATCH_SIZE", "span_buffer.max_batch_size", Conversion::Typed),
     alias("OTEL_METRIC_EXPORT_INTERVAL", "metrics.export_interval", Conversion::Millis),
+    alias("OTEL_SPAN_ATTRIBUTE_COUNT_LIMIT", "span_limits.max_attributes_per_span", Conversion::Typed),
+    alias("OTEL_SPAN_EVENT_COUNT_LIMIT", "span_limits.max_events_per_span", Conversion::Typed),
+    alias("OTEL_SPAN_LINK_COUNT_LIMIT", "span_limits.max_links_per_span", Conversion::Typed),
+    alias("OTEL_EVENT_ATTRIBUTE_COUNT_LIMIT", "span_limits.max_attributes_per_event", Conversion::Typed),
+    alias("OTEL_LINK_ATTRIBUTE_COUNT_LIMIT", "span_limits.max_attributes_per_link", Conversion::Typed),
+    alias("OTEL_SPAN_ATTRIBUTE_VALUE_LENGTH_LIMIT", "span_limits.max_attribute_value_length", Conversion::Typed),
     alias("RUST_LOG", "logging.level", Conversion::Typed),
     // The seed's variables.
     alias("TELEMETRY_ENABLED", "telemetry.enabled", Conversion::Typed),

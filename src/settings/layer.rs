@@ -22,6 +22,8 @@ pub(crate) enum Kind {
     String,
     /// A map of strings, given as `k=v,k2=v2` from strings.
     Map,
+    /// A list of strings, given as `a,b,c` from strings.
+    List,
 }
 
 impl Kind {
@@ -31,7 +33,8 @@ impl Kind {
             Value::Integer(_) => Kind::Integer,
             Value::Float(_) => Kind::Float,
             Value::Table(_) => Kind::Map,
-            Value::String(_) | Value::Datetime(_) | Value::Array(_) => Kind::String,
+            Value::Array(_) => Kind::List,
+            Value::String(_) | Value::Datetime(_) => Kind::String,
         }
     }
 }
@@ -187,6 +190,13 @@ fn typed(path: Vec<String>, kind: Kind, raw: &str, origin: &Origin) -> Result<Ve
         Kind::Integer => Value::Integer(raw.trim().parse().map_err(|_| invalid(&path, "an integer"))?),
         Kind::Float => Value::Float(raw.trim().parse().map_err(|_| invalid(&path, "a number such as 0.25"))?),
         Kind::String => Value::String(raw.to_owned()),
+        Kind::List => Value::Array(
+            raw.split(',')
+                .map(str::trim)
+                .filter(|item| !item.is_empty())
+                .map(|item| Value::String(item.to_owned()))
+                .collect(),
+        ),
         Kind::Map => {
             let pairs = parse_pairs(raw).map_err(|allowed| invalid(&path, &allowed))?;
             return Ok(pairs
@@ -251,11 +261,12 @@ pub(crate) fn percent_decode(text: &str) -> Option<String> {
 }
 
 /// The value as shown in an error: secrets (`exporter.headers`, `admin.token`,
-/// `vector.openai_api_key`, a password in `database.url`) are masked.
+/// `prometheus.bearer_token`, `vector.openai_api_key`, a password in `database.url`) are masked.
 fn shown(key: &str, value: &str) -> String {
     if key == "exporter.headers"
         || key.starts_with("exporter.headers.")
         || key == "admin.token"
+        || key == "prometheus.bearer_token"
         || key == "vector.openai_api_key"
     {
         format!("{MASK:?}")

@@ -23,7 +23,7 @@ use std::time::Duration;
 
 use metamcp_telemetry_actors::exporter::config::{DEFAULT_GRPC_ENDPOINT, DEFAULT_HTTP_ENDPOINT};
 use metamcp_telemetry_actors::{
-    ConfigError, ExporterConfig, HealthConfig, MetricsConfig, Protocol, SpanBufferConfig, SpoolConfig,
+    ConfigError, ExporterConfig, HealthConfig, MetricsConfig, Protocol, SpanBufferConfig, SpanLimitsConfig, SpoolConfig,
 };
 use serde::{Deserialize, Serialize};
 
@@ -81,6 +81,8 @@ pub struct Settings {
     pub exporter: ExporterConfig,
     /// Span queue and batching (`[span_buffer]`).
     pub span_buffer: SpanBufferConfig,
+    /// Attribute, event and link limits of every span (`[span_limits]`).
+    pub span_limits: SpanLimitsConfig,
     /// Metric event queue, OTLP metric export and label bounds (`[metrics]`).
     pub metrics: MetricsConfig,
     /// The health check actor (`[health]`).
@@ -116,6 +118,10 @@ pub struct TelemetrySettings {
     /// Also install the tracer provider as the `opentelemetry::global` provider, so libraries
     /// that use the global tracer are traced too.
     pub install_global: bool,
+    /// Request headers recorded on the server span as `http.request.header.<name>` (lowercase
+    /// names, values cut to 256 bytes). Credential headers (`authorization`, `cookie`,
+    /// `x-api-key`, `mcp-session-id`, …) are refused.
+    pub capture_request_headers: Vec<String>,
 }
 
 impl Default for TelemetrySettings {
@@ -127,6 +133,7 @@ impl Default for TelemetrySettings {
             sampler: Sampler::default(),
             sampler_arg: DEFAULT_SAMPLER_ARG,
             install_global: true,
+            capture_request_headers: Vec::new(),
         }
     }
 }
@@ -196,7 +203,7 @@ impl Default for ServerSettings {
 }
 
 /// The Prometheus scrape endpoint (`[prometheus]`).
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct PrometheusSettings {
     /// Serve `/metrics` for Prometheus on its own listener.
@@ -205,11 +212,43 @@ pub struct PrometheusSettings {
     pub bind: IpAddr,
     /// Port of the metrics listener; 0 picks any free port.
     pub port: u16,
+    /// Bearer token a scrape must send (`Authorization: Bearer <token>`); empty: no token asked.
+    /// Secret: shown as `"***"`.
+    pub bearer_token: String,
+}
+
+impl fmt::Debug for PrometheusSettings {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("PrometheusSettings")
+            .field("enabled", &self.enabled)
+            .field("bind", &self.bind)
+            .field("port", &self.port)
+            .field("bearer_token", &if self.bearer_token.is_empty() { "" } else { MASK })
+            .finish()
+    }
 }
 
 impl Default for PrometheusSettings {
     fn default() -> Self {
-        Self { enabled: true, bind: DEFAULT_PROMETHEUS_BIND, port: DEFAULT_PROMETHEUS_PORT }
+        Self {
+            enabled: true,
+            bind: DEFAULT_PROMETHEUS_BIND,
+            port: DEFAULT_PROMETHEUS_PORT,
+            bearer_token: String::new(),
+        }
+    }
+}
+
+impl PrometheusSettings {
+    fn validate(&self) -> Result<(), ConfigError> {
+        if self.bearer_token.chars().any(|c| c.is_whitespace() || c.is_control() || !c.is_ascii()) {
+            return Err(ConfigError::new(
+                "prometheus.bearer_token",
+                format!("{MASK:?}"),
+                "a token of visible ASCII characters without spaces",
+            ));
+        }
+        Ok(())
     }
 }
 
@@ -246,9 +285,11 @@ impl Settings {
     pub fn validate(&self) -> Result<(), ConfigError> {
         self.telemetry.validate()?;
         self.server.validate()?;
+        self.prometheus.validate()?;
         self.logging.validate()?;
         self.exporter.validate()?;
         self.span_buffer.validate()?;
+        self.span_limits.validate()?;
         self.metrics.validate()?;
         self.health.validate()?;
         self.spool.validate()?;
@@ -266,13 +307,15 @@ impl Settings {
     }
 
     /// The settings as TOML, with secrets (the values of `exporter.headers`, `admin.token`,
-    /// `vector.openai_api_key` and a password in `database.url`) shown as `"***"`.
+    /// `prometheus.bearer_token`, `vector.openai_api_key` and a password in `database.url`) shown
+    /// as `"***"`.
     pub fn to_masked_toml(&self) -> String {
         let mut masked = self.clone();
         for value in masked.exporter.headers.values_mut() {
             *value = MASK.to_owned();
         }
-        for secret in [&mut masked.admin.token, &mut masked.vector.openai_api_key] {
+        for secret in [&mut masked.admin.token, &mut masked.prometheus.bearer_token, &mut masked.vector.openai_api_key]
+        {
             if !secret.is_empty() {
                 *secret = MASK.to_owned();
             }
@@ -311,7 +354,7 @@ impl TelemetrySettings {
                 "a number from 0.0 to 1.0",
             ));
         }
-        Ok(())
+        crate::middleware::validate_captured_headers("telemetry.capture_request_headers", &self.capture_request_headers)
     }
 }
 

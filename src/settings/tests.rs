@@ -1,7 +1,7 @@
 //! Unit tests of the settings: layering, every environment mapping, flags, masking, error
 //! messages, and the drift check of `docs/configuration.md` and `config/default.toml`.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 use std::path::PathBuf;
 use std::time::Duration;
 
@@ -270,6 +270,12 @@ fn standard_otel_variables_map_to_their_keys() {
         ("OTEL_BSP_MAX_EXPORT_BATCH_SIZE", "128", |s| s.span_buffer.max_batch_size = 128),
         ("OTEL_BSP_MAX_CONCURRENT_EXPORTS", "4", |s| s.exporter.max_concurrent_exports = 4),
         ("OTEL_METRIC_EXPORT_INTERVAL", "60000", |s| s.metrics.export_interval = Duration::from_secs(60)),
+        ("OTEL_SPAN_ATTRIBUTE_COUNT_LIMIT", "64", |s| s.span_limits.max_attributes_per_span = 64),
+        ("OTEL_SPAN_EVENT_COUNT_LIMIT", "32", |s| s.span_limits.max_events_per_span = 32),
+        ("OTEL_SPAN_LINK_COUNT_LIMIT", "16", |s| s.span_limits.max_links_per_span = 16),
+        ("OTEL_EVENT_ATTRIBUTE_COUNT_LIMIT", "8", |s| s.span_limits.max_attributes_per_event = 8),
+        ("OTEL_LINK_ATTRIBUTE_COUNT_LIMIT", "4", |s| s.span_limits.max_attributes_per_link = 4),
+        ("OTEL_SPAN_ATTRIBUTE_VALUE_LENGTH_LIMIT", "1024", |s| s.span_limits.max_attribute_value_length = 1024),
         ("RUST_LOG", "warn,metamcp_telemetry=debug", |s| s.logging.level = "warn,metamcp_telemetry=debug".to_owned()),
         // Empty standard variables count as unset.
         ("OTEL_SERVICE_NAME", "", |_| {}),
@@ -302,6 +308,12 @@ fn every_alias_variable_is_exercised_by_a_mapping_test() {
         ("OTEL_BSP_MAX_QUEUE_SIZE", "1000"),
         ("OTEL_BSP_MAX_EXPORT_BATCH_SIZE", "10"),
         ("OTEL_METRIC_EXPORT_INTERVAL", "1000"),
+        ("OTEL_SPAN_ATTRIBUTE_COUNT_LIMIT", "64"),
+        ("OTEL_SPAN_EVENT_COUNT_LIMIT", "64"),
+        ("OTEL_SPAN_LINK_COUNT_LIMIT", "64"),
+        ("OTEL_EVENT_ATTRIBUTE_COUNT_LIMIT", "64"),
+        ("OTEL_LINK_ATTRIBUTE_COUNT_LIMIT", "64"),
+        ("OTEL_SPAN_ATTRIBUTE_VALUE_LENGTH_LIMIT", "1024"),
         ("RUST_LOG", "debug"),
         ("TELEMETRY_ENABLED", "false"),
         ("OTLP_ENDPOINT", "http://c:1"),
@@ -434,6 +446,7 @@ fn every_key_has_a_metamcp_variable() {
         let var = var_for_key(&key);
         let raw = match &default {
             Value::Table(_) => "k=v".to_owned(),
+            Value::Array(_) => "user-agent,x-forwarded-for".to_owned(),
             Value::String(text) => text.clone(),
             other => other.to_string(),
         };
@@ -937,43 +950,122 @@ fn repo_file(path: &str) -> String {
     std::fs::read_to_string(&full).unwrap_or_else(|err| panic!("{}: {err}", full.display()))
 }
 
+/// Every table of the settings that holds keys, dotted: `telemetry`, `exporter`, `exporter.retry`, …
+fn all_sections() -> BTreeSet<String> {
+    all_keys().iter().filter_map(|(key, _)| key.rsplit_once('.').map(|(section, _)| section.to_owned())).collect()
+}
+
+/// The cells of a Markdown table row, trimmed, without the outer pipes.
+fn row_cells(row: &str) -> Vec<&str> {
+    row.trim().trim_start_matches('|').trim_end_matches('|').split(" | ").map(str::trim).collect()
+}
+
+/// The key rows of the reference: `(section heading they sit under, row)`, by key.
+fn documented_key_rows(docs: &str) -> BTreeMap<String, (String, String)> {
+    let mut rows = BTreeMap::new();
+    let mut section = String::new();
+    let mut in_keys = false;
+    for line in docs.lines() {
+        if let Some(heading) = line.strip_prefix("## ") {
+            in_keys = heading.trim() == "Keys";
+            continue;
+        }
+        if let Some(heading) = line.strip_prefix("### ") {
+            section = heading.trim().trim_matches('`').trim_start_matches('[').trim_end_matches(']').to_owned();
+            continue;
+        }
+        if in_keys && line.starts_with("| `") {
+            let key = row_cells(line)[0].trim_matches('`').to_owned();
+            assert!(
+                rows.insert(key.clone(), (section.clone(), line.to_owned())).is_none(),
+                "docs/configuration.md documents `{key}` twice"
+            );
+        }
+    }
+    rows
+}
+
 #[test]
 fn the_key_list_covers_every_section() {
     let keys = all_keys();
     assert!(keys.len() >= 39, "{keys:?}");
+    let sections = all_sections();
     for section in [
-        "telemetry.",
-        "server.",
-        "prometheus.",
-        "logging.",
-        "exporter.",
-        "exporter.retry.",
-        "span_buffer.",
-        "metrics.",
-        "health.",
+        "telemetry",
+        "server",
+        "prometheus",
+        "logging",
+        "exporter",
+        "exporter.retry",
+        "span_buffer",
+        "metrics",
+        "health",
+        "database",
+        "admin",
+        "gateway",
+        "vector",
     ] {
-        assert!(keys.iter().any(|(key, _)| key.starts_with(section)), "{section}");
+        assert!(sections.contains(section), "{section} not in {sections:?}");
+    }
+    // Every top-level field of `Settings` is a section with keys of its own (or nested ones).
+    let table = Table::try_from(Settings::default()).expect("defaults as TOML");
+    for name in table.keys() {
+        assert!(sections.iter().any(|s| s == name || s.starts_with(&format!("{name}."))), "{name}");
     }
 }
 
 #[test]
-fn every_key_is_documented_with_its_variable_and_default() {
+fn every_section_has_its_heading_in_the_reference() {
     let docs = repo_file("docs/configuration.md");
-    for (key, default) in all_keys() {
-        let row_start = format!("| `{key}` |");
-        let row = docs
-            .lines()
-            .find(|line| line.starts_with(&row_start))
-            .unwrap_or_else(|| panic!("docs/configuration.md has no row for `{key}`"));
-        let var = var_for_key(&key);
-        assert!(row.contains(&format!("`{var}`")), "row of `{key}` lacks `{var}`: {row}");
+    for section in all_sections() {
+        assert!(
+            docs.lines().any(|line| line == format!("### `[{section}]`")),
+            "docs/configuration.md has no heading ### `[{section}]`"
+        );
+    }
+}
+
+#[test]
+fn every_key_is_documented_with_its_variables_default_range_and_meaning() {
+    let docs = repo_file("docs/configuration.md");
+    let rows = documented_key_rows(&docs);
+    let keys = all_keys();
+    for (key, default) in &keys {
+        let (section, row) = rows.get(key).unwrap_or_else(|| panic!("docs/configuration.md has no row for `{key}`"));
+        let expected_section = key.rsplit_once('.').map_or("", |(section, _)| section);
+        assert_eq!(section, expected_section, "`{key}` is documented under the wrong heading");
+        let cells = row_cells(row);
+        assert_eq!(cells.len(), 5, "row of `{key}` needs key | environment | default | allowed | description: {row}");
+        let (environment, default_cell, allowed, description) = (cells[1], cells[2], cells[3], cells[4]);
+
+        // The METAMCP_* variable first, then every alias of the key, and nothing else.
+        let var = var_for_key(key);
+        let listed: Vec<&str> = environment.split('`').skip(1).step_by(2).collect();
+        assert_eq!(listed.first().copied(), Some(var.as_str()), "row of `{key}` must list `{var}` first: {row}");
+        let aliases: BTreeSet<&str> = ALIASES.iter().filter(|a| a.key == key).map(|a| a.var).collect();
+        for alias in &aliases {
+            assert!(listed.contains(alias), "row of `{key}` lacks its variable `{alias}`: {row}");
+        }
+        // Any other variable named is a real one (`OTEL_RESOURCE_ATTRIBUTES` also sets the
+        // service name through its `service.name` entry).
+        for name in listed.iter().skip(1).filter(|name| name.chars().all(|c| c.is_ascii_uppercase() || c == '_')) {
+            assert!(
+                ALIASES.iter().any(|a| a.var == *name),
+                "row of `{key}` lists `{name}`, which is no variable: {row}"
+            );
+        }
+
         let default = match default {
             Value::Table(_) => "{}".to_owned(),
             other => other.to_string(),
         };
-        assert!(row.contains(&format!("| `{default}` |")), "row of `{key}` lacks its default `{default}`: {row}");
-        let cells = row.split(" | ").count();
-        assert!(cells >= 5, "row of `{key}` lacks allowed/description cells: {row}");
+        assert_eq!(default_cell, format!("`{default}`"), "row of `{key}`: wrong default: {row}");
+        assert!(!allowed.is_empty(), "row of `{key}` says nothing about the allowed values: {row}");
+        assert!(description.len() >= 10, "row of `{key}` has no description: {row}");
+    }
+    let known: BTreeSet<&str> = keys.iter().map(|(key, _)| key.as_str()).collect();
+    for key in rows.keys() {
+        assert!(known.contains(key.as_str()), "docs/configuration.md documents `{key}`, which is not a setting");
     }
 }
 
@@ -1048,4 +1140,55 @@ fn protocol_names_and_default_timeout_match_opentelemetry_otlp() {
     assert_eq!(Protocol::Grpc.to_string(), opentelemetry_otlp::OTEL_EXPORTER_OTLP_PROTOCOL_GRPC);
     assert_eq!(Protocol::HttpProtobuf.to_string(), opentelemetry_otlp::OTEL_EXPORTER_OTLP_PROTOCOL_HTTP_PROTOBUF);
     assert_eq!(ExporterConfig::default().timeout, opentelemetry_otlp::OTEL_EXPORTER_OTLP_TIMEOUT_DEFAULT);
+}
+
+#[test]
+fn captured_headers_come_as_a_list_and_credential_headers_are_refused_by_name() {
+    let settings =
+        Fixture::new().env("METAMCP_TELEMETRY__CAPTURE_REQUEST_HEADERS", "User-Agent, x-forwarded-for").settings(&[]);
+    assert_eq!(settings.telemetry.capture_request_headers, vec!["User-Agent".to_owned(), "x-forwarded-for".to_owned()]);
+    for denied in [
+        "authorization",
+        "Cookie",
+        "set-cookie",
+        "x-api-key",
+        "Mcp-Session-Id",
+        "proxy-authorization",
+        "x-auth-token",
+        "x-client-secret",
+    ] {
+        let err = Fixture::new()
+            .env("METAMCP_TELEMETRY__CAPTURE_REQUEST_HEADERS", &format!("user-agent,{denied}"))
+            .error(&[]);
+        let text = err.to_string();
+        assert!(text.contains("telemetry.capture_request_headers"), "{text}");
+        assert!(text.contains(denied), "{text}");
+        assert!(text.contains("METAMCP_TELEMETRY__CAPTURE_REQUEST_HEADERS"), "{text}");
+    }
+    let err = Fixture::new()
+        .config_file("default.toml", "[telemetry]\ncapture_request_headers = [\"bad header\"]\n")
+        .error(&[]);
+    assert!(err.to_string().contains("telemetry.capture_request_headers"), "{err}");
+}
+
+#[test]
+fn the_scrape_token_is_masked_in_check_config_errors_and_debug() {
+    let settings = Fixture::new().env("METAMCP_PROMETHEUS__BEARER_TOKEN", "scr4pe-t0ken").settings(&[]);
+    assert_eq!(settings.prometheus.bearer_token, "scr4pe-t0ken");
+    assert!(!settings.to_masked_toml().contains("scr4pe-t0ken"));
+    assert!(settings.to_masked_toml().contains("bearer_token = \"***\""));
+    assert!(!format!("{settings:?}").contains("scr4pe-t0ken"));
+    let err = Fixture::new().env("METAMCP_PROMETHEUS__BEARER_TOKEN", "has space").error(&[]);
+    let text = err.to_string();
+    assert!(text.contains("prometheus.bearer_token") && !text.contains("has space"), "{text}");
+    let err = Fixture::new().env("METAMCP_PROMETHEUS__BEARER_TOKEN", "tab\tsecret").error(&[]);
+    assert!(!err.to_string().contains("secret"), "{err}");
+}
+
+#[test]
+fn span_limits_are_validated_naming_the_key() {
+    let err = Fixture::new().env("OTEL_SPAN_ATTRIBUTE_VALUE_LENGTH_LIMIT", "3").error(&[]);
+    let text = err.to_string();
+    assert!(text.contains("span_limits.max_attribute_value_length"), "{text}");
+    assert!(text.contains("OTEL_SPAN_ATTRIBUTE_VALUE_LENGTH_LIMIT"), "{text}");
 }

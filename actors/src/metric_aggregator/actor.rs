@@ -10,13 +10,13 @@ use prometheus::{Histogram, IntCounter, Registry};
 use prost::Message as _;
 use rustc_hash::FxHashMap as HashMap;
 
-use super::catalogue::{ServiceMetrics, OTHER};
+use super::catalogue::{status_label, ServiceMetrics, OTHER};
 use super::config::MetricsConfig;
 use super::messages::{AggregatorStatus, Drain, ExportNow, GetStatus};
 use super::otlp;
 use crate::exporter::{ExportBatch, Exporter};
 use crate::ingress::{DbOperation, DbSystem, HttpMethod, LabelValue, MetricEvent, Wake};
-use crate::self_metrics::{ActorKind, SelfMetrics, Signal};
+use crate::self_metrics::{ActorKind, CappedLabel, SelfMetrics, Signal};
 use crate::supervision::{guarded, InjectPanic};
 
 /// Events folded per turn before the actor yields to its mailbox.
@@ -35,9 +35,11 @@ pub struct MetricAggregator {
     resource: Arc<ResourceAttributesWithSchema>,
     metrics: Arc<SelfMetrics>,
     start_time_unix_nano: u64,
-    requests: HashMap<(HttpMethod, LabelValue, u16), (IntCounter, Histogram)>,
+    /// Cached children per raw key, and whether the key's route was folded into `other`.
+    requests: HashMap<(HttpMethod, LabelValue, u16), (IntCounter, Histogram, bool)>,
     routes: HashMap<LabelValue, LabelValue>,
-    tools: HashMap<(LabelValue, bool), (IntCounter, Histogram)>,
+    /// Cached children per raw key, and whether the key's tool name was folded into `other`.
+    tools: HashMap<(LabelValue, bool), (IntCounter, Histogram, bool)>,
     /// Cached children of the database histogram (a bounded key space: system × operation × outcome).
     db_queries: HashMap<(DbSystem, DbOperation, bool), Histogram>,
     tool_names: HashMap<LabelValue, LabelValue>,
@@ -109,37 +111,51 @@ impl MetricAggregator {
         match event {
             MetricEvent::Request { method, route, status_code, duration } => {
                 let key = (method, route, status_code);
-                if let Some((count, histogram)) = self.requests.get(&key) {
+                if let Some((count, histogram, folded)) = self.requests.get(&key) {
                     count.inc();
                     histogram.observe(duration);
+                    if *folded {
+                        self.metrics.label_overflow(CappedLabel::Route).inc();
+                    }
                     return;
                 }
                 let route = bounded(&mut self.routes, key.1.clone(), self.config.max_routes);
-                let status = status_code.to_string();
+                let folded = route.as_str() == OTHER && key.1.as_str() != OTHER;
+                if folded {
+                    self.metrics.label_overflow(CappedLabel::Route).inc();
+                }
+                let status = status_label(status_code);
                 let count = self.service.requests_total.with_label_values(&[method.as_str(), route.as_str(), &status]);
                 let histogram = self.service.request_duration.with_label_values(&[method.as_str(), route.as_str()]);
                 count.inc();
                 histogram.observe(duration);
                 // Raw keys are remembered up to a bound; beyond it, new keys take this slow path.
                 if self.requests.len() < self.config.max_routes.saturating_mul(MAX_KEYS_PER_LABEL) {
-                    self.requests.insert(key, (count, histogram));
+                    self.requests.insert(key, (count, histogram, folded));
                 }
             }
             MetricEvent::ToolExecution { tool_name, success, duration } => {
                 let key = (tool_name, success);
-                if let Some((count, histogram)) = self.tools.get(&key) {
+                if let Some((count, histogram, folded)) = self.tools.get(&key) {
                     count.inc();
                     histogram.observe(duration);
+                    if *folded {
+                        self.metrics.label_overflow(CappedLabel::ToolName).inc();
+                    }
                     return;
                 }
                 let tool = bounded(&mut self.tool_names, key.0.clone(), self.config.max_tool_names);
+                let folded = tool.as_str() == OTHER && key.0.as_str() != OTHER;
+                if folded {
+                    self.metrics.label_overflow(CappedLabel::ToolName).inc();
+                }
                 let outcome = if success { "true" } else { "false" };
                 let count = self.service.tool_executions_total.with_label_values(&[tool.as_str(), outcome]);
                 let histogram = self.service.tool_execution_duration.with_label_values(&[tool.as_str()]);
                 count.inc();
                 histogram.observe(duration);
                 if self.tools.len() < self.config.max_tool_names.saturating_mul(MAX_KEYS_PER_LABEL) {
-                    self.tools.insert(key, (count, histogram));
+                    self.tools.insert(key, (count, histogram, folded));
                 }
             }
             MetricEvent::DbQuery { system, operation, success, duration } => {

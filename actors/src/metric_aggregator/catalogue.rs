@@ -20,6 +20,50 @@ pub const QUERY_LENGTH_BUCKETS: &[f64] = &[8.0, 16.0, 32.0, 64.0, 128.0, 256.0, 
 
 /// The label value that stands for every value beyond a cardinality cap.
 pub const OTHER: &str = "other";
+/// The `status_code` label of a status code no registry lists (as `_OTHER` for methods).
+pub const OTHER_STATUS: &str = "_OTHER";
+
+/// The status codes of the IANA HTTP Status Code Registry; each keeps its own `status_code`
+/// label value, any other code is counted under [`OTHER_STATUS`].
+pub const REGISTERED_STATUS_CODES: &[u16] = &[
+    100, 101, 102, 103, 200, 201, 202, 203, 204, 205, 206, 207, 208, 226, 300, 301, 302, 303, 304, 305, 307, 308, 400,
+    401, 402, 403, 404, 405, 406, 407, 408, 409, 410, 411, 412, 413, 414, 415, 416, 417, 418, 421, 422, 423, 424, 425,
+    426, 428, 429, 431, 451, 500, 501, 502, 503, 504, 505, 506, 507, 508, 510, 511,
+];
+
+/// The `status_code` label value of `code`: the number, or `_OTHER` for an unregistered code.
+pub fn status_label(code: u16) -> String {
+    if REGISTERED_STATUS_CODES.binary_search(&code).is_ok() {
+        code.to_string()
+    } else {
+        OTHER_STATUS.to_owned()
+    }
+}
+
+/// Values the `method` label can take: nine methods and `_OTHER`.
+pub const METHOD_VALUES: usize = 10;
+
+/// The most series the service metrics can show under `config`: every label is bounded —
+/// `method` by [`METHOD_VALUES`], `route` by `max_routes` plus `other`, `status_code` by the
+/// registered codes plus `_OTHER`, `tool_name` by `max_tool_names` plus `other`, the database
+/// labels by their enums — and a histogram series is one line per bucket plus `+Inf`, `_sum`
+/// and `_count`.
+pub fn max_series(config: &super::config::MetricsConfig) -> usize {
+    let histogram = |buckets: &[f64]| buckets.len() + 3;
+    let routes = config.max_routes + 1;
+    let tools = config.max_tool_names + 1;
+    let statuses = REGISTERED_STATUS_CODES.len() + 1;
+    let db_keys = 2 * 6 * 2; // db_system × db_operation × success
+    METHOD_VALUES * routes * statuses
+        + METHOD_VALUES * routes * histogram(HTTP_BUCKETS)
+        + tools * 2
+        + tools * histogram(TOOL_BUCKETS)
+        + db_keys * histogram(DB_BUCKETS)
+        + 1
+        + histogram(SEARCH_BUCKETS)
+        + histogram(RESULT_COUNT_BUCKETS)
+        + histogram(QUERY_LENGTH_BUCKETS)
+}
 
 /// Handles of the service metrics, registered in one registry.
 #[derive(Debug, Clone)]

@@ -89,3 +89,49 @@ async fn the_otlp_snapshot_carries_the_registry_values() {
     let Some(Data::Sum(sum)) = &counter.data else { panic!("not a sum") };
     assert!(sum.is_monotonic);
 }
+
+#[actix_rt::test]
+async fn every_fold_into_other_is_counted_by_label_and_odd_status_codes_fold_too() {
+    let config = config::MetricsConfig { max_tool_names: 1, max_routes: 1, ..Default::default() };
+    let registry = Registry::new();
+    let service = ServiceMetrics::register(&registry).unwrap();
+    let metrics = SelfMetrics::unregistered();
+    let (ingress, rx, wake) = metric_channel(config.queue_capacity, 64, metrics.clone());
+    let resource = Arc::new(ResourceAttributesWithSchema::from(&opentelemetry_sdk::Resource::builder_empty().build()));
+    let addr =
+        MetricAggregator::new(config, rx, wake, registry, service.clone(), None, resource, metrics.clone()).start();
+    // "/a" takes the only route slot; "/b" and "/c" fold, "/b" twice (the second from the cache).
+    for (route, status) in [("/a", 200u16), ("/b", 200), ("/b", 200), ("/c", 599), ("/a", 799)] {
+        ingress.record(MetricEvent::Request {
+            method: HttpMethod::Get,
+            route: LabelValue::new(route),
+            status_code: status,
+            duration: 0.01,
+        });
+    }
+    for name in ["t1", "t2", "t2", "t1"] {
+        ingress.record(MetricEvent::ToolExecution { tool_name: LabelValue::new(name), success: true, duration: 0.1 });
+    }
+    addr.send(Drain).await.unwrap();
+    use crate::self_metrics::CappedLabel;
+    assert_eq!(metrics.label_overflow(CappedLabel::Route).get(), 3);
+    assert_eq!(metrics.label_overflow(CappedLabel::ToolName).get(), 2);
+    assert_eq!(service.requests_total.with_label_values(&["GET", catalogue::OTHER, "200"]).get(), 2);
+    assert_eq!(service.requests_total.with_label_values(&["GET", catalogue::OTHER, "_OTHER"]).get(), 1);
+    assert_eq!(service.requests_total.with_label_values(&["GET", "/a", "_OTHER"]).get(), 1);
+    assert_eq!(service.tool_executions_total.with_label_values(&["t1", "true"]).get(), 2);
+}
+
+#[test]
+fn registered_status_codes_are_sorted_and_the_series_bound_follows_the_caps() {
+    assert!(catalogue::REGISTERED_STATUS_CODES.windows(2).all(|w| w[0] < w[1]));
+    assert_eq!(catalogue::status_label(404), "404");
+    assert_eq!(catalogue::status_label(299), "_OTHER");
+    let defaults = catalogue::max_series(&config::MetricsConfig::default());
+    let smaller = catalogue::max_series(&config::MetricsConfig { max_routes: 10, ..Default::default() });
+    assert!(smaller < defaults);
+    // With the default caps: 10 methods × 201 routes × (62 + 1) statuses, the request duration
+    // histogram (10 × 201 × 17), tools (201 × 2 + 201 × 18), the database histogram (24 × 19) and
+    // the four vector search families (1 + 16 + 12 + 11).
+    assert_eq!(defaults, 126_630 + 34_170 + 402 + 3_618 + 456 + 40);
+}

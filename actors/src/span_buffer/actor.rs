@@ -27,6 +27,7 @@ pub struct SpanBuffer {
     metrics: Arc<SelfMetrics>,
     batch: Vec<SpanData>,
     batches_sent: u64,
+    max_value_length: usize,
 }
 
 impl std::fmt::Debug for SpanBuffer {
@@ -47,7 +48,14 @@ impl SpanBuffer {
         metrics: Arc<SelfMetrics>,
     ) -> Self {
         let batch = Vec::with_capacity(config.max_batch_size);
-        Self { config, rx, bytes, wake, exporter, resource, metrics, batch, batches_sent: 0 }
+        let max_value_length = super::limits::DEFAULT_MAX_ATTRIBUTE_VALUE_LENGTH;
+        Self { config, rx, bytes, wake, exporter, resource, metrics, batch, batches_sent: 0, max_value_length }
+    }
+
+    /// The buffer with `limits.max_attribute_value_length` applied to every batch.
+    pub fn with_span_limits(mut self, limits: &super::limits::SpanLimitsConfig) -> Self {
+        self.max_value_length = limits.max_attribute_value_length;
+        self
     }
 
     /// Moves spans from the channel into batches; full batches leave at once. With `all`, the
@@ -77,7 +85,8 @@ impl SpanBuffer {
     }
 
     fn send_batch(&mut self) {
-        let spans = std::mem::replace(&mut self.batch, Vec::with_capacity(self.config.max_batch_size));
+        let mut spans = std::mem::replace(&mut self.batch, Vec::with_capacity(self.config.max_batch_size));
+        super::limits::apply(&mut spans, self.max_value_length, &self.metrics);
         let items = spans.len() as u64;
         let request =
             ExportTraceServiceRequest { resource_spans: group_spans_by_resource_and_scope(spans, &self.resource) };

@@ -3,6 +3,7 @@
 
 mod actor;
 pub mod config;
+pub mod limits;
 pub mod messages;
 
 #[cfg(test)]
