@@ -1,0 +1,103 @@
+#!/usr/bin/env bash
+# Installs the system tools some tests use, and only those that are missing:
+#
+#   promtool  (Debian package `prometheus`)  validates docker/prometheus/ (rules, their unit tests,
+#                                            the scrape config) and lints the service's /metrics
+#   chromium  (Debian package `chromium`)    a headless browser for the dashboard tests
+#
+# Idempotent and non-interactive: a second run installs nothing. Uses apt-get only (Debian/Ubuntu);
+# elsewhere it says what to install and exits 1. Runs apt-get through sudo when not root.
+#
+# The `prometheus` package would start a Prometheus server on :9090 as part of its installation.
+# The tests need the promtool binary only, so this script keeps the server from starting (a
+# temporary policy-rc.d that denies service starts), disables it, and stops one that started
+# anyway. Recommended packages (node exporter, ...) are not installed.
+set -euo pipefail
+
+# Packages by the command that tells whether they are present.
+declare -A wanted=([promtool]=prometheus [chromium]=chromium)
+
+missing=()
+for command in "${!wanted[@]}"; do
+    if ! command -v "$command" >/dev/null 2>&1; then
+        missing+=("${wanted[$command]}")
+    fi
+done
+
+if [ ${#missing[@]} -eq 0 ]; then
+    echo "setup: promtool and chromium are installed; nothing to do"
+    exit 0
+fi
+
+if ! command -v apt-get >/dev/null 2>&1; then
+    echo "setup: missing ${missing[*]}; install them with your package manager (no apt-get here)" >&2
+    exit 1
+fi
+
+as_root=()
+if [ "$(id -u)" -ne 0 ]; then
+    if ! command -v sudo >/dev/null 2>&1; then
+        echo "setup: missing ${missing[*]}; run this script as root (no sudo here)" >&2
+        exit 1
+    fi
+    as_root=(sudo)
+fi
+
+export DEBIAN_FRONTEND=noninteractive
+
+# Refresh the package lists only if a package has no install candidate yet.
+for package in "${missing[@]}"; do
+    policy_text=$(apt-cache policy "$package" 2>/dev/null || true)
+    if [[ "$policy_text" != *"Candidate:"* || "$policy_text" == *"Candidate: (none)"* ]]; then
+        echo "setup: apt-get update (no candidate for $package)"
+        "${as_root[@]}" apt-get update -qq
+        break
+    fi
+done
+
+# Deny service starts during the installation, unless the machine already has a policy of its own
+# (container images often do; it is left alone).
+policy=/usr/sbin/policy-rc.d
+own_policy=false
+if [ ! -e "$policy" ]; then
+    printf '#!/bin/sh\n# Temporary: no service starts while scripts/setup.sh installs packages.\nexit 101\n' \
+        | "${as_root[@]}" tee "$policy" >/dev/null
+    "${as_root[@]}" chmod 755 "$policy"
+    own_policy=true
+fi
+cleanup() {
+    if [ "$own_policy" = true ]; then
+        "${as_root[@]}" rm -f "$policy"
+    fi
+}
+trap cleanup EXIT
+
+echo "setup: apt-get install ${missing[*]}"
+"${as_root[@]}" apt-get install -y -qq --no-install-recommends "${missing[@]}"
+
+# The Prometheus server that came with promtool must not run: disable it at boot and stop it if a
+# start slipped through (for instance under systemd, which ignores policy-rc.d).
+if [[ " ${missing[*]} " == *" prometheus "* ]]; then
+    if command -v systemctl >/dev/null 2>&1 && [ -d /run/systemd/system ]; then
+        "${as_root[@]}" systemctl disable --now prometheus >/dev/null 2>&1 || true
+    fi
+    if command -v update-rc.d >/dev/null 2>&1 && [ -e /etc/init.d/prometheus ]; then
+        "${as_root[@]}" update-rc.d prometheus disable >/dev/null 2>&1 || true
+    fi
+    if [ -e /etc/init.d/prometheus ]; then
+        "${as_root[@]}" /etc/init.d/prometheus stop >/dev/null 2>&1 || true
+    fi
+    # A server started by the package runs as the `prometheus` user from /usr/bin/prometheus.
+    for pid in $(pgrep -u prometheus -x prometheus 2>/dev/null || true); do
+        echo "setup: stopping the Prometheus server the package started (pid $pid)"
+        "${as_root[@]}" kill "$pid" || true
+    done
+fi
+
+for command in "${!wanted[@]}"; do
+    if ! command -v "$command" >/dev/null 2>&1; then
+        echo "setup: $command is still missing after installing ${wanted[$command]}" >&2
+        exit 1
+    fi
+done
+echo "setup: done ($(promtool --version 2>&1 | head -n 1))"
