@@ -462,43 +462,44 @@ impl Exporter {
         self.metrics.dropped(batch.signal, reason).inc_by(batch.items);
     }
 
-    /// Sends batches to the spool (counted as spooled once they are on their way). The write
-    /// queue holds at most half of `exporter.max_pending_bytes`; beyond it (the spool's storage
-    /// is slower than the input) a batch is dropped and counted as `spool_full`.
+    /// Sends batches to the spool (counted as spooled once they are on their way). The database
+    /// spool's write queue holds at most half of `exporter.max_pending_bytes`; what does not fit
+    /// (the database is slower than the input for a moment, or it is unavailable) goes to the
+    /// memory spool, which never blocks and whose batches move to the database at the next
+    /// refresh. Only when the memory spool is full too are its oldest batches dropped, counted
+    /// as `spool_full`.
     fn spool_pending(&mut self, batches: Vec<Pending>) {
         if batches.is_empty() {
             return;
         }
+        let durable = self.spool.durable.is_some() && self.spool.durable_ok;
         let mut queued = self.spool.queued_bytes();
-        let mut records = Vec::with_capacity(batches.len());
+        let (mut to_durable, mut to_memory) = (Vec::new(), Vec::new());
         for pending in batches {
             let size = pending.batch.body.len() as u64;
-            if queued + size > self.config.max_pending_bytes / 2 {
-                self.drop_batch(&pending.batch, DropReason::SpoolFull);
-                continue;
-            }
-            queued += size;
             self.metrics.spool().spooled[pending.batch.signal as usize].inc_by(pending.batch.items);
-            records.push(pending.record());
+            if durable && queued + size <= self.config.max_pending_bytes / 2 {
+                queued += size;
+                to_durable.push(pending.record());
+            } else {
+                to_memory.push(pending.record());
+            }
         }
-        if records.is_empty() {
-            return;
-        }
-        if self.spool.durable.is_none() || !self.spool.durable_ok {
-            // The memory spool never blocks: write at once rather than queue behind a call to a
-            // database that may hang until its connect timeout.
-            let evicted = self.spool.memory.append(records, self.spool.config.memory_max_bytes).unwrap_or_default();
+        if !to_memory.is_empty() {
+            let evicted = self.spool.memory.append(to_memory, self.spool.config.memory_max_bytes).unwrap_or_default();
             let done = SpoolDone {
                 evicted: evicted.into_iter().map(|e| (e, DropReason::SpoolFull)).collect(),
                 memory_stats: self.spool.memory.stats().ok(),
                 ..SpoolDone::default()
             };
             self.apply_spool(done, None);
+        }
+        if to_durable.is_empty() {
             return;
         }
         match self.spool.ops.back_mut() {
-            Some(SpoolOp::Append(queued)) => queued.extend(records),
-            _ => self.spool.ops.push_back(SpoolOp::Append(records)),
+            Some(SpoolOp::Append(queued)) => queued.extend(to_durable),
+            _ => self.spool.ops.push_back(SpoolOp::Append(to_durable)),
         }
     }
 

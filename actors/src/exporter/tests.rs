@@ -91,6 +91,8 @@ async fn a_full_pending_queue_drops_the_oldest_batch() {
 struct FlakySpool {
     inner: MemorySpool,
     down: std::sync::atomic::AtomicBool,
+    /// Milliseconds every append takes, like a database busy with a checkpoint.
+    append_delay_ms: std::sync::atomic::AtomicU64,
 }
 
 impl FlakySpool {
@@ -113,6 +115,8 @@ impl Spool for FlakySpool {
         max_bytes: u64,
     ) -> Result<Vec<crate::spool::Evicted>, crate::spool::SpoolError> {
         self.check()?;
+        let delay = self.append_delay_ms.load(std::sync::atomic::Ordering::SeqCst);
+        std::thread::sleep(Duration::from_millis(delay));
         self.inner.append(records, max_bytes)
     }
     fn claim_oldest(
@@ -271,4 +275,34 @@ async fn drop_newest_refuses_the_arriving_batch_when_memory_is_full() {
     assert!(status.held_bytes <= 64 << 10, "{status:?}");
     assert_eq!(metrics.dropped(Signal::Traces, DropReason::QueueFull).get(), 4 + 5 + 6);
     assert_eq!(status.spool.batches, 0, "drop_newest never spools");
+}
+
+#[actix_rt::test]
+async fn a_slow_database_spool_overflows_into_memory_and_catches_up_without_a_drop() {
+    let metrics = SelfMetrics::unregistered();
+    let durable = Arc::new(FlakySpool::default());
+    durable.append_delay_ms.store(300, std::sync::atomic::Ordering::SeqCst);
+    let mut config = spooling_exporter();
+    // A 32 KiB write queue: three 16 KiB batches already overflow it while an append sleeps.
+    config.max_pending_bytes = 64 << 10;
+    let exporter = Exporter::new(config, metrics.clone()).start();
+    exporter.do_send(AttachSpool(durable.clone()));
+    for _ in 0..20 {
+        exporter.do_send(sized(3, 16 << 10));
+    }
+    let overflowed = eventually(Duration::from_secs(5), || {
+        let exporter = exporter.clone();
+        async move { exporter.send(GetStatus).await.unwrap().spool.memory_batches > 0 }
+    })
+    .await;
+    assert!(overflowed, "batches that do not fit in the write queue wait in the memory spool");
+    durable.append_delay_ms.store(0, std::sync::atomic::Ordering::SeqCst);
+    let all_durable = eventually(Duration::from_secs(10), || {
+        let durable = durable.clone();
+        async move { durable.inner.stats().unwrap().items_of(Signal::Traces) == 60 }
+    })
+    .await;
+    assert!(all_durable, "{:?}", exporter.send(GetStatus).await.unwrap());
+    assert_eq!(metrics.dropped_total(Signal::Traces), 0);
+    assert_eq!(exporter.send(GetStatus).await.unwrap().spool.memory_batches, 0);
 }
