@@ -204,20 +204,20 @@ fn a_slow_collector_times_out_and_retries_while_requests_are_served_at_once() {
     assert_eq!(metric(&service, "metamcp_telemetry_dropped_total", &[("signal", "traces")]), 0.0);
 }
 
-/// A SQLite spool file that two service runs share.
-fn shared_database() -> (tempfile::TempDir, String) {
+/// Settings for two service runs that share one SQLite spool file and one collector port, with
+/// nothing listening there yet.
+fn shared_spool() -> (tempfile::TempDir, u16, Vec<(String, String)>) {
     let dir = tempfile::tempdir().unwrap();
     let url = format!("sqlite://{}", dir.path().join("metamcp.db").display());
-    (dir, url)
+    let port = free_port();
+    let mut settings = envs(&format!("http://127.0.0.1:{port}"), "grpc");
+    settings.push(("DATABASE_URL".into(), url));
+    (dir, port, settings)
 }
 
 #[test]
 fn spans_in_the_spool_survive_sigkill_and_are_delivered_after_a_restart() {
-    let (_dir, url) = shared_database();
-    let port = free_port();
-    let endpoint = format!("http://127.0.0.1:{port}");
-    let mut settings = envs(&endpoint, "grpc");
-    settings.push(("DATABASE_URL".into(), url));
+    let (_dir, port, settings) = shared_spool();
     let mut first = start(&settings);
     let http = client();
     let sent = send(&http, &first, 0xd4, 0..250);
@@ -241,11 +241,7 @@ fn spans_in_the_spool_survive_sigkill_and_are_delivered_after_a_restart() {
 
 #[test]
 fn sigterm_under_load_spools_everything_accepted_for_the_next_run() {
-    let (_dir, url) = shared_database();
-    let port = free_port();
-    let endpoint = format!("http://127.0.0.1:{port}");
-    let mut settings = envs(&endpoint, "grpc");
-    settings.push(("DATABASE_URL".into(), url));
+    let (_dir, port, settings) = shared_spool();
     let mut first = start(&settings);
 
     // Four clients keep sending until the service goes away; what it answered 200 was accepted.

@@ -12,14 +12,22 @@ use crate::self_metrics::SelfMetrics;
 fn aggregator(
     config: config::MetricsConfig,
 ) -> (actix::Addr<MetricAggregator>, crate::ingress::MetricIngress, Registry, ServiceMetrics) {
+    let (addr, ingress, registry, service, _metrics) = aggregator_with_self_metrics(config);
+    (addr, ingress, registry, service)
+}
+
+fn aggregator_with_self_metrics(
+    config: config::MetricsConfig,
+) -> (actix::Addr<MetricAggregator>, crate::ingress::MetricIngress, Registry, ServiceMetrics, Arc<SelfMetrics>) {
     let registry = Registry::new();
     let service = ServiceMetrics::register(&registry).unwrap();
     let metrics = SelfMetrics::unregistered();
     let (ingress, rx, wake) = metric_channel(config.queue_capacity, 64, metrics.clone());
     let resource = Arc::new(ResourceAttributesWithSchema::from(&opentelemetry_sdk::Resource::builder_empty().build()));
     let addr =
-        MetricAggregator::new(config, rx, wake, registry.clone(), service.clone(), None, resource, metrics).start();
-    (addr, ingress, registry, service)
+        MetricAggregator::new(config, rx, wake, registry.clone(), service.clone(), None, resource, metrics.clone())
+            .start();
+    (addr, ingress, registry, service, metrics)
 }
 
 #[actix_rt::test]
@@ -93,13 +101,7 @@ async fn the_otlp_snapshot_carries_the_registry_values() {
 #[actix_rt::test]
 async fn every_fold_into_other_is_counted_by_label_and_odd_status_codes_fold_too() {
     let config = config::MetricsConfig { max_tool_names: 1, max_routes: 1, ..Default::default() };
-    let registry = Registry::new();
-    let service = ServiceMetrics::register(&registry).unwrap();
-    let metrics = SelfMetrics::unregistered();
-    let (ingress, rx, wake) = metric_channel(config.queue_capacity, 64, metrics.clone());
-    let resource = Arc::new(ResourceAttributesWithSchema::from(&opentelemetry_sdk::Resource::builder_empty().build()));
-    let addr =
-        MetricAggregator::new(config, rx, wake, registry, service.clone(), None, resource, metrics.clone()).start();
+    let (addr, ingress, _registry, service, metrics) = aggregator_with_self_metrics(config);
     // "/a" takes the only route slot; "/b" and "/c" fold, "/b" twice (the second from the cache).
     for (route, status) in [("/a", 200u16), ("/b", 200), ("/b", 200), ("/c", 599), ("/a", 799)] {
         ingress.record(MetricEvent::Request {
