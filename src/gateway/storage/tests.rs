@@ -822,6 +822,32 @@ fn readiness_probe_fails_for_a_closed_postgres_port() {
 }
 
 #[test]
+fn after_an_unavailable_database_calls_fail_fast_and_one_call_tries_again_after_the_window() {
+    let url = format!("postgres://postgres@127.0.0.1:{}/nowhere", closed_port());
+    let settings = DatabaseSettings { connect_timeout: Duration::from_millis(300), ..settings(url) };
+    let store = Store::connect(&settings, &TelemetryManager::disabled(), false).unwrap();
+    let first = store.run_blocking(|c| list_servers(c, Page::ALL)).unwrap_err();
+    assert!(first.is_unavailable() && first.to_string().contains("no postgresql connection"), "{first}");
+    // Within the window nobody waits for a connection: the answer says why at once.
+    let second = store.run_blocking(|c| list_servers(c, Page::ALL)).unwrap_err();
+    assert!(second.is_unavailable(), "{second:?}");
+    assert!(second.to_string().contains("unavailable moments ago"), "{second}");
+    // Once the window is over, a call tries the database again (and finds it still away).
+    let deadline = std::time::Instant::now() + Duration::from_secs(5);
+    let retried = loop {
+        let err = store.run_blocking(|c| list_servers(c, Page::ALL)).unwrap_err();
+        if err.to_string().contains("no postgresql connection") {
+            break true;
+        }
+        if std::time::Instant::now() > deadline {
+            break false;
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    };
+    assert!(retried, "no call tried the database again after the window");
+}
+
+#[test]
 fn memory_database_keeps_its_data_in_one_connection() {
     let settings = DatabaseSettings { pool_size: 8, ..settings("sqlite://:memory:".to_owned()) };
     let store = Store::open(&settings, &TelemetryManager::disabled()).unwrap();
