@@ -163,8 +163,13 @@ impl SpoolState {
         }
     }
 
+    /// What both spools hold together.
+    fn total(&self) -> SpoolStats {
+        self.durable_stats.plus(&self.memory_stats)
+    }
+
     fn batches(&self) -> u64 {
-        self.durable_stats.batches + self.memory_stats.batches
+        self.total().batches
     }
 
     /// True while a database spool is attached but failing.
@@ -219,24 +224,11 @@ fn execute(
             let mut to_memory = Some(records);
             if let Some(spool) = &durable {
                 let records = to_memory.take().unwrap_or_default();
-                let mut added = SpoolStats::default();
-                for record in &records {
-                    added.batches += 1;
-                    added.bytes += record.body.len() as u64;
-                    added.items[record.signal as usize] += record.items;
-                }
+                let added = SpoolStats::of_records(&records);
                 match spool.append(records.clone(), config.max_bytes) {
                     Ok(evicted) => {
                         done.durable_ok = true;
-                        let mut removed = SpoolStats::default();
-                        for e in &evicted {
-                            removed.batches += e.batches;
-                            removed.bytes += e.bytes;
-                            if let Some(signal) = e.signal {
-                                removed.items[signal as usize] += e.items;
-                            }
-                        }
-                        done.durable_change = Some((added, removed));
+                        done.durable_change = Some((added, SpoolStats::of_evicted(&evicted)));
                         done.evicted.extend(evicted.into_iter().map(|e| (e, DropReason::SpoolFull)));
                     }
                     Err(err) => {
@@ -560,12 +552,7 @@ impl Exporter {
         if let Some(stats) = done.durable_stats {
             self.spool.durable_stats = stats;
         } else if let Some((added, removed)) = done.durable_change {
-            let d = &mut self.spool.durable_stats;
-            d.batches = (d.batches + added.batches).saturating_sub(removed.batches);
-            d.bytes = (d.bytes + added.bytes).saturating_sub(removed.bytes);
-            for i in 0..2 {
-                d.items[i] = (d.items[i] + added.items[i]).saturating_sub(removed.items[i]);
-            }
+            self.spool.durable_stats = self.spool.durable_stats.plus(&added).minus(&removed);
         }
         if let Some(stats) = done.memory_stats {
             self.spool.memory_stats = stats;
@@ -589,12 +576,11 @@ impl Exporter {
 
     fn publish_spool(&self) {
         let gauges = self.metrics.spool();
-        let (d, m) = (&self.spool.durable_stats, &self.spool.memory_stats);
-        gauges.bytes.set(i64::try_from(d.bytes + m.bytes).unwrap_or(i64::MAX));
-        gauges.batches.set(i64::try_from(d.batches + m.batches).unwrap_or(i64::MAX));
+        let total = self.spool.total();
+        gauges.bytes.set(i64::try_from(total.bytes).unwrap_or(i64::MAX));
+        gauges.batches.set(i64::try_from(total.batches).unwrap_or(i64::MAX));
         for signal in Signal::ALL {
-            let items = d.items_of(signal) + m.items_of(signal);
-            gauges.items[signal as usize].set(i64::try_from(items).unwrap_or(i64::MAX));
+            gauges.items[signal as usize].set(i64::try_from(total.items_of(signal)).unwrap_or(i64::MAX));
         }
         gauges.fallback.set(i64::from(self.spool.fallback()));
         self.publish_memory();
@@ -626,7 +612,7 @@ impl Exporter {
             };
             self.start_export(ctx, &transport, flight, now);
         }
-        self.claim_for_replay(ctx, now);
+        self.claim_for_replay(now);
         self.run_spool_ops(ctx);
         self.arm_retry_timer(ctx, draining);
         self.arm_spool_timer(ctx);
@@ -661,7 +647,7 @@ impl Exporter {
     /// Asks the spool for batches when a replay may start: the collector answers, a slot is left
     /// free by fresh batches, and the replay rate allows it; or, while the collector is
     /// unreachable, one batch at a time as a probe, on the retry schedule.
-    fn claim_for_replay(&mut self, _ctx: &mut Context<Self>, now: Instant) {
+    fn claim_for_replay(&mut self, now: Instant) {
         if self.spool.claiming || !self.spool.ready.is_empty() || self.spool.batches() == 0 || self.draining() {
             return;
         }
@@ -1037,10 +1023,10 @@ impl Exporter {
                 fallback: s.fallback(),
                 error: s.durable_error.clone(),
                 batches: s.batches(),
-                bytes: s.durable_stats.bytes + s.memory_stats.bytes,
+                bytes: s.total().bytes,
                 max_bytes: s.config.max_bytes,
                 memory_batches: s.memory_stats.batches,
-                items: Signal::ALL.map(|sig| s.durable_stats.items_of(sig) + s.memory_stats.items_of(sig)),
+                items: Signal::ALL.map(|sig| s.total().items_of(sig)),
                 replaying: self.in_flight.iter().filter(|(_, f)| matches!(f, Flight::Replay(..))).count()
                     + s.ready.len(),
                 policies: Signal::ALL.map(|sig| self.policy(sig)),
@@ -1051,8 +1037,8 @@ impl Exporter {
 
 /// The spool figures of one batch.
 fn figures(batch: &SpooledBatch) -> SpoolStats {
-    let mut stats = SpoolStats { batches: 1, bytes: batch.body.len() as u64, items: [0; 2] };
-    stats.items[batch.signal as usize] = batch.items;
+    let mut stats = SpoolStats::default();
+    stats.add(batch.signal, 1, batch.items, batch.body.len() as u64);
     stats
 }
 

@@ -127,10 +127,11 @@ impl Spool for MemorySpool {
 
     fn stats(&self) -> Result<SpoolStats, SpoolError> {
         let inner = self.lock();
-        let mut stats = SpoolStats { batches: inner.rows.len() as u64, bytes: inner.bytes, items: [0; 2] };
+        let mut stats = SpoolStats::default();
         for row in &inner.rows {
-            stats.items[row.batch.signal as usize] += row.batch.items;
+            stats.add(row.batch.signal, 1, row.batch.items, row.batch.body.len() as u64);
         }
+        debug_assert_eq!(stats.bytes, inner.bytes);
         Ok(stats)
     }
 }

@@ -100,6 +100,51 @@ impl SpoolStats {
     pub fn items_of(&self, signal: Signal) -> u64 {
         self.items[signal as usize]
     }
+
+    /// Counts `batches` more batches of `signal` with `items` items and `bytes` bytes.
+    pub fn add(&mut self, signal: Signal, batches: u64, items: u64, bytes: u64) {
+        self.batches += batches;
+        self.bytes += bytes;
+        self.items[signal as usize] += items;
+    }
+
+    /// The figures of both spools together.
+    pub fn plus(&self, other: &SpoolStats) -> SpoolStats {
+        SpoolStats {
+            batches: self.batches + other.batches,
+            bytes: self.bytes + other.bytes,
+            items: [self.items[0] + other.items[0], self.items[1] + other.items[1]],
+        }
+    }
+
+    /// These figures less `other`'s, never below zero.
+    pub fn minus(&self, other: &SpoolStats) -> SpoolStats {
+        SpoolStats {
+            batches: self.batches.saturating_sub(other.batches),
+            bytes: self.bytes.saturating_sub(other.bytes),
+            items: [self.items[0].saturating_sub(other.items[0]), self.items[1].saturating_sub(other.items[1])],
+        }
+    }
+
+    /// The figures of `records`.
+    pub fn of_records(records: &[SpoolRecord]) -> SpoolStats {
+        let mut stats = SpoolStats::default();
+        for record in records {
+            stats.add(record.signal, 1, record.items, record.body.len() as u64);
+        }
+        stats
+    }
+
+    /// The figures of what `evicted` reports removed.
+    pub fn of_evicted(evicted: &[Evicted]) -> SpoolStats {
+        let mut stats = SpoolStats::default();
+        for e in evicted {
+            if let Some(signal) = e.signal {
+                stats.add(signal, e.batches, e.items, e.bytes);
+            }
+        }
+        stats
+    }
 }
 
 /// A spool operation that failed.

@@ -355,10 +355,7 @@ impl Spool for DbSpool {
                 .load(conn)?;
             let mut stats = SpoolStats::default();
             for (signal, batches, bytes, items) in groups {
-                let signal = parse_signal(&signal)?;
-                stats.batches += count(batches);
-                stats.bytes += count(bytes);
-                stats.items[signal as usize] += count(items);
+                stats.add(parse_signal(&signal)?, count(batches), count(items), count(bytes));
             }
             Ok(stats)
         })
