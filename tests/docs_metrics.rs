@@ -16,7 +16,6 @@ use serde_json::{json, Value};
 use support::prom::{scrape_blocking, Kind, Scrape};
 use support::wait::assert_eventually;
 
-const MCP_ACCEPT: &str = "application/json, text/event-stream";
 /// How a row marks a family that only exists after an event; the event follows the marker.
 const LATE_MARKER: &str = "Appears only after ";
 
@@ -115,23 +114,10 @@ fn read_docs() -> Docs {
     Docs { families, enumerated, labels }
 }
 
-fn mcp_post(service: &Service, session: Option<&str>, body: Value) -> reqwest::blocking::Response {
-    let mut request = client()
-        .post(service.url("/metamcp/default/mcp"))
-        .header("content-type", "application/json")
-        .header("accept", MCP_ACCEPT)
-        .body(body.to_string());
-    if let Some(session) = session {
-        request = request.header("mcp-session-id", session);
-    }
-    request.send().expect("POST to the MCP endpoint")
-}
-
 /// Drives the requests that give every family a series: MCP initialize + `tools/call calculator`,
 /// and a vector search through the admin API.
 fn drive(service: &Service) {
-    let init = mcp_post(
-        service,
+    let init = service.mcp_post(
         None,
         json!({"jsonrpc": "2.0", "id": 0, "method": "initialize", "params": {
             "protocolVersion": "2025-11-25", "capabilities": {},
@@ -140,10 +126,9 @@ fn drive(service: &Service) {
     assert_eq!(init.status(), reqwest::StatusCode::OK);
     let session = init.headers().get("mcp-session-id").expect("a session id").to_str().expect("ascii").to_owned();
     let initialized =
-        mcp_post(service, Some(&session), json!({"jsonrpc": "2.0", "method": "notifications/initialized"}));
+        service.mcp_post(Some(&session), json!({"jsonrpc": "2.0", "method": "notifications/initialized"}));
     assert_eq!(initialized.status(), reqwest::StatusCode::ACCEPTED);
-    let call = mcp_post(
-        service,
+    let call = service.mcp_post(
         Some(&session),
         json!({"jsonrpc": "2.0", "id": 1, "method": "tools/call",
                "params": {"name": "calculator", "arguments": {"expression": "6 * 7"}}}),

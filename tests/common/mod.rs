@@ -156,6 +156,24 @@ impl Drop for Service {
     }
 }
 
+/// The `Accept` header an MCP Streamable HTTP client sends.
+pub const MCP_ACCEPT: &str = "application/json, text/event-stream";
+
+impl Service {
+    /// One JSON-RPC POST to the `default` MCP endpoint, in the session `session` if given.
+    pub fn mcp_post(&self, session: Option<&str>, body: serde_json::Value) -> reqwest::blocking::Response {
+        let mut request = client()
+            .post(self.url("/metamcp/default/mcp"))
+            .header("content-type", "application/json")
+            .header("accept", MCP_ACCEPT)
+            .body(body.to_string());
+        if let Some(session) = session {
+            request = request.header("mcp-session-id", session);
+        }
+        request.send().expect("POST to the MCP endpoint")
+    }
+}
+
 /// A blocking HTTP client with a bounded timeout.
 pub fn client() -> reqwest::blocking::Client {
     reqwest::blocking::Client::builder().timeout(Duration::from_secs(10)).build().expect("client")

@@ -165,19 +165,9 @@ pub fn start_service() -> Service {
     )
 }
 
-const MCP_ACCEPT: &str = "application/json, text/event-stream";
-
 /// One JSON-RPC POST to the `default` MCP endpoint; returns the answer's JSON (if any).
 fn mcp(service: &Service, session: Option<&str>, body: Value) -> (Option<String>, Value) {
-    let mut request = client()
-        .post(service.url("/metamcp/default/mcp"))
-        .header("content-type", "application/json")
-        .header("accept", MCP_ACCEPT)
-        .body(body.to_string());
-    if let Some(session) = session {
-        request = request.header("mcp-session-id", session);
-    }
-    let response = request.send().expect("POST to the MCP endpoint");
+    let response = service.mcp_post(session, body);
     assert!(response.status().is_success(), "MCP answered {}", response.status());
     let session = response.headers().get("mcp-session-id").and_then(|v| v.to_str().ok()).map(str::to_owned);
     let text = response.text().expect("MCP body");
