@@ -2,6 +2,7 @@
 //! `/metrics` on its own server, and the JSON error type every endpoint answers with.
 
 use std::net::SocketAddr;
+use std::sync::{Arc, OnceLock};
 use std::time::Duration;
 
 use actix_web::dev::ServerHandle;
@@ -14,6 +15,7 @@ use metamcp_telemetry_actors::self_metrics::ActorKind;
 use prometheus::{Encoder, TextEncoder};
 use serde_json::json;
 
+use crate::gate::{Gate, GatePolicy};
 use crate::manager::TelemetryManager;
 
 /// The Content-Type of the Prometheus text exposition format.
@@ -23,19 +25,42 @@ pub(crate) const SCRAPE_DRAIN_TIMEOUT: Duration = Duration::from_secs(1);
 /// How long a health request waits for the health check actor.
 pub(crate) const HEALTH_TIMEOUT: Duration = Duration::from_secs(2);
 
-/// An error answered as `{"error": {"code", "message"}}` with a 4xx or 5xx status.
+/// An error answered as `{"error": {"code", "message"}}` with a 4xx or 5xx status. The message
+/// is shown with the credentials of any URL in it masked ([`redact`](crate::redact::redact)).
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 #[error("{message}")]
 pub struct ApiError {
     status: StatusCode,
     code: &'static str,
     message: String,
+    close_connection: bool,
 }
 
 impl ApiError {
     /// A new error.
     pub fn new(status: StatusCode, code: &'static str, message: impl Into<String>) -> Self {
-        Self { status, code, message: message.into() }
+        let message = message.into();
+        let message = match crate::redact::redact(&message) {
+            std::borrow::Cow::Borrowed(_) => message,
+            std::borrow::Cow::Owned(masked) => masked,
+        };
+        Self { status, code, message, close_connection: false }
+    }
+
+    /// The same error, answered with `Connection: close`.
+    pub fn closing_connection(mut self) -> Self {
+        self.close_connection = true;
+        self
+    }
+
+    /// The HTTP status.
+    pub fn status(&self) -> StatusCode {
+        self.status
+    }
+
+    /// The `code` of the JSON body.
+    pub fn code(&self) -> &'static str {
+        self.code
     }
 
     /// 404 for a path no route serves.
@@ -50,7 +75,11 @@ impl ResponseError for ApiError {
     }
 
     fn error_response(&self) -> HttpResponse {
-        HttpResponse::build(self.status)
+        let mut response = HttpResponse::build(self.status);
+        if self.close_connection {
+            response.force_close();
+        }
+        response
             .content_type(ContentType::json())
             .body(json!({ "error": { "code": self.code, "message": self.message } }).to_string())
     }
@@ -97,6 +126,17 @@ fn disabled_report(manager: &TelemetryManager) -> serde_json::Value {
     })
 }
 
+/// `value` as a JSON answer with the credentials of any URL in it masked: component details
+/// quote errors, and errors quote URLs.
+pub(crate) fn redacted_json(status: StatusCode, value: &impl serde::Serialize) -> HttpResponse {
+    match serde_json::to_string(value) {
+        Ok(text) => HttpResponse::build(status)
+            .content_type(ContentType::json())
+            .body(crate::redact::redact(&text).into_owned()),
+        Err(err) => ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, "encode_failed", err.to_string()).error_response(),
+    }
+}
+
 async fn health(manager: web::Data<TelemetryManager>) -> HttpResponse {
     let Some(pipeline) = manager.pipeline() else {
         return HttpResponse::Ok().json(disabled_report(&manager));
@@ -105,7 +145,7 @@ async fn health(manager: web::Data<TelemetryManager>) -> HttpResponse {
         Some(report) => {
             let status =
                 if report.status == HealthStatus::Unhealthy { StatusCode::SERVICE_UNAVAILABLE } else { StatusCode::OK };
-            HttpResponse::build(status).json(report)
+            redacted_json(status, &report)
         }
         None => ApiError::new(StatusCode::SERVICE_UNAVAILABLE, "health_unavailable", "the health check did not answer")
             .error_response(),
@@ -140,7 +180,9 @@ async fn ready(manager: web::Data<TelemetryManager>) -> HttpResponse {
     };
     match pipeline.health(HEALTH_TIMEOUT).await {
         Some(report) if report.ready => HttpResponse::Ok().json(json!({ "status": "ready", "health": report.status })),
-        Some(report) => HttpResponse::ServiceUnavailable().json(json!({ "status": "not_ready", "health": report })),
+        Some(report) => {
+            redacted_json(StatusCode::SERVICE_UNAVAILABLE, &json!({ "status": "not_ready", "health": report }))
+        }
         None => HttpResponse::ServiceUnavailable().json(json!({ "status": "not_ready" })),
     }
 }
@@ -205,20 +247,28 @@ async fn metrics(
 pub const METRICS_THREAD: &str = "mmcp-metrics";
 
 /// Binds the Prometheus endpoint and serves it from its own named thread and actix system, so
-/// scrapes never take a worker of the application. A non-empty `bearer_token` is required of
-/// every scrape.
+/// scrapes never take a worker of the application. A non-empty `prometheus.bearer_token` is
+/// required of every scrape; the [gate](crate::gate::GatePolicy::for_metrics) checks `Origin`
+/// (and `Host` on a loopback listener without a token).
 pub(crate) fn start_metrics_server(
     addr: SocketAddr,
     pipeline: Pipeline,
-    bearer_token: String,
+    settings: &crate::settings::Settings,
 ) -> std::io::Result<(ServerHandle, SocketAddr)> {
     let (tx, rx) = std::sync::mpsc::sync_channel(1);
+    let bearer_token = settings.prometheus.bearer_token.clone();
+    let settings = settings.clone();
     std::thread::Builder::new().name(METRICS_THREAD.to_owned()).spawn(move || {
         let system = actix_rt::System::new();
         let data = web::Data::new(pipeline);
         let token = web::Data::new(ScrapeToken(bearer_token));
+        // Workers start after the bind below: the policy knows the port actually bound.
+        let policy: Arc<OnceLock<Arc<GatePolicy>>> = Arc::default();
+        let for_workers = policy.clone();
         let server = HttpServer::new(move || {
+            let policy = for_workers.get().cloned().unwrap_or_else(|| Arc::new(GatePolicy::strictest()));
             App::new()
+                .wrap(Gate::new(policy))
                 .app_data(data.clone())
                 .app_data(token.clone())
                 .route("/metrics", web::get().to(metrics))
@@ -236,6 +286,7 @@ pub(crate) fn start_metrics_server(
             }
         };
         let bound = server.addrs().first().copied().unwrap_or(addr);
+        let _ = policy.set(Arc::new(GatePolicy::for_metrics(bound, &settings)));
         system.block_on(async move {
             let server = server.run();
             let _ = tx.send(Ok((server.handle(), bound)));

@@ -27,12 +27,14 @@
 #![warn(missing_docs, unreachable_pub)]
 
 mod capture;
+pub mod gate;
 pub mod gateway;
 pub mod http;
 pub mod logging;
 mod manager;
 pub mod middleware;
 pub mod propagation;
+pub mod redact;
 pub mod settings;
 pub mod status;
 

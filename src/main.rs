@@ -2,9 +2,12 @@
 //! endpoints and the status page, and the Prometheus endpoint, stopped cleanly by SIGTERM or SIGINT.
 
 use std::process::ExitCode;
+use std::sync::{Arc, OnceLock};
 
 use actix_web::{web, App, HttpServer};
+use metamcp_telemetry::gate::{Gate, GatePolicy};
 use metamcp_telemetry::gateway::GatewayApp;
+use metamcp_telemetry::redact::redact;
 use metamcp_telemetry::settings::Settings;
 use metamcp_telemetry::status::StatusPage;
 use metamcp_telemetry::{http, logging, TelemetryManager};
@@ -45,22 +48,14 @@ async fn run(settings: Settings) -> Result<(), String> {
     let app_telemetry = telemetry.clone();
     let audit = gateway.clone();
     let status = StatusPage::new();
-    let max_body = settings.gateway.max_body_bytes;
+    // Workers start after the bind below, so the gate knows the port actually bound.
+    let policy: Arc<OnceLock<Arc<GatePolicy>>> = Arc::default();
+    let for_workers = policy.clone();
     let mut server = HttpServer::new(move || {
+        let policy = for_workers.get().cloned().unwrap_or_else(|| Arc::new(GatePolicy::strictest()));
         App::new()
-            // Inside the telemetry middleware, so a refused body is traced and counted.
-            .wrap_fn(move |req, service| {
-                use actix_web::dev::Service as _;
-                let refused = http::check_declared_length(req.headers(), max_body).err();
-                let call = refused.is_none().then(|| service.call(req));
-                async move {
-                    match (call, refused) {
-                        (Some(call), _) => call.await,
-                        (None, Some(err)) => Err(err.into()),
-                        (None, None) => unreachable!("a request is either called or refused"),
-                    }
-                }
-            })
+            // Inside the telemetry middleware, so a refused request is traced and counted.
+            .wrap(Gate::new(policy))
             .wrap(app_telemetry.middleware())
             .app_data(web::Data::new(app_telemetry.clone()))
             .configure(http::health_routes)
@@ -69,22 +64,27 @@ async fn run(settings: Settings) -> Result<(), String> {
             .default_service(web::to(http::not_found))
     })
     .disable_signals()
+    .client_request_timeout(settings.server.client_request_timeout)
     .shutdown_timeout(settings.server.shutdown_timeout.as_secs().max(1));
     if settings.server.workers > 0 {
         server = server.workers(settings.server.workers);
     }
     let server = server.bind(settings.server.bind).map_err(|e| format!("cannot bind {}: {e}", settings.server.bind))?;
     let api_addr = server.addrs().first().copied().unwrap_or(settings.server.bind);
+    let gate = Arc::new(GatePolicy::for_api_port(api_addr, &settings));
+    let _ = policy.set(gate.clone());
     let server = server.run();
     let handle = server.handle();
     tracing::info!(
         api = %api_addr,
         metrics = %telemetry.metrics_addr().map_or_else(|| "disabled".to_owned(), |a| a.to_string()),
         mcp = %format!("http://{api_addr}/metamcp/default/mcp"),
-        database = %metamcp_telemetry::gateway::storage::redact_url(&settings.database.url),
-        otlp_endpoint = %settings.exporter.endpoint,
+        database = %redact(&settings.database.url),
+        otlp_endpoint = %redact(&settings.exporter.endpoint),
         otlp_protocol = %settings.exporter.protocol,
         telemetry_enabled = settings.telemetry.enabled,
+        allowed_origins = %gate.origins().join(" "),
+        hosts = if gate.restricts_hosts() { "loopback and server.allowed_hosts" } else { "any" },
         version = env!("CARGO_PKG_VERSION"),
         "metamcp-telemetry listening"
     );

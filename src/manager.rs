@@ -180,8 +180,7 @@ impl TelemetryManager {
         }
         let metrics_server = if settings.prometheus.enabled {
             let addr = SocketAddr::new(settings.prometheus.bind, settings.prometheus.port);
-            let token = settings.prometheus.bearer_token.clone();
-            let (handle, bound) = crate::http::start_metrics_server(addr, pipeline.clone(), token)
+            let (handle, bound) = crate::http::start_metrics_server(addr, pipeline.clone(), settings)
                 .map_err(|source| InitError::MetricsBind { addr, source })?;
             Some((handle, bound))
         } else {

@@ -10,16 +10,23 @@ use std::time::Duration;
 pub struct ConfigError {
     /// Dotted key, for example `span_buffer.max_batch_size`.
     pub key: String,
-    /// The offending value as written (secrets are masked by the caller).
+    /// The offending value as written, with the credentials of URLs masked
+    /// ([`redact`](crate::redact::redact)); other secrets are masked by the caller.
     pub value: String,
     /// What would have been accepted.
     pub allowed: String,
 }
 
 impl ConfigError {
-    /// A new error for `key` holding `value`, which should have been `allowed`.
+    /// A new error for `key` holding `value`, which should have been `allowed`. A URL's user
+    /// information and credential-like query values in `value` are masked.
     pub fn new(key: impl Into<String>, value: impl Into<String>, allowed: impl fmt::Display) -> Self {
-        Self { key: key.into(), value: value.into(), allowed: allowed.to_string() }
+        let value = value.into();
+        let value = match crate::redact::redact(&value) {
+            std::borrow::Cow::Borrowed(_) => value,
+            std::borrow::Cow::Owned(masked) => masked,
+        };
+        Self { key: key.into(), value, allowed: allowed.to_string() }
     }
 }
 

@@ -17,6 +17,7 @@ pub mod health_check;
 pub mod ingress;
 pub mod metric_aggregator;
 pub mod pipeline;
+pub mod redact;
 pub mod self_metrics;
 pub mod serde_duration;
 pub mod span_buffer;

@@ -1,6 +1,7 @@
-//! Settings of the gateway: the database, the admin API, the MCP endpoints and the vector search.
-//! Each struct is one section of the TOML files (`[database]`, `[admin]`, `[gateway]`,
-//! `[vector]`); [`Settings`](crate::settings::Settings) holds them beside the telemetry sections.
+//! Settings of the gateway: the database, the admin API, the MCP endpoints, the audit log's
+//! retention and the vector search. Each struct is one section of the TOML files (`[database]`,
+//! `[admin]`, `[gateway]`, `[audit]`, `[vector]`); [`Settings`](crate::settings::Settings) holds
+//! them beside the telemetry sections.
 
 use std::time::Duration;
 
@@ -27,6 +28,14 @@ pub const DEFAULT_SESSION_IDLE_TIMEOUT: Duration = Duration::from_secs(30 * 60);
 pub const DEFAULT_MAX_SESSIONS: usize = 10_000;
 /// Default `gateway.max_page_size` of the admin API's lists.
 pub const DEFAULT_MAX_PAGE_SIZE: u32 = 500;
+/// Default `audit.retention.max_age`: 30 days.
+pub const DEFAULT_AUDIT_MAX_AGE: Duration = Duration::from_secs(30 * 24 * 3600);
+/// Default `audit.retention.max_rows`.
+pub const DEFAULT_AUDIT_MAX_ROWS: u64 = 1_000_000;
+/// Largest accepted `audit.retention.max_rows`.
+pub const MAX_AUDIT_ROWS: u64 = 1_000_000_000_000;
+/// Default `audit.retention.interval`.
+pub const DEFAULT_AUDIT_PRUNE_INTERVAL: Duration = Duration::from_secs(5 * 60);
 /// Default `vector.dimensions` of the hashing embedder.
 pub const DEFAULT_DIMENSIONS: usize = 384;
 /// Default `vector.default_limit`.
@@ -56,7 +65,7 @@ pub struct DatabaseSettings {
 impl std::fmt::Debug for DatabaseSettings {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("DatabaseSettings")
-            .field("url", &crate::gateway::storage::redact_url(&self.url))
+            .field("url", &crate::redact::redact(&self.url))
             .field("pool_size", &self.pool_size)
             .field("connect_timeout", &self.connect_timeout)
             .field("busy_timeout", &self.busy_timeout)
@@ -129,6 +138,63 @@ impl Default for GatewaySettings {
     }
 }
 
+/// The audit log of tool calls, the `tool_executions` table (`[audit]`).
+#[derive(Debug, Clone, PartialEq, Default, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct AuditSettings {
+    /// How long rows are kept (`[audit.retention]`).
+    pub retention: RetentionSettings,
+}
+
+/// How long audit rows are kept (`[audit.retention]`): both limits apply, checked at start and
+/// every `interval`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct RetentionSettings {
+    /// Rows older than this are deleted; `"0s"` keeps rows of any age. From 1m to 3650days.
+    #[serde(with = "metamcp_telemetry_actors::serde_duration")]
+    pub max_age: Duration,
+    /// Most rows kept; the oldest beyond it are deleted; 0 keeps any number.
+    pub max_rows: u64,
+    /// Time between two prunings, from 1s to 1day.
+    #[serde(with = "metamcp_telemetry_actors::serde_duration")]
+    pub interval: Duration,
+}
+
+impl Default for RetentionSettings {
+    fn default() -> Self {
+        Self { max_age: DEFAULT_AUDIT_MAX_AGE, max_rows: DEFAULT_AUDIT_MAX_ROWS, interval: DEFAULT_AUDIT_PRUNE_INTERVAL }
+    }
+}
+
+impl AuditSettings {
+    /// Checks the ranges; the error names the key.
+    pub fn validate(&self) -> Result<(), ConfigError> {
+        let retention = &self.retention;
+        if !retention.max_age.is_zero() {
+            duration_range(
+                "audit.retention.max_age",
+                retention.max_age,
+                Duration::from_secs(60),
+                Duration::from_secs(3650 * 24 * 3600),
+            )?;
+        }
+        if retention.max_rows > MAX_AUDIT_ROWS {
+            return Err(ConfigError::new(
+                "audit.retention.max_rows",
+                retention.max_rows.to_string(),
+                format!("an integer from 0 (no limit) to {MAX_AUDIT_ROWS}"),
+            ));
+        }
+        duration_range(
+            "audit.retention.interval",
+            retention.interval,
+            Duration::from_secs(1),
+            Duration::from_secs(24 * 3600),
+        )
+    }
+}
+
 /// Which embedder turns tool descriptions and queries into vectors.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
@@ -168,7 +234,7 @@ impl std::fmt::Debug for VectorSettings {
         f.debug_struct("VectorSettings")
             .field("embedder", &self.embedder)
             .field("dimensions", &self.dimensions)
-            .field("openai_url", &self.openai_url)
+            .field("openai_url", &crate::redact::redact(&self.openai_url))
             .field("openai_model", &self.openai_model)
             .field("openai_api_key", &mask(&self.openai_api_key))
             .field("request_timeout", &self.request_timeout)
@@ -212,7 +278,7 @@ impl DatabaseSettings {
         if !known.iter().any(|scheme| url.starts_with(scheme)) || known.contains(&url) {
             return Err(ConfigError::new(
                 "database.url",
-                format!("{:?}", crate::gateway::storage::redact_url(url)),
+                format!("{:?}", crate::redact::redact(url)),
                 "sqlite://PATH or postgres://user@host:port/database",
             ));
         }

@@ -261,7 +261,8 @@ pub(crate) fn percent_decode(text: &str) -> Option<String> {
 }
 
 /// The value as shown in an error: secrets (`exporter.headers`, `admin.token`,
-/// `prometheus.bearer_token`, `vector.openai_api_key`, a password in `database.url`) are masked.
+/// `prometheus.bearer_token`, `vector.openai_api_key`) are masked whole, and the credentials of
+/// any URL in any other value ([`redact`](crate::redact::redact)).
 fn shown(key: &str, value: &str) -> String {
     if key == "exporter.headers"
         || key.starts_with("exporter.headers.")
@@ -270,10 +271,8 @@ fn shown(key: &str, value: &str) -> String {
         || key == "vector.openai_api_key"
     {
         format!("{MASK:?}")
-    } else if key == "database.url" {
-        crate::gateway::storage::redact_url(value)
     } else {
-        value.to_owned()
+        crate::redact::redact(value).into_owned()
     }
 }
 

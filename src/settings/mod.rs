@@ -27,7 +27,11 @@ use metamcp_telemetry_actors::{
 };
 use serde::{Deserialize, Serialize};
 
-pub use crate::gateway::config::{AdminSettings, DatabaseSettings, EmbedderKind, GatewaySettings, VectorSettings};
+use crate::redact::redact;
+
+pub use crate::gateway::config::{
+    AdminSettings, AuditSettings, DatabaseSettings, EmbedderKind, GatewaySettings, RetentionSettings, VectorSettings,
+};
 
 pub use env::{ProcessEnv, Strings};
 pub use error::{Origin, SettingsError};
@@ -48,6 +52,12 @@ pub const DEFAULT_SHUTDOWN_TIMEOUT: Duration = Duration::from_secs(10);
 pub const MIN_SHUTDOWN_TIMEOUT: Duration = Duration::from_millis(1);
 /// Longest accepted `server.shutdown_timeout`.
 pub const MAX_SHUTDOWN_TIMEOUT: Duration = Duration::from_secs(600);
+/// Default `server.client_request_timeout`.
+pub const DEFAULT_CLIENT_REQUEST_TIMEOUT: Duration = Duration::from_secs(30);
+/// Shortest accepted `server.client_request_timeout`.
+pub const MIN_CLIENT_REQUEST_TIMEOUT: Duration = Duration::from_millis(100);
+/// Longest accepted `server.client_request_timeout`.
+pub const MAX_CLIENT_REQUEST_TIMEOUT: Duration = Duration::from_secs(600);
 /// Default `prometheus.bind`.
 pub const DEFAULT_PROMETHEUS_BIND: IpAddr = IpAddr::V4(Ipv4Addr::LOCALHOST);
 /// Default `prometheus.port` (the OpenTelemetry Prometheus exporter's port).
@@ -63,7 +73,7 @@ pub const ENVIRONMENT_ENV: &str = "METAMCP_ENV";
 /// Prefix of the environment variables that set one key each (`METAMCP_<SECTION>__<KEY>`).
 pub const ENV_PREFIX: &str = "METAMCP_";
 /// What `--check-config` shows instead of a secret value.
-pub const MASK: &str = "***";
+pub const MASK: &str = crate::redact::MASK;
 
 /// Every setting of the service, one field per section of the TOML files.
 #[derive(Debug, Clone, PartialEq, Default, Serialize, Deserialize)]
@@ -95,6 +105,8 @@ pub struct Settings {
     pub admin: AdminSettings,
     /// The MCP endpoints and upstream calls (`[gateway]`).
     pub gateway: GatewaySettings,
+    /// The audit log of tool calls and its retention (`[audit]`).
+    pub audit: AuditSettings,
     /// The tools registry's vector search (`[vector]`).
     pub vector: VectorSettings,
 }
@@ -194,11 +206,29 @@ pub struct ServerSettings {
     /// Time in-flight requests get to finish after a shutdown signal, from 1ms to 10m.
     #[serde(with = "metamcp_telemetry_actors::serde_duration")]
     pub shutdown_timeout: Duration,
+    /// Longest time a client may take to send a request's head, and again its body, from 100ms
+    /// to 10m; then the request gets 408 and the connection is closed.
+    #[serde(with = "metamcp_telemetry_actors::serde_duration")]
+    pub client_request_timeout: Duration,
+    /// Origins (`https://gateway.example.com`) whose browser pages may call the API port, beside
+    /// the origins of the bound address itself; a request with any other `Origin` gets 403.
+    pub allowed_origins: Vec<String>,
+    /// Host names (`gateway.example.com`, `10.0.0.5:8000`) accepted in `Host` beside the loopback
+    /// ones where `Host` is restricted: on every route while `admin.token` is empty, and with a
+    /// token whenever this list is not empty.
+    pub allowed_hosts: Vec<String>,
 }
 
 impl Default for ServerSettings {
     fn default() -> Self {
-        Self { bind: DEFAULT_BIND, workers: DEFAULT_WORKERS, shutdown_timeout: DEFAULT_SHUTDOWN_TIMEOUT }
+        Self {
+            bind: DEFAULT_BIND,
+            workers: DEFAULT_WORKERS,
+            shutdown_timeout: DEFAULT_SHUTDOWN_TIMEOUT,
+            client_request_timeout: DEFAULT_CLIENT_REQUEST_TIMEOUT,
+            allowed_origins: Vec::new(),
+            allowed_hosts: Vec::new(),
+        }
     }
 }
 
@@ -296,6 +326,7 @@ impl Settings {
         self.database.validate()?;
         self.admin.validate()?;
         self.gateway.validate()?;
+        self.audit.validate()?;
         self.vector.validate()
     }
 
@@ -307,8 +338,8 @@ impl Settings {
     }
 
     /// The settings as TOML, with secrets (the values of `exporter.headers`, `admin.token`,
-    /// `prometheus.bearer_token`, `vector.openai_api_key` and a password in `database.url`) shown
-    /// as `"***"`.
+    /// `prometheus.bearer_token`, `vector.openai_api_key`, and the user information and
+    /// credential-like query values of every URL, see [`redact`]) shown as `"***"`.
     pub fn to_masked_toml(&self) -> String {
         let mut masked = self.clone();
         for value in masked.exporter.headers.values_mut() {
@@ -320,11 +351,14 @@ impl Settings {
                 *secret = MASK.to_owned();
             }
         }
-        masked.database.url = crate::gateway::storage::redact_url(&masked.database.url);
+        for url in [&mut masked.database.url, &mut masked.exporter.endpoint, &mut masked.vector.openai_url] {
+            *url = redact(url).into_owned();
+        }
         match toml::to_string_pretty(&masked) {
+            // The whole text once more: a credential in any other value is masked too.
             Ok(text) => format!(
                 "# Effective settings of metamcp-telemetry; secrets are shown as \"{MASK}\".\n{}\n",
-                text.trim_end()
+                redact(text.trim_end())
             ),
             Err(err) => format!("# the settings could not be rendered as TOML: {err}\n"),
         }
@@ -378,7 +412,19 @@ impl ServerSettings {
                 ),
             ));
         }
-        Ok(())
+        if !(MIN_CLIENT_REQUEST_TIMEOUT..=MAX_CLIENT_REQUEST_TIMEOUT).contains(&self.client_request_timeout) {
+            return Err(ConfigError::new(
+                "server.client_request_timeout",
+                humantime::format_duration(self.client_request_timeout).to_string(),
+                format!(
+                    "a duration from {} to {}",
+                    humantime::format_duration(MIN_CLIENT_REQUEST_TIMEOUT),
+                    humantime::format_duration(MAX_CLIENT_REQUEST_TIMEOUT)
+                ),
+            ));
+        }
+        crate::gate::validate_origins("server.allowed_origins", &self.allowed_origins)?;
+        crate::gate::validate_hosts("server.allowed_hosts", &self.allowed_hosts)
     }
 }
 

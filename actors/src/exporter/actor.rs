@@ -759,6 +759,8 @@ impl Exporter {
                 self.mark_reachable();
             }
             Outcome::Permanent { reason } => {
+                // Transport errors may quote the endpoint, credentials and all.
+                let reason = crate::redact::redact(&reason).into_owned();
                 self.metrics.export_failures(signal, FailureKind::Permanent).inc();
                 self.metrics.dropped(signal, DropReason::ExportFailedPermanent).inc_by(items);
                 if let Flight::Replay(source, batch) = flight {
@@ -773,6 +775,7 @@ impl Exporter {
                 self.last_error = Some(reason);
             }
             Outcome::Retryable { reason, retry_after } => {
+                let reason = crate::redact::redact(&reason).into_owned();
                 self.metrics.export_failures(signal, FailureKind::Retryable).inc();
                 self.metrics.consecutive_failures(signal).inc();
                 // A collector that says when to come back (429 with Retry-After, RetryInfo) is
@@ -840,7 +843,7 @@ impl Exporter {
             self.unreachable_since = Some(Instant::now());
             self.metrics.collector_up().set(0);
             tracing::warn!(
-                endpoint = %self.config.endpoint,
+                endpoint = %crate::redact::redact(&self.config.endpoint),
                 reason = %reason,
                 "OTLP collector unreachable; telemetry is kept and retried until it answers"
             );
@@ -866,7 +869,7 @@ impl Exporter {
             self.unreachable_since = None;
             self.metrics.collector_up().set(1);
             tracing::warn!(
-                endpoint = %self.config.endpoint,
+                endpoint = %crate::redact::redact(&self.config.endpoint),
                 unreachable_for = %humantime::format_duration(Duration::from_secs(down_for.as_secs())),
                 spooled_batches = self.spool.batches(),
                 "OTLP collector reachable again; replaying the spool"
@@ -1052,7 +1055,7 @@ impl Actor for Exporter {
                 Err(err) => {
                     // Settings were validated; reaching this is a bug, and exports cannot run.
                     tracing::error!(error = %err, "cannot build the OTLP transport; exports are disabled");
-                    self.last_error = Some(err.to_string());
+                    self.last_error = Some(crate::redact::redact(&err.to_string()).into_owned());
                 }
             }
         }

@@ -115,7 +115,7 @@ pub struct ExporterConfig {
 impl fmt::Debug for ExporterConfig {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("ExporterConfig")
-            .field("endpoint", &self.endpoint)
+            .field("endpoint", &crate::redact::redact(&self.endpoint))
             .field("protocol", &self.protocol)
             .field("insecure", &self.insecure)
             .field("headers", &self.headers.keys().map(|k| (k, "***")).collect::<Vec<_>>())

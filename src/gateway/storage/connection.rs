@@ -12,7 +12,6 @@ use metamcp_telemetry_actors::ingress::DbSystem;
 
 use super::error::StorageError;
 use super::instrument::{unrecorded, DbAttributes, QueryInstrumentation};
-use super::redact_url;
 use crate::TelemetryManager;
 
 /// Which database a [`Store`](super::Store) runs on.
@@ -128,7 +127,7 @@ impl Target {
     /// connection attempt to an unresponsive host ends too.
     pub(crate) fn parse(url: &str, connect_timeout: Duration) -> Result<Self, StorageError> {
         let url = url.trim();
-        let redacted = redact_url(url);
+        let redacted = crate::redact::redact(url).into_owned();
         if let Some(path) = url.strip_prefix("sqlite://") {
             if path.is_empty() {
                 return Err(StorageError::Invalid(format!("database URL {redacted:?} names no file")));
