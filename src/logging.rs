@@ -1,6 +1,8 @@
 //! Logs: JSON lines on stdout (or a human format for development). A line written while a
 //! request is handled carries `trace_id`, `span_id` and `request_id`, read from the current
-//! OpenTelemetry context, so a log line leads to its trace.
+//! OpenTelemetry context, so a log line leads to its trace. Every line passes through
+//! [`redact`](crate::redact::redact) on its way out: whatever a field holds, no URL's
+//! credentials reach the log.
 
 use std::io::Write;
 use std::sync::{Arc, Mutex};
@@ -15,6 +17,7 @@ use tracing_subscriber::util::SubscriberInitExt;
 use tracing_subscriber::{EnvFilter, Layer};
 
 use crate::middleware::RequestId;
+use crate::redact::redact;
 use crate::settings::{LogFormat, LoggingSettings};
 
 /// Where log lines go.
@@ -96,6 +99,7 @@ impl<S: Subscriber> Layer<S> for JsonLayer {
         correlation(&mut fields);
         let mut line = Value::Object(fields).to_string();
         line.push('\n');
+        let line = redact(&line);
         if let Ok(mut sink) = self.sink.lock() {
             let _ = sink.write_all(line.as_bytes());
             let _ = sink.flush();
@@ -122,6 +126,7 @@ impl<S: Subscriber> Layer<S> for PrettyLayer {
             }
         }
         line.push('\n');
+        let line = redact(&line);
         if let Ok(mut sink) = self.sink.lock() {
             let _ = sink.write_all(line.as_bytes());
             let _ = sink.flush();

@@ -16,8 +16,8 @@
 //! every counter was zero, and the answer says `since_start: true`. One window serves every
 //! client, so the page itself stays a dumb renderer and `curl` sees the same figures.
 //!
-//! Like `/health` the endpoints are unauthenticated; they carry no secrets, no tool arguments
-//! and no raw request paths (routes are the matched templates the metrics already use).
+//! Like `/health` the endpoints are unauthenticated; they carry no secrets (every string passes
+//! through [`redact`](crate::redact::redact)), no tool arguments and no raw request paths (routes are the matched templates the metrics already use).
 
 use std::collections::{BTreeMap, VecDeque};
 use std::sync::Arc;
@@ -663,10 +663,12 @@ fn queues(families: Families<'_>, report: Option<&HealthReport>) -> Vec<QueueJso
     out
 }
 
+/// `text` with credentials masked, then cut (masking first: a cut URL might hide its `@`).
 fn shorten(text: &str) -> String {
+    let text = crate::redact::redact(text);
     match text.char_indices().nth(MAX_ERROR_CHARS) {
         Some((cut, _)) => format!("{}…", &text[..cut]),
-        None => text.to_owned(),
+        None => text.into_owned(),
     }
 }
 
@@ -888,7 +890,9 @@ async fn page() -> HttpResponse {
 
 async fn status_json(status: web::Data<StatusPage>, manager: web::Data<TelemetryManager>) -> HttpResponse {
     let body = status.snapshot(&manager).await;
-    HttpResponse::Ok().insert_header((header::CACHE_CONTROL, "no-store")).json(body)
+    let mut response = crate::http::redacted_json(actix_web::http::StatusCode::OK, &body);
+    response.headers_mut().insert(header::CACHE_CONTROL, header::HeaderValue::from_static("no-store"));
+    response
 }
 
 #[cfg(test)]

@@ -3,7 +3,9 @@
 //! lists (`limit`, `offset`), errors as `{"error": {"code", "message"}}`.
 //!
 //! With `admin.token` set every request needs `Authorization: Bearer <token>`; without one the API
-//! answers only clients that connect from a loopback address.
+//! answers only clients that connect from a loopback address (IPv4-mapped ones included), and a
+//! request that changes something (POST, PUT, PATCH, DELETE) needs `Content-Type:
+//! application/json` even without a body, so no cross-site HTML form can send it.
 
 use actix_web::body::MessageBody;
 use actix_web::dev::{ServiceRequest, ServiceResponse};
@@ -20,6 +22,8 @@ use crate::http::ApiError;
 
 /// Prefix of the API keys the gateway issues.
 pub const API_KEY_PREFIX: &str = "mmcp_";
+/// Characters of a key kept (and shown) as its prefix: `mmcp_` and seven hex digits.
+pub const KEY_PREFIX_CHARS: usize = 12;
 /// Default `limit` of a list.
 const DEFAULT_PAGE: i64 = 50;
 
@@ -46,7 +50,9 @@ pub fn routes(cfg: &mut web::ServiceConfig) {
             .route("/endpoints/{name}", web::delete().to(delete_endpoint))
             .route("/endpoints/{name}/servers/{server}", web::put().to(attach_server))
             .route("/endpoints/{name}/servers/{server}", web::delete().to(detach_server))
+            .route("/endpoints/{name}/keys", web::get().to(list_keys))
             .route("/endpoints/{name}/keys", web::post().to(issue_key))
+            .route("/endpoints/{name}/keys/{prefix}", web::delete().to(revoke_key))
             .route("/tools", web::get().to(list_tools))
             .route("/tools/search", web::post().to(search_tools))
             .route("/tools/{name}", web::get().to(get_tool))
@@ -57,21 +63,46 @@ pub fn routes(cfg: &mut web::ServiceConfig) {
     );
 }
 
-/// Bearer token check, or loopback-only when no token is configured.
+/// Whether `req` may change state through the admin API without a token: POST, PUT, PATCH and
+/// DELETE need `Content-Type: application/json`, which no HTML form can send and which makes a
+/// browser ask first (CORS preflight) before any cross-site request.
+fn json_content_type(req: &ServiceRequest) -> bool {
+    use actix_web::http::Method;
+    if !matches!(*req.method(), Method::POST | Method::PUT | Method::PATCH | Method::DELETE) {
+        return true;
+    }
+    req.headers()
+        .get(actix_web::http::header::CONTENT_TYPE)
+        .and_then(|value| value.to_str().ok())
+        .and_then(|value| value.split(';').next())
+        .is_some_and(|essence| essence.trim().eq_ignore_ascii_case("application/json"))
+}
+
+/// Bearer token check; or, when no token is configured, loopback clients only and JSON on every
+/// state-changing request (Host and Origin are checked by the [gate](crate::gate) before).
 async fn authorize(
     req: ServiceRequest,
     next: Next<impl MessageBody + 'static>,
 ) -> Result<ServiceResponse<actix_web::body::BoxBody>, actix_web::Error> {
     let token = req.app_data::<web::Data<AdminAuth>>().map(|auth| auth.token.clone()).unwrap_or_default();
     let refusal = if token.is_empty() {
-        let loopback = req.peer_addr().is_some_and(|addr| addr.ip().is_loopback());
-        (!loopback).then(|| {
-            ApiError::new(
+        let loopback = req.peer_addr().is_some_and(|addr| crate::gate::is_loopback_peer(addr.ip()));
+        if !loopback {
+            Some(ApiError::new(
                 StatusCode::FORBIDDEN,
                 "admin_loopback_only",
                 "no admin token is configured (admin.token), so the admin API answers loopback clients only",
-            )
-        })
+            ))
+        } else if !json_content_type(&req) {
+            Some(ApiError::new(
+                StatusCode::UNSUPPORTED_MEDIA_TYPE,
+                "unsupported_media_type",
+                "without an admin token, a request that changes something needs Content-Type: application/json \
+                 (even without a body), so no cross-site form can send it",
+            ))
+        } else {
+            None
+        }
     } else {
         match super::endpoint::bearer(req.headers()) {
             Some(given) if constant_time_eq(given.as_bytes(), token.as_bytes()) => None,
@@ -209,7 +240,7 @@ async fn create_server(state: web::Data<McpState>, body: web::Json<CreateServer>
     let (server, discovered) = state.gateway.register_server(new).await.map_err(execute_error)?;
     let (tools, discovery_error) = match discovered {
         Ok(tools) => (tools.into_iter().map(tool_json).collect::<Vec<_>>(), Value::Null),
-        Err(err) => (Vec::new(), Value::String(err.to_string())),
+        Err(err) => (Vec::new(), Value::String(crate::redact::redact(&err.to_string()).into_owned())),
     };
     Ok(HttpResponse::Created().json(json!({ "server": server, "tools": tools, "discovery_error": discovery_error })))
 }
@@ -278,6 +309,7 @@ async fn delete_endpoint(state: web::Data<McpState>, path: web::Path<String>) ->
     let owned = name.clone();
     run(&state, move |c| storage::delete_endpoint(c, &owned)).await?;
     state.endpoints.invalidate(&name);
+    state.sessions.end_endpoint(&name);
     state.gateway.forget_resolved_tools();
     Ok(HttpResponse::NoContent().finish())
 }
@@ -309,8 +341,9 @@ async fn issue_key(state: web::Data<McpState>, path: web::Path<String>) -> Resul
     let name = path.into_inner();
     let key = format!("{API_KEY_PREFIX}{}", random_token(24));
     let hash = hash_key(&key);
-    // "mmcp_" and three characters: enough to tell keys apart in a list, useless to an attacker.
-    let prefix: String = key.chars().take(8).collect();
+    // "mmcp_" and seven hex digits (28 of the key's 192 random bits): enough to tell keys apart
+    // in a list and to revoke one by it, useless to an attacker.
+    let prefix: String = key.chars().take(KEY_PREFIX_CHARS).collect();
     let owned = name.clone();
     let info = run(&state, move |c| storage::add_api_key(c, &owned, &hash, &prefix)).await?;
     state.endpoints.invalidate(&name);
@@ -321,6 +354,28 @@ async fn issue_key(state: web::Data<McpState>, path: web::Path<String>) -> Resul
         "created_at": info.created_at,
         "note": "the key is shown only once; the gateway keeps its SHA-256 hash"
     })))
+}
+
+async fn list_keys(
+    state: web::Data<McpState>,
+    path: web::Path<String>,
+    query: web::Query<PageQuery>,
+) -> Result<HttpResponse, ApiError> {
+    let page = page(&state, query.limit, query.offset)?;
+    let name = path.into_inner();
+    Ok(listed(run(&state, move |c| storage::list_api_keys(c, &name, page)).await?, page))
+}
+
+async fn revoke_key(state: web::Data<McpState>, path: web::Path<(String, String)>) -> Result<HttpResponse, ApiError> {
+    let (name, prefix) = path.into_inner();
+    let owned = name.clone();
+    let revoked = run(&state, move |c| storage::revoke_api_key(c, &owned, &prefix)).await?;
+    // At once on this gateway: the cached keys and the key's sessions go (other replicas stop
+    // taking it when their cache entry expires, within seconds).
+    state.endpoints.invalidate(&name);
+    let sessions = state.sessions.end_for_key(&name, revoked.id);
+    tracing::info!(endpoint = %name, prefix = %revoked.prefix, sessions, "API key revoked");
+    Ok(HttpResponse::Ok().json(json!({ "revoked": revoked, "sessions_ended": sessions })))
 }
 
 // --- tools -----------------------------------------------------------------------------------

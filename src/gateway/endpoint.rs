@@ -30,73 +30,147 @@ const ENDPOINT_CACHE_TTL: Duration = Duration::from_secs(2);
 /// One MCP session.
 #[derive(Debug, Clone)]
 struct Session {
-    endpoint: String,
     protocol_version: &'static str,
     last_seen: Instant,
+    /// The API key (row id) that opened it, on an endpoint that requires one: only that key may
+    /// use it.
+    key: Option<i64>,
 }
 
-/// The MCP sessions, bounded in number and idle time.
+/// The MCP sessions, bounded in number per endpoint and in idle time. Each endpoint has its own
+/// cap and its own eviction: clients of one endpoint (say the open `default`) cannot push out the
+/// sessions of another.
 #[derive(Debug)]
 pub struct Sessions {
-    map: Mutex<HashMap<String, Session>>,
-    max: usize,
+    /// Sessions by endpoint, then by id.
+    map: Mutex<HashMap<String, HashMap<String, Session>>>,
+    max_per_endpoint: usize,
     idle: Duration,
 }
 
 impl Sessions {
-    /// At most `max` sessions, each forgotten after `idle` without a request.
-    pub fn new(max: usize, idle: Duration) -> Self {
-        Self { map: Mutex::new(HashMap::new()), max: max.max(1), idle }
+    /// At most `max_per_endpoint` sessions on each endpoint, each forgotten after `idle` without
+    /// a request.
+    pub fn new(max_per_endpoint: usize, idle: Duration) -> Self {
+        Self { map: Mutex::new(HashMap::new()), max_per_endpoint: max_per_endpoint.max(1), idle }
     }
 
-    fn create(&self, endpoint: &str, protocol_version: &'static str) -> String {
+    /// A new session of `endpoint`, opened with the API key `key` (its row id) if any. The
+    /// endpoint's idle sessions are forgotten first; at its cap, its least recently used one.
+    fn create(&self, endpoint: &str, protocol_version: &'static str, key: Option<i64>) -> String {
         let id = random_token(16);
         let mut map = self.map.lock();
         let now = Instant::now();
-        map.retain(|_, s| now.duration_since(s.last_seen) < self.idle);
-        if map.len() >= self.max {
-            if let Some(oldest) = map.iter().min_by_key(|(_, s)| s.last_seen).map(|(id, _)| id.clone()) {
-                map.remove(&oldest);
+        let sessions = map.entry(endpoint.to_owned()).or_default();
+        sessions.retain(|_, s| now.duration_since(s.last_seen) < self.idle);
+        if sessions.len() >= self.max_per_endpoint {
+            if let Some(oldest) = sessions.iter().min_by_key(|(_, s)| s.last_seen).map(|(id, _)| id.clone()) {
+                sessions.remove(&oldest);
             }
         }
-        map.insert(id.clone(), Session { endpoint: endpoint.to_owned(), protocol_version, last_seen: now });
+        sessions.insert(id.clone(), Session { protocol_version, last_seen: now, key });
         id
     }
 
-    /// The session `id` of `endpoint`, refreshed; `None` when unknown, idle too long, or of
-    /// another endpoint.
-    fn touch(&self, id: &str, endpoint: &str) -> Option<Session> {
+    /// The session `id` of `endpoint`, refreshed; `None` when unknown, idle too long, of another
+    /// endpoint, or opened with another API key than `key`.
+    fn touch(&self, id: &str, endpoint: &str, key: Option<i64>) -> Option<Session> {
         let mut map = self.map.lock();
         let now = Instant::now();
-        let session = map.get_mut(id)?;
+        let sessions = map.get_mut(endpoint)?;
+        let session = sessions.get_mut(id)?;
         if now.duration_since(session.last_seen) >= self.idle {
-            map.remove(id);
+            sessions.remove(id);
             return None;
         }
-        if session.endpoint != endpoint {
+        if session.key != key {
             return None;
         }
         session.last_seen = now;
         Some(session.clone())
     }
 
-    fn end(&self, id: &str, endpoint: &str) -> bool {
+    /// Ends the session `id` of `endpoint` if `key` opened it.
+    fn end(&self, id: &str, endpoint: &str, key: Option<i64>) -> bool {
         let mut map = self.map.lock();
-        if map.get(id).is_some_and(|s| s.endpoint == endpoint) {
-            map.remove(id);
-            return true;
+        let Some(sessions) = map.get_mut(endpoint) else { return false };
+        if !sessions.get(id).is_some_and(|s| s.key == key) {
+            return false;
         }
-        false
+        sessions.remove(id);
+        if sessions.is_empty() {
+            map.remove(endpoint);
+        }
+        true
     }
 
-    /// Sessions held now.
+    /// Ends every session of `endpoint` that the API key `key` opened (the key was revoked);
+    /// returns how many.
+    pub fn end_for_key(&self, endpoint: &str, key: i64) -> usize {
+        let mut map = self.map.lock();
+        let Some(sessions) = map.get_mut(endpoint) else { return 0 };
+        let before = sessions.len();
+        sessions.retain(|_, s| s.key != Some(key));
+        before - sessions.len()
+    }
+
+    /// Ends every session of `endpoint` (it was deleted).
+    pub fn end_endpoint(&self, endpoint: &str) {
+        self.map.lock().remove(endpoint);
+    }
+
+    /// Sessions held now, over every endpoint.
     pub fn len(&self) -> usize {
-        self.map.lock().len()
+        self.map.lock().values().map(HashMap::len).sum()
     }
 
     /// Whether no session is held.
     pub fn is_empty(&self) -> bool {
         self.len() == 0
+    }
+}
+
+/// When each API key was last recorded as used, so `last_used_at` is written at most once per
+/// [`KEY_USE_RESOLUTION`] per key, off the request: the write is spawned, never awaited.
+#[derive(Debug, Default)]
+pub struct KeyUsage {
+    recorded: Mutex<HashMap<i64, Instant>>,
+}
+
+/// How precise `last_used_at` is: a key's use is written at most once per this interval.
+pub const KEY_USE_RESOLUTION: Duration = Duration::from_secs(60);
+/// Keys remembered at most; past it the memory starts over (and each key is written once more).
+const MAX_TRACKED_KEYS: usize = 100_000;
+
+impl KeyUsage {
+    /// Whether the use of `key` now is due to be written (and notes it as written).
+    fn due(&self, key: i64) -> bool {
+        let now = Instant::now();
+        let mut recorded = self.recorded.lock();
+        if recorded.get(&key).is_some_and(|at| now.duration_since(*at) < KEY_USE_RESOLUTION) {
+            return false;
+        }
+        if recorded.len() >= MAX_TRACKED_KEYS {
+            recorded.clear();
+        }
+        recorded.insert(key, now);
+        true
+    }
+
+    /// Writes `last_used_at` of `key` in the background when due.
+    fn note(&self, gateway: &Gateway, key: i64) {
+        if !self.due(key) {
+            return;
+        }
+        let store = gateway.store().clone();
+        actix_rt::spawn(async move {
+            let now_ms = std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)
+                .map_or(0, |d| i64::try_from(d.as_millis()).unwrap_or(i64::MAX));
+            if let Err(err) = store.run(move |c| storage::touch_api_key(c, key, now_ms)).await {
+                tracing::debug!(error = %err, "the last use of an API key was not recorded");
+            }
+        });
     }
 }
 
@@ -128,7 +202,7 @@ pub fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
 #[derive(Debug, Clone)]
 struct EndpointEntry {
     auth_required: bool,
-    key_hashes: Vec<String>,
+    keys: Vec<storage::KeyHash>,
     fetched: Instant,
 }
 
@@ -157,8 +231,8 @@ impl EndpointCache {
             .store()
             .run(move |c| {
                 let detail = storage::get_endpoint(c, &owned)?;
-                let key_hashes = storage::api_key_hashes(c, &owned)?;
-                Ok(EndpointEntry { auth_required: detail.endpoint.auth_required, key_hashes, fetched: Instant::now() })
+                let keys = storage::api_keys(c, &owned)?;
+                Ok(EndpointEntry { auth_required: detail.endpoint.auth_required, keys, fetched: Instant::now() })
             })
             .await;
         let entry = match fetched {
@@ -192,6 +266,8 @@ pub struct McpState {
     pub sessions: Arc<Sessions>,
     /// The endpoint cache.
     pub endpoints: Arc<EndpointCache>,
+    /// When the API keys were last used.
+    pub key_usage: Arc<KeyUsage>,
 }
 
 /// Adds `POST`, `GET` and `DELETE /metamcp/{endpoint}/mcp`.
@@ -221,11 +297,12 @@ fn storage_error(err: StorageError, endpoint: &str) -> ApiError {
     }
 }
 
-/// Resolves the endpoint and checks its auth.
-async fn admit(state: &McpState, endpoint: &str, headers: &HeaderMap) -> Result<(), ApiError> {
+/// Resolves the endpoint and checks its auth; returns the row id of the API key presented on an
+/// endpoint that requires one.
+async fn admit(state: &McpState, endpoint: &str, headers: &HeaderMap) -> Result<Option<i64>, ApiError> {
     let entry = state.endpoints.get(&state.gateway, endpoint).await.map_err(|e| storage_error(e, endpoint))?;
     if !entry.auth_required {
-        return Ok(());
+        return Ok(None);
     }
     let Some(key) = bearer(headers) else {
         return Err(ApiError::new(
@@ -235,10 +312,17 @@ async fn admit(state: &McpState, endpoint: &str, headers: &HeaderMap) -> Result<
         ));
     };
     let hash = hash_key(key);
-    if entry.key_hashes.iter().any(|known| constant_time_eq(known.as_bytes(), hash.as_bytes())) {
-        Ok(())
-    } else {
-        Err(ApiError::new(StatusCode::UNAUTHORIZED, "unauthorized", "the API key is not valid for this endpoint"))
+    // Every stored hash is compared, so the time taken does not tell which key matched.
+    let matched = entry
+        .keys
+        .iter()
+        .fold(None, |found, known| if constant_time_eq(known.hash.as_bytes(), hash.as_bytes()) { Some(known.id) } else { found });
+    match matched {
+        Some(id) => {
+            state.key_usage.note(&state.gateway, id);
+            Ok(Some(id))
+        }
+        None => Err(ApiError::new(StatusCode::UNAUTHORIZED, "unauthorized", "the API key is not valid for this endpoint")),
     }
 }
 
@@ -288,9 +372,10 @@ async fn post(
     state: web::Data<McpState>,
 ) -> HttpResponse {
     let endpoint = path.into_inner();
-    if let Err(err) = admit(&state, &endpoint, req.headers()).await {
-        return with_auth_challenge(err);
-    }
+    let key = match admit(&state, &endpoint, req.headers()).await {
+        Ok(key) => key,
+        Err(err) => return with_auth_challenge(err),
+    };
     let body = match read_body(payload, state.gateway.settings().max_body_bytes).await {
         Ok(body) => body,
         Err(response) => return response,
@@ -305,7 +390,7 @@ async fn post(
             // Notifications (`notifications/initialized`, cancellations) and responses are
             // accepted without a body; a known session is kept alive by them.
             if let Some(id) = header_str(req.headers(), MCP_SESSION_ID) {
-                state.sessions.touch(id, &endpoint);
+                state.sessions.touch(id, &endpoint, key);
             }
             tracing::debug!(method = %notification.method, "MCP notification accepted");
             return HttpResponse::Accepted().finish();
@@ -313,7 +398,7 @@ async fn post(
         Incoming::Response(_) => return HttpResponse::Accepted().finish(),
     };
     if request.method == "initialize" {
-        return initialize(&state, &endpoint, &request);
+        return initialize(&state, &endpoint, &request, key);
     }
     let Some(session_id) = header_str(req.headers(), MCP_SESSION_ID) else {
         let body = jsonrpc::error(
@@ -324,7 +409,9 @@ async fn post(
         );
         return rpc_response(StatusCode::BAD_REQUEST, body, None);
     };
-    let Some(session) = state.sessions.touch(session_id, &endpoint) else {
+    // A session opened with another key (or a session of another endpoint) is not this
+    // client's: it is answered as unknown.
+    let Some(session) = state.sessions.touch(session_id, &endpoint, key) else {
         let body = jsonrpc::error(
             Some(request.id.clone()),
             jsonrpc::INVALID_REQUEST,
@@ -365,7 +452,7 @@ fn request_id_text(id: &RequestId) -> String {
     }
 }
 
-fn initialize(state: &McpState, endpoint: &str, request: &Request) -> HttpResponse {
+fn initialize(state: &McpState, endpoint: &str, request: &Request, key: Option<i64>) -> HttpResponse {
     let requested = request.params.as_ref().and_then(|p| p.get("protocolVersion")).and_then(Value::as_str);
     let Some(requested) = requested else {
         let body = jsonrpc::error(
@@ -377,7 +464,7 @@ fn initialize(state: &McpState, endpoint: &str, request: &Request) -> HttpRespon
         return rpc_response(StatusCode::OK, body, None);
     };
     let version = protocol::negotiate(requested);
-    let session = state.sessions.create(endpoint, version);
+    let session = state.sessions.create(endpoint, version, key);
     let instructions = format!(
         "MetaMCP endpoint {endpoint:?}: the tools of its upstream servers as server__tool, plus the built-in \
          calculator and search_tools (find a tool by describing the task)."
@@ -478,14 +565,15 @@ async fn method_not_allowed() -> HttpResponse {
 
 async fn delete(req: HttpRequest, path: web::Path<String>, state: web::Data<McpState>) -> HttpResponse {
     let endpoint = path.into_inner();
-    if let Err(err) = admit(&state, &endpoint, req.headers()).await {
-        return with_auth_challenge(err);
-    }
+    let key = match admit(&state, &endpoint, req.headers()).await {
+        Ok(key) => key,
+        Err(err) => return with_auth_challenge(err),
+    };
     let Some(session_id) = header_str(req.headers(), MCP_SESSION_ID) else {
         return ApiError::new(StatusCode::BAD_REQUEST, "missing_session", "DELETE needs the Mcp-Session-Id header")
             .error_response();
     };
-    if state.sessions.end(session_id, &endpoint) {
+    if state.sessions.end(session_id, &endpoint, key) {
         HttpResponse::NoContent().finish()
     } else {
         ApiError::new(StatusCode::NOT_FOUND, "unknown_session", "no such session on this endpoint").error_response()
@@ -499,27 +587,62 @@ mod tests {
     #[test]
     fn sessions_are_bounded_and_bound_to_their_endpoint() {
         let sessions = Sessions::new(2, Duration::from_secs(60));
-        let a = sessions.create("one", "2025-11-25");
-        let b = sessions.create("one", "2025-11-25");
-        assert!(sessions.touch(&a, "one").is_some());
-        assert!(sessions.touch(&a, "two").is_none(), "a session belongs to its endpoint");
-        let c = sessions.create("two", "2025-06-18");
+        let a = sessions.create("one", "2025-11-25", None);
+        let b = sessions.create("one", "2025-11-25", None);
+        assert!(sessions.touch(&a, "one", None).is_some());
+        assert!(sessions.touch(&a, "two", None).is_none(), "a session belongs to its endpoint");
+        let c = sessions.create("one", "2025-06-18", None);
         assert_eq!(sessions.len(), 2);
-        assert!(sessions.touch(&b, "one").is_none(), "the least recently used session went first");
-        assert_eq!(sessions.touch(&c, "two").map(|s| s.protocol_version), Some("2025-06-18"));
-        assert!(sessions.end(&c, "two"));
-        assert!(!sessions.end(&c, "two"));
+        assert!(sessions.touch(&b, "one", None).is_none(), "the least recently used session went first");
+        assert_eq!(sessions.touch(&c, "one", None).map(|s| s.protocol_version), Some("2025-06-18"));
+        assert!(sessions.end(&c, "one", None));
+        assert!(!sessions.end(&c, "one", None));
+    }
+
+    #[test]
+    fn the_cap_and_its_eviction_are_per_endpoint() {
+        let sessions = Sessions::new(2, Duration::from_secs(60));
+        let locked = sessions.create("locked", "2025-11-25", Some(7));
+        for _ in 0..100 {
+            sessions.create("default", "2025-11-25", None);
+        }
+        assert_eq!(sessions.len(), 3, "two on default, one on locked");
+        assert!(sessions.touch(&locked, "locked", Some(7)).is_some(), "default's clients cannot evict it");
+    }
+
+    #[test]
+    fn a_session_is_bound_to_the_key_that_opened_it() {
+        let sessions = Sessions::new(10, Duration::from_secs(60));
+        let a = sessions.create("locked", "2025-11-25", Some(1));
+        let b = sessions.create("locked", "2025-11-25", Some(2));
+        assert!(sessions.touch(&a, "locked", Some(2)).is_none(), "another key of the endpoint");
+        assert!(sessions.touch(&a, "locked", None).is_none(), "no key");
+        assert!(!sessions.end(&a, "locked", Some(2)), "another key cannot end it");
+        assert!(sessions.touch(&a, "locked", Some(1)).is_some());
+        assert_eq!(sessions.end_for_key("locked", 1), 1, "revoking the key ends its sessions");
+        assert!(sessions.touch(&a, "locked", Some(1)).is_none());
+        assert!(sessions.touch(&b, "locked", Some(2)).is_some(), "other keys' sessions stay");
+        sessions.end_endpoint("locked");
+        assert!(sessions.is_empty());
     }
 
     #[test]
     fn idle_sessions_expire() {
-        let sessions = Sessions::new(10, Duration::from_millis(1));
-        let a = sessions.create("one", "2025-11-25");
-        let deadline = Instant::now() + Duration::from_secs(5);
-        while sessions.touch(&a, "one").is_some() {
-            assert!(Instant::now() < deadline, "the session never expired");
-            std::thread::yield_now();
-        }
+        let idle = Duration::from_millis(50);
+        let sessions = Sessions::new(10, idle);
+        let a = sessions.create("one", "2025-11-25", None);
+        // Past the idle limit, one touch finds it expired (a touch in time would refresh it).
+        std::thread::sleep(idle * 2);
+        assert!(sessions.touch(&a, "one", None).is_none(), "the session never expired");
+        assert!(sessions.is_empty(), "the expired session is forgotten");
+    }
+
+    #[test]
+    fn key_use_is_due_once_per_resolution() {
+        let usage = KeyUsage::default();
+        assert!(usage.due(1));
+        assert!(!usage.due(1), "within the minute: not written again");
+        assert!(usage.due(2));
     }
 
     #[test]

@@ -7,6 +7,7 @@ pub mod audit;
 pub mod config;
 pub mod endpoint;
 pub mod mcp;
+pub mod retention;
 pub mod service;
 pub mod storage;
 pub mod tools;
@@ -17,7 +18,7 @@ use actix_web::web;
 
 use crate::settings::Settings;
 use crate::TelemetryManager;
-use endpoint::{EndpointCache, McpState, Sessions};
+use endpoint::{EndpointCache, KeyUsage, McpState, Sessions};
 use service::Gateway;
 
 /// Why the gateway could not start.
@@ -86,9 +87,18 @@ impl GatewayApp {
         if let Err(err) = telemetry.register_collector(gateway.audit().counter()) {
             tracing::warn!(error = %err, "the audit row counter could not be registered");
         }
+        let pruned = retention::start(gateway.store().clone(), settings.audit.retention.clone());
+        if let Err(err) = telemetry.register_collector(pruned) {
+            tracing::warn!(error = %err, "the audit pruning counter could not be registered");
+        }
         let sessions = Arc::new(Sessions::new(settings.gateway.max_sessions, settings.gateway.session_idle_timeout));
         Ok(Self {
-            state: McpState { gateway, sessions, endpoints: Arc::new(EndpointCache::default()) },
+            state: McpState {
+                gateway,
+                sessions,
+                endpoints: Arc::new(EndpointCache::default()),
+                key_usage: Arc::new(KeyUsage::default()),
+            },
             admin: api::AdminAuth { token: settings.admin.token.clone() },
             max_body_bytes: settings.gateway.max_body_bytes,
         })

@@ -446,6 +446,7 @@ fn every_key_has_a_metamcp_variable() {
         let var = var_for_key(&key);
         let raw = match &default {
             Value::Table(_) => "k=v".to_owned(),
+            Value::Array(_) if key == "server.allowed_origins" => "https://a.example,http://b.example:8000".to_owned(),
             Value::Array(_) => "user-agent,x-forwarded-for".to_owned(),
             Value::String(text) => text.clone(),
             other => other.to_string(),

@@ -166,7 +166,8 @@ pub fn success(id: RequestId, result: Value) -> Value {
 pub fn error(id: Option<RequestId>, code: i64, message: &str, data: Option<Value>) -> Value {
     let mut error = Map::new();
     error.insert("code".to_owned(), Value::from(code));
-    error.insert("message".to_owned(), Value::from(message));
+    // Messages may quote an upstream's URL: never with its credentials.
+    error.insert("message".to_owned(), Value::from(crate::redact::redact(message)));
     if let Some(data) = data {
         error.insert("data".to_owned(), data);
     }

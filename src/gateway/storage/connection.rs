@@ -150,17 +150,22 @@ impl Target {
         )))
     }
 
-    /// Creates the SQLite file's directory when missing.
+    /// Creates the SQLite file's directory when missing, and the file itself readable and
+    /// writable by its owner only (mode 0600): it holds upstream URLs, key hashes and the audit
+    /// log. SQLite gives its `-wal` and `-shm` files the mode of the database file. An existing
+    /// file keeps its mode; one readable by others is reported in the log.
     pub(crate) fn prepare(&self) -> Result<(), StorageError> {
-        if self.backend != Backend::Sqlite || self.memory {
+        // A `file:` URI names its file in SQLite's own syntax: SQLite creates it.
+        if self.backend != Backend::Sqlite || self.memory || self.location.starts_with("file:") {
             return Ok(());
         }
-        match Path::new(&self.location).parent() {
-            Some(parent) if !parent.as_os_str().is_empty() => std::fs::create_dir_all(parent).map_err(|e| {
+        let path = Path::new(&self.location);
+        if let Some(parent) = path.parent().filter(|parent| !parent.as_os_str().is_empty()) {
+            std::fs::create_dir_all(parent).map_err(|e| {
                 StorageError::Unavailable(format!("cannot create the directory {}: {e}", parent.display()))
-            }),
-            _ => Ok(()),
+            })?;
         }
+        create_private_file(path)
     }
 
     /// The span attributes of queries against this target.
@@ -180,6 +185,35 @@ impl Target {
             }
         }
     }
+}
+
+/// Creates `path` empty with mode 0600 (an empty file is an empty SQLite database) unless it
+/// exists; warns when an existing one is open to the group or others.
+#[cfg(unix)]
+fn create_private_file(path: &Path) -> Result<(), StorageError> {
+    use std::os::unix::fs::{OpenOptionsExt as _, PermissionsExt as _};
+    match std::fs::OpenOptions::new().write(true).create_new(true).mode(0o600).open(path) {
+        Ok(_) => Ok(()),
+        Err(err) if err.kind() == std::io::ErrorKind::AlreadyExists => {
+            if let Ok(meta) = std::fs::metadata(path) {
+                let mode = meta.permissions().mode() & 0o777;
+                if mode & 0o077 != 0 {
+                    tracing::warn!(
+                        path = %path.display(),
+                        mode = %format!("{mode:o}"),
+                        "the database file is readable by others than its owner; chmod 600 it"
+                    );
+                }
+            }
+            Ok(())
+        }
+        Err(err) => Err(StorageError::Unavailable(format!("cannot create the database file {}: {err}", path.display()))),
+    }
+}
+
+#[cfg(not(unix))]
+fn create_private_file(_path: &Path) -> Result<(), StorageError> {
+    Ok(())
 }
 
 /// Host and port (default 5432), and database name, of a PostgreSQL URL. A Unix socket or

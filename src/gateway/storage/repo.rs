@@ -47,7 +47,8 @@ pub struct Server {
     pub id: i64,
     /// Unique name.
     pub name: String,
-    /// Streamable HTTP URL.
+    /// Streamable HTTP URL (serialized with its credentials masked).
+    #[serde(serialize_with = "redacted")]
     pub url: String,
     /// Whether the gateway calls it.
     pub enabled: bool,
@@ -55,6 +56,11 @@ pub struct Server {
     pub timeout_ms: Option<i64>,
     /// Unix milliseconds.
     pub created_at: i64,
+}
+
+/// A URL as shown: its user information and credential-like query values masked.
+fn redacted<S: serde::Serializer>(url: &str, serializer: S) -> Result<S::Ok, S::Error> {
+    serializer.serialize_str(&crate::redact::redact(url))
 }
 
 /// A server to create.
@@ -112,7 +118,24 @@ pub struct ApiKeyInfo {
     pub prefix: String,
     /// Unix milliseconds.
     pub created_at: i64,
+    /// Unix milliseconds of the last request it opened (to the minute); `None` if never used.
+    pub last_used_at: Option<i64>,
 }
+
+/// An API key as the endpoint check needs it: its row id and hash.
+#[derive(Debug, Clone, PartialEq, Eq, Queryable)]
+pub struct KeyHash {
+    /// Row id.
+    pub id: i64,
+    /// Hex SHA-256 of the key.
+    pub hash: String,
+}
+
+/// Longest `prefix` [`revoke_api_key`] takes.
+pub const MAX_KEY_PREFIX: usize = 64;
+/// Rows one pruning statement deletes at most, so a large backlog is deleted in short
+/// transactions that leave the database to others in between.
+pub const PRUNE_CHUNK: i64 = 10_000;
 
 /// An endpoint with the names of its servers (sorted) and its API keys (oldest first).
 #[derive(Debug, Clone, PartialEq, Serialize)]
@@ -617,7 +640,7 @@ pub fn detach_server(conn: &mut DbConnection, endpoint: &str, server: &str) -> R
 }
 
 /// Stores an API key of `endpoint` as its hex SHA-256 `key_hash` (64 hex digits, kept in lower
-/// case) and its first characters `prefix` (at most 8) for display. A hash already stored is
+/// case) and its first characters `prefix` (at most 16) for display and revocation. A hash already stored is
 /// [`Conflict`](StorageError::Conflict).
 pub fn add_api_key(
     conn: &mut DbConnection,
@@ -628,8 +651,8 @@ pub fn add_api_key(
     if key_hash.len() != 64 || !key_hash.bytes().all(|b| b.is_ascii_hexdigit()) {
         return Err(StorageError::Invalid("an API key hash must be 64 hex digits (SHA-256)".to_owned()));
     }
-    if prefix.chars().count() > 8 || prefix.chars().any(char::is_control) {
-        return Err(StorageError::Invalid("an API key prefix must be at most 8 printable characters".to_owned()));
+    if prefix.chars().count() > 16 || prefix.chars().any(char::is_control) {
+        return Err(StorageError::Invalid("an API key prefix must be at most 16 printable characters".to_owned()));
     }
     let found = find_endpoint(conn, endpoint)?;
     diesel::insert_into(keys::table)
@@ -639,15 +662,91 @@ pub fn add_api_key(
             keys::prefix.eq(prefix),
             keys::created_at.eq(now_ms()),
         ))
-        .returning((keys::id, keys::prefix, keys::created_at))
+        .returning((keys::id, keys::prefix, keys::created_at, keys::last_used_at))
         .get_result::<ApiKeyInfo>(conn)
         .map_err(|e| conflict_as(e, || "this API key is already stored".to_owned()))
 }
 
 /// The key hashes of `endpoint`, to check a presented key against.
 pub fn api_key_hashes(conn: &mut DbConnection, endpoint: &str) -> Result<Vec<String>, StorageError> {
+    Ok(api_keys(conn, endpoint)?.into_iter().map(|key| key.hash).collect())
+}
+
+/// The keys of `endpoint` with their row ids, oldest first, to check a presented key against
+/// and bind a session to the key that opened it.
+pub fn api_keys(conn: &mut DbConnection, endpoint: &str) -> Result<Vec<KeyHash>, StorageError> {
     let found = find_endpoint(conn, endpoint)?;
-    Ok(keys::table.filter(keys::endpoint_id.eq(found.id)).select(keys::key_hash).order(keys::id.asc()).load(conn)?)
+    Ok(keys::table
+        .filter(keys::endpoint_id.eq(found.id))
+        .select((keys::id, keys::key_hash))
+        .order(keys::id.asc())
+        .load(conn)?)
+}
+
+/// A page of the keys of `endpoint`, oldest first: prefix, creation and last use, never the
+/// key or its hash.
+pub fn list_api_keys(conn: &mut DbConnection, endpoint: &str, page: Page) -> Result<Listed<ApiKeyInfo>, StorageError> {
+    let page = page.check()?;
+    let found = find_endpoint(conn, endpoint)?;
+    let total = keys::table.filter(keys::endpoint_id.eq(found.id)).count().get_result::<i64>(conn)?;
+    let items = keys::table
+        .filter(keys::endpoint_id.eq(found.id))
+        .select(ApiKeyInfo::as_select())
+        .order(keys::id.asc())
+        .limit(page.limit)
+        .offset(page.offset)
+        .load(conn)?;
+    Ok(Listed { items, total })
+}
+
+/// Deletes the key of `endpoint` whose prefix starts with `prefix` and returns it. No such key
+/// is [`NotFound`](StorageError::NotFound); more than one is
+/// [`Conflict`](StorageError::Conflict) and nothing is deleted.
+pub fn revoke_api_key(conn: &mut DbConnection, endpoint: &str, prefix: &str) -> Result<ApiKeyInfo, StorageError> {
+    if prefix.is_empty()
+        || prefix.len() > MAX_KEY_PREFIX
+        || !prefix.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'-')
+    {
+        return Err(StorageError::Invalid(format!(
+            "a key prefix must be 1 to {MAX_KEY_PREFIX} letters, digits, '_' or '-'"
+        )));
+    }
+    write_transaction(conn, |conn| {
+        let found = find_endpoint(conn, endpoint)?;
+        // Prefixes are short: compare in Rust rather than with LIKE and its escapes.
+        let matching: Vec<ApiKeyInfo> = keys::table
+            .filter(keys::endpoint_id.eq(found.id))
+            .select(ApiKeyInfo::as_select())
+            .order(keys::id.asc())
+            .load::<ApiKeyInfo>(conn)?
+            .into_iter()
+            .filter(|key| key.prefix.starts_with(prefix))
+            .collect();
+        match matching.as_slice() {
+            [] => Err(StorageError::NotFound(format!(
+                "endpoint {} has no API key with the prefix {}",
+                quoted(endpoint),
+                quoted(prefix)
+            ))),
+            [key] => {
+                diesel::delete(keys::table.filter(keys::id.eq(key.id))).execute(conn)?;
+                Ok(key.clone())
+            }
+            several => Err(StorageError::Conflict(format!(
+                "the prefix {} matches {} API keys of endpoint {}; give more of it",
+                quoted(prefix),
+                several.len(),
+                quoted(endpoint)
+            ))),
+        }
+    })
+}
+
+/// Records that the key `id` opened a request at `at_ms` (Unix milliseconds). A key revoked
+/// meanwhile is no error.
+pub fn touch_api_key(conn: &mut DbConnection, id: i64, at_ms: i64) -> Result<(), StorageError> {
+    diesel::update(keys::table.filter(keys::id.eq(id))).set(keys::last_used_at.eq(at_ms)).execute(conn)?;
+    Ok(())
 }
 
 /// The servers `endpoint` aggregates, by name.
@@ -954,6 +1053,41 @@ pub fn insert_executions(conn: &mut DbConnection, new: &[NewExecution]) -> Resul
         };
     }
     Ok(written)
+}
+
+/// Deletes at most `limit` of the oldest executions created before `cutoff_ms` (Unix
+/// milliseconds); returns how many. Call again while it returns `limit`.
+pub fn delete_executions_before(conn: &mut DbConnection, cutoff_ms: i64, limit: i64) -> Result<usize, StorageError> {
+    let ids: Vec<i64> = executions::table
+        .filter(executions::created_at.lt(cutoff_ms))
+        .select(executions::id)
+        .order(executions::id.asc())
+        .limit(limit)
+        .load(conn)?;
+    if ids.is_empty() {
+        return Ok(0);
+    }
+    Ok(diesel::delete(executions::table.filter(executions::id.eq_any(&ids))).execute(conn)?)
+}
+
+/// Deletes at most `limit` of the oldest executions beyond the newest `keep` (by id, which
+/// grows with insertion); returns how many. Call again while it returns `limit`.
+pub fn delete_executions_beyond(conn: &mut DbConnection, keep: i64, limit: i64) -> Result<usize, StorageError> {
+    let newest_dropped: Option<i64> = executions::table
+        .select(executions::id)
+        .order(executions::id.desc())
+        .offset(keep)
+        .limit(1)
+        .first(conn)
+        .optional()?;
+    let Some(newest_dropped) = newest_dropped else { return Ok(0) };
+    let ids: Vec<i64> = executions::table
+        .filter(executions::id.le(newest_dropped))
+        .select(executions::id)
+        .order(executions::id.asc())
+        .limit(limit)
+        .load(conn)?;
+    Ok(diesel::delete(executions::table.filter(executions::id.eq_any(&ids))).execute(conn)?)
 }
 
 type ExecutionQuery<'a> = diesel::dsl::IntoBoxed<'a, executions::table, MultiBackend>;

@@ -58,6 +58,8 @@ diesel::table! {
         prefix -> Text,
         /// Unix milliseconds.
         created_at -> BigInt,
+        /// Unix milliseconds of the last request the key opened (to the minute); none if never.
+        last_used_at -> Nullable<BigInt>,
     }
 }
 

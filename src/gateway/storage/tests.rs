@@ -14,7 +14,7 @@ use opentelemetry_sdk::trace::SpanData;
 use metamcp_telemetry_actors::self_metrics::Signal;
 use metamcp_telemetry_actors::spool::{conformance, unix_millis_now, Spool as _, SpoolError, SpoolRecord};
 
-use super::schema::{endpoint_api_keys, endpoint_servers, tools};
+use super::schema::{endpoint_api_keys, endpoint_servers, tool_executions, tools};
 use super::*;
 use crate::gateway::config::DatabaseSettings;
 use crate::TelemetryManager;
@@ -133,6 +133,8 @@ on_both_backends!(
     pool_collector_gauges,
     readiness_probe_reports_the_pool,
     concurrent_writers_all_succeed,
+    api_keys_are_listed_used_and_revoked_by_prefix,
+    executions_are_pruned_by_age_and_by_count,
     exhausted_pool_is_unavailable,
     spool_conformance,
     spool_queries_are_unrecorded,
@@ -256,7 +258,7 @@ fn endpoints_keys_and_cascades(db: TestDb) {
             assert!(matches!(add_api_key(c, "team", &hash, "mmcp_abc"), Err(StorageError::Conflict(_))));
             assert!(matches!(add_api_key(c, "team", "abc", "x"), Err(StorageError::Invalid(_))));
             assert!(matches!(
-                add_api_key(c, "team", &"c".repeat(64), "too-long-prefix"),
+                add_api_key(c, "team", &"c".repeat(64), "a-too-long-prefix"),
                 Err(StorageError::Invalid(_))
             ));
             assert!(matches!(api_key_hashes(c, "nope"), Err(StorageError::NotFound(_))));
@@ -1097,4 +1099,113 @@ fn spool_without_its_table_fails() {
     let spool = DbSpool::new(&store, &settings).unwrap();
     let err = spool.stats().unwrap_err();
     assert!(matches!(err, SpoolError::Failed(ref m) if m.contains("telemetry_spool")), "{err:?}");
+}
+
+fn api_keys_are_listed_used_and_revoked_by_prefix(db: TestDb) {
+    let store = db.open();
+    store
+        .run_blocking(|c| {
+            create_endpoint(c, &endpoint("team"), &[])?;
+            create_endpoint(c, &endpoint("other"), &[])?;
+            let first = add_api_key(c, "team", &"a".repeat(64), "mmcp_aaa1111")?;
+            let second = add_api_key(c, "team", &"b".repeat(64), "mmcp_aaa2222")?;
+            let elsewhere = add_api_key(c, "other", &"c".repeat(64), "mmcp_aaa3333")?;
+            assert_eq!(first.last_used_at, None);
+
+            let listed = list_api_keys(c, "team", Page::ALL)?;
+            assert_eq!(listed.total, 2);
+            assert_eq!(listed.items, [first.clone(), second.clone()]);
+            assert_eq!(list_api_keys(c, "team", Page::new(1, 1))?.items, [second.clone()]);
+            assert!(matches!(list_api_keys(c, "nope", Page::ALL), Err(StorageError::NotFound(_))));
+            let json = serde_json::to_string(&listed.items).unwrap();
+            assert!(!json.contains(&"a".repeat(64)), "never the hash: {json}");
+
+            touch_api_key(c, first.id, 1_700_000_000_000)?;
+            assert_eq!(list_api_keys(c, "team", Page::ALL)?.items[0].last_used_at, Some(1_700_000_000_000));
+            touch_api_key(c, 999_999, 1)?;
+
+            let keys = api_keys(c, "team")?;
+            assert_eq!(keys.iter().map(|k| k.id).collect::<Vec<_>>(), [first.id, second.id]);
+
+            // A prefix of both is ambiguous and deletes nothing; one of another endpoint is unknown.
+            assert!(matches!(revoke_api_key(c, "team", "mmcp_aaa"), Err(StorageError::Conflict(_))));
+            assert!(matches!(revoke_api_key(c, "team", "mmcp_aaa3"), Err(StorageError::NotFound(_))));
+            assert!(matches!(revoke_api_key(c, "team", "mmcp_%"), Err(StorageError::Invalid(_))));
+            assert!(matches!(revoke_api_key(c, "team", ""), Err(StorageError::Invalid(_))));
+            assert!(matches!(revoke_api_key(c, "nope", "mmcp_aaa1"), Err(StorageError::NotFound(_))));
+            assert_eq!(list_api_keys(c, "team", Page::ALL)?.total, 2);
+
+            let revoked = revoke_api_key(c, "team", "mmcp_aaa2")?;
+            assert_eq!(revoked.id, second.id);
+            assert_eq!(api_key_hashes(c, "team")?, ["a".repeat(64)]);
+            assert_eq!(api_key_hashes(c, "other")?, ["c".repeat(64)], "other endpoints keep theirs");
+            assert!(matches!(revoke_api_key(c, "team", "mmcp_aaa2"), Err(StorageError::NotFound(_))));
+            assert_eq!(revoke_api_key(c, "team", "mmcp_aaa")?.id, first.id, "no longer ambiguous");
+            assert_eq!(revoke_api_key(c, "other", "mmcp_aaa3333")?.id, elsewhere.id, "the whole prefix");
+            Ok(())
+        })
+        .unwrap();
+}
+
+fn executions_are_pruned_by_age_and_by_count(db: TestDb) {
+    let store = db.open();
+    let rows: Vec<NewExecution> = (0..25)
+        .map(|i| NewExecution {
+            endpoint: None,
+            tool_name: format!("t{i}"),
+            success: true,
+            duration_ms: 1.0,
+            error_message: None,
+            trace_id: None,
+        })
+        .collect();
+    store.run_blocking(move |c| insert_executions(c, &rows)).unwrap();
+    store
+        .run_blocking(|c| {
+            // The first 10 rows are a year old.
+            let ids: Vec<i64> = tool_executions::table
+                .select(tool_executions::id)
+                .order(tool_executions::id.asc())
+                .limit(10)
+                .load(c)?;
+            diesel::update(tool_executions::table.filter(tool_executions::id.eq_any(&ids)))
+                .set(tool_executions::created_at.eq(1_000))
+                .execute(c)?;
+            // In chunks: 4, 4, 2, then nothing.
+            assert_eq!(delete_executions_before(c, 2_000, 4)?, 4);
+            assert_eq!(delete_executions_before(c, 2_000, 4)?, 4);
+            assert_eq!(delete_executions_before(c, 2_000, 4)?, 2);
+            assert_eq!(delete_executions_before(c, 2_000, 4)?, 0);
+            let all = list_executions(c, &ExecutionFilter::default(), Page::ALL)?;
+            assert_eq!(all.total, 15);
+            assert!(all.items.iter().all(|row| row.created_at > 2_000));
+
+            // Keep the newest 6 of the 15.
+            assert_eq!(delete_executions_beyond(c, 6, 5)?, 5);
+            assert_eq!(delete_executions_beyond(c, 6, 5)?, 4);
+            assert_eq!(delete_executions_beyond(c, 6, 5)?, 0);
+            let kept: Vec<String> = tool_executions::table
+                .select(tool_executions::tool_name)
+                .order(tool_executions::id.asc())
+                .load(c)?;
+            assert_eq!(kept, (19..25).map(|i| format!("t{i}")).collect::<Vec<_>>(), "the newest stay");
+            assert_eq!(delete_executions_beyond(c, 100, 5)?, 0);
+            Ok(())
+        })
+        .unwrap();
+}
+
+#[cfg(unix)]
+#[test]
+fn the_sqlite_file_and_its_wal_are_private() {
+    use std::os::unix::fs::PermissionsExt as _;
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("private.db");
+    let store = Store::open(&settings(format!("sqlite://{}", path.display())), &TelemetryManager::disabled()).unwrap();
+    store.run_blocking(|c| Ok(create_endpoint(c, &endpoint("x"), &[])?)).unwrap();
+    for suffix in ["", "-wal", "-shm"] {
+        let file = format!("{}{suffix}", path.display());
+        let mode = std::fs::metadata(&file).unwrap_or_else(|e| panic!("{file}: {e}")).permissions().mode() & 0o777;
+        assert_eq!(mode, 0o600, "{file} has mode {mode:o}");
+    }
 }

@@ -294,7 +294,7 @@ pub struct OpenAiEmbedder {
 impl fmt::Debug for OpenAiEmbedder {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("OpenAiEmbedder")
-            .field("endpoint", &self.endpoint)
+            .field("endpoint", &crate::redact::redact(&self.endpoint))
             .field("model", &self.model)
             .field("api_key", &if self.api_key.is_empty() { "" } else { "<redacted>" })
             .field("dimensions", &self.dimensions.load(Ordering::Relaxed))
@@ -352,7 +352,8 @@ impl OpenAiEmbedder {
             body.extend_from_slice(&chunk);
         }
         if !status.is_success() {
-            return Err(EmbedError::Http(format!("{} answered {status}: {}", self.endpoint, quote_error(&body))));
+            let endpoint = crate::redact::redact(&self.endpoint);
+            return Err(EmbedError::Http(format!("{endpoint} answered {status}: {}", quote_error(&body))));
         }
         let vectors = parse_embeddings(&body, batch.len())?;
         if let Some(first) = vectors.first() {
@@ -405,7 +406,8 @@ fn http_error(error: reqwest::Error) -> EmbedError {
         message.push_str(&cause.to_string());
         source = cause.source();
     }
-    EmbedError::Http(message)
+    // reqwest quotes the URL, credentials and all.
+    EmbedError::Http(crate::redact::redact(&message).into_owned())
 }
 
 /// The `error.message` of an OpenAI error body, or the start of the body as text.
