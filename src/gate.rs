@@ -17,14 +17,17 @@
 //! - **Body deadline.** Reading a request's body has `server.client_request_timeout` from the
 //!   moment the head arrived; then the body reads fail, the request gets 408 and the connection
 //!   is closed, so a client that stalls or trickles its body cannot hold a worker's request
-//!   open (actix-web's own `client_request_timeout` covers only the head).
+//!   open (actix-web's own `client_request_timeout` covers only the head). A body the route left
+//!   unread closes the connection after the answer too, chunked ones included (actix-http would
+//!   otherwise wait for the rest of a chunked body, with no deadline).
 //!
 //! Every refusal is a JSON error `{"error": {"code", "message"}}`. [`Gate`] is an actix-web
 //! middleware; wrap it inside the telemetry middleware so refusals are traced and counted.
 
-use std::cell::Cell;
+use std::cell::{Cell, RefCell};
 use std::fmt;
 use std::future::{ready, Future, Ready};
+use std::marker::PhantomData;
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
 use std::pin::Pin;
 use std::rc::Rc;
@@ -32,12 +35,13 @@ use std::sync::Arc;
 use std::task::{Context, Poll};
 use std::time::Duration;
 
+use actix_web::body::{BodySize, BoxBody, EitherBody, MessageBody};
 use actix_web::dev::{Payload, Service, ServiceRequest, ServiceResponse, Transform};
 use actix_web::error::PayloadError;
 use actix_web::http::header::{self, HeaderMap};
 use actix_web::http::StatusCode;
 use actix_web::web::Bytes;
-use actix_web::Error;
+use actix_web::{Error, ResponseError as _};
 use futures_util::Stream;
 use metamcp_telemetry_actors::ConfigError;
 
@@ -356,9 +360,9 @@ impl Gate {
 impl<S, B> Transform<S, ServiceRequest> for Gate
 where
     S: Service<ServiceRequest, Response = ServiceResponse<B>, Error = Error>,
-    B: 'static,
+    B: MessageBody + 'static,
 {
-    type Response = ServiceResponse<B>;
+    type Response = ServiceResponse<GateBody<B>>;
     type Error = Error;
     type Transform = GateService<S>;
     type InitError = ();
@@ -379,71 +383,110 @@ pub struct GateService<S> {
 impl<S, B> Service<ServiceRequest> for GateService<S>
 where
     S: Service<ServiceRequest, Response = ServiceResponse<B>, Error = Error>,
+    B: MessageBody + 'static,
 {
-    type Response = ServiceResponse<B>;
+    type Response = ServiceResponse<GateBody<B>>;
     type Error = Error;
-    type Future = GateFuture<S::Future>;
+    type Future = GateFuture<S::Future, B>;
 
     actix_web::dev::forward_ready!(service);
 
     fn call(&self, mut req: ServiceRequest) -> Self::Future {
-        if let Err(refused) = self.policy.check(req.headers()) {
-            return GateFuture { inner: None, refused: Some(refused), expired: None };
-        }
-        let expired = match self.policy.body_timeout {
-            Some(timeout) => {
+        // Where bodies have a deadline, the gate holds every request body until the answer is
+        // written (see `GateBody`); the route reads it through a stream with the deadline.
+        let held = match self.policy.body_timeout {
+            Some(timeout) if !matches!(req.parts().1, Payload::None) => {
                 let (_, payload) = req.parts_mut();
-                if matches!(payload, Payload::None) {
-                    None
-                } else {
-                    let expired = Rc::new(Cell::new(false));
-                    let body = DeadlinePayload {
-                        inner: payload.take(),
-                        deadline: tokio::time::Instant::now() + timeout,
-                        sleep: None,
-                        expired: expired.clone(),
-                        timeout,
-                    };
-                    *payload = Payload::Stream { payload: Box::pin(body) };
-                    Some(expired)
-                }
+                let body = Rc::new(SharedBody { payload: RefCell::new(payload.take()), expired: Cell::new(false) });
+                let stream = DeadlinePayload {
+                    body: body.clone(),
+                    deadline: tokio::time::Instant::now() + timeout,
+                    sleep: None,
+                    timeout,
+                };
+                *payload = Payload::Stream { payload: Box::pin(stream) };
+                Some(body)
             }
-            None => None,
+            _ => None,
         };
-        GateFuture { inner: Some(self.service.call(req)), refused: None, expired }
+        if let Err(refused) = self.policy.check(req.headers()) {
+            let answer = req.into_response(refused.error_response());
+            return GateFuture { inner: None, refused: Some(answer), held, _body: PhantomData };
+        }
+        GateFuture { inner: Some(self.service.call(req)), refused: None, held, _body: PhantomData }
     }
 }
 
 pin_project_lite::pin_project! {
     /// The answer of a [`GateService`]: the refusal, or the inner service's answer (replaced by
     /// a 408 that closes the connection when the body deadline passed while it read).
-    pub struct GateFuture<F> {
+    pub struct GateFuture<F, B> {
         #[pin]
         inner: Option<F>,
-        refused: Option<ApiError>,
-        expired: Option<Rc<Cell<bool>>>,
+        refused: Option<ServiceResponse<BoxBody>>,
+        held: Option<Rc<SharedBody>>,
+        _body: PhantomData<B>,
     }
 }
 
-impl<F, B> Future for GateFuture<F>
+impl<F, B> Future for GateFuture<F, B>
 where
     F: Future<Output = Result<ServiceResponse<B>, Error>>,
+    B: MessageBody + 'static,
 {
-    type Output = Result<ServiceResponse<B>, Error>;
+    type Output = Result<ServiceResponse<GateBody<B>>, Error>;
 
     fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
         let this = self.project();
+        let held = this.held.take();
         let Some(inner) = this.inner.as_pin_mut() else {
-            let refused = this.refused.take().unwrap_or_else(|| {
-                ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, "internal", "a request was answered twice")
+            return Poll::Ready(match this.refused.take() {
+                Some(answer) => Ok(answer.map_body(|_, body| GateBody { inner: EitherBody::right(body), held })),
+                None => Err(ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, "internal", "answered twice").into()),
             });
-            return Poll::Ready(Err(refused.into()));
         };
-        let answer = std::task::ready!(inner.poll(cx));
-        if this.expired.as_ref().is_some_and(|expired| expired.get()) {
-            return Poll::Ready(Err(body_timeout().into()));
+        let answer = match inner.poll(cx) {
+            Poll::Ready(answer) => answer,
+            Poll::Pending => {
+                *this.held = held;
+                return Poll::Pending;
+            }
+        };
+        if held.as_ref().is_some_and(|body| body.expired.get()) {
+            // The route's own answer to the failed read (a 400 of some kind) becomes the 408.
+            return Poll::Ready(match answer {
+                Ok(answer) => {
+                    let timeout = ServiceResponse::new(answer.request().clone(), body_timeout().error_response());
+                    Ok(timeout.map_body(|_, body| GateBody { inner: EitherBody::right(body), held }))
+                }
+                Err(_) => Err(body_timeout().into()),
+            });
         }
-        Poll::Ready(answer)
+        Poll::Ready(answer.map(|answer| answer.map_body(|_, body| GateBody { inner: EitherBody::left(body), held })))
+    }
+}
+
+pin_project_lite::pin_project! {
+    /// The body of an answer; it holds the request's body until it is written. actix-http
+    /// decides, once the answer is written, whether to read the rest of an unread request body
+    /// (for keep-alive) or to close the connection: while the request body is held it closes,
+    /// where it would otherwise wait for the rest of a chunked body with no deadline at all.
+    pub struct GateBody<B> {
+        #[pin]
+        inner: EitherBody<B>,
+        held: Option<Rc<SharedBody>>,
+    }
+}
+
+impl<B: MessageBody + 'static> MessageBody for GateBody<B> {
+    type Error = <EitherBody<B> as MessageBody>::Error;
+
+    fn size(&self) -> BodySize {
+        self.inner.size()
+    }
+
+    fn poll_next(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Result<Bytes, Self::Error>>> {
+        self.project().inner.poll_next(cx)
     }
 }
 
@@ -457,13 +500,18 @@ fn body_timeout() -> ApiError {
     .closing_connection()
 }
 
+/// A request's body, shared by the stream the handler reads and the gate's answer.
+struct SharedBody {
+    payload: RefCell<Payload>,
+    expired: Cell<bool>,
+}
+
 /// A request body that fails once its deadline has passed.
 struct DeadlinePayload {
-    inner: Payload,
+    body: Rc<SharedBody>,
     deadline: tokio::time::Instant,
     /// Made at the first read that has to wait: a body that is already there costs no timer.
     sleep: Option<Pin<Box<tokio::time::Sleep>>>,
-    expired: Rc<Cell<bool>>,
     timeout: Duration,
 }
 
@@ -472,17 +520,17 @@ impl Stream for DeadlinePayload {
 
     fn poll_next(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Self::Item>> {
         let this = self.get_mut();
-        if this.expired.get() {
+        if this.body.expired.get() {
             return Poll::Ready(None);
         }
-        if let Poll::Ready(item) = Pin::new(&mut this.inner).poll_next(cx) {
+        if let Poll::Ready(item) = Pin::new(&mut *this.body.payload.borrow_mut()).poll_next(cx) {
             return Poll::Ready(item);
         }
         let deadline = this.deadline;
         let sleep = this.sleep.get_or_insert_with(|| Box::pin(tokio::time::sleep_until(deadline)));
         match sleep.as_mut().poll(cx) {
             Poll::Ready(()) => {
-                this.expired.set(true);
+                this.body.expired.set(true);
                 let message = format!("the body did not arrive within {}", humantime::format_duration(this.timeout));
                 Poll::Ready(Some(Err(PayloadError::Io(std::io::Error::new(std::io::ErrorKind::TimedOut, message)))))
             }

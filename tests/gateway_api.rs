@@ -113,12 +113,16 @@ fn api<'a>(
     let http = client();
     let token = token.map(str::to_owned);
     move |method, path, body| {
-        let mut request = http.request(method, service.url(path));
+        let mut request = http.request(method.clone(), service.url(path));
         if let Some(token) = &token {
             request = request.bearer_auth(token);
         }
         if let Some(body) = body {
             request = request.json(&body);
+        } else if method != reqwest::Method::GET {
+            // Without an admin token, a request that changes something must say JSON even
+            // without a body: no cross-site form can.
+            request = request.header("content-type", "application/json");
         }
         request.send().expect("admin API request")
     }

@@ -116,7 +116,13 @@ fn secrets_and_tool_arguments_never_reach_spans_logs_or_metrics() {
         .send()
         .unwrap();
     assert_eq!(created.status(), StatusCode::CREATED);
-    let key: Value = client().post(service.url("/api/endpoints/locked/keys")).send().unwrap().json().unwrap();
+    let key: Value = client()
+        .post(service.url("/api/endpoints/locked/keys"))
+        .header("content-type", "application/json")
+        .send()
+        .unwrap()
+        .json()
+        .unwrap();
     let api_key = key["key"].as_str().expect("an API key").to_owned();
 
     // MCP on the open endpoint, every request carrying the credential headers.

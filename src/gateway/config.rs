@@ -282,6 +282,15 @@ impl DatabaseSettings {
                 "sqlite://PATH or postgres://user@host:port/database",
             ));
         }
+        if url.starts_with("postgres") && !postgres_userinfo_is_encoded(url) {
+            // libpq reads the user information up to the first `@` or `/`: the rest of such a
+            // password would end up in its error messages, quoted as a host, port or database.
+            return Err(ConfigError::new(
+                "database.url",
+                format!("{:?}", crate::redact::redact(url)),
+                "a URL whose user name and password percent-encode '@', '/', '?' and '#' (%40, %2F, %3F, %23)",
+            ));
+        }
         if !(1..=MAX_POOL_SIZE).contains(&self.pool_size) {
             return Err(ConfigError::new(
                 "database.pool_size",
@@ -297,6 +306,16 @@ impl DatabaseSettings {
         )?;
         duration_range("database.busy_timeout", self.busy_timeout, Duration::ZERO, Duration::from_secs(600))
     }
+}
+
+/// Whether the user information of the PostgreSQL `url` (up to the last `@` before the query, as
+/// [`redact`](crate::redact::redact) reads it) holds none of `@`, `/`, `?`, `#` unencoded.
+fn postgres_userinfo_is_encoded(url: &str) -> bool {
+    let Some((_, rest)) = url.split_once("://") else { return true };
+    let Some(first_at) = rest.find('@') else { return true };
+    let query = rest[first_at..].find(['?', '#']).map_or(rest.len(), |at| first_at + at);
+    let last_at = rest[..query].rfind('@').unwrap_or(first_at);
+    !rest[..last_at].contains(['@', '/', '?', '#'])
 }
 
 impl AdminSettings {
