@@ -2,9 +2,10 @@
 //! and written as raw bytes on TCP sockets (kept alive or fresh), so they can carry what no HTTP
 //! client would send — random and unknown methods, percent-encoding garbage and very long paths,
 //! malformed and oversized `traceparent`/`tracestate`/`baggage`, huge and numerous headers,
-//! invalid UTF-8, lying `Content-Length`s, broken chunked framing, and invalid JSON-RPC (wrong
-//! types, missing fields, batches, huge ids, nesting 10 000 deep, wrong content types) — beside
-//! ordinary requests. Afterwards the process is alive and never panicked, no answer was a 5xx
+//! invalid UTF-8, lying `Content-Length`s, broken chunked framing, invalid JSON-RPC (wrong
+//! types, missing fields, batches, huge ids, nesting 10 000 deep, wrong content types), and the
+//! `Host` and `Origin` of DNS rebinding and cross-site pages (every one refused with 403, and
+//! none of the service's own names and origins) — beside ordinary requests. Afterwards the process is alive and never panicked, no answer was a 5xx
 //! (nor does `metamcp_requests_total` count one), `/metrics` shows fewer series than the bound
 //! docs/configuration.md documents, the health endpoints answer 200 and a tools/call still works.
 //!
@@ -94,6 +95,8 @@ struct Generated {
 
 struct Session {
     id: String,
+    /// The API port, for the service's own origins.
+    port: u16,
 }
 
 fn request(method: &str, target: &str, headers: &[(String, Vec<u8>)], body: &[u8]) -> Vec<u8> {
@@ -239,6 +242,105 @@ fn bad_jsonrpc(rng: &mut Rng) -> Vec<u8> {
     }
 }
 
+/// A request to a random route with a `Host` and `Origin` of a DNS rebinding page or a cross-site
+/// one (`foreign`, to be refused with 403), or of the service itself (`own`, never a 403).
+fn host_and_origin(rng: &mut Rng, session: &Session) -> Generated {
+    let port = session.port;
+    let target = rng.pick_str(&["/health", "/health/ready", "/status.json", "/api/tools", "/metamcp/default/mcp", "/"]);
+    let method = if target == "/metamcp/default/mcp" { "POST" } else { "GET" };
+    let body = if method == "POST" { br#"{"jsonrpc":"2.0","id":1,"method":"ping"}"#.to_vec() } else { Vec::new() };
+    let own_host = |rng: &mut Rng| -> Vec<u8> {
+        rng.pick(&[
+            format!("127.0.0.1:{port}"),
+            format!("localhost:{port}"),
+            "localhost".to_owned(),
+            format!("[::1]:{port}"),
+            "127.3.2.1".to_owned(),
+            "gateway.example".to_owned(),
+            "GATEWAY.example.:443".to_owned(),
+        ])
+        .clone()
+        .into_bytes()
+    };
+    let own_origin = |rng: &mut Rng| -> Option<Vec<u8>> {
+        match rng.below(4) {
+            0 => None,
+            1 => Some(format!("http://127.0.0.1:{port}").into_bytes()),
+            2 => Some(format!("http://LOCALHOST:{port}/").into_bytes()),
+            _ => Some(format!("http://[::1]:{port}").into_bytes()),
+        }
+    };
+    let foreign = rng.chance(60);
+    let (host, origins): (Option<Vec<u8>>, Vec<Vec<u8>>) = if !foreign {
+        (Some(own_host(rng)), own_origin(rng).into_iter().collect())
+    } else if rng.chance(50) {
+        // A rebinding page: its own name in Host (its Origin would match it).
+        let host = match rng.below(9) {
+            0 => format!("evil.example:{port}").into_bytes(),
+            1 => "evil.example".as_bytes().to_vec(),
+            2 => format!("localhost.evil.example:{port}").into_bytes(),
+            3 => format!("127.0.0.1.nip.io:{port}").into_bytes(),
+            4 => "gateway.example.evil:80".as_bytes().to_vec(),
+            5 => format!("[::2]:{port}").into_bytes(),
+            6 => {
+                let n = rng_len(rng, 2000);
+                rng.token(n).into_bytes()
+            }
+            7 => rng.bytes(24).into_iter().map(|b| b | 0x80).collect(),
+            _ => format!("localhost:{}x", port).into_bytes(),
+        };
+        (Some(host), Vec::new())
+    } else {
+        // A cross-site page: the right Host, a foreign Origin (some among allowed ones).
+        let origin = match rng.below(9) {
+            0 => b"http://evil.example".to_vec(),
+            1 => b"null".to_vec(),
+            2 => format!("http://127.0.0.1:{}", port.wrapping_add(1)).into_bytes(),
+            3 => format!("https://127.0.0.1:{port}").into_bytes(),
+            4 => b"http://[".to_vec(),
+            5 => {
+                let n = rng_len(rng, 8000);
+                format!("http://{}", "o".repeat(n)).into_bytes()
+            }
+            6 => rng.bytes(32).into_iter().map(|b| b | 0x80).collect(),
+            7 => format!("http://localhost:{port}/path").into_bytes(),
+            _ => b"file://".to_vec(),
+        };
+        let mut origins = vec![origin];
+        if rng.chance(30) {
+            origins.insert(0, format!("http://127.0.0.1:{port}").into_bytes());
+        }
+        (Some(own_host(rng)), origins)
+    };
+    let mut bytes = format!("{method} {target} HTTP/1.1\r\n").into_bytes();
+    if let Some(host) = host {
+        bytes.extend_from_slice(b"host: ");
+        bytes.extend_from_slice(&host);
+        bytes.extend_from_slice(b"\r\n");
+    }
+    for origin in origins {
+        bytes.extend_from_slice(b"origin: ");
+        bytes.extend_from_slice(&origin);
+        bytes.extend_from_slice(b"\r\n");
+    }
+    bytes.extend_from_slice(
+        format!(
+            "content-type: application/json\r\naccept: application/json, text/event-stream\r\n\
+             mcp-session-id: {}\r\ncontent-length: {}\r\n\r\n",
+            session.id,
+            body.len()
+        )
+        .as_bytes(),
+    );
+    bytes.extend_from_slice(&body);
+    let kind = if foreign { "foreign_host_or_origin" } else { "own_host_and_origin" };
+    Generated { bytes, head: false, lies: false, kind }
+}
+
+fn rng_len(rng: &mut Rng, max: usize) -> usize {
+    rng.below(max) + 1
+}
+
 fn generate(rng: &mut Rng, session: &Session) -> Generated {
     let plain = |bytes, kind| Generated { bytes, head: false, lies: false, kind };
     match rng.below(20) {
@@ -352,6 +454,8 @@ fn generate(rng: &mut Rng, session: &Session) -> Generated {
             }
             Generated { bytes, head: false, lies: true, kind: "content_length_lie" }
         }
+        // DNS rebinding and cross-site requests, and the service's own names and origins.
+        17 => host_and_origin(rng, session),
         // Ordinary requests, with and without a session.
         _ => {
             let body = json!({"jsonrpc": "2.0", "id": rng.below(1000), "method": "tools/call",
@@ -570,6 +674,8 @@ fn ten_thousand_hostile_requests_leave_the_service_healthy_and_bounded() {
         &[
             ("OTLP_ENDPOINT", endpoint.as_str()),
             ("METAMCP_ADMIN__TOKEN", ADMIN_TOKEN),
+            // With a token, Host is checked once allowed_hosts names a proxy's name.
+            ("METAMCP_SERVER__ALLOWED_HOSTS", "gateway.example"),
             ("METAMCP_SPAN_BUFFER__FLUSH_INTERVAL", "100ms"),
             ("METAMCP_METRICS__EXPORT_INTERVAL", "200ms"),
             ("METAMCP_HEALTH__CHECK_INTERVAL", "100ms"),
@@ -578,7 +684,7 @@ fn ten_thousand_hostile_requests_leave_the_service_healthy_and_bounded() {
         ],
         &[],
     );
-    let session = Arc::new(Session { id: initialize(&service) });
+    let session = Arc::new(Session { id: initialize(&service), port: service.api.port() });
     let tally = Arc::new(Mutex::new(Tally::default()));
     let started = Instant::now();
     let senders: Vec<_> = (0..THREADS as u64)
@@ -613,9 +719,17 @@ fn ten_thousand_hostile_requests_leave_the_service_healthy_and_bounded() {
         .map(|(_, n)| n)
         .sum();
     assert_eq!(hung, 0, "requests without an answer within {READ_TIMEOUT:?}");
-    for code in [200u16, 400, 401, 404, 431] {
+    for code in [200u16, 400, 401, 403, 404, 431] {
         assert!(by_status.contains_key(&Outcome::Status(code)), "no {code} among {by_status:?}");
     }
+    // Every rebinding or cross-site request was refused, and none of the service's own.
+    let outcomes_of = |kind: &'static str| -> Vec<_> { tally.outcomes.iter().filter(|((k, _), _)| *k == kind).collect() };
+    let foreign = outcomes_of("foreign_host_or_origin");
+    assert!(!foreign.is_empty());
+    assert!(foreign.iter().all(|((_, outcome), _)| *outcome == Outcome::Status(403)), "{foreign:?}");
+    let own = outcomes_of("own_host_and_origin");
+    assert!(!own.is_empty());
+    assert!(own.iter().all(|((_, outcome), _)| *outcome != Outcome::Status(403)), "{own:?}");
 
     // Still alive and healthy, never panicked.
     assert!(std::path::Path::new(&format!("/proc/{}", service.pid())).exists());
