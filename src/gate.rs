@@ -103,7 +103,8 @@ struct AllowedHost {
 
 impl AllowedHost {
     fn parse(text: &str) -> Result<Self, &'static str> {
-        const FORM: &str = "a host name or address, optionally with a port, such as \"gateway.example.com\" or \"10.0.0.5:8000\"";
+        const FORM: &str =
+            "a host name or address, optionally with a port, such as \"gateway.example.com\" or \"10.0.0.5:8000\"";
         let (host, port) = split_host_port(text.trim()).ok_or(FORM)?;
         if host.is_empty() {
             return Err(FORM);
@@ -247,7 +248,12 @@ impl GatePolicy {
     /// The strictest policy: no `Origin` allowed, loopback `Host` names only, no body. What a
     /// listener applies should its real policy be missing.
     pub fn strictest() -> Self {
-        Self { origins: Vec::new(), hosts: HostRule::LoopbackAnd(Vec::new()), max_body_bytes: Some(0), body_timeout: None }
+        Self {
+            origins: Vec::new(),
+            hosts: HostRule::LoopbackAnd(Vec::new()),
+            max_body_bytes: Some(0),
+            body_timeout: None,
+        }
     }
 
     /// Restricts `Host` to loopback names and addresses and `allowed_hosts`.
@@ -606,11 +612,7 @@ mod tests {
             "http://user@127.0.0.1:8000",
             "file://",
         ] {
-            assert_eq!(
-                code(policy.check(&headers(&[("origin", refused)]))),
-                Some("origin_not_allowed"),
-                "{refused}"
-            );
+            assert_eq!(code(policy.check(&headers(&[("origin", refused)]))), Some("origin_not_allowed"), "{refused}");
         }
         // Every Origin header counts.
         let two = headers(&[("origin", "http://127.0.0.1:8000"), ("origin", "http://evil.example")]);

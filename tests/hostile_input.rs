@@ -723,7 +723,8 @@ fn ten_thousand_hostile_requests_leave_the_service_healthy_and_bounded() {
         assert!(by_status.contains_key(&Outcome::Status(code)), "no {code} among {by_status:?}");
     }
     // Every rebinding or cross-site request was refused, and none of the service's own.
-    let outcomes_of = |kind: &'static str| -> Vec<_> { tally.outcomes.iter().filter(|((k, _), _)| *k == kind).collect() };
+    let outcomes_of =
+        |kind: &'static str| -> Vec<_> { tally.outcomes.iter().filter(|((k, _), _)| *k == kind).collect() };
     let foreign = outcomes_of("foreign_host_or_origin");
     assert!(!foreign.is_empty());
     assert!(foreign.iter().all(|((_, outcome), _)| *outcome == Outcome::Status(403)), "{foreign:?}");

@@ -21,7 +21,8 @@ use serde_json::{json, Value};
 use support::wait::assert_eventually;
 
 const INIT: &str = r#"{"jsonrpc":"2.0","id":0,"method":"initialize","params":{"protocolVersion":"2025-11-25","capabilities":{},"clientInfo":{"name":"t","version":"1"}}}"#;
-const MCP: [(&str, &str); 2] = [("content-type", "application/json"), ("accept", "application/json, text/event-stream")];
+const MCP: [(&str, &str); 2] =
+    [("content-type", "application/json"), ("accept", "application/json, text/event-stream")];
 
 fn refused(response: &RawResponse, status: u16, code: &str, what: &str) {
     assert_eq!((response.status, response.error_code().as_str()), (status, code), "{what}: {response:?}");
@@ -76,7 +77,8 @@ fn rebinding_pages_and_cross_site_requests_are_refused_and_same_origin_ones_pass
             refused(&answer, 403, "origin_not_allowed", &format!("{method} {target} Origin: {origin}"));
         }
     }
-    for origin in [format!("http://127.0.0.1:{port}"), format!("http://localhost:{port}"), format!("http://[::1]:{port}")]
+    for origin in
+        [format!("http://127.0.0.1:{port}"), format!("http://localhost:{port}"), format!("http://[::1]:{port}")]
     {
         let headers = [MCP[0], MCP[1], ("origin", origin.as_str())];
         let answer = raw_exchange(addr, &raw_request("POST", "/metamcp/default/mcp", &own, &headers, INIT));
@@ -353,7 +355,8 @@ fn a_credential_in_any_url_setting_shows_on_no_surface() {
     clean("POST /api/servers", &created);
     assert!(created.contains("up:***@127.0.0.1:1/mcp?token=***"), "{created}");
     let malformed = format!("http://up:{MARKER}@[nope/mcp");
-    let invalid = http.post(service.url("/api/servers")).json(&json!({"name": "bad", "url": malformed})).send().unwrap();
+    let invalid =
+        http.post(service.url("/api/servers")).json(&json!({"name": "bad", "url": malformed})).send().unwrap();
     assert_eq!(invalid.status(), StatusCode::BAD_REQUEST);
     clean("an invalid URL's error", &invalid.text().unwrap());
 

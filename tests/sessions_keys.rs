@@ -90,9 +90,8 @@ fn ping(service: &Service, endpoint: &str, key: Option<&str>, session: &str) -> 
 }
 
 fn end_session(service: &Service, endpoint: &str, key: Option<&str>, session: &str) -> StatusCode {
-    let mut request = client()
-        .delete(service.url(&format!("/metamcp/{endpoint}/mcp")))
-        .header("mcp-session-id", session);
+    let mut request =
+        client().delete(service.url(&format!("/metamcp/{endpoint}/mcp"))).header("mcp-session-id", session);
     if let Some(key) = key {
         request = request.bearer_auth(key);
     }
@@ -165,7 +164,9 @@ fn keys_are_listed_with_their_last_use_and_a_revoked_key_stops_at_once() {
     let session_b = initialize(&service, "locked", Some(b));
     assert_eventually(WAIT, POLL, "key A's last use is listed", || {
         let listed: Value = serde_json::from_str(&keys()).unwrap();
-        listed["items"][0]["last_used_at"].as_i64().is_some_and(|at| at >= listed["items"][0]["created_at"].as_i64().unwrap())
+        listed["items"][0]["last_used_at"]
+            .as_i64()
+            .is_some_and(|at| at >= listed["items"][0]["created_at"].as_i64().unwrap())
     });
 
     // A prefix both keys share is ambiguous: nothing is revoked.

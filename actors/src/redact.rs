@@ -175,7 +175,10 @@ mod tests {
             ("postgres://h/db?user=u&password=pw&x=1", "postgres://h/db?user=u&password=***&x=1"),
             ("https://h/p?PASSWORD=a&Passwd=b&pwd=c", "https://h/p?PASSWORD=***&Passwd=***&pwd=***"),
             ("https://h/p?access_token=a&token=b&id_token=c", "https://h/p?access_token=***&token=***&id_token=***"),
-            ("https://h/p?api_key=a&apikey=b&x-api-key=c&key=d", "https://h/p?api_key=***&apikey=***&x-api-key=***&key=***"),
+            (
+                "https://h/p?api_key=a&apikey=b&x-api-key=c&key=d",
+                "https://h/p?api_key=***&apikey=***&x-api-key=***&key=***",
+            ),
             ("https://h/p?secret=a&client_secret=b", "https://h/p?secret=***&client_secret=***"),
             ("https://h/p?sig=a&X-Amz-Signature=b&auth=c", "https://h/p?sig=***&X-Amz-Signature=***&auth=***"),
             ("https://h/p?X-Amz-Credential=a&credentials=b", "https://h/p?X-Amz-Credential=***&credentials=***"),

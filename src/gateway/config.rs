@@ -163,7 +163,11 @@ pub struct RetentionSettings {
 
 impl Default for RetentionSettings {
     fn default() -> Self {
-        Self { max_age: DEFAULT_AUDIT_MAX_AGE, max_rows: DEFAULT_AUDIT_MAX_ROWS, interval: DEFAULT_AUDIT_PRUNE_INTERVAL }
+        Self {
+            max_age: DEFAULT_AUDIT_MAX_AGE,
+            max_rows: DEFAULT_AUDIT_MAX_ROWS,
+            interval: DEFAULT_AUDIT_PRUNE_INTERVAL,
+        }
     }
 }
 

@@ -94,7 +94,7 @@ impl Sessions {
     fn end(&self, id: &str, endpoint: &str, key: Option<i64>) -> bool {
         let mut map = self.map.lock();
         let Some(sessions) = map.get_mut(endpoint) else { return false };
-        if !sessions.get(id).is_some_and(|s| s.key == key) {
+        if sessions.get(id).is_none_or(|s| s.key != key) {
             return false;
         }
         sessions.remove(id);
@@ -313,16 +313,21 @@ async fn admit(state: &McpState, endpoint: &str, headers: &HeaderMap) -> Result<
     };
     let hash = hash_key(key);
     // Every stored hash is compared, so the time taken does not tell which key matched.
-    let matched = entry
-        .keys
-        .iter()
-        .fold(None, |found, known| if constant_time_eq(known.hash.as_bytes(), hash.as_bytes()) { Some(known.id) } else { found });
+    let matched = entry.keys.iter().fold(None, |found, known| {
+        if constant_time_eq(known.hash.as_bytes(), hash.as_bytes()) {
+            Some(known.id)
+        } else {
+            found
+        }
+    });
     match matched {
         Some(id) => {
             state.key_usage.note(&state.gateway, id);
             Ok(Some(id))
         }
-        None => Err(ApiError::new(StatusCode::UNAUTHORIZED, "unauthorized", "the API key is not valid for this endpoint")),
+        None => {
+            Err(ApiError::new(StatusCode::UNAUTHORIZED, "unauthorized", "the API key is not valid for this endpoint"))
+        }
     }
 }
 

@@ -74,7 +74,10 @@ impl GatewayApp {
             .await
             .map_err(|e| storage::StorageError::Unavailable(format!("the opening task failed: {e}")))
             .and_then(|opened| opened)
-            .map_err(|source| StartError::Storage { url: crate::redact::redact(&settings.database.url).into_owned(), source })?;
+            .map_err(|source| StartError::Storage {
+                url: crate::redact::redact(&settings.database.url).into_owned(),
+                source,
+            })?;
         if let Err(err) = telemetry.register_collector(store.pool_collector()) {
             tracing::warn!(error = %err, "database pool gauges could not be registered");
         }

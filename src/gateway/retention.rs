@@ -10,7 +10,7 @@ use prometheus::core::Collector;
 use prometheus::{IntCounterVec, Opts};
 
 use super::config::RetentionSettings;
-use super::storage::{self, Store, StorageError, PRUNE_CHUNK};
+use super::storage::{self, StorageError, Store, PRUNE_CHUNK};
 
 /// Rows deleted by one pruning, by rule.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
@@ -65,13 +65,11 @@ pub async fn prune_once(store: &Store, settings: &RetentionSettings) -> Result<P
     if !settings.max_age.is_zero() {
         let age_ms = i64::try_from(settings.max_age.as_millis()).unwrap_or(i64::MAX);
         let cutoff = now_ms().saturating_sub(age_ms);
-        pruned.by_age =
-            in_chunks(store, move |c| storage::delete_executions_before(c, cutoff, PRUNE_CHUNK)).await?;
+        pruned.by_age = in_chunks(store, move |c| storage::delete_executions_before(c, cutoff, PRUNE_CHUNK)).await?;
     }
     if settings.max_rows > 0 {
         let keep = i64::try_from(settings.max_rows).unwrap_or(i64::MAX);
-        pruned.by_rows =
-            in_chunks(store, move |c| storage::delete_executions_beyond(c, keep, PRUNE_CHUNK)).await?;
+        pruned.by_rows = in_chunks(store, move |c| storage::delete_executions_beyond(c, keep, PRUNE_CHUNK)).await?;
     }
     Ok(pruned)
 }

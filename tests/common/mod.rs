@@ -299,10 +299,8 @@ pub fn raw_exchange(addr: SocketAddr, request: &[u8]) -> RawResponse {
     };
     let head = String::from_utf8_lossy(&buf[..head_end]).to_ascii_lowercase();
     let status = head.split_whitespace().nth(1).and_then(|s| s.parse().ok()).expect("a status line");
-    let length = head
-        .lines()
-        .find_map(|line| line.strip_prefix("content-length:"))
-        .and_then(|v| v.trim().parse::<usize>().ok());
+    let length =
+        head.lines().find_map(|line| line.strip_prefix("content-length:")).and_then(|v| v.trim().parse::<usize>().ok());
     let mut body = buf.split_off(head_end);
     loop {
         if length.is_some_and(|n| body.len() >= n) {

@@ -207,7 +207,9 @@ fn create_private_file(path: &Path) -> Result<(), StorageError> {
             }
             Ok(())
         }
-        Err(err) => Err(StorageError::Unavailable(format!("cannot create the database file {}: {err}", path.display()))),
+        Err(err) => {
+            Err(StorageError::Unavailable(format!("cannot create the database file {}: {err}", path.display())))
+        }
     }
 }
 

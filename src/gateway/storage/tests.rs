@@ -1115,7 +1115,7 @@ fn api_keys_are_listed_used_and_revoked_by_prefix(db: TestDb) {
             let listed = list_api_keys(c, "team", Page::ALL)?;
             assert_eq!(listed.total, 2);
             assert_eq!(listed.items, [first.clone(), second.clone()]);
-            assert_eq!(list_api_keys(c, "team", Page::new(1, 1))?.items, [second.clone()]);
+            assert_eq!(list_api_keys(c, "team", Page::new(1, 1))?.items, std::slice::from_ref(&second));
             assert!(matches!(list_api_keys(c, "nope", Page::ALL), Err(StorageError::NotFound(_))));
             let json = serde_json::to_string(&listed.items).unwrap();
             assert!(!json.contains(&"a".repeat(64)), "never the hash: {json}");
@@ -1184,10 +1184,8 @@ fn executions_are_pruned_by_age_and_by_count(db: TestDb) {
             assert_eq!(delete_executions_beyond(c, 6, 5)?, 5);
             assert_eq!(delete_executions_beyond(c, 6, 5)?, 4);
             assert_eq!(delete_executions_beyond(c, 6, 5)?, 0);
-            let kept: Vec<String> = tool_executions::table
-                .select(tool_executions::tool_name)
-                .order(tool_executions::id.asc())
-                .load(c)?;
+            let kept: Vec<String> =
+                tool_executions::table.select(tool_executions::tool_name).order(tool_executions::id.asc()).load(c)?;
             assert_eq!(kept, (19..25).map(|i| format!("t{i}")).collect::<Vec<_>>(), "the newest stay");
             assert_eq!(delete_executions_beyond(c, 100, 5)?, 0);
             Ok(())
@@ -1202,7 +1200,7 @@ fn the_sqlite_file_and_its_wal_are_private() {
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("private.db");
     let store = Store::open(&settings(format!("sqlite://{}", path.display())), &TelemetryManager::disabled()).unwrap();
-    store.run_blocking(|c| Ok(create_endpoint(c, &endpoint("x"), &[])?)).unwrap();
+    store.run_blocking(|c| create_endpoint(c, &endpoint("x"), &[])).unwrap();
     for suffix in ["", "-wal", "-shm"] {
         let file = format!("{}{suffix}", path.display());
         let mode = std::fs::metadata(&file).unwrap_or_else(|e| panic!("{file}: {e}")).permissions().mode() & 0o777;
