@@ -366,7 +366,17 @@ fn without_a_token_the_admin_api_answers_loopback_only() {
         eprintln!("skipped: this machine has no non-loopback address to connect from");
         return;
     };
+    // Without a token every route takes loopback Host names only: a client that names the
+    // machine's address is refused before any route, like a DNS rebinding page would be.
     let service = Service::start(&[], &["--bind", "0.0.0.0:0"]);
+    let port = service.api.port();
+    let remote = client().get(format!("http://{ip}:{port}/health")).send().unwrap();
+    assert_eq!(error_of(remote, StatusCode::FORBIDDEN)["error"]["code"], "host_not_allowed");
+    drop(service);
+
+    // With that address among the allowed hosts, the admin API still answers loopback peers only.
+    let allowed = ip.to_string();
+    let service = Service::start(&[("METAMCP_SERVER__ALLOWED_HOSTS", &allowed)], &["--bind", "0.0.0.0:0"]);
     let port = service.api.port();
     let local = client().get(format!("http://127.0.0.1:{port}/api/endpoints")).send().unwrap();
     assert_eq!(local.status(), StatusCode::OK);
