@@ -120,7 +120,8 @@ pub struct GatewaySettings {
     /// An MCP session without requests for this long is forgotten.
     #[serde(with = "metamcp_telemetry_actors::serde_duration")]
     pub session_idle_timeout: Duration,
-    /// Most MCP sessions kept at once; the least recently used goes first.
+    /// Most MCP sessions kept at once per endpoint; the endpoint's least recently used goes
+    /// first.
     pub max_sessions: usize,
     /// Largest page of the admin API's lists (`limit`).
     pub max_page_size: u32,
