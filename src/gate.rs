@@ -326,8 +326,8 @@ impl GatePolicy {
                     return Err(ApiError::new(
                         StatusCode::FORBIDDEN,
                         "host_not_allowed",
-                        "this Host is not allowed: without admin.token only loopback names are \
-                         (localhost, 127.0.0.1, [::1]); add the name to server.allowed_hosts",
+                        "this Host is not allowed: only loopback names (localhost, 127.0.0.1, [::1]) \
+                         and server.allowed_hosts are accepted here",
                     ));
                 }
             }
