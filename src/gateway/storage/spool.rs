@@ -217,9 +217,10 @@ fn trim(conn: &mut DbConnection, total: Option<u64>, max_bytes: u64) -> Result<V
     }
     for chunk in doomed.chunks(DELETE_CHUNK) {
         // The lease is checked again: a claim of another replica may have taken a row since.
-        let removed = diesel::delete(spool::table.filter(spool::id.eq_any(chunk)).filter(spool::lease_until_ms.le(now)))
-            .returning((spool::signal, spool::items, spool::size_bytes))
-            .load::<(String, i64, i64)>(conn)?;
+        let removed =
+            diesel::delete(spool::table.filter(spool::id.eq_any(chunk)).filter(spool::lease_until_ms.le(now)))
+                .returning((spool::signal, spool::items, spool::size_bytes))
+                .load::<(String, i64, i64)>(conn)?;
         tally(&mut evicted, removed)?;
     }
     Ok(evicted)
