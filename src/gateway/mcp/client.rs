@@ -941,7 +941,7 @@ impl SseParser {
                 }
                 self.skip_lf = false;
             }
-            let Some(end) = rest.iter().position(|&b| b == b'\n' || b == b'\r') else {
+            let Some(end) = memchr::memchr2(b'\n', b'\r', rest) else {
                 self.bound(rest.len())?;
                 self.pending.extend_from_slice(rest);
                 return Ok(());
