@@ -399,12 +399,7 @@ impl Gateway {
         &self,
         new: NewServer,
     ) -> Result<(Server, Result<Vec<storage::Tool>, ExecuteError>), ExecuteError> {
-        let timeout = new
-            .timeout_ms
-            .and_then(|ms| u64::try_from(ms).ok())
-            .filter(|ms| *ms > 0)
-            .map_or(self.inner.settings.upstream_timeout, Duration::from_millis);
-        self.check_outbound(&new.url, timeout).await?;
+        self.check_outbound(&new.url, self.timeout_from(new.timeout_ms)).await?;
         let server = self.inner.store.run(move |c| storage::create_server(c, &new)).await?;
         let discovered = self.refresh_server(&server.name).await;
         Ok((server, discovered))
@@ -481,8 +476,12 @@ impl Gateway {
     }
 
     fn timeout_of(&self, server: &Server) -> Duration {
-        server
-            .timeout_ms
+        self.timeout_from(server.timeout_ms)
+    }
+
+    /// A server's own timeout, or `gateway.upstream_timeout` when it sets none.
+    fn timeout_from(&self, timeout_ms: Option<i64>) -> Duration {
+        timeout_ms
             .and_then(|ms| u64::try_from(ms).ok())
             .filter(|ms| *ms > 0)
             .map_or(self.inner.settings.upstream_timeout, Duration::from_millis)

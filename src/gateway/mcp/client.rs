@@ -311,8 +311,9 @@ impl UpstreamClient {
             .dns_resolver(Arc::new(PolicyResolver::new(config.policy.clone())))
             .user_agent(concat!("metamcp-telemetry/", env!("CARGO_PKG_VERSION")))
             .build()
-            // A client without the policy's resolver would connect anywhere: one that fails every
-            // call (an empty proxy list refuses nothing, a proxy to nowhere refuses everything).
+            // Building fails only when the TLS backend cannot start. A client without the
+            // policy's resolver would connect anywhere, so the fallback is one whose every
+            // request goes to a proxy that does not exist: it fails each call, it never leaks.
             .or_else(|_| {
                 reqwest::Client::builder()
                     .redirect(reqwest::redirect::Policy::none())
