@@ -61,6 +61,8 @@ pub(crate) struct Inner {
     pub(crate) started: Instant,
     /// Request headers the middleware records (`telemetry.capture_request_headers`).
     pub(crate) capture_headers: Arc<[crate::middleware::CapturedHeader]>,
+    /// Whether outgoing calls pass incoming baggage on (`telemetry.propagate_baggage`).
+    propagate_baggage: bool,
 }
 
 enum Sink {
@@ -176,7 +178,9 @@ impl TelemetryManager {
         let tracer = provider.tracer_with_scope(scope());
         if settings.telemetry.install_global {
             opentelemetry::global::set_tracer_provider(provider.clone());
-            opentelemetry::global::set_text_map_propagator(crate::propagation::propagator());
+            opentelemetry::global::set_text_map_propagator(crate::propagation::outgoing(
+                settings.telemetry.propagate_baggage,
+            ));
         }
         let metrics_server = if settings.prometheus.enabled {
             let addr = SocketAddr::new(settings.prometheus.bind, settings.prometheus.port);
@@ -200,6 +204,7 @@ impl TelemetryManager {
                 sink,
                 started: Instant::now(),
                 capture_headers: crate::middleware::captured_headers(&settings.telemetry.capture_request_headers),
+                propagate_baggage: settings.telemetry.propagate_baggage,
             }),
         })
     }
@@ -213,6 +218,7 @@ impl TelemetryManager {
                 sink: Sink::None,
                 started: Instant::now(),
                 capture_headers: Arc::from([]),
+                propagate_baggage: false,
             }),
         }
     }
@@ -234,6 +240,7 @@ impl TelemetryManager {
                 sink: Sink::Capture(capture.clone()),
                 started: Instant::now(),
                 capture_headers: Arc::from([]),
+                propagate_baggage: false,
             }),
         };
         (manager, TestTelemetry::new(capture))
@@ -249,6 +256,13 @@ impl TelemetryManager {
     /// pipeline when `telemetry.install_global` is on.
     pub fn tracer(&self) -> Option<&SdkTracer> {
         self.inner.tracer.as_ref()
+    }
+
+    /// The propagator for outgoing calls (upstream MCP servers, or an application's own HTTP
+    /// clients): `traceparent`/`tracestate`, and the incoming `baggage` only with
+    /// `telemetry.propagate_baggage`.
+    pub fn outgoing_propagator(&self) -> opentelemetry::propagation::TextMapCompositePropagator {
+        crate::propagation::outgoing(self.inner.propagate_baggage)
     }
 
     /// The actix-web middleware: a server span and `record_request` for every request.

@@ -14,6 +14,17 @@ pub fn propagator() -> TextMapCompositePropagator {
     TextMapCompositePropagator::new(vec![Box::new(TraceContextPropagator::new()), Box::new(BaggagePropagator::new())])
 }
 
+/// What outgoing calls carry: `traceparent`/`tracestate`, and `baggage` only with
+/// `propagate_baggage` (`telemetry.propagate_baggage`). Baggage is whatever a caller put in the
+/// incoming header; passing it on by default would hand it to every service called next.
+pub fn outgoing(propagate_baggage: bool) -> TextMapCompositePropagator {
+    if propagate_baggage {
+        propagator()
+    } else {
+        TextMapCompositePropagator::new(vec![Box::new(TraceContextPropagator::new())])
+    }
+}
+
 struct HeaderExtractor<'a>(&'a HeaderMap);
 
 impl Extractor for HeaderExtractor<'_> {

@@ -428,9 +428,9 @@ impl QueueBytes {
     }
 }
 
-/// What a finished span takes in memory, estimated from its parts: the fixed struct, its name,
-/// and every attribute, event and link with their keys and string values. Deterministic, so the
-/// producer and the consumer compute the same figure.
+/// What a finished span takes in memory, estimated from its parts: the fixed struct, its name
+/// and status message, and every attribute, event and link with their keys and string values.
+/// Deterministic, so the producer and the consumer compute the same figure.
 pub fn estimated_size(span: &SpanData) -> usize {
     use opentelemetry::{Array, Value};
     fn value_size(value: &Value) -> usize {
@@ -459,7 +459,11 @@ pub fn estimated_size(span: &SpanData) -> usize {
         .iter()
         .map(|l| std::mem::size_of::<opentelemetry::trace::Link>() + attributes_size(&l.attributes))
         .sum();
-    std::mem::size_of::<SpanData>() + span.name.len() + attributes_size(&span.attributes) + events + links
+    let status = match &span.status {
+        opentelemetry::trace::Status::Error { description } => description.len(),
+        _ => 0,
+    };
+    std::mem::size_of::<SpanData>() + span.name.len() + status + attributes_size(&span.attributes) + events + links
 }
 
 /// Creates the span channel, bounded by `capacity` spans and `max_bytes` bytes: the processor to
@@ -601,5 +605,19 @@ mod tests {
         assert_eq!(accepted, 8);
         assert_eq!(rx.len(), 8);
         assert_eq!(metrics.dropped(Signal::Metrics, DropReason::QueueFull).get(), 92);
+    }
+
+    #[test]
+    fn the_size_estimate_counts_the_name_and_the_status_message() {
+        use opentelemetry::trace::{Span as _, Status, Tracer as _, TracerProvider as _};
+        let (ingress, rx, _wake, _bytes) = span_channel(16, 1 << 20, 16, SelfMetrics::unregistered());
+        let provider = opentelemetry_sdk::trace::SdkTracerProvider::builder().with_span_processor(ingress).build();
+        let tracer = provider.tracer("size");
+        tracer.start("tools/call x").end();
+        let mut long = tracer.start(format!("tools/call x{}", "n".repeat(10_000)));
+        long.set_status(Status::error("e".repeat(5_000)));
+        long.end();
+        let sizes: Vec<usize> = rx.try_iter().map(|span| estimated_size(&span)).collect();
+        assert_eq!(sizes[1] - sizes[0], 10_000 + 5_000, "{sizes:?}");
     }
 }

@@ -274,7 +274,7 @@ impl SelfMetrics {
         )?;
         let attributes_truncated = IntCounter::new(
             "metamcp_telemetry_attributes_truncated_total",
-            "Span attribute values cut to span_limits.max_attribute_value_length before export.",
+            "Span attribute values, span and event names and status messages cut to span_limits.max_attribute_value_length before export.",
         )?;
         let span_limit_dropped = IntCounterVec::new(
             Opts::new(

@@ -155,8 +155,11 @@ fn execute_error(err: ExecuteError) -> ApiError {
         ExecuteError::InvalidArguments { tool, errors } => ApiError::new(
             StatusCode::UNPROCESSABLE_ENTITY,
             "invalid_arguments",
-            format!("invalid arguments for {tool}: {}", errors.join("; ")),
+            format!("invalid arguments for {tool}: {}", super::service::violations_text(&errors)),
         ),
+        ExecuteError::Refused(refusal) => {
+            ApiError::new(StatusCode::BAD_REQUEST, "upstream_address_refused", refusal.to_string())
+        }
         ExecuteError::Upstream { server, source } => ApiError::new(
             StatusCode::BAD_GATEWAY,
             "upstream_failed",
@@ -165,6 +168,10 @@ fn execute_error(err: ExecuteError) -> ApiError {
         ExecuteError::Storage(err) => storage_error(err),
         ExecuteError::Embed(err) => {
             ApiError::new(StatusCode::BAD_GATEWAY, "embedding_failed", format!("the embedder failed: {err}"))
+        }
+        err @ ExecuteError::Config(_) => {
+            tracing::error!(error = %err, "admin API request failed on a setting");
+            ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, "internal", "the gateway failed; see the service log")
         }
     }
 }

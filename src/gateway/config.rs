@@ -125,6 +125,14 @@ pub struct GatewaySettings {
     pub max_sessions: usize,
     /// Largest page of the admin API's lists (`limit`).
     pub max_page_size: u32,
+    /// Address ranges upstream connections are refused, beside the built-in link-local and cloud
+    /// metadata ranges (`169.254.0.0/16`, `fe80::/10`, `100.100.100.200`, `fd00:ec2::254`), as
+    /// CIDR ranges (`10.0.0.0/8`) or single addresses.
+    pub upstream_deny_cidrs: Vec<String>,
+    /// Address ranges upstream connections are admitted to whatever the deny ranges (built-in or
+    /// configured) say: an address inside an allow range is admitted, otherwise one inside a deny
+    /// range is refused, otherwise admitted.
+    pub upstream_allow_cidrs: Vec<String>,
 }
 
 impl Default for GatewaySettings {
@@ -135,6 +143,8 @@ impl Default for GatewaySettings {
             session_idle_timeout: DEFAULT_SESSION_IDLE_TIMEOUT,
             max_sessions: DEFAULT_MAX_SESSIONS,
             max_page_size: DEFAULT_MAX_PAGE_SIZE,
+            upstream_deny_cidrs: Vec::new(),
+            upstream_allow_cidrs: Vec::new(),
         }
     }
 }
@@ -369,7 +379,13 @@ impl GatewaySettings {
                 "an integer from 1 to 10000",
             ));
         }
-        Ok(())
+        self.outbound_policy().map(drop)
+    }
+
+    /// The outbound policy of upstream connections these settings describe; the error names the
+    /// key of a range that does not parse.
+    pub fn outbound_policy(&self) -> Result<super::mcp::outbound::OutboundPolicy, ConfigError> {
+        super::mcp::outbound::OutboundPolicy::new(&self.upstream_allow_cidrs, &self.upstream_deny_cidrs)
     }
 }
 

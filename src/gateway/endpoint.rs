@@ -527,8 +527,8 @@ fn execute_error(id: RequestId, err: &ExecuteError) -> Value {
         ExecuteError::InvalidArguments { tool, errors } => jsonrpc::error(
             Some(id),
             jsonrpc::INVALID_PARAMS,
-            &format!("Invalid arguments for tool {tool}: {}", errors.join("; ")),
-            Some(json!({ "errors": errors })),
+            &format!("Invalid arguments for tool {tool}: {}", super::service::violations_text(errors)),
+            Some(json!({ "errors": errors.iter().map(ToString::to_string).collect::<Vec<_>>() })),
         ),
         ExecuteError::Upstream { server, source } => jsonrpc::error(
             Some(id),

@@ -1,6 +1,11 @@
 //! The gateway's domain logic, shared by the MCP endpoints and the admin API: registering upstream
 //! servers and discovering their tools, the tools an endpoint exposes, executing a tool (built-in or
 //! upstream) with its span, metric and audit row, and vector search over the tools registry.
+//!
+//! The audit row of a failed call holds only what the gateway itself wrote
+//! ([`ExecuteError::audit_message`]): an error kind, a JSON-RPC code, an upstream's name, the
+//! schema keywords that failed. Never a tool's result text, an upstream's words, or an argument
+//! a validator or the calculator would quote.
 
 use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
@@ -13,9 +18,10 @@ use serde_json::{json, Map, Value};
 
 use super::audit::AuditLog;
 use super::config::{GatewaySettings, VectorSettings};
-use super::mcp::client::{UpstreamClient, UpstreamError, UpstreamTarget};
-use super::mcp::protocol::{CallToolResult, Tool};
-use super::mcp::schema;
+use super::mcp::client::{ClientConfig, UpstreamClient, UpstreamError, UpstreamTarget};
+use super::mcp::outbound::{OutboundPolicy, Refusal};
+use super::mcp::protocol::{session_fingerprint, CallToolResult, Tool};
+use super::mcp::schema::{self, Violation};
 use super::storage::{self, NewExecution, NewServer, NewTool, Server, StorageError, Store};
 use super::tools::calculator;
 use super::tools::embedder::{EmbedError, Embedder};
@@ -42,13 +48,19 @@ pub enum ExecuteError {
     #[error("unknown tool {0:?}")]
     UnknownTool(String),
     /// The arguments do not match the tool's input schema.
-    #[error("invalid arguments for {tool}: {}", .errors.join("; "))]
+    #[error("invalid arguments for {tool}: {}", violations_text(.errors))]
     InvalidArguments {
         /// The tool.
         tool: String,
-        /// One message per violation, each naming its JSON path.
-        errors: Vec<String>,
+        /// Each violation, naming its JSON path and keyword, never the value.
+        errors: Vec<Violation>,
     },
+    /// A server's URL is, or resolves to, an address the outbound policy refuses.
+    #[error(transparent)]
+    Refused(#[from] Refusal),
+    /// A setting the gateway was started with is invalid.
+    #[error(transparent)]
+    Config(#[from] metamcp_telemetry_actors::ConfigError),
     /// The upstream server failed (down, slow, garbage, or a JSON-RPC error).
     #[error("upstream server {server:?} failed: {source}")]
     Upstream {
@@ -73,10 +85,39 @@ impl ExecuteError {
             Self::UnknownTool(_) => "unknown_tool",
             Self::InvalidArguments { .. } => "invalid_arguments",
             Self::Upstream { source, .. } => source.kind(),
+            Self::Refused(_) => "outbound_policy",
             Self::Storage(_) => "storage",
             Self::Embed(_) => "embedding",
+            Self::Config(_) => "config",
         }
     }
+
+    /// What the audit row of a failed call says: the gateway's own words only. An invalid
+    /// argument is named by the schema keywords that failed (`/properties/a/type`), an upstream
+    /// failure by its server and what kind it was (the upstream's answer is never in it), an
+    /// embedder failure by its kind (an embeddings API may quote the query back).
+    pub fn audit_message(&self) -> String {
+        match self {
+            Self::UnknownTool(_) => "unknown tool".to_owned(),
+            Self::InvalidArguments { tool, errors } => {
+                let keywords: Vec<&str> = errors
+                    .iter()
+                    .map(|v| if v.keyword_path.is_empty() { "(a validation bound)" } else { v.keyword_path.as_str() })
+                    .collect();
+                format!("invalid arguments for {tool}: {}", keywords.join("; "))
+            }
+            Self::Upstream { server, source } => format!("upstream server {server:?} failed: {source}"),
+            Self::Refused(_) => "the server's address is refused by the outbound policy".to_owned(),
+            Self::Storage(err) => format!("storage: {err}"),
+            Self::Embed(err) => format!("embedding failed ({})", err.kind()),
+            Self::Config(err) => err.to_string(),
+        }
+    }
+}
+
+/// Violations as one line, `; `-separated.
+pub fn violations_text(violations: &[Violation]) -> String {
+    violations.iter().map(ToString::to_string).collect::<Vec<_>>().join("; ")
 }
 
 /// Where a call comes from: the endpoint (None for the admin API) and the MCP session.
@@ -84,7 +125,7 @@ impl ExecuteError {
 pub struct CallOrigin {
     /// The endpoint whose servers may be called; `None` allows every server (admin API).
     pub endpoint: Option<String>,
-    /// The MCP session, for the span.
+    /// The MCP session; spans carry only its fingerprint.
     pub session_id: Option<String>,
     /// The JSON-RPC request id, for the span.
     pub request_id: Option<String>,
@@ -139,6 +180,8 @@ struct Inner {
     settings: GatewaySettings,
     vector: VectorSettings,
     audit: AuditLog,
+    /// Where upstream connections may go (`gateway.upstream_deny_cidrs`, `upstream_allow_cidrs`).
+    policy: Arc<OutboundPolicy>,
 }
 
 impl std::fmt::Debug for Gateway {
@@ -219,9 +262,12 @@ impl Gateway {
             known => known,
         };
         let index = ToolIndex::new(dimensions.max(1));
+        let policy = Arc::new(settings.outbound_policy()?);
+        let client = ClientConfig { policy: policy.clone(), ..ClientConfig::default() };
         let gateway = Self {
             inner: Arc::new(Inner {
-                upstream: UpstreamClient::new(telemetry.clone()),
+                upstream: UpstreamClient::with_config(telemetry.clone(), client),
+                policy,
                 audit: AuditLog::start(store.clone()),
                 store,
                 telemetry,
@@ -339,23 +385,34 @@ impl Gateway {
         Ok(self.inner.store.run(move |c| storage::replace_server_tools(c, &server, &tools)).await?)
     }
 
+    /// Refuses a URL that is, or resolves to, an address the outbound policy refuses. A URL that
+    /// does not parse is left to the upstream client, which says so.
+    async fn check_outbound(&self, url: &str, timeout: Duration) -> Result<(), ExecuteError> {
+        let Ok(url) = reqwest::Url::parse(url) else { return Ok(()) };
+        Ok(self.inner.policy.check_url(&url, timeout).await?)
+    }
+
     /// Registers an upstream server and discovers its tools. A server that does not answer is
-    /// still registered; the discovery error is returned beside it.
+    /// still registered; the discovery error is returned beside it. A URL that is, or resolves
+    /// to, an address the outbound policy refuses is not registered ([`ExecuteError::Refused`]).
     pub async fn register_server(
         &self,
         new: NewServer,
     ) -> Result<(Server, Result<Vec<storage::Tool>, ExecuteError>), ExecuteError> {
+        self.check_outbound(&new.url, self.timeout_from(new.timeout_ms)).await?;
         let server = self.inner.store.run(move |c| storage::create_server(c, &new)).await?;
         let discovered = self.refresh_server(&server.name).await;
         Ok((server, discovered))
     }
 
-    /// Lists the server's tools again, stores and indexes them.
+    /// Lists the server's tools again, stores and indexes them. A URL that now resolves to an
+    /// address the outbound policy refuses is [`ExecuteError::Refused`].
     pub async fn refresh_server(&self, name: &str) -> Result<Vec<storage::Tool>, ExecuteError> {
         let owned = name.to_owned();
         let server = self.inner.store.run(move |c| storage::get_server(c, &owned)).await?;
         self.inner.upstream.forget(&server.name);
         let timeout = self.timeout_of(&server);
+        self.check_outbound(&server.url, timeout).await?;
         let target = UpstreamTarget { name: &server.name, url: &server.url, timeout };
         let listed = self
             .inner
@@ -419,8 +476,12 @@ impl Gateway {
     }
 
     fn timeout_of(&self, server: &Server) -> Duration {
-        server
-            .timeout_ms
+        self.timeout_from(server.timeout_ms)
+    }
+
+    /// A server's own timeout, or `gateway.upstream_timeout` when it sets none.
+    fn timeout_from(&self, timeout_ms: Option<i64>) -> Duration {
+        timeout_ms
             .and_then(|ms| u64::try_from(ms).ok())
             .filter(|ms| *ms > 0)
             .map_or(self.inner.settings.upstream_timeout, Duration::from_millis)
@@ -466,7 +527,8 @@ impl Gateway {
             KeyValue::new("gen_ai.operation.name", "execute_tool"),
         ];
         if let Some(session) = &origin.session_id {
-            attributes.push(KeyValue::new("mcp.session.id", session.clone()));
+            // The id is a bearer capability: spans get its fingerprint.
+            attributes.push(KeyValue::new("mcp.session.id", session_fingerprint(session)));
         }
         if let Some(id) = &origin.request_id {
             attributes.push(KeyValue::new("jsonrpc.request.id", id.clone()));
@@ -478,13 +540,20 @@ impl Gateway {
             attributes.push(KeyValue::new("metamcp.endpoint", endpoint.clone()));
         }
         let cx = self.inner.telemetry.child_context(format!("tools/call {name}"), attributes);
-        let outcome = self.dispatch(name, arguments, origin).with_context(cx.clone()).await;
+        let dispatched = self.dispatch(name, arguments, origin).with_context(cx.clone()).await;
         let duration = started.elapsed();
-        let (success, error_type, error_message) = match &outcome {
-            Ok(result) if result.is_error => (false, Some("tool_error"), Some(result_text(result))),
+        // The audit row gets the gateway's own words only: never the result's text (a tool's
+        // error text may echo its arguments) nor what an upstream said.
+        let (success, error_type, error_message) = match &dispatched {
+            Ok(Dispatched { result, note }) if result.is_error => (
+                false,
+                Some("tool_error"),
+                Some(note.clone().unwrap_or_else(|| "the tool returned an error result".to_owned())),
+            ),
             Ok(_) => (true, None, None),
-            Err(err) => (false, Some(err.kind()), Some(err.to_string())),
+            Err(err) => (false, Some(err.kind()), Some(err.audit_message())),
         };
+        let outcome = dispatched.map(|dispatched| dispatched.result);
         let span = cx.span();
         if let Some(kind) = error_type {
             span.set_attribute(KeyValue::new("error.type", kind));
@@ -497,7 +566,7 @@ impl Gateway {
                 Err(ExecuteError::InvalidArguments { tool, errors }) => {
                     format!("invalid arguments for {tool}: {} violation(s)", errors.len())
                 }
-                Err(err) => err.to_string(),
+                Err(err) => err.audit_message(),
             };
             span.set_status(Status::error(description));
         }
@@ -524,14 +593,19 @@ impl Gateway {
         name: &str,
         arguments: Map<String, Value>,
         origin: &CallOrigin,
-    ) -> Result<CallToolResult, ExecuteError> {
+    ) -> Result<Dispatched, ExecuteError> {
         match name {
             CALCULATOR => {
                 validate_builtin(name, &arguments)?;
                 let expression = arguments.get("expression").and_then(Value::as_str).unwrap_or_default();
                 Ok(match calculator::evaluate(expression) {
-                    Ok(value) => CallToolResult::text(format_number(value)),
-                    Err(err) => CallToolResult::error_text(err.to_string()),
+                    Ok(value) => CallToolResult::text(format_number(value)).into(),
+                    // The caller reads the whole message (it quotes their own expression); the
+                    // audit row gets the summary, which quotes nothing of it.
+                    Err(err) => Dispatched {
+                        result: CallToolResult::error_text(err.to_string()),
+                        note: Some(format!("calculator: {}", err.summary())),
+                    },
                 })
             }
             SEARCH_TOOLS => {
@@ -543,9 +617,9 @@ impl Gateway {
                 let text = serde_json::to_string_pretty(&results).unwrap_or_default();
                 let mut result = CallToolResult::text(text);
                 result.structured_content = Some(json!({ "results": results }));
-                Ok(result)
+                Ok(result.into())
             }
-            _ => self.call_upstream(name, arguments, origin).await,
+            _ => self.call_upstream(name, arguments, origin).await.map(Dispatched::from),
         }
     }
 
@@ -656,7 +730,8 @@ impl Gateway {
             }
             Err(err) => {
                 span.set_attribute(KeyValue::new("error.type", err.kind()));
-                span.set_status(Status::error(err.to_string()));
+                // An embeddings API's error may quote the query: the span says what failed.
+                span.set_status(Status::error(err.audit_message()));
                 self.inner.telemetry.record_vector_search(query_chars, 0, started.elapsed());
             }
         }
@@ -695,6 +770,19 @@ impl Gateway {
                 SearchResult { name, server: hit.server, description, score: hit.score }
             })
             .collect())
+    }
+}
+
+/// A tool's result, and for an error result what the audit row may say of it.
+struct Dispatched {
+    result: CallToolResult,
+    /// The gateway's own description of an error result; `None` says only that there was one.
+    note: Option<String>,
+}
+
+impl From<CallToolResult> for Dispatched {
+    fn from(result: CallToolResult) -> Self {
+        Self { result, note: None }
     }
 }
 

@@ -134,6 +134,10 @@ pub struct TelemetrySettings {
     /// names, values cut to 256 bytes). Credential headers (`authorization`, `cookie`,
     /// `x-api-key`, `mcp-session-id`, …) are refused.
     pub capture_request_headers: Vec<String>,
+    /// Pass an incoming W3C `baggage` header on to upstream servers (and set it in
+    /// `params._meta`). Off by default: baggage is whatever the caller put there, and it would
+    /// travel to every upstream. `traceparent` and `tracestate` always travel.
+    pub propagate_baggage: bool,
 }
 
 impl Default for TelemetrySettings {
@@ -146,6 +150,7 @@ impl Default for TelemetrySettings {
             sampler_arg: DEFAULT_SAMPLER_ARG,
             install_global: true,
             capture_request_headers: Vec::new(),
+            propagate_baggage: false,
         }
     }
 }

@@ -447,6 +447,7 @@ fn every_key_has_a_metamcp_variable() {
         let raw = match &default {
             Value::Table(_) => "k=v".to_owned(),
             Value::Array(_) if key == "server.allowed_origins" => "https://a.example,http://b.example:8000".to_owned(),
+            Value::Array(_) if key.ends_with("_cidrs") => "10.0.0.0/8,fd00::/8".to_owned(),
             Value::Array(_) => "user-agent,x-forwarded-for".to_owned(),
             Value::String(text) => text.clone(),
             other => other.to_string(),
@@ -1170,6 +1171,38 @@ fn captured_headers_come_as_a_list_and_credential_headers_are_refused_by_name() 
         .config_file("default.toml", "[telemetry]\ncapture_request_headers = [\"bad header\"]\n")
         .error(&[]);
     assert!(err.to_string().contains("telemetry.capture_request_headers"), "{err}");
+}
+
+#[test]
+fn upstream_address_ranges_come_as_lists_and_a_bad_range_names_its_key() {
+    let settings = Fixture::new()
+        .env("METAMCP_GATEWAY__UPSTREAM_DENY_CIDRS", "10.0.0.0/8, fd00::/8")
+        .env("METAMCP_GATEWAY__UPSTREAM_ALLOW_CIDRS", "10.1.0.0/16,169.254.10.7")
+        .env("METAMCP_TELEMETRY__PROPAGATE_BAGGAGE", "true")
+        .settings(&[]);
+    assert_eq!(settings.gateway.upstream_deny_cidrs, ["10.0.0.0/8", "fd00::/8"]);
+    assert_eq!(settings.gateway.upstream_allow_cidrs, ["10.1.0.0/16", "169.254.10.7"]);
+    assert!(settings.telemetry.propagate_baggage);
+    let policy = settings.gateway.outbound_policy().expect("valid ranges");
+    assert!(!policy.permits("10.2.0.1".parse().unwrap()));
+    assert!(policy.permits("10.1.0.1".parse().unwrap()), "allow wins");
+    assert!(policy.permits("169.254.10.7".parse().unwrap()));
+    assert!(!policy.permits("169.254.169.254".parse().unwrap()), "the built-in ranges stay");
+    assert!(!Settings::default().telemetry.propagate_baggage, "baggage stays home by default");
+
+    for (var, key, value) in [
+        ("METAMCP_GATEWAY__UPSTREAM_DENY_CIDRS", "gateway.upstream_deny_cidrs", "10.0.0.0/40"),
+        ("METAMCP_GATEWAY__UPSTREAM_ALLOW_CIDRS", "gateway.upstream_allow_cidrs", "metadata.internal"),
+    ] {
+        let err = Fixture::new().env(var, &format!("127.0.0.0/8,{value}")).error(&[]);
+        let (got_key, got_value, allowed, origin) = invalid_parts(&err);
+        assert_eq!((got_key, got_value), (key, format!("{value:?}").as_str()), "{err}");
+        assert!(allowed.contains("CIDR"), "{err}");
+        assert_eq!(origin, &Origin::Env(var.to_owned()));
+    }
+    let err =
+        Fixture::new().config_file("default.toml", "[gateway]\nupstream_deny_cidrs = [\"not a range\"]\n").error(&[]);
+    assert!(err.to_string().contains("gateway.upstream_deny_cidrs"), "{err}");
 }
 
 #[test]

@@ -50,6 +50,15 @@ pub struct SlowArgs {
     pub ms: u64,
 }
 
+/// Arguments of `fail`.
+#[derive(Debug, Deserialize, schemars::JsonSchema)]
+pub struct FailArgs {
+    /// Text the error result repeats after [`FAILURE_TEXT`], as a tool that echoes its arguments
+    /// in an error would.
+    #[serde(default)]
+    pub text: Option<String>,
+}
+
 /// Arguments of `weather`.
 #[derive(Debug, Deserialize, schemars::JsonSchema)]
 pub struct WeatherArgs {
@@ -86,8 +95,12 @@ impl UpstreamServer {
     }
 
     #[tool(description = "Always fail with a tool error result")]
-    async fn fail(&self) -> CallToolResult {
-        CallToolResult::error(vec![ContentBlock::text(FAILURE_TEXT)])
+    async fn fail(&self, Parameters(FailArgs { text }): Parameters<FailArgs>) -> CallToolResult {
+        let text = match text {
+            Some(text) => format!("{FAILURE_TEXT}: {text}"),
+            None => FAILURE_TEXT.to_owned(),
+        };
+        CallToolResult::error(vec![ContentBlock::text(text)])
     }
 
     #[tool(description = "Get the current weather forecast for a city")]

@@ -4,9 +4,12 @@
 //!
 //! Truncation cuts a string value, or each string of a string array, at the last UTF-8 character
 //! boundary at or below the limit, as the OpenTelemetry specification's
-//! `AttributeValueLengthLimit` says. Every truncated value and every attribute, event or link
-//! the SDK dropped by count is counted in a self-metric.
+//! `AttributeValueLengthLimit` says. Span and event names and a span's status message are cut the
+//! same way: they can carry names a client chose (`tools/call {tool}`), so they get the bound
+//! attribute values get. Every truncated string and every attribute, event or link the SDK
+//! dropped by count is counted in a self-metric.
 
+use opentelemetry::trace::Status;
 use opentelemetry::{Array, KeyValue, StringValue, Value};
 use opentelemetry_sdk::trace::SpanData;
 use serde::{Deserialize, Serialize};
@@ -45,8 +48,9 @@ pub struct SpanLimitsConfig {
     pub max_attributes_per_event: u32,
     /// Attributes kept per span link.
     pub max_attributes_per_link: u32,
-    /// Longest string attribute value (and string array element), in bytes; longer values are
-    /// cut at a UTF-8 character boundary before export and counted.
+    /// Longest string attribute value (and string array element), span or event name and span
+    /// status message, in bytes; longer ones are cut at a UTF-8 character boundary before export
+    /// and counted.
     pub max_attribute_value_length: usize,
 }
 
@@ -136,17 +140,34 @@ fn limit_attributes(attributes: &mut [KeyValue], max: usize) -> u64 {
     attributes.iter_mut().map(|kv| limit_value(&mut kv.value, max)).sum()
 }
 
+/// Cuts a span or event name, or a status message, in place; returns 1 when it was cut.
+fn limit_text(text: &mut std::borrow::Cow<'static, str>, max: usize) -> u64 {
+    match cut(text, max) {
+        Some(short) => {
+            *text = short.into();
+            1
+        }
+        None => 0,
+    }
+}
+
 /// Cuts every string attribute value (span, event and link attributes, and string array
-/// elements) longer than `max_value_length` bytes, and counts in `metrics` the values cut and
-/// the attributes, events and links the SDK dropped by count. Returns the number of values cut.
+/// elements), every span and event name and every status message longer than
+/// `max_value_length` bytes, and counts in `metrics` the strings cut and the attributes, events
+/// and links the SDK dropped by count. Returns the number of strings cut.
 pub fn apply(spans: &mut [SpanData], max_value_length: usize, metrics: &SelfMetrics) -> u64 {
     let (mut truncated, mut attributes, mut events, mut links) = (0u64, 0u64, 0u64, 0u64);
     for span in spans.iter_mut() {
+        truncated += limit_text(&mut span.name, max_value_length);
+        if let Status::Error { description } = &mut span.status {
+            truncated += limit_text(description, max_value_length);
+        }
         truncated += limit_attributes(&mut span.attributes, max_value_length);
         attributes += u64::from(span.dropped_attributes_count);
         events += u64::from(span.events.dropped_count);
         links += u64::from(span.links.dropped_count);
         for event in span.events.events.iter_mut() {
+            truncated += limit_text(&mut event.name, max_value_length);
             truncated += limit_attributes(&mut event.attributes, max_value_length);
             attributes += u64::from(event.dropped_attributes_count);
         }
@@ -228,6 +249,26 @@ mod tests {
         );
         assert_eq!(span.events.events[0].attributes[0].value, Value::from("x".repeat(16)));
         // A second pass finds nothing left to cut.
+        assert_eq!(apply(&mut spans, 16, &metrics), 0);
+    }
+
+    #[test]
+    fn truncates_span_and_event_names_and_the_status_message() {
+        let limits = SpanLimitsConfig { max_attribute_value_length: 16, ..SpanLimitsConfig::default() };
+        let long = format!("tools/call {}", "n".repeat(1000));
+        let mut spans = spans_with(&limits, |span| {
+            span.update_name(long.clone());
+            span.add_event(long.clone(), Vec::new());
+            span.set_status(opentelemetry::trace::Status::error(format!("unknown tool {}", "é".repeat(500))));
+        });
+        let metrics = SelfMetrics::unregistered();
+        assert_eq!(apply(&mut spans, 16, &metrics), 3);
+        assert_eq!(metrics.attributes_truncated().get(), 3);
+        let span = &spans[0];
+        assert_eq!(span.name, "tools/call nnnnn");
+        assert_eq!(span.events.events[0].name, "tools/call nnnnn");
+        // "unknown tool " is 13 bytes; "é" is two: the cut moves back to a character boundary.
+        assert_eq!(span.status, Status::error("unknown tool é"));
         assert_eq!(apply(&mut spans, 16, &metrics), 0);
     }
 

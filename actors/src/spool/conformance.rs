@@ -84,6 +84,8 @@ pub fn check(spool: &dyn Spool) {
     spool.remove(&[left[0].id]).expect("remove the survivor");
     assert_eq!(spool.stats().expect("final stats"), super::SpoolStats::default());
 
+    leased_batches_survive_trimming(spool);
+
     // A large body survives byte for byte.
     let big: Vec<u8> = (0..300_000u32).map(|i| (i % 251) as u8).collect();
     spool
@@ -102,4 +104,46 @@ pub fn check(spool: &dyn Spool) {
     assert_eq!(back[0].body.as_ref(), big.as_slice());
     assert_eq!(back[0].attempts, 2);
     spool.remove(&[back[0].id]).expect("remove the large batch");
+}
+
+/// The rule [`check`] also runs: a batch leased for replay is neither trimmed by the size bound
+/// nor expired. Its replay delivers it (counted exported) or releases it, so removing it as
+/// `spool_full` or `spool_expired` too would count one batch twice. The bound takes the oldest
+/// free batches around it instead. `spool` must start empty and is left empty.
+pub fn leased_batches_survive_trimming(spool: &dyn Spool) {
+    assert_eq!(spool.stats().expect("stats").batches, 0, "the spool under test must start empty");
+    let three = vec![
+        record(Signal::Traces, 11, 100, 7_000),
+        record(Signal::Metrics, 12, 100, 8_000),
+        record(Signal::Traces, 13, 100, 9_000),
+    ];
+    spool.append(three, 1 << 20).expect("append three");
+    // Lease the middle one: claim two, hand the oldest back.
+    let claimed = spool.claim_oldest(2, Duration::from_secs(60)).expect("claim two");
+    spool.release(claimed[0].id, 0).expect("release the oldest");
+    let leased = &claimed[1];
+    assert_eq!(leased.items, 12);
+
+    let evicted = spool.append(vec![record(Signal::Metrics, 14, 100, 10_000)], 200).expect("append over the bound");
+    assert_eq!(evicted_items(&evicted, Signal::Metrics), 0, "the leased batch survives the size bound: {evicted:?}");
+    assert_eq!(evicted_items(&evicted, Signal::Traces), 24, "the free batches around it went: {evicted:?}");
+    assert_eq!(evicted.iter().map(|e| e.batches).sum::<u64>(), 2, "{evicted:?}");
+    let stats = spool.stats().expect("stats after trimming around a lease");
+    assert_eq!((stats.batches, stats.bytes), (2, 200));
+
+    // Only leased batches above the bound: nothing to trim, nothing to expire.
+    let newest = spool.claim_oldest(10, Duration::from_secs(60)).expect("lease the newest");
+    assert_eq!(newest.len(), 1);
+    let evicted = spool.append(Vec::new(), 0).expect("a bound only leased batches exceed");
+    assert!(evicted.is_empty(), "leased batches survive any bound: {evicted:?}");
+    let expired = spool.expire(100_000).expect("expire around leases");
+    assert!(expired.is_empty(), "leased batches do not expire: {expired:?}");
+    assert_eq!(spool.stats().expect("stats").batches, 2);
+
+    // Released, a batch is the bound's and the expiry's again; delivered, it is removed.
+    spool.release(newest[0].id, 1).expect("release the newest");
+    let expired = spool.expire(100_000).expect("expire the released batch");
+    assert_eq!(evicted_items(&expired, Signal::Metrics), 14, "{expired:?}");
+    spool.remove(&[leased.id]).expect("the replay delivered the leased batch");
+    assert_eq!(spool.stats().expect("stats after the leases"), super::SpoolStats::default());
 }

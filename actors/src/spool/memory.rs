@@ -13,6 +13,13 @@ struct Row {
     leased_until: Option<Instant>,
 }
 
+impl Row {
+    /// Whether a replay holds the batch at `now`: the size bound and expiry leave it alone.
+    fn is_leased(&self, now: Instant) -> bool {
+        self.leased_until.is_some_and(|until| until > now)
+    }
+}
+
 #[derive(Debug, Default)]
 struct Inner {
     rows: VecDeque<Row>,
@@ -59,11 +66,23 @@ impl Spool for MemorySpool {
             inner.rows.push_back(Row { batch, leased_until: None });
         }
         let mut evicted = Vec::new();
-        while inner.bytes > max_bytes {
-            let Some(row) = inner.rows.pop_front() else { break };
-            inner.bytes -= row.batch.body.len() as u64;
-            merge_evicted(&mut evicted, row.batch.signal, row.batch.items, row.batch.body.len() as u64);
+        if inner.bytes <= max_bytes {
+            return Ok(evicted);
         }
+        // The oldest batches no replay holds go first; a leased one stays (its replay delivers
+        // or releases it), so the spool may stay above the bound by what replays hold.
+        let (excess, now) = (inner.bytes - max_bytes, Instant::now());
+        let mut freed = 0u64;
+        inner.rows.retain(|row| {
+            if freed >= excess || row.is_leased(now) {
+                return true;
+            }
+            let size = row.batch.body.len() as u64;
+            freed += size;
+            merge_evicted(&mut evicted, row.batch.signal, row.batch.items, size);
+            false
+        });
+        inner.bytes -= freed;
         Ok(evicted)
     }
 
@@ -75,7 +94,7 @@ impl Spool for MemorySpool {
             if claimed.len() >= limit {
                 break;
             }
-            if row.leased_until.is_some_and(|until| until > now) {
+            if row.is_leased(now) {
                 continue;
             }
             row.leased_until = Some(now + lease);
@@ -110,11 +129,12 @@ impl Spool for MemorySpool {
     }
 
     fn expire(&self, cutoff_unix_ms: i64) -> Result<Vec<Evicted>, SpoolError> {
+        let now = Instant::now();
         let mut inner = self.lock();
         let mut evicted = Vec::new();
         let mut freed = 0u64;
         inner.rows.retain(|row| {
-            let keep = row.batch.created_unix_ms >= cutoff_unix_ms;
+            let keep = row.batch.created_unix_ms >= cutoff_unix_ms || row.is_leased(now);
             if !keep {
                 freed += row.batch.body.len() as u64;
                 merge_evicted(&mut evicted, row.batch.signal, row.batch.items, row.batch.body.len() as u64);

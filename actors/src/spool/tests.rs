@@ -6,6 +6,11 @@ fn the_memory_spool_keeps_the_contract() {
 }
 
 #[test]
+fn the_memory_spool_never_trims_a_leased_batch() {
+    conformance::leased_batches_survive_trimming(&MemorySpool::new());
+}
+
+#[test]
 fn spool_config_rejects_out_of_range_values_naming_the_key() {
     assert!(SpoolConfig::default().validate().is_ok());
     let err = SpoolConfig { max_bytes: 10, ..Default::default() }.validate().unwrap_err();

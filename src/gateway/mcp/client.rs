@@ -9,14 +9,21 @@
 //!
 //! Answers come as one JSON body or as a server-sent event stream, where notifications and the
 //! server's own requests are skipped until the response to our request arrives (the stream is
-//! not resumed if it breaks). Every public call finishes within its target's timeout, and no
-//! answer may exceed [`MAX_RESPONSE_BYTES`].
+//! not resumed if it breaks). Every public call finishes within its target's timeout, no answer
+//! may exceed [`MAX_RESPONSE_BYTES`], and the event stream is read in time linear in its bytes.
+//!
+//! What an upstream sends never reaches an error message: an error status is reported as its
+//! code, a JSON-RPC error as its code, an answer that is not MCP as what is wrong with it — never
+//! the body, which a URL pointing at some other service would otherwise read back to whoever
+//! registered it. Connections go only to addresses the [`OutboundPolicy`] admits, and redirects
+//! are not followed.
 //!
 //! Each JSON-RPC message sent is a CLIENT span (`initialize`, `notifications/initialized`,
 //! `tools/list`, `tools/call {tool}`) with the MCP, JSON-RPC and HTTP semantic-convention
 //! attributes, a child of the caller's current span. Its context travels to the upstream twice:
-//! as W3C `traceparent`/`tracestate` headers and in the message's `params._meta`. Tool
-//! arguments and results never enter a span.
+//! as W3C `traceparent`/`tracestate` headers and in the message's `params._meta` (`baggage` too
+//! only with `telemetry.propagate_baggage`). Tool arguments and results never enter a span, and
+//! the session id enters it only as a fingerprint.
 
 use std::collections::HashMap;
 use std::fmt;
@@ -35,14 +42,19 @@ use serde_json::{json, Map, Value};
 use tokio::time::Instant;
 
 use super::jsonrpc::{self, RequestId};
+use super::outbound::{OutboundPolicy, PolicyResolver, Refusal};
 use super::protocol::{
-    is_supported, CallToolResult, InitializeResult, ListToolsResult, Tool, LATEST_VERSION, MCP_PROTOCOL_VERSION,
-    MCP_SESSION_ID, METHOD_INITIALIZE, METHOD_TOOLS_CALL, METHOD_TOOLS_LIST, NOTIFICATION_INITIALIZED,
+    is_supported, session_fingerprint, CallToolResult, InitializeResult, ListToolsResult, Tool, LATEST_VERSION,
+    MCP_PROTOCOL_VERSION, MCP_SESSION_ID, METHOD_INITIALIZE, METHOD_TOOLS_CALL, METHOD_TOOLS_LIST,
+    NOTIFICATION_INITIALIZED,
 };
 use crate::TelemetryManager;
 
 /// Largest answer read from an upstream, JSON body or event stream: 16 MiB.
 pub const MAX_RESPONSE_BYTES: usize = 16 * 1024 * 1024;
+/// Largest single server-sent event (its lines, as received): the whole answer's bound, so a
+/// response of any size the body bound allows fits, and the parser's memory is bounded by it.
+pub const MAX_EVENT_BYTES: usize = MAX_RESPONSE_BYTES;
 /// Most `tools/list` pages followed before the upstream is judged broken.
 pub const MAX_PAGES: usize = 100;
 /// Most tools accepted from one upstream.
@@ -50,10 +62,6 @@ pub const MAX_TOOLS: usize = 10_000;
 /// The `clientInfo.name` the client introduces itself with.
 pub const CLIENT_NAME: &str = "metamcp-telemetry";
 
-/// Characters of an HTTP error body kept in [`UpstreamError::Http`].
-const MAX_ERROR_BODY_CHARS: usize = 512;
-/// Bytes of an HTTP error body read at most.
-const MAX_ERROR_BODY_BYTES: usize = 8 * 1024;
 /// How long the best-effort `DELETE` of a forgotten session may take.
 const DELETE_TIMEOUT: Duration = Duration::from_secs(5);
 /// Timeouts beyond this (`Duration::MAX`, say) are cut to it, so a deadline can always be set.
@@ -61,7 +69,9 @@ const LONGEST_TIMEOUT: Duration = Duration::from_secs(365 * 86_400);
 /// The `Accept` header of every POST: Streamable HTTP servers answer with either.
 const ACCEPT_BOTH: &str = "application/json, text/event-stream";
 
-/// Why a call to an upstream MCP server failed.
+/// Why a call to an upstream MCP server failed. No variant holds anything the upstream sent
+/// (a body, an error message, a value of a malformed answer): every message is the gateway's
+/// own, so it may go to the MCP client, the admin API and the audit log.
 #[derive(Debug, thiserror::Error)]
 pub enum UpstreamError {
     /// No answer within the target's timeout.
@@ -70,50 +80,58 @@ pub enum UpstreamError {
     /// The upstream could not be reached, or the connection failed.
     #[error("cannot reach the upstream server: {0}")]
     Connect(String),
-    /// The upstream answered with an HTTP error status.
-    #[error("the upstream server answered HTTP {status}: {body}")]
+    /// The upstream's address is one the outbound policy refuses (`gateway.upstream_deny_cidrs`).
+    #[error("the upstream server's address is refused by the outbound policy (gateway.upstream_deny_cidrs)")]
+    Refused,
+    /// The upstream answered with an HTTP error status. Its body is not read.
+    #[error("the upstream server answered HTTP {status}")]
     Http {
         /// The HTTP status code.
         status: u16,
-        /// The start of the response body.
-        body: String,
     },
-    /// The answer is not valid MCP: not JSON, the wrong content type, no JSON-RPC response,
-    /// too large, a result of the wrong shape.
+    /// The answer is not valid MCP: not JSON, the wrong content type, no JSON-RPC response, a
+    /// result of the wrong shape. The message says what is wrong, not what was sent.
     #[error("invalid answer from the upstream server: {0}")]
     Protocol(String),
-    /// The upstream answered with a JSON-RPC error.
-    #[error("the upstream server returned JSON-RPC error {code}: {message}")]
+    /// The answer, or one event of its event stream, is larger than the client reads.
+    #[error("the upstream server's answer is larger than {limit} bytes")]
+    TooLarge {
+        /// The bound that was passed, in bytes.
+        limit: usize,
+    },
+    /// The upstream answered with a JSON-RPC error. Its message is not kept.
+    #[error("the upstream server returned JSON-RPC error {code}")]
     Rpc {
         /// The JSON-RPC error code.
         code: i64,
-        /// The error message.
-        message: String,
     },
 }
 
 impl UpstreamError {
-    /// The failure's class, as spans record it in `error.type`: `timeout`, `connect`, `http`,
-    /// `protocol` or `rpc`.
+    /// The failure's class, as spans record it in `error.type`: `timeout`, `connect`,
+    /// `outbound_policy`, `http`, `protocol`, `too_large` or `rpc`.
     pub fn kind(&self) -> &'static str {
         match self {
             UpstreamError::Timeout(_) => "timeout",
             UpstreamError::Connect(_) => "connect",
+            UpstreamError::Refused => "outbound_policy",
             UpstreamError::Http { .. } => "http",
             UpstreamError::Protocol(_) => "protocol",
+            UpstreamError::TooLarge { .. } => "too_large",
             UpstreamError::Rpc { .. } => "rpc",
         }
     }
 
-    /// A description for a span's status: what failed, without anything the upstream sent
-    /// (which may echo tool arguments).
+    /// A description for a span's status: what failed, in few words.
     fn span_description(&self) -> String {
         match self {
             UpstreamError::Timeout(timeout) => format!("no answer within {timeout:?}"),
             UpstreamError::Connect(message) => message.clone(),
-            UpstreamError::Http { status, .. } => format!("HTTP {status}"),
+            UpstreamError::Refused => "address refused by the outbound policy".to_owned(),
+            UpstreamError::Http { status } => format!("HTTP {status}"),
             UpstreamError::Protocol(_) => "invalid answer from the upstream server".to_owned(),
-            UpstreamError::Rpc { code, .. } => format!("JSON-RPC error {code}"),
+            UpstreamError::TooLarge { limit } => format!("answer larger than {limit} bytes"),
+            UpstreamError::Rpc { code } => format!("JSON-RPC error {code}"),
         }
     }
 }
@@ -150,6 +168,29 @@ struct Inner {
     sessions: Mutex<HashMap<String, Arc<SessionSlot>>>,
     next_id: AtomicI64,
     max_response_bytes: usize,
+    max_event_bytes: usize,
+    policy: Arc<OutboundPolicy>,
+}
+
+/// How an [`UpstreamClient`] reads answers and where it may connect.
+#[derive(Debug, Clone)]
+pub struct ClientConfig {
+    /// Largest answer read, JSON body or event stream.
+    pub max_response_bytes: usize,
+    /// Largest single server-sent event.
+    pub max_event_bytes: usize,
+    /// The addresses connections may go to.
+    pub policy: Arc<OutboundPolicy>,
+}
+
+impl Default for ClientConfig {
+    fn default() -> Self {
+        Self {
+            max_response_bytes: MAX_RESPONSE_BYTES,
+            max_event_bytes: MAX_EVENT_BYTES,
+            policy: Arc::new(OutboundPolicy::default()),
+        }
+    }
 }
 
 /// The session of one server. The async lock is held while a session is being set up, so
@@ -186,7 +227,11 @@ impl Reply for InitializeResult {
         if is_supported(&self.protocol_version) {
             Ok(())
         } else {
-            Err(format!("unsupported protocol version \"{}\"", self.protocol_version))
+            // The upstream's string is not quoted back; the versions the gateway speaks are.
+            Err(format!(
+                "unsupported protocol version (the gateway speaks {})",
+                super::protocol::SUPPORTED_VERSIONS.join(", ")
+            ))
         }
     }
 }
@@ -224,11 +269,14 @@ struct Endpoint {
 }
 
 impl Endpoint {
-    fn parse(raw: &str) -> Result<Self, UpstreamError> {
+    /// The endpoint of `raw`, refused when its host is an address literal `policy` refuses
+    /// (names are judged by the resolver when the connection is made).
+    fn parse(raw: &str, policy: &OutboundPolicy) -> Result<Self, UpstreamError> {
         let url = Url::parse(raw).map_err(|err| UpstreamError::Connect(format!("invalid upstream URL: {err}")))?;
         if !matches!(url.scheme(), "http" | "https") {
             return Err(UpstreamError::Connect(format!("unsupported URL scheme \"{}\"", url.scheme())));
         }
+        policy.check_host(&url).map_err(|_: Refusal| UpstreamError::Refused)?;
         let address = url.host_str().unwrap_or_default().to_owned();
         let port = url.port_or_known_default();
         let mut clean = url.clone();
@@ -241,27 +289,49 @@ impl Endpoint {
 }
 
 impl UpstreamClient {
-    /// A client whose spans go to `telemetry`.
+    /// A client whose spans go to `telemetry`, with the default bounds and outbound policy.
     pub fn new(telemetry: TelemetryManager) -> Self {
-        Self::with_max_response_bytes(telemetry, MAX_RESPONSE_BYTES)
+        Self::with_config(telemetry, ClientConfig::default())
     }
 
     /// A client that refuses answers larger than `max_response_bytes`.
     pub fn with_max_response_bytes(telemetry: TelemetryManager, max_response_bytes: usize) -> Self {
+        Self::with_config(telemetry, ClientConfig { max_response_bytes, ..ClientConfig::default() })
+    }
+
+    /// A client configured by `config`. The trace context it sends is `telemetry`'s outgoing
+    /// propagator's (`baggage` only with `telemetry.propagate_baggage`).
+    pub fn with_config(telemetry: TelemetryManager, config: ClientConfig) -> Self {
         let http = reqwest::Client::builder()
-            // A redirected POST would be replayed as a GET; an MCP endpoint never redirects.
+            // A redirected POST would be replayed as a GET, and a redirect could point anywhere
+            // the outbound policy was meant to keep the gateway from; an MCP endpoint never
+            // redirects.
             .redirect(reqwest::redirect::Policy::none())
+            // Names resolve to the addresses the outbound policy admits, or to nothing.
+            .dns_resolver(Arc::new(PolicyResolver::new(config.policy.clone())))
             .user_agent(concat!("metamcp-telemetry/", env!("CARGO_PKG_VERSION")))
             .build()
-            .unwrap_or_else(|_| reqwest::Client::new());
+            // Building fails only when the TLS backend cannot start. A client without the
+            // policy's resolver would connect anywhere, so the fallback is one whose every
+            // request goes to a proxy that does not exist: it fails each call, it never leaks.
+            .or_else(|_| {
+                reqwest::Client::builder()
+                    .redirect(reqwest::redirect::Policy::none())
+                    .proxy(reqwest::Proxy::all("http://0.0.0.0:0").map_err(|_| ())?)
+                    .build()
+                    .map_err(|_| ())
+            })
+            .unwrap_or_default();
         Self {
             inner: Arc::new(Inner {
                 http,
+                propagator: telemetry.outgoing_propagator(),
                 telemetry,
-                propagator: crate::propagation::propagator(),
                 sessions: Mutex::new(HashMap::new()),
                 next_id: AtomicI64::new(1),
-                max_response_bytes,
+                max_response_bytes: config.max_response_bytes,
+                max_event_bytes: config.max_event_bytes,
+                policy: config.policy,
             }),
         }
     }
@@ -345,7 +415,8 @@ struct Operation<'a> {
 impl<'a> Operation<'a> {
     fn new(client: &'a Inner, target: &'a UpstreamTarget<'a>) -> Result<Self, UpstreamError> {
         let deadline = Instant::now() + target.timeout.min(LONGEST_TIMEOUT);
-        Ok(Self { client, target, endpoint: Endpoint::parse(target.url)?, deadline, parent: Context::current() })
+        let endpoint = Endpoint::parse(target.url, &client.policy)?;
+        Ok(Self { client, target, endpoint, deadline, parent: Context::current() })
     }
 
     fn timeout(&self) -> UpstreamError {
@@ -474,7 +545,7 @@ impl<'a> Operation<'a> {
         if let Some(session) = session {
             attributes.push(KeyValue::new("mcp.protocol.version", session.protocol_version.clone()));
             if let Some(id) = &session.id {
-                attributes.push(KeyValue::new("mcp.session.id", id.clone()));
+                attributes.push(KeyValue::new("mcp.session.id", session_fingerprint(id)));
             }
         }
         let span = tracer
@@ -519,7 +590,8 @@ impl<'a> Operation<'a> {
         expect: Option<i64>,
         observed: &mut Observed,
     ) -> Result<Option<Value>, UpstreamError> {
-        let body = serde_json::to_vec(message).map_err(|err| UpstreamError::Protocol(err.to_string()))?;
+        let body = serde_json::to_vec(message)
+            .map_err(|err| UpstreamError::Protocol(format!("the request could not be encoded: {err}")))?;
         let mut response = self
             .client
             .http
@@ -539,8 +611,8 @@ impl<'a> Operation<'a> {
             observed.session_id = Some(id.to_owned()).filter(|id| !id.is_empty());
         }
         if !status.is_success() {
-            let body = read_error_body(&mut response).await;
-            return Err(UpstreamError::Http { status: status.as_u16(), body });
+            // The body is not read: whatever it says is the upstream's, not ours to relay.
+            return Err(UpstreamError::Http { status: status.as_u16() });
         }
         let Some(id) = expect else { return Ok(None) };
         if status == StatusCode::ACCEPTED {
@@ -557,7 +629,7 @@ impl<'a> Operation<'a> {
             "application/json" => {
                 let body = self.read_body(&mut response).await?;
                 let value: Value = serde_json::from_slice(&body)
-                    .map_err(|err| UpstreamError::Protocol(format!("the body is not JSON: {err}")))?;
+                    .map_err(|err| UpstreamError::Protocol(format!("the body is not JSON ({})", json_error(&err))))?;
                 match find_response(value, id) {
                     Found::Response(result) => result.map(Some),
                     Found::Other => {
@@ -567,7 +639,7 @@ impl<'a> Operation<'a> {
             }
             "text/event-stream" => self.read_events(&mut response, id).await.map(Some),
             "" => Err(UpstreamError::Protocol("the answer has no content type".to_owned())),
-            other => Err(UpstreamError::Protocol(format!("unexpected content type \"{other}\""))),
+            other => Err(UpstreamError::Protocol(format!("unexpected content type {}", content_type_name(other)))),
         }
     }
 
@@ -575,11 +647,14 @@ impl<'a> Operation<'a> {
         if err.is_timeout() {
             return self.timeout();
         }
+        if refused_by_policy(&err) {
+            return UpstreamError::Refused;
+        }
         UpstreamError::Connect(error_chain(&err.without_url()))
     }
 
     fn too_large(&self) -> UpstreamError {
-        UpstreamError::Protocol(format!("the answer is larger than {} bytes", self.client.max_response_bytes))
+        UpstreamError::TooLarge { limit: self.client.max_response_bytes }
     }
 
     /// The whole body, refused beyond the size cap.
@@ -601,7 +676,7 @@ impl<'a> Operation<'a> {
     /// Reads server-sent events until the response to request `id` arrives.
     async fn read_events(&self, response: &mut reqwest::Response, id: i64) -> Result<Value, UpstreamError> {
         let max = self.client.max_response_bytes;
-        let mut parser = SseParser::default();
+        let mut parser = SseParser::new(self.client.max_event_bytes);
         let mut events = Vec::new();
         let mut read = 0usize;
         loop {
@@ -612,16 +687,16 @@ impl<'a> Operation<'a> {
                     if read > max {
                         return Err(self.too_large());
                     }
-                    parser.feed(chunk, &mut events);
+                    parser.feed(chunk, &mut events)?;
                 }
-                None => parser.finish(&mut events),
+                None => parser.finish(&mut events)?,
             }
             for data in events.drain(..) {
                 if data.trim().is_empty() {
                     continue;
                 }
                 let value: Value = serde_json::from_str(&data)
-                    .map_err(|err| UpstreamError::Protocol(format!("an event is not JSON: {err}")))?;
+                    .map_err(|err| UpstreamError::Protocol(format!("an event is not JSON ({})", json_error(&err))))?;
                 if let Found::Response(result) = find_response(value, id) {
                     return result;
                 }
@@ -669,9 +744,9 @@ fn find_response(message: Value, id: i64) -> Found {
         return Found::Response(Err(UpstreamError::Protocol("the response is not JSON-RPC 2.0".to_owned())));
     }
     if let Some(error) = message.remove("error") {
+        // The message is the upstream's words, which may quote the arguments: only the code is kept.
         let code = error.get("code").and_then(Value::as_i64).unwrap_or(jsonrpc::INTERNAL_ERROR);
-        let message = error.get("message").and_then(Value::as_str).unwrap_or_default().to_owned();
-        return Found::Response(Err(UpstreamError::Rpc { code, message }));
+        return Found::Response(Err(UpstreamError::Rpc { code }));
     }
     Found::Response(
         message
@@ -681,10 +756,45 @@ fn find_response(message: Value, id: i64) -> Found {
 }
 
 fn parse_result<T: Reply>(method: &str, result: Value) -> Result<T, UpstreamError> {
+    // serde's message quotes the value it could not read (`invalid type: string "…"`): not kept.
     let parsed: T = serde_json::from_value(result)
-        .map_err(|err| UpstreamError::Protocol(format!("invalid {method} result: {err}")))?;
+        .map_err(|_| UpstreamError::Protocol(format!("the {method} result does not have the MCP shape")))?;
     parsed.verify().map_err(UpstreamError::Protocol)?;
     Ok(parsed)
+}
+
+/// What is wrong with a JSON text, without any of it: the class and the place.
+fn json_error(err: &serde_json::Error) -> String {
+    let class = match err.classify() {
+        serde_json::error::Category::Io => "read error",
+        serde_json::error::Category::Syntax => "syntax error",
+        serde_json::error::Category::Data => "unexpected data",
+        serde_json::error::Category::Eof => "unexpected end",
+    };
+    format!("{class} at line {} column {}", err.line(), err.column())
+}
+
+/// A content type for a message: a plain media type name as sent, anything else described.
+fn content_type_name(content_type: &str) -> String {
+    let plain =
+        content_type.len() <= 64 && content_type.bytes().all(|b| b.is_ascii_alphanumeric() || b"/.+-_".contains(&b));
+    if plain {
+        format!("\"{content_type}\"")
+    } else {
+        "(not a media type name)".to_owned()
+    }
+}
+
+/// Whether the outbound policy's resolver refused the connection's name.
+fn refused_by_policy(err: &reqwest::Error) -> bool {
+    let mut source: Option<&(dyn std::error::Error + 'static)> = Some(err);
+    while let Some(cause) = source {
+        if cause.downcast_ref::<Refusal>().is_some() {
+            return true;
+        }
+        source = cause.source();
+    }
+    false
 }
 
 /// Records the outcome on the span and ends it. `Ok(true)`: the tool reported a failure.
@@ -697,7 +807,7 @@ fn finish_span(cx: &Context, observed: &Observed, new_session: Option<&str>, out
         span.set_attribute(KeyValue::new("network.protocol.version", version));
     }
     if let Some(id) = new_session {
-        span.set_attribute(KeyValue::new("mcp.session.id", id.to_owned()));
+        span.set_attribute(KeyValue::new("mcp.session.id", session_fingerprint(id)));
     }
     match outcome {
         Ok(false) => {}
@@ -742,26 +852,6 @@ fn error_chain(err: &dyn std::error::Error) -> String {
     text
 }
 
-/// The start of an error response's body, for the error message.
-async fn read_error_body(response: &mut reqwest::Response) -> String {
-    let mut body = Vec::new();
-    while body.len() < MAX_ERROR_BODY_BYTES {
-        match response.chunk().await {
-            Ok(Some(chunk)) => body.extend_from_slice(&chunk),
-            _ => break,
-        }
-    }
-    let text = String::from_utf8_lossy(&body);
-    let text = text.trim();
-    if text.chars().count() > MAX_ERROR_BODY_CHARS {
-        let mut cut: String = text.chars().take(MAX_ERROR_BODY_CHARS).collect();
-        cut.push('…');
-        cut
-    } else {
-        text.to_owned()
-    }
-}
-
 /// Writes propagation fields into HTTP headers; empty values (an empty `tracestate`) are left
 /// out.
 struct HeaderInjector<'a>(&'a mut HeaderMap);
@@ -801,60 +891,100 @@ fn inject_meta(propagator: &TextMapCompositePropagator, cx: &Context, params: &m
 
 /// An incremental reader of `text/event-stream`: events end at a blank line, `data:` lines are
 /// joined with `\n`, comments and other fields are ignored; lines end with LF, CRLF or CR.
-#[derive(Default)]
+///
+/// Linear in the bytes fed: only the new bytes are searched for a line end (the unfinished line
+/// kept from earlier chunks holds none), and each line is read once when it ends. An event whose
+/// lines, as received, pass `max_event_bytes` is an error, so memory stays bounded however the
+/// stream is cut.
 struct SseParser {
+    /// The unfinished line, without a terminator.
     pending: Vec<u8>,
+    /// The last line ended with a CR: an LF right after it belongs to that line end.
+    skip_lf: bool,
+    /// The `data` of the event so far, lines joined with `\n`.
     data: String,
     has_data: bool,
+    /// Bytes of the current event's finished lines, terminators included.
+    event_bytes: usize,
+    max_event_bytes: usize,
 }
 
 impl SseParser {
-    /// Reads `chunk`, adding the data of every event it completes to `events`.
-    fn feed(&mut self, chunk: &[u8], events: &mut Vec<String>) {
-        self.pending.extend_from_slice(chunk);
-        let mut start = 0;
-        let mut index = 0;
-        while index < self.pending.len() {
-            let byte = self.pending[index];
-            if byte != b'\n' && byte != b'\r' {
-                index += 1;
-                continue;
-            }
-            let terminator = match (byte, self.pending.get(index + 1)) {
-                (b'\r', Some(b'\n')) => 2,
-                // A CR at the end of the chunk may be the first half of a CRLF.
-                (b'\r', None) => break,
-                _ => 1,
-            };
-            let line = &self.pending[start..index];
-            Self::line(&mut self.data, &mut self.has_data, line, events);
-            index += terminator;
-            start = index;
+    fn new(max_event_bytes: usize) -> Self {
+        Self {
+            pending: Vec::new(),
+            skip_lf: false,
+            data: String::new(),
+            has_data: false,
+            event_bytes: 0,
+            max_event_bytes,
         }
-        self.pending.drain(..start);
+    }
+
+    /// Refuses an event that would pass the bound with `more` bytes of unfinished line.
+    fn bound(&self, more: usize) -> Result<(), UpstreamError> {
+        if self.event_bytes + self.pending.len() + more > self.max_event_bytes {
+            Err(UpstreamError::TooLarge { limit: self.max_event_bytes })
+        } else {
+            Ok(())
+        }
+    }
+
+    /// Reads `chunk`, adding the data of every event it completes to `events`.
+    fn feed(&mut self, chunk: &[u8], events: &mut Vec<String>) -> Result<(), UpstreamError> {
+        let mut rest = chunk;
+        loop {
+            if self.skip_lf {
+                match rest.first() {
+                    None => return Ok(()),
+                    Some(b'\n') => rest = &rest[1..],
+                    Some(_) => {}
+                }
+                self.skip_lf = false;
+            }
+            let Some(end) = memchr::memchr2(b'\n', b'\r', rest) else {
+                self.bound(rest.len())?;
+                self.pending.extend_from_slice(rest);
+                return Ok(());
+            };
+            self.skip_lf = rest[end] == b'\r';
+            if self.pending.is_empty() {
+                self.line(&rest[..end], events)?;
+            } else {
+                self.bound(end)?;
+                let mut line = std::mem::take(&mut self.pending);
+                line.extend_from_slice(&rest[..end]);
+                self.line(&line, events)?;
+            }
+            rest = &rest[end + 1..];
+        }
     }
 
     /// The stream ended: completes a last event that lacks its blank line.
-    fn finish(&mut self, events: &mut Vec<String>) {
+    fn finish(&mut self, events: &mut Vec<String>) -> Result<(), UpstreamError> {
         let rest = std::mem::take(&mut self.pending);
-        let rest = rest.strip_suffix(b"\r").unwrap_or(&rest);
         if !rest.is_empty() {
-            Self::line(&mut self.data, &mut self.has_data, rest, events);
+            self.line(&rest, events)?;
         }
-        Self::line(&mut self.data, &mut self.has_data, b"", events);
+        self.line(b"", events)
     }
 
-    fn line(data: &mut String, has_data: &mut bool, line: &[u8], events: &mut Vec<String>) {
+    fn line(&mut self, line: &[u8], events: &mut Vec<String>) -> Result<(), UpstreamError> {
         if line.is_empty() {
-            if std::mem::take(has_data) {
-                let mut event = std::mem::take(data);
+            self.event_bytes = 0;
+            if std::mem::take(&mut self.has_data) {
+                let mut event = std::mem::take(&mut self.data);
                 event.pop();
                 events.push(event);
             }
-            return;
+            return Ok(());
+        }
+        self.event_bytes += line.len() + 1;
+        if self.event_bytes > self.max_event_bytes {
+            return Err(UpstreamError::TooLarge { limit: self.max_event_bytes });
         }
         if line[0] == b':' {
-            return;
+            return Ok(());
         }
         let (field, value) = match line.iter().position(|&b| b == b':') {
             Some(colon) => {
@@ -864,10 +994,11 @@ impl SseParser {
             None => (line, &[][..]),
         };
         if field == b"data" {
-            data.push_str(&String::from_utf8_lossy(value));
-            data.push('\n');
-            *has_data = true;
+            self.data.push_str(&String::from_utf8_lossy(value));
+            self.data.push('\n');
+            self.has_data = true;
         }
+        Ok(())
     }
 }
 

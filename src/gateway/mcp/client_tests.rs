@@ -19,6 +19,7 @@ use opentelemetry_sdk::trace::SpanData;
 use serde_json::{json, Map, Value};
 
 use super::*;
+use crate::gateway::mcp::outbound::OutboundPolicy;
 
 type Body = UnsyncBoxBody<Bytes, Infallible>;
 
@@ -236,6 +237,13 @@ async fn handle(
                 }
                 "garbage" => plain(200, "application/json", "<<< this is not json"),
                 "boom" => plain(500, "text/plain", "upstream exploded"),
+                "redirect" => {
+                    let mut response = plain(307, "text/plain", "moved");
+                    response.headers_mut().insert("location", http::HeaderValue::from_static("/redirected"));
+                    response
+                }
+                "wrong_shape" => result(json!({"content": "MARKER is not a list", "isError": "MARKER"})),
+                "sse_garbage" => plain(200, "text/event-stream", "data: MARKER not json\n\n"),
                 "html" => plain(200, "text/html; charset=utf-8", "<html></html>"),
                 "big" => result(json!({"content": [{"type": "text", "text": "x".repeat(64 * 1024)}]})),
                 "reject" => json_response(
@@ -343,7 +351,8 @@ async fn speaks_an_older_version_and_refuses_an_unknown_one() {
     let unknown = FakeUpstream::start_with(true, "1999-01-01").await;
     let url = unknown.url();
     let err = client.list_tools(&target(&url, TIMEOUT)).await.unwrap_err();
-    assert!(matches!(&err, UpstreamError::Protocol(m) if m.contains("1999-01-01")), "{err}");
+    assert!(matches!(&err, UpstreamError::Protocol(m) if m.contains("unsupported protocol version")), "{err}");
+    assert!(!err.to_string().contains("1999-01-01"), "the upstream's value is not quoted: {err}");
     assert_eq!(unknown.methods(), ["initialize"], "nothing is sent after a failed negotiation");
 }
 
@@ -420,24 +429,34 @@ async fn failures_are_classified() {
         ("garbage", "protocol"),
         ("html", "protocol"),
         ("silent_sse", "protocol"),
-        ("big", "protocol"),
+        ("big", "too_large"),
         ("boom", "http"),
         ("reject", "rpc"),
+        ("wrong_shape", "protocol"),
+        ("sse_garbage", "protocol"),
+        ("redirect", "http"),
     ] {
         let err = client.call_tool(&target, tool, Map::new()).await.unwrap_err();
         assert_eq!(err.kind(), kind, "{tool}: {err}");
         match (tool, &err) {
-            ("boom", UpstreamError::Http { status, body }) => {
-                assert_eq!((*status, body.as_str()), (500, "upstream exploded"));
-            }
-            ("reject", UpstreamError::Rpc { code, message }) => {
-                assert_eq!((*code, message.as_str()), (-32602, "bad arguments"));
-            }
-            ("big", UpstreamError::Protocol(message)) => assert!(message.contains("16384 bytes"), "{message}"),
+            ("boom", UpstreamError::Http { status }) => assert_eq!(*status, 500),
+            ("redirect", UpstreamError::Http { status }) => assert_eq!(*status, 307, "redirects are not followed"),
+            ("reject", UpstreamError::Rpc { code }) => assert_eq!(*code, -32602),
+            ("big", UpstreamError::TooLarge { limit }) => assert_eq!(*limit, 16384),
             ("html", UpstreamError::Protocol(message)) => assert!(message.contains("text/html"), "{message}"),
             _ => {}
         }
+        // Nothing the upstream sent is quoted back: not its body, its error message, a value.
+        let shown = err.to_string();
+        for sent in ["exploded", "bad arguments", "not json", "MARKER", "<html>"] {
+            assert!(!shown.contains(sent), "{tool}: {shown}");
+        }
     }
+    assert_eq!(
+        fake.posts().iter().filter(|p| p.body["params"]["name"] == "redirected").count(),
+        0,
+        "the redirect's target was never called"
+    );
     assert_eq!(fake.initializations(), 1, "failed calls keep the session");
 }
 
@@ -499,7 +518,7 @@ async fn spans_carry_the_mcp_attributes_and_their_context_travels() {
         ("mcp.method.name", "tools/call".to_owned()),
         ("gen_ai.tool.name", "echo".to_owned()),
         ("gen_ai.operation.name", "execute_tool".to_owned()),
-        ("mcp.session.id", "session-1".to_owned()),
+        ("mcp.session.id", session_fingerprint("session-1")),
         ("mcp.protocol.version", "2025-11-25".to_owned()),
         ("jsonrpc.request.id", post.body["id"].to_string()),
         ("server.address", "127.0.0.1".to_owned()),
@@ -523,7 +542,11 @@ async fn spans_carry_the_mcp_attributes_and_their_context_travels() {
 
     let initialize = recorded.span("initialize").unwrap();
     assert_eq!(initialize.parent_span_id, parent_ids.span_id());
-    assert_eq!(attribute(&initialize, "mcp.session.id").as_deref(), Some("session-1"), "read from the answer");
+    assert_eq!(
+        attribute(&initialize, "mcp.session.id"),
+        Some(session_fingerprint("session-1")),
+        "read from the answer, shown as its fingerprint"
+    );
     let init_post = &fake.posts()[0];
     let init_parent = format!("00-{}-{}-01", initialize.span_context.trace_id(), initialize.span_context.span_id());
     assert_eq!(init_post.header("traceparent"), Some(init_parent.as_str()));
@@ -536,6 +559,7 @@ async fn spans_carry_the_mcp_attributes_and_their_context_travels() {
         assert_eq!(keys.len(), count, "{} sets an attribute twice", span.name);
         for kv in &span.attributes {
             assert!(!kv.value.as_str().contains("s3cret"), "{} carries an argument", kv.key);
+            assert!(!kv.value.as_str().contains("session-1"), "{} carries the session id", kv.key);
         }
     }
 }
@@ -617,12 +641,12 @@ fn event_streams_parse_across_any_chunking() {
         b": comment\r\nevent: message\r\ndata: {\"a\":\r\ndata: 1}\r\n\r\nid: 7\ndata:x\n\ndata: \r\rdata: last";
     let expected = vec!["{\"a\":\n1}".to_owned(), "x".to_owned(), String::new(), "last".to_owned()];
     for size in 1..=stream.len() {
-        let mut parser = SseParser::default();
+        let mut parser = SseParser::new(MAX_EVENT_BYTES);
         let mut events = Vec::new();
         for chunk in stream.chunks(size) {
-            parser.feed(chunk, &mut events);
+            parser.feed(chunk, &mut events).unwrap();
         }
-        parser.finish(&mut events);
+        parser.finish(&mut events).unwrap();
         assert_eq!(events, expected, "chunks of {size} bytes");
     }
 }
@@ -685,4 +709,70 @@ fn the_client_futures_are_send() {
     let target = target("http://127.0.0.1:1/mcp", TIMEOUT);
     assert_send(&client.list_tools(&target));
     assert_send(&client.call_tool(&target, "t", Map::new()));
+}
+
+#[test]
+fn an_event_larger_than_the_bound_is_refused_however_it_is_cut() {
+    let line = format!("data: {}", "x".repeat(10_000));
+    for size in [1, 7, 1000, 20_000] {
+        let mut parser = SseParser::new(8 * 1024);
+        let mut events = Vec::new();
+        let outcome = line.as_bytes().chunks(size).try_for_each(|chunk| parser.feed(chunk, &mut events));
+        let err = outcome.expect_err("an event over the bound");
+        assert!(matches!(err, UpstreamError::TooLarge { limit: 8192 }), "{err}");
+        assert!(parser.pending.len() <= 8 * 1024, "chunks of {size}: {} bytes kept", parser.pending.len());
+    }
+    // Many small lines of one event count together; a blank line starts the count again.
+    let mut parser = SseParser::new(1024);
+    let mut events = Vec::new();
+    for _ in 0..100 {
+        parser.feed(b"data: 0123456789\n\n", &mut events).unwrap();
+    }
+    assert_eq!(events.len(), 100);
+    let err = (0..100).try_for_each(|_| parser.feed(b"data: 0123456789\n", &mut events)).unwrap_err();
+    assert_eq!(err.kind(), "too_large");
+}
+
+#[test]
+fn a_long_line_is_read_once_whatever_the_chunking() {
+    // 1 MiB in one line, fed 64 bytes at a time, then ended: one event, every byte kept.
+    let payload = "y".repeat(1 << 20);
+    let stream = format!("data: {payload}\r\n\r\n");
+    let mut parser = SseParser::new(MAX_EVENT_BYTES);
+    let mut events = Vec::new();
+    for chunk in stream.as_bytes().chunks(64) {
+        parser.feed(chunk, &mut events).unwrap();
+    }
+    assert_eq!(events.len(), 1);
+    assert_eq!(events[0].len(), payload.len());
+    assert!(parser.pending.is_empty());
+}
+
+#[tokio::test]
+async fn addresses_the_outbound_policy_refuses_are_never_connected_to() {
+    let fake = FakeUpstream::start().await;
+    let port = fake.addr.port();
+    let deny_loopback = OutboundPolicy::new(&[], &["127.0.0.0/8".to_owned(), "::1/128".to_owned()]).unwrap();
+    let client = UpstreamClient::with_config(
+        TelemetryManager::disabled(),
+        ClientConfig { policy: Arc::new(deny_loopback), ..ClientConfig::default() },
+    );
+    for url in [
+        format!("http://127.0.0.1:{port}/mcp"),
+        format!("http://localhost:{port}/mcp"),
+        format!("http://[::ffff:127.0.0.1]:{port}/mcp"),
+    ] {
+        let err = client.list_tools(&target(&url, TIMEOUT)).await.unwrap_err();
+        assert!(matches!(err, UpstreamError::Refused), "{url}: {err}");
+        assert_eq!(err.kind(), "outbound_policy");
+    }
+    assert!(fake.posts().is_empty(), "no request reached the upstream");
+
+    // The default policy refuses the metadata address before any connection is tried.
+    let client = UpstreamClient::new(TelemetryManager::disabled());
+    for url in ["http://169.254.169.254/mcp", "http://[fd00:ec2::254]/mcp", "http://2852039166/mcp"] {
+        let err = client.list_tools(&target(url, TIMEOUT)).await.unwrap_err();
+        assert!(matches!(err, UpstreamError::Refused), "{url}: {err}");
+    }
+    client.list_tools(&target(&fake.url(), TIMEOUT)).await.expect("loopback upstreams stay reachable");
 }

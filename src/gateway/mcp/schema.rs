@@ -20,6 +20,12 @@
 //! Validation is bounded: schemas nested deeper than [`MAX_DEPTH`] (a recursive `$ref`, say)
 //! and more than [`MAX_STEPS`] schema applications stop with an error instead of exhausting the
 //! stack or the CPU, and at most [`MAX_ERRORS`] errors are reported.
+//!
+//! A [`Violation`] never quotes the value it is about: arguments can hold secrets, and the
+//! messages reach the client, spans and the audit log. It names the value's JSON pointer, the
+//! keyword that failed with its place in the schema, and what the schema expected.
+
+use std::fmt;
 
 use serde_json::{Map, Value};
 
@@ -33,13 +39,33 @@ pub const MAX_ERRORS: usize = 50;
 /// Longest detail quoted from the branches of a failed `anyOf`/`oneOf`.
 const MAX_DETAIL: usize = 300;
 
-/// Checks `instance` against `schema`. Each error starts with the JSON pointer of the value it
-/// is about (`/` for the whole instance): `/a: expected number, got string`,
-/// `/: missing required property "b"`.
-pub fn validate(schema: &Value, instance: &Value) -> Result<(), Vec<String>> {
+/// One way the arguments fail their schema. Shown as the JSON pointer of the value it is about
+/// (`/` for the whole instance) and what failed: `/a: expected number, got string`,
+/// `/: missing required property "b"` — never the value itself.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Violation {
+    /// JSON pointer of the offending value in the instance; empty for the whole instance.
+    pub instance_path: String,
+    /// JSON pointer of the failing keyword in the schema, through `$ref`s as JSON Schema's
+    /// `keywordLocation` (`/properties/a/type`, `/properties/p/$ref/required`); empty when the
+    /// validation stopped at a bound rather than at a keyword.
+    pub keyword_path: String,
+    /// What failed, in the schema's terms.
+    pub message: String,
+}
+
+impl fmt::Display for Violation {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}: {}", display(&self.instance_path), self.message)
+    }
+}
+
+/// Checks `instance` against `schema`; every failure found (at most [`MAX_ERRORS`]), in schema
+/// order.
+pub fn validate(schema: &Value, instance: &Value) -> Result<(), Vec<Violation>> {
     let mut validator = Validator { root: schema, steps: 0, aborted: None };
     let mut errors = Vec::new();
-    validator.check(schema, instance, "", 0, &mut errors);
+    validator.check(schema, instance, &At::root(), 0, &mut errors);
     if let Some(reason) = validator.aborted {
         errors.truncate(MAX_ERRORS - 1);
         errors.push(reason);
@@ -54,7 +80,43 @@ pub fn validate(schema: &Value, instance: &Value) -> Result<(), Vec<String>> {
 struct Validator<'s> {
     root: &'s Value,
     steps: usize,
-    aborted: Option<String>,
+    aborted: Option<Violation>,
+}
+
+/// Where a check runs: the instance's JSON pointer and the schema's.
+#[derive(Debug, Clone)]
+struct At {
+    instance: String,
+    schema: String,
+}
+
+impl At {
+    fn root() -> Self {
+        At { instance: String::new(), schema: String::new() }
+    }
+
+    /// One level down in the instance (`segment`) and in the schema (`keywords`, already escaped).
+    fn child(&self, segment: &str, keywords: &str) -> At {
+        At { instance: child(&self.instance, segment), schema: format!("{}/{keywords}", self.schema) }
+    }
+
+    /// The same value under the schema's `keywords` (a subschema: `allOf/0`, `$ref`, `then`).
+    fn under(&self, keywords: &str) -> At {
+        At { instance: self.instance.clone(), schema: format!("{}/{keywords}", self.schema) }
+    }
+
+    /// A violation of `keyword` at this place.
+    fn violation(&self, keyword: &str, message: String) -> Violation {
+        Violation {
+            instance_path: self.instance.clone(),
+            keyword_path: format!("{}/{}", self.schema, escape(keyword)),
+            message,
+        }
+    }
+}
+
+fn escape(segment: &str) -> String {
+    segment.replace('~', "~0").replace('/', "~1")
 }
 
 fn display(path: &str) -> &str {
@@ -66,13 +128,12 @@ fn display(path: &str) -> &str {
 }
 
 fn child(path: &str, segment: &str) -> String {
-    let escaped = segment.replace('~', "~0").replace('/', "~1");
-    format!("{path}/{escaped}")
+    format!("{path}/{}", escape(segment))
 }
 
-fn push(errors: &mut Vec<String>, error: impl FnOnce() -> String) {
+fn push(errors: &mut Vec<Violation>, at: &At, keyword: &str, message: impl FnOnce() -> String) {
     if errors.len() < MAX_ERRORS {
-        errors.push(error());
+        errors.push(at.violation(keyword, message()));
     }
 }
 
@@ -135,47 +196,61 @@ fn quoted(value: &Value) -> String {
 }
 
 impl<'s> Validator<'s> {
-    /// Applies `schema` to `instance` at `path`, adding what fails to `errors`.
-    fn check(&mut self, schema: &'s Value, instance: &Value, path: &str, depth: usize, errors: &mut Vec<String>) {
+    /// Applies `schema` to `instance` at `at`, adding what fails to `errors`.
+    fn check(&mut self, schema: &'s Value, instance: &Value, at: &At, depth: usize, errors: &mut Vec<Violation>) {
         if self.aborted.is_some() {
             return;
         }
         if depth > MAX_DEPTH {
-            self.aborted = Some(format!("{}: schema nesting deeper than {MAX_DEPTH} levels", display(path)));
+            self.aborted = Some(Violation {
+                instance_path: at.instance.clone(),
+                keyword_path: String::new(),
+                message: format!("schema nesting deeper than {MAX_DEPTH} levels"),
+            });
             return;
         }
         self.steps += 1;
         if self.steps > MAX_STEPS {
-            self.aborted = Some(format!("{}: validation needs more than {MAX_STEPS} steps", display(path)));
+            self.aborted = Some(Violation {
+                instance_path: at.instance.clone(),
+                keyword_path: String::new(),
+                message: format!("validation needs more than {MAX_STEPS} steps"),
+            });
             return;
         }
         let schema = match schema {
             Value::Bool(true) => return,
             Value::Bool(false) => {
-                push(errors, || format!("{}: no value is allowed here", display(path)));
+                if errors.len() < MAX_ERRORS {
+                    errors.push(Violation {
+                        instance_path: at.instance.clone(),
+                        keyword_path: at.schema.clone(),
+                        message: "no value is allowed here".to_owned(),
+                    });
+                }
                 return;
             }
             Value::Object(schema) => schema,
             // Not a schema: nothing to check.
             _ => return,
         };
-        self.check_ref(schema, instance, path, depth, errors);
-        Self::check_type(schema, instance, path, errors);
-        Self::check_values(schema, instance, path, errors);
+        self.check_ref(schema, instance, at, depth, errors);
+        Self::check_type(schema, instance, at, errors);
+        Self::check_values(schema, instance, at, errors);
         match instance {
-            Value::Number(_) => Self::check_number(schema, instance, path, errors),
-            Value::String(text) => Self::check_string(schema, text, path, errors),
-            Value::Array(items) => self.check_array(schema, items, path, depth, errors),
-            Value::Object(object) => self.check_object(schema, object, path, depth, errors),
+            Value::Number(_) => Self::check_number(schema, instance, at, errors),
+            Value::String(text) => Self::check_string(schema, text, at, errors),
+            Value::Array(items) => self.check_array(schema, items, at, depth, errors),
+            Value::Object(object) => self.check_object(schema, object, at, depth, errors),
             _ => {}
         }
-        self.check_combinators(schema, instance, path, depth, errors);
+        self.check_combinators(schema, instance, at, depth, errors);
     }
 
     /// Applies `schema` to `instance` and says whether it passed, keeping the errors apart.
-    fn passes(&mut self, schema: &'s Value, instance: &Value, path: &str, depth: usize) -> (bool, Vec<String>) {
+    fn passes(&mut self, schema: &'s Value, instance: &Value, at: &At, depth: usize) -> (bool, Vec<Violation>) {
         let mut errors = Vec::new();
-        self.check(schema, instance, path, depth, &mut errors);
+        self.check(schema, instance, at, depth, &mut errors);
         (errors.is_empty() && self.aborted.is_none(), errors)
     }
 
@@ -183,19 +258,19 @@ impl<'s> Validator<'s> {
         &mut self,
         schema: &'s Map<String, Value>,
         instance: &Value,
-        path: &str,
+        at: &At,
         depth: usize,
-        errors: &mut Vec<String>,
+        errors: &mut Vec<Violation>,
     ) {
         let Some(reference) = schema.get("$ref").and_then(Value::as_str) else { return };
         let Some(pointer) = reference.strip_prefix('#') else { return };
         match self.root.pointer(pointer) {
-            Some(target) => self.check(target, instance, path, depth + 1, errors),
-            None => push(errors, || format!("{}: the schema's $ref \"{reference}\" does not resolve", display(path))),
+            Some(target) => self.check(target, instance, &at.under("$ref"), depth + 1, errors),
+            None => push(errors, at, "$ref", || format!("the schema's $ref \"{reference}\" does not resolve")),
         }
     }
 
-    fn check_type(schema: &Map<String, Value>, instance: &Value, path: &str, errors: &mut Vec<String>) {
+    fn check_type(schema: &Map<String, Value>, instance: &Value, at: &At, errors: &mut Vec<Violation>) {
         let names: Vec<&str> = match schema.get("type") {
             Some(Value::String(name)) => vec![name.as_str()],
             Some(Value::Array(names)) => names.iter().filter_map(Value::as_str).collect(),
@@ -212,50 +287,50 @@ impl<'s> Validator<'s> {
             }
         }
         if !matched {
-            push(errors, || format!("{}: expected {}, got {}", display(path), names.join(" or "), type_name(instance)));
+            push(errors, at, "type", || format!("expected {}, got {}", names.join(" or "), type_name(instance)));
         }
     }
 
-    fn check_values(schema: &Map<String, Value>, instance: &Value, path: &str, errors: &mut Vec<String>) {
+    fn check_values(schema: &Map<String, Value>, instance: &Value, at: &At, errors: &mut Vec<Violation>) {
         if let Some(Value::Array(allowed)) = schema.get("enum") {
             if !allowed.iter().any(|value| json_eq(value, instance)) {
                 let list = quoted(&Value::Array(allowed.clone()));
-                push(errors, || format!("{}: {} is not one of {list}", display(path), quoted(instance)));
+                push(errors, at, "enum", || format!("not one of {list}"));
             }
         }
         if let Some(expected) = schema.get("const") {
             if !json_eq(expected, instance) {
-                push(errors, || format!("{}: expected the constant {}", display(path), quoted(expected)));
+                push(errors, at, "const", || format!("expected the constant {}", quoted(expected)));
             }
         }
     }
 
-    fn check_number(schema: &Map<String, Value>, instance: &Value, path: &str, errors: &mut Vec<String>) {
+    fn check_number(schema: &Map<String, Value>, instance: &Value, at: &At, errors: &mut Vec<Violation>) {
         let Some(n) = instance.as_f64() else { return };
         let bound = |key: &str| schema.get(key).and_then(|v| v.as_f64().map(|f| (f, v)));
         let flag = |key: &str| schema.get(key) == Some(&Value::Bool(true));
         if let Some((min, shown)) = bound("minimum") {
             if flag("exclusiveMinimum") && n <= min {
-                push(errors, || format!("{}: {instance} is not greater than {shown}", display(path)));
+                push(errors, at, "minimum", || format!("not greater than {shown}"));
             } else if n < min {
-                push(errors, || format!("{}: {instance} is less than the minimum {shown}", display(path)));
+                push(errors, at, "minimum", || format!("less than the minimum {shown}"));
             }
         }
         if let Some((max, shown)) = bound("maximum") {
             if flag("exclusiveMaximum") && n >= max {
-                push(errors, || format!("{}: {instance} is not less than {shown}", display(path)));
+                push(errors, at, "maximum", || format!("not less than {shown}"));
             } else if n > max {
-                push(errors, || format!("{}: {instance} is greater than the maximum {shown}", display(path)));
+                push(errors, at, "maximum", || format!("greater than the maximum {shown}"));
             }
         }
         if let Some((min, shown)) = bound("exclusiveMinimum") {
             if n <= min {
-                push(errors, || format!("{}: {instance} is not greater than {shown}", display(path)));
+                push(errors, at, "exclusiveMinimum", || format!("not greater than {shown}"));
             }
         }
         if let Some((max, shown)) = bound("exclusiveMaximum") {
             if n >= max {
-                push(errors, || format!("{}: {instance} is not less than {shown}", display(path)));
+                push(errors, at, "exclusiveMaximum", || format!("not less than {shown}"));
             }
         }
         if let Some((step, shown)) = bound("multipleOf").filter(|(step, _)| *step > 0.0) {
@@ -267,12 +342,12 @@ impl<'s> Validator<'s> {
                 }
             };
             if !exact {
-                push(errors, || format!("{}: {instance} is not a multiple of {shown}", display(path)));
+                push(errors, at, "multipleOf", || format!("not a multiple of {shown}"));
             }
         }
     }
 
-    fn check_string(schema: &Map<String, Value>, text: &str, path: &str, errors: &mut Vec<String>) {
+    fn check_string(schema: &Map<String, Value>, text: &str, at: &At, errors: &mut Vec<Violation>) {
         let min = schema.get("minLength").and_then(Value::as_u64);
         let max = schema.get("maxLength").and_then(Value::as_u64);
         if min.is_none() && max.is_none() {
@@ -280,10 +355,10 @@ impl<'s> Validator<'s> {
         }
         let length = text.chars().count() as u64;
         if let Some(min) = min.filter(|min| length < *min) {
-            push(errors, || format!("{}: string of {length} characters is shorter than {min}", display(path)));
+            push(errors, at, "minLength", || format!("shorter than the minimum length {min}"));
         }
         if let Some(max) = max.filter(|max| length > *max) {
-            push(errors, || format!("{}: string of {length} characters is longer than {max}", display(path)));
+            push(errors, at, "maxLength", || format!("longer than the maximum length {max}"));
         }
     }
 
@@ -291,29 +366,34 @@ impl<'s> Validator<'s> {
         &mut self,
         schema: &'s Map<String, Value>,
         items: &[Value],
-        path: &str,
+        at: &At,
         depth: usize,
-        errors: &mut Vec<String>,
+        errors: &mut Vec<Violation>,
     ) {
         let count = items.len() as u64;
         if let Some(min) = schema.get("minItems").and_then(Value::as_u64).filter(|min| count < *min) {
-            push(errors, || format!("{}: {count} items, fewer than the minimum {min}", display(path)));
+            push(errors, at, "minItems", || format!("fewer items than the minimum {min}"));
         }
         if let Some(max) = schema.get("maxItems").and_then(Value::as_u64).filter(|max| count > *max) {
-            push(errors, || format!("{}: {count} items, more than the maximum {max}", display(path)));
+            push(errors, at, "maxItems", || format!("more items than the maximum {max}"));
         }
         // Positional schemas: `prefixItems` (2020-12) or `items` as a list (drafts 4 to 2019-09).
-        let (positional, rest) = match (schema.get("prefixItems"), schema.get("items")) {
-            (Some(Value::Array(prefix)), rest) => (prefix.as_slice(), rest),
-            (_, Some(Value::Array(tuple))) => (tuple.as_slice(), schema.get("additionalItems")),
-            (_, rest) => (&[][..], rest),
-        };
+        let (positional, positional_keyword, rest, rest_keyword) =
+            match (schema.get("prefixItems"), schema.get("items")) {
+                (Some(Value::Array(prefix)), rest) => (prefix.as_slice(), "prefixItems", rest, "items"),
+                (_, Some(Value::Array(tuple))) => {
+                    (tuple.as_slice(), "items", schema.get("additionalItems"), "additionalItems")
+                }
+                (_, rest) => (&[][..], "items", rest, "items"),
+            };
         for (index, (item, item_schema)) in items.iter().zip(positional).enumerate() {
-            self.check(item_schema, item, &child(path, &index.to_string()), depth + 1, errors);
+            let index = index.to_string();
+            let at = at.child(&index, &format!("{positional_keyword}/{index}"));
+            self.check(item_schema, item, &at, depth + 1, errors);
         }
         if let Some(rest) = rest.filter(|rest| rest.is_object() || rest.is_boolean()) {
             for (index, item) in items.iter().enumerate().skip(positional.len()) {
-                self.check(rest, item, &child(path, &index.to_string()), depth + 1, errors);
+                self.check(rest, item, &at.child(&index.to_string(), rest_keyword), depth + 1, errors);
                 if self.aborted.is_some() {
                     return;
                 }
@@ -322,13 +402,13 @@ impl<'s> Validator<'s> {
         if let Some(contains) = schema.get("contains") {
             let mut found = false;
             for (index, item) in items.iter().enumerate() {
-                if self.passes(contains, item, &child(path, &index.to_string()), depth + 1).0 {
+                if self.passes(contains, item, &at.child(&index.to_string(), "contains"), depth + 1).0 {
                     found = true;
                     break;
                 }
             }
             if !found && self.aborted.is_none() {
-                push(errors, || format!("{}: no item matches the \"contains\" schema", display(path)));
+                push(errors, at, "contains", || "no item matches the \"contains\" schema".to_owned());
             }
         }
     }
@@ -337,14 +417,14 @@ impl<'s> Validator<'s> {
         &mut self,
         schema: &'s Map<String, Value>,
         object: &Map<String, Value>,
-        path: &str,
+        at: &At,
         depth: usize,
-        errors: &mut Vec<String>,
+        errors: &mut Vec<Violation>,
     ) {
         if let Some(Value::Array(required)) = schema.get("required") {
             for name in required.iter().filter_map(Value::as_str) {
                 if !object.contains_key(name) {
-                    push(errors, || format!("{}: missing required property \"{name}\"", display(path)));
+                    push(errors, at, "required", || format!("missing required property \"{name}\""));
                 }
             }
         }
@@ -352,8 +432,9 @@ impl<'s> Validator<'s> {
             for (present, needed) in dependencies.iter().filter(|(name, _)| object.contains_key(name.as_str())) {
                 for name in needed.as_array().into_iter().flatten().filter_map(Value::as_str) {
                     if !object.contains_key(name) {
-                        push(errors, || {
-                            format!("{}: missing property \"{name}\", required with \"{present}\"", display(path))
+                        let keyword = format!("dependentRequired/{}", escape(present));
+                        push(errors, at, &keyword, || {
+                            format!("missing property \"{name}\", required with \"{present}\"")
                         });
                     }
                 }
@@ -361,16 +442,17 @@ impl<'s> Validator<'s> {
         }
         let count = object.len() as u64;
         if let Some(min) = schema.get("minProperties").and_then(Value::as_u64).filter(|min| count < *min) {
-            push(errors, || format!("{}: {count} properties, fewer than the minimum {min}", display(path)));
+            push(errors, at, "minProperties", || format!("fewer properties than the minimum {min}"));
         }
         if let Some(max) = schema.get("maxProperties").and_then(Value::as_u64).filter(|max| count > *max) {
-            push(errors, || format!("{}: {count} properties, more than the maximum {max}", display(path)));
+            push(errors, at, "maxProperties", || format!("more properties than the maximum {max}"));
         }
         let properties = schema.get("properties").and_then(Value::as_object);
         if let Some(properties) = properties {
             for (name, property_schema) in properties {
                 if let Some(value) = object.get(name) {
-                    self.check(property_schema, value, &child(path, name), depth + 1, errors);
+                    let at = at.child(name, &format!("properties/{}", escape(name)));
+                    self.check(property_schema, value, &at, depth + 1, errors);
                 }
             }
         }
@@ -381,10 +463,18 @@ impl<'s> Validator<'s> {
         let Some(additional) = schema.get("additionalProperties") else { return };
         let extra = object.iter().filter(|(name, _)| !properties.is_some_and(|p| p.contains_key(name.as_str())));
         for (name, value) in extra {
+            let at = at.child(name, "additionalProperties");
             if additional == &Value::Bool(false) {
-                push(errors, || format!("{}: unexpected property \"{name}\"", display(path)));
+                // The path names the property; the keyword path is the schema's.
+                if errors.len() < MAX_ERRORS {
+                    errors.push(Violation {
+                        instance_path: at.instance.clone(),
+                        keyword_path: at.schema.clone(),
+                        message: "unexpected property (additionalProperties is false)".to_owned(),
+                    });
+                }
             } else {
-                self.check(additional, value, &child(path, name), depth + 1, errors);
+                self.check(additional, value, &at, depth + 1, errors);
             }
             if self.aborted.is_some() {
                 return;
@@ -396,28 +486,29 @@ impl<'s> Validator<'s> {
         &mut self,
         schema: &'s Map<String, Value>,
         instance: &Value,
-        path: &str,
+        at: &At,
         depth: usize,
-        errors: &mut Vec<String>,
+        errors: &mut Vec<Violation>,
     ) {
         if let Some(Value::Array(all)) = schema.get("allOf") {
-            for sub in all {
-                self.check(sub, instance, path, depth + 1, errors);
+            for (index, sub) in all.iter().enumerate() {
+                self.check(sub, instance, &at.under(&format!("allOf/{index}")), depth + 1, errors);
             }
         }
         for keyword in ["anyOf", "oneOf"] {
             let Some(Value::Array(branches)) = schema.get(keyword) else { continue };
             let mut passed = 0;
             let mut details = Vec::new();
-            for branch in branches {
-                let (ok, branch_errors) = self.passes(branch, instance, path, depth + 1);
+            for (index, branch) in branches.iter().enumerate() {
+                let (ok, branch_errors) =
+                    self.passes(branch, instance, &at.under(&format!("{keyword}/{index}")), depth + 1);
                 if ok {
                     passed += 1;
                     if keyword == "anyOf" {
                         break;
                     }
                 } else {
-                    details.push(branch_errors.join("; "));
+                    details.push(branch_errors.iter().map(ToString::to_string).collect::<Vec<_>>().join("; "));
                 }
             }
             if self.aborted.is_some() {
@@ -428,20 +519,20 @@ impl<'s> Validator<'s> {
                 if detail.chars().count() > MAX_DETAIL {
                     detail = detail.chars().take(MAX_DETAIL - 3).collect::<String>() + "...";
                 }
-                push(errors, || format!("{}: matches no schema of {keyword} ({detail})", display(path)));
+                push(errors, at, keyword, || format!("matches no schema of {keyword} ({detail})"));
             } else if keyword == "oneOf" && passed > 1 {
-                push(errors, || format!("{}: matches {passed} schemas of oneOf, expected exactly one", display(path)));
+                push(errors, at, keyword, || format!("matches {passed} schemas of oneOf, expected exactly one"));
             }
         }
         if let Some(not) = schema.get("not") {
-            if self.passes(not, instance, path, depth + 1).0 {
-                push(errors, || format!("{}: must not match the \"not\" schema", display(path)));
+            if self.passes(not, instance, &at.under("not"), depth + 1).0 {
+                push(errors, at, "not", || "must not match the \"not\" schema".to_owned());
             }
         }
         if let Some(condition) = schema.get("if") {
-            let branch = if self.passes(condition, instance, path, depth + 1).0 { "then" } else { "else" };
+            let branch = if self.passes(condition, instance, &at.under("if"), depth + 1).0 { "then" } else { "else" };
             if let Some(sub) = schema.get(branch) {
-                self.check(sub, instance, path, depth + 1, errors);
+                self.check(sub, instance, &at.under(branch), depth + 1, errors);
             }
         }
     }
@@ -483,7 +574,7 @@ mod tests {
             (
                 json!({"properties": {"a": {}}, "additionalProperties": false}),
                 json!({"a": 1, "z": 2}),
-                vec!["/: unexpected property \"z\""],
+                vec!["/z: unexpected property (additionalProperties is false)"],
             ),
             (
                 json!({"additionalProperties": {"type": "integer"}}),
@@ -491,8 +582,8 @@ mod tests {
                 vec!["/y~1z: expected integer, got string"],
             ),
             (json!({"patternProperties": {"^x": {}}, "additionalProperties": false}), json!({"y": 1}), vec![]),
-            (json!({"minProperties": 2}), json!({"a": 1}), vec!["/: 1 properties, fewer than the minimum 2"]),
-            (json!({"maxProperties": 0}), json!({"a": 1}), vec!["/: 1 properties, more than the maximum 0"]),
+            (json!({"minProperties": 2}), json!({"a": 1}), vec!["/: fewer properties than the minimum 2"]),
+            (json!({"maxProperties": 0}), json!({"a": 1}), vec!["/: more properties than the maximum 0"]),
             (
                 json!({"dependentRequired": {"card": ["cvv"]}}),
                 json!({"card": "1"}),
@@ -518,29 +609,29 @@ mod tests {
             ),
             (json!({"contains": {"const": 3}}), json!([1, 2]), vec!["/: no item matches the \"contains\" schema"]),
             (json!({"contains": {"const": 3}}), json!([1, 3]), vec![]),
-            (json!({"minItems": 2}), json!([1]), vec!["/: 1 items, fewer than the minimum 2"]),
-            (json!({"maxItems": 1}), json!([1, 2]), vec!["/: 2 items, more than the maximum 1"]),
+            (json!({"minItems": 2}), json!([1]), vec!["/: fewer items than the minimum 2"]),
+            (json!({"maxItems": 1}), json!([1, 2]), vec!["/: more items than the maximum 1"]),
             // enum, const
             (json!({"enum": ["a", "b"]}), json!("a"), vec![]),
-            (json!({"enum": ["a", "b"]}), json!("c"), vec!["/: \"c\" is not one of [\"a\",\"b\"]"]),
+            (json!({"enum": ["a", "b"]}), json!("c"), vec!["/: not one of [\"a\",\"b\"]"]),
             (json!({"enum": [1, null]}), json!(1.0), vec![]),
             (json!({"const": {"k": [1]}}), json!({"k": [1]}), vec![]),
             (json!({"const": null}), json!(0), vec!["/: expected the constant null"]),
             // numeric bounds
             (json!({"minimum": 5}), json!(5), vec![]),
-            (json!({"minimum": 5}), json!(4), vec!["/: 4 is less than the minimum 5"]),
-            (json!({"maximum": 5}), json!(5.5), vec!["/: 5.5 is greater than the maximum 5"]),
-            (json!({"exclusiveMinimum": 5}), json!(5), vec!["/: 5 is not greater than 5"]),
+            (json!({"minimum": 5}), json!(4), vec!["/: less than the minimum 5"]),
+            (json!({"maximum": 5}), json!(5.5), vec!["/: greater than the maximum 5"]),
+            (json!({"exclusiveMinimum": 5}), json!(5), vec!["/: not greater than 5"]),
             (json!({"exclusiveMaximum": 5}), json!(4.9), vec![]),
-            (json!({"maximum": 5, "exclusiveMaximum": true}), json!(5), vec!["/: 5 is not less than 5"]),
+            (json!({"maximum": 5, "exclusiveMaximum": true}), json!(5), vec!["/: not less than 5"]),
             (json!({"minimum": 0}), json!("not a number"), vec![]),
             (json!({"multipleOf": 3}), json!(9), vec![]),
             (json!({"multipleOf": 0.1}), json!(0.3), vec![]),
-            (json!({"multipleOf": 3}), json!(10), vec!["/: 10 is not a multiple of 3"]),
+            (json!({"multipleOf": 3}), json!(10), vec!["/: not a multiple of 3"]),
             // string lengths count characters, not bytes
             (json!({"maxLength": 2}), json!("éé"), vec![]),
-            (json!({"maxLength": 2}), json!("abc"), vec!["/: string of 3 characters is longer than 2"]),
-            (json!({"minLength": 1}), json!(""), vec!["/: string of 0 characters is shorter than 1"]),
+            (json!({"maxLength": 2}), json!("abc"), vec!["/: longer than the maximum length 2"]),
+            (json!({"minLength": 1}), json!(""), vec!["/: shorter than the minimum length 1"]),
             (json!({"pattern": "^[a-z]+$", "format": "email"}), json!("NOT AN EMAIL"), vec![]),
             // combinators
             (json!({"anyOf": [{"type": "string"}, {"type": "integer"}]}), json!(2), vec![]),
@@ -600,7 +691,8 @@ mod tests {
     #[test]
     fn validates_the_supported_keywords() {
         for (schema, instance, expected) in cases() {
-            let got = validate(&schema, &instance).err().unwrap_or_default();
+            let got: Vec<String> =
+                validate(&schema, &instance).err().unwrap_or_default().iter().map(ToString::to_string).collect();
             assert_eq!(got, expected, "schema {schema} instance {instance}");
         }
     }
@@ -612,7 +704,8 @@ mod tests {
             json!({"$defs": {"a": {"$ref": "#/$defs/b"}, "b": {"$ref": "#/$defs/a"}}, "$ref": "#/$defs/a"}),
             json!({"allOf": [{"$ref": "#"}]}),
         ] {
-            let errors = validate(&schema, &json!(1)).unwrap_err();
+            let errors: Vec<String> =
+                validate(&schema, &json!(1)).unwrap_err().iter().map(ToString::to_string).collect();
             assert_eq!(errors, vec![format!("/: schema nesting deeper than {MAX_DEPTH} levels")], "{schema}");
         }
     }
@@ -630,7 +723,7 @@ mod tests {
         let schema = json!({"$defs": defs, "$ref": "#/$defs/l30"});
         let started = std::time::Instant::now();
         let errors = validate(&schema, &json!(1)).unwrap_err();
-        assert!(errors.last().unwrap().contains("more than 1000000 steps"), "{errors:?}");
+        assert!(errors.last().unwrap().message.contains("more than 1000000 steps"), "{errors:?}");
         assert!(started.elapsed() < std::time::Duration::from_secs(20), "took {:?}", started.elapsed());
     }
 
@@ -639,6 +732,62 @@ mod tests {
         let instance = Value::Array((0..1000).map(|_| json!("x")).collect());
         let errors = validate(&json!({"items": {"type": "integer"}}), &instance).unwrap_err();
         assert_eq!(errors.len(), MAX_ERRORS);
-        assert_eq!(errors[0], "/0: expected integer, got string");
+        assert_eq!(errors[0].to_string(), "/0: expected integer, got string");
+    }
+
+    #[test]
+    fn violations_never_quote_the_value() {
+        const SECRET: &str = "sk-live-MARKER";
+        let number_secret = 987_654_321.5;
+        let schema = json!({
+            "type": "object",
+            "properties": {
+                "s": {"enum": ["a", "b"]},
+                "c": {"const": "fixed"},
+                "t": {"type": "integer"},
+                "long": {"maxLength": 3},
+                "short": {"minLength": 100},
+                "n": {"maximum": 5, "multipleOf": 7},
+                "m": {"minimum": 1e12, "exclusiveMaximum": 1},
+                "list": {"maxItems": 1, "items": {"type": "string"}, "contains": {"const": "x"}},
+                "any": {"anyOf": [{"type": "integer"}, {"enum": [1, 2]}]},
+                "not": {"not": {"type": "string"}}
+            },
+            "additionalProperties": false,
+            "maxProperties": 2
+        });
+        let instance = json!({
+            "s": SECRET, "c": SECRET, "t": SECRET, "long": SECRET, "short": SECRET,
+            "n": number_secret, "m": number_secret, "list": [SECRET, 987_654_321],
+            "any": SECRET, "not": SECRET, "extra": SECRET
+        });
+        let violations = validate(&schema, &instance).unwrap_err();
+        assert!(violations.len() >= 14, "{violations:#?}");
+        for violation in &violations {
+            let shown = format!("{violation} {}", violation.keyword_path);
+            assert!(!shown.contains("MARKER") && !shown.contains("987654321"), "a value leaked: {shown}");
+        }
+        // Each names the value's path and the keyword's place in the schema.
+        let find = |keyword_path: &str| violations.iter().find(|v| v.keyword_path == keyword_path);
+        assert_eq!(find("/properties/s/enum").map(|v| v.instance_path.as_str()), Some("/s"));
+        assert_eq!(find("/properties/t/type").map(|v| v.message.as_str()), Some("expected integer, got string"));
+        assert_eq!(find("/properties/list/items/type").map(|v| v.instance_path.as_str()), Some("/list/1"));
+        assert_eq!(find("/additionalProperties").map(|v| v.instance_path.as_str()), Some("/extra"));
+        assert!(find("/maxProperties").is_some(), "{violations:#?}");
+        assert!(find("/properties/any/anyOf").is_some(), "{violations:#?}");
+    }
+
+    #[test]
+    fn keyword_paths_follow_refs_and_combinators() {
+        let schema = json!({
+            "properties": {"p": {"$ref": "#/$defs/point"}},
+            "allOf": [{"required": ["q"]}],
+            "if": {"required": ["p"]}, "then": {"required": ["r"]},
+            "$defs": {"point": {"required": ["x"]}}
+        });
+        let violations = validate(&schema, &json!({"p": {}})).unwrap_err();
+        let paths: Vec<(&str, &str)> =
+            violations.iter().map(|v| (v.instance_path.as_str(), v.keyword_path.as_str())).collect();
+        assert_eq!(paths, [("/p", "/properties/p/$ref/required"), ("", "/allOf/0/required"), ("", "/then/required")]);
     }
 }

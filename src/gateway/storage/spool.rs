@@ -180,8 +180,10 @@ fn tally(evicted: &mut Vec<Evicted>, removed: Vec<(String, i64, i64)>) -> Result
     Ok(())
 }
 
-/// Removes the oldest rows while the table holds more than `max_bytes`; what went, per signal.
-/// `total` is the table's byte total when known (else it is read).
+/// Removes the oldest rows no replay has leased while the table holds more than `max_bytes`;
+/// what went, per signal. A leased row stays (its replay delivers or releases it), so the table
+/// may stay above the bound by what replays hold. `total` is the table's byte total when known
+/// (else it is read).
 fn trim(conn: &mut DbConnection, total: Option<u64>, max_bytes: u64) -> Result<Vec<Evicted>, StorageError> {
     let total = match total {
         Some(total) => total,
@@ -192,12 +194,14 @@ fn trim(conn: &mut DbConnection, total: Option<u64>, max_bytes: u64) -> Result<V
         return Ok(evicted);
     }
     let excess = total - max_bytes;
-    // The newest id that must go for `excess` bytes to be freed, oldest first.
-    let (mut freed, mut after, mut last) = (0u64, i64::MIN, None);
+    let now = unix_millis_now();
+    // The free rows that must go for `excess` bytes to be freed, oldest first.
+    let (mut freed, mut after, mut doomed) = (0u64, i64::MIN, Vec::new());
     while freed < excess {
         let page: Vec<(i64, i64)> = spool::table
             .select((spool::id, spool::size_bytes))
             .filter(spool::id.gt(after))
+            .filter(spool::lease_until_ms.le(now))
             .order(spool::id)
             .limit(EVICT_PAGE)
             .load(conn)?;
@@ -207,14 +211,16 @@ fn trim(conn: &mut DbConnection, total: Option<u64>, max_bytes: u64) -> Result<V
                 break;
             }
             freed += count(size);
-            last = Some(id);
+            doomed.push(id);
         }
         after = page_last;
     }
-    if let Some(last) = last {
-        let removed = diesel::delete(spool::table.filter(spool::id.le(last)))
-            .returning((spool::signal, spool::items, spool::size_bytes))
-            .load::<(String, i64, i64)>(conn)?;
+    for chunk in doomed.chunks(DELETE_CHUNK) {
+        // The lease is checked again: a claim of another replica may have taken a row since.
+        let removed =
+            diesel::delete(spool::table.filter(spool::id.eq_any(chunk)).filter(spool::lease_until_ms.le(now)))
+                .returning((spool::signal, spool::items, spool::size_bytes))
+                .load::<(String, i64, i64)>(conn)?;
         tally(&mut evicted, removed)?;
     }
     Ok(evicted)
@@ -332,8 +338,10 @@ impl Spool for DbSpool {
     }
 
     fn expire(&self, cutoff_unix_ms: i64) -> Result<Vec<Evicted>, SpoolError> {
+        let now = unix_millis_now();
         let expired = self.run(|conn| {
-            let removed = diesel::delete(spool::table.filter(spool::created_at_ms.lt(cutoff_unix_ms)))
+            let old = spool::created_at_ms.lt(cutoff_unix_ms).and(spool::lease_until_ms.le(now));
+            let removed = diesel::delete(spool::table.filter(old))
                 .returning((spool::signal, spool::items, spool::size_bytes))
                 .load::<(String, i64, i64)>(conn)?;
             let mut evicted = Vec::new();

@@ -97,6 +97,28 @@ pub enum CalcError {
     },
 }
 
+impl CalcError {
+    /// What failed and where, in the calculator's own words only: `syntax error at column 7`,
+    /// `unknown function at column 1`. Unlike the `Display` text it never quotes the expression
+    /// (a name, a number, a character), so it may go where arguments must not (the audit log).
+    pub fn summary(&self) -> String {
+        match self {
+            CalcError::DivisionByZero { position } => format!("division by zero at column {position}"),
+            CalcError::Syntax { position, .. } => format!("syntax error at column {position}"),
+            CalcError::UnknownFunction { position, .. } => format!("unknown function at column {position}"),
+            CalcError::Arity { function, expected, got, position } => {
+                format!("`{function}` takes {expected}, got {got} (column {position})")
+            }
+            CalcError::Domain { position, .. } => format!("undefined operation at column {position}"),
+            CalcError::NotFinite { position } => format!("result is not a finite number at column {position}"),
+            CalcError::TooLong { limit } => format!("expression longer than {limit} characters"),
+            CalcError::TooDeep { position, limit } => {
+                format!("expression nests deeper than {limit} levels at column {position}")
+            }
+        }
+    }
+}
+
 /// Evaluates `expression` and returns its value (never NaN or infinite; `-0` is returned as `0`).
 ///
 /// ```
@@ -716,6 +738,29 @@ mod tests {
         // The limit counts characters, not bytes.
         let wide = "1×".repeat(MAX_EXPRESSION_CHARS / 2 - 1) + "1";
         assert_eq!(evaluate(&wide), Ok(1.0));
+    }
+
+    #[test]
+    fn summaries_quote_nothing_of_the_expression() {
+        for expression in [
+            "secret_fn(1)",
+            "1 + secret",
+            "1 $ 2",
+            "12345.6.7",
+            "sqrt(-98765)",
+            "(-98765) ^ 0.5",
+            "98765 / 0",
+            "1e98765",
+            "(1 + 2",
+            "min()",
+        ] {
+            let err = evaluate(expression).unwrap_err();
+            let summary = err.summary();
+            for quoted in ["secret", "$", "12345", "98765"] {
+                assert!(!summary.contains(quoted), "{expression:?}: {summary}");
+            }
+            assert!(summary.contains("column"), "{expression:?}: {summary}");
+        }
     }
 
     #[test]

@@ -46,6 +46,18 @@ pub enum EmbedError {
     Config(String),
 }
 
+impl EmbedError {
+    /// The failure's class: `http`, `timeout`, `protocol` or `config`.
+    pub fn kind(&self) -> &'static str {
+        match self {
+            EmbedError::Http(_) => "http",
+            EmbedError::Timeout => "timeout",
+            EmbedError::Protocol(_) => "protocol",
+            EmbedError::Config(_) => "config",
+        }
+    }
+}
+
 /// The embedder configured by `settings`: [`HashingEmbedder`] or [`OpenAiEmbedder`].
 pub fn from_settings(settings: &VectorSettings) -> Result<Arc<dyn Embedder>, EmbedError> {
     Ok(match settings.embedder {
