@@ -290,10 +290,7 @@ impl Drop for PgDatabase {
 
 #[test]
 fn the_gateway_runs_the_same_on_postgresql() {
-    let Ok(admin_url) = std::env::var("METAMCP_TEST_POSTGRES_URL") else {
-        eprintln!("skipped: METAMCP_TEST_POSTGRES_URL is not set (.ci/run sets it)");
-        return;
-    };
+    let Some(admin_url) = support::prereq::postgres_url() else { return };
     let database = PgDatabase::create(&admin_url);
     let collector = TestCollector::start(Transport::Grpc);
     let upstream = McpUpstream::start("pg-upstream");

@@ -1,6 +1,7 @@
 //! Storage tests. Each body runs twice: on a SQLite file in a temporary directory, and on a fresh
 //! PostgreSQL database created for the test (and dropped after it) on the server
-//! `METAMCP_TEST_POSTGRES_URL` names — skipped, with a message, when that variable is unset.
+//! `METAMCP_TEST_POSTGRES_URL` names — without it skipped with a `SKIP` line, or failed under
+//! `METAMCP_CI=1`.
 
 use std::sync::mpsc;
 use std::time::Duration;
@@ -18,8 +19,6 @@ use super::schema::{endpoint_api_keys, endpoint_servers, tools};
 use super::*;
 use crate::gateway::config::DatabaseSettings;
 use crate::TelemetryManager;
-
-const POSTGRES_URL_VAR: &str = "METAMCP_TEST_POSTGRES_URL";
 
 /// `url` pointing at database `name` instead, query string kept.
 fn with_database(url: &str, name: &str) -> String {
@@ -68,11 +67,10 @@ impl TestDb {
         }
     }
 
+    /// A fresh database on the server `METAMCP_TEST_POSTGRES_URL` names; without it the test is
+    /// skipped, or fails under `METAMCP_CI=1` (the decision of [`crate::test_prereq`]).
     fn postgres() -> Option<Self> {
-        let Ok(admin_url) = std::env::var(POSTGRES_URL_VAR) else {
-            eprintln!("skipped: {POSTGRES_URL_VAR} is not set (e.g. postgres://postgres@127.0.0.1:5432/test)");
-            return None;
-        };
+        let admin_url = crate::test_prereq::postgres_url()?;
         let name = format!("mmcp_test_{:016x}", fastrand::u64(..));
         let mut conn = PgConnection::establish(&admin_url).unwrap();
         diesel::sql_query(format!("CREATE DATABASE {name}")).execute(&mut conn).unwrap();
