@@ -712,13 +712,17 @@ fn readiness_probe_reports_the_pool(db: TestDb) {
     let probe = store.readiness_probe();
     assert_eq!(probe.name(), "database");
     let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
+    let started = std::time::Instant::now();
     let report = runtime.block_on(probe.check()).unwrap();
+    let elapsed_ms = started.elapsed().as_secs_f64() * 1000.0;
     assert_eq!(report["backend"], db.backend.as_str());
     assert_eq!(report["pool_size"], 4);
     assert_eq!(report["in_use"], 0);
     assert_eq!(report["idle"], 4);
     assert_eq!(report["pool_idle"], 4);
-    assert!(report["latency_ms"].as_f64().unwrap() >= 0.0);
+    // The `SELECT 1` round trip, in milliseconds: some time, and no more than the whole check took.
+    let latency_ms = report["latency_ms"].as_f64().unwrap();
+    assert!(latency_ms > 0.0 && latency_ms <= elapsed_ms, "latency {latency_ms} ms of a {elapsed_ms} ms check");
 }
 
 fn concurrent_writers_all_succeed(db: TestDb) {
