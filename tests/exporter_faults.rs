@@ -1,8 +1,9 @@
 //! The exporter against a collector that misbehaves on a real OTLP wire: permanent answers are
 //! not retried and are counted as permanent; a partial success counts the rejected items as
 //! dropped and only the rest as exported; throttling delays (HTTP `Retry-After`, gRPC
-//! `RetryInfo`) are honoured; a collector that goes away and comes back gets everything; an
-//! exporter that panics with batches in flight loses none of them.
+//! `RetryInfo`) are honoured; a collector that goes away and comes back gets everything, its
+//! spool replayed through one export slot so that fresh batches keep the other; an exporter that
+//! panics with batches in flight loses none of them.
 
 mod common;
 mod support;
@@ -238,6 +239,73 @@ async fn an_exporter_panic_while_batches_are_in_flight_loses_none_of_them() {
     assert!(missing.is_empty(), "lost in the restart: {missing:?}");
     assert_eq!(metrics.exported(Signal::Traces).get(), 16, "each span counted once");
     assert_eq!(metrics.dropped_total(Signal::Traces), 0, "{:?}", metrics.dropped_by_reason(Signal::Traces));
+    manager.shutdown().await;
+}
+
+#[actix_rt::test]
+async fn a_replay_leaves_one_export_slot_to_fresh_batches() {
+    const N: usize = 12;
+    let mut collector = TestCollector::start(Transport::Grpc);
+    collector.stop();
+    let mut settings = settings_for(&collector.endpoint(), Protocol::Grpc);
+    settings.metrics.otlp_export = false;
+    settings.span_buffer.max_batch_size = 1;
+    settings.exporter.max_concurrent_exports = 2;
+    settings.spool.replay_batches_per_second = 1_000;
+    let manager = TelemetryManager::initialize(&settings).unwrap();
+    let pipeline = manager.pipeline().unwrap();
+    let (metrics, exporter) = (pipeline.self_metrics.clone(), pipeline.exporter.clone());
+    let tracer = manager.tracer().unwrap().clone();
+    // A first span finds the collector away; then N batches of one span go to the spool.
+    tracer.in_span("warm-up", |_| {});
+    let down = wait_until_async(Duration::from_secs(10), || {
+        let metrics = metrics.clone();
+        async move { metrics.collector_up().get() == 0 }
+    })
+    .await;
+    assert!(down, "the collector is judged unreachable");
+    for i in 0..N {
+        tracer.in_span(format!("spooled {i}"), |_| {});
+    }
+    let spooled =
+        wait_until_async(Duration::from_secs(10), || {
+            let exporter = exporter.clone();
+            async move {
+                exporter.send(GetStatus).await.is_ok_and(|s| s.spool.items[Signal::Traces as usize] == N as u64 + 1)
+            }
+        })
+        .await;
+    assert!(spooled, "{:?}", exporter.send(GetStatus).await);
+
+    // The collector returns, answering every export after 300 ms: the replay takes seconds.
+    collector.set_behavior(Behavior::Delay(Duration::from_millis(300)));
+    collector.restart();
+    let (mut most_replaying, mut most_in_flight) = (0, 0);
+    let replayed =
+        |collector: &TestCollector| collector.spans().iter().filter(|s| s.name.starts_with("spooled")).count();
+    let mut fresh_sent = false;
+    let deadline = std::time::Instant::now() + Duration::from_secs(60);
+    let replayed_before_fresh = loop {
+        let status = exporter.send(GetStatus).await.unwrap();
+        most_replaying = most_replaying.max(status.spool.replaying);
+        most_in_flight = most_in_flight.max(status.in_flight);
+        if !fresh_sent && replayed(&collector) >= 2 {
+            // A fresh span while the replay runs: its batch takes the slot the replay leaves free.
+            tracer.in_span("fresh", |_| {});
+            fresh_sent = true;
+        }
+        if let Some(at) = collector.spans().iter().position(|s| s.name == "fresh") {
+            break collector.spans()[..at].iter().filter(|s| s.name.starts_with("spooled")).count();
+        }
+        assert!(std::time::Instant::now() < deadline, "the fresh span never arrived");
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    };
+    assert!(replayed_before_fresh < N, "the fresh batch waited for the whole replay");
+    manager.force_flush(Duration::from_secs(30)).await.unwrap();
+    assert_eq!(replayed(&collector), N, "the whole spool is replayed");
+    assert_eq!(most_replaying, 1, "one replay at a time: one of the two slots stays free for fresh batches");
+    assert_eq!(most_in_flight, 2, "the fresh batch ran beside a replay");
+    assert_eq!(metrics.dropped_total(Signal::Traces), 0);
     manager.shutdown().await;
 }
 
