@@ -4,6 +4,9 @@
 #   promtool  (Debian package `prometheus`)  validates docker/prometheus/ (rules, their unit tests,
 #                                            the scrape config) and lints the service's /metrics
 #   chromium  (Debian package `chromium`)    a headless browser for the dashboard tests
+#   initdb, pg_ctl (Debian package `postgresql`, under /usr/lib/postgresql/*/bin)
+#                                            a private PostgreSQL server for tests/pg_faults.rs
+#                                            (the package's own cluster is not started)
 #
 # Idempotent and non-interactive: a second run installs nothing. Uses apt-get only (Debian/Ubuntu);
 # elsewhere it says what to install and exits 1. Runs apt-get through sudo when not root.
@@ -24,8 +27,22 @@ for command in "${!wanted[@]}"; do
     fi
 done
 
+# The PostgreSQL server binaries are not on PATH on Debian: look where the package puts them.
+postgres_server_installed() {
+    local bin
+    for bin in /usr/lib/postgresql/*/bin; do
+        if [ -x "$bin/initdb" ] && [ -x "$bin/pg_ctl" ]; then
+            return 0
+        fi
+    done
+    return 1
+}
+if ! postgres_server_installed; then
+    missing+=(postgresql)
+fi
+
 if [ ${#missing[@]} -eq 0 ]; then
-    echo "setup: promtool and chromium are installed; nothing to do"
+    echo "setup: promtool, chromium and the PostgreSQL server binaries are installed; nothing to do"
     exit 0
 fi
 
@@ -100,4 +117,8 @@ for command in "${!wanted[@]}"; do
         exit 1
     fi
 done
+if ! postgres_server_installed; then
+    echo "setup: initdb and pg_ctl are still missing after installing postgresql" >&2
+    exit 1
+fi
 echo "setup: done ($(promtool --version 2>&1 | head -n 1))"

@@ -37,6 +37,11 @@ pub mod propagation;
 pub mod redact;
 pub mod settings;
 pub mod status;
+/// The skip-or-fail decision of the integration tests, for the unit tests' prerequisites too.
+#[cfg(test)]
+#[path = "../tests/support/prereq.rs"]
+#[allow(dead_code, unreachable_pub)]
+pub(crate) mod test_prereq;
 
 pub use capture::{RecordedRequest, RecordedToolExecution, RecordedVectorSearch, TestTelemetry};
 pub use manager::{resource, InitError, TelemetryManager, SCOPE_NAME};

@@ -483,6 +483,36 @@ async fn delay_answers_late_and_records() {
 }
 
 #[tokio::test]
+async fn partial_success_records_and_answers_the_rejected_count_and_message() {
+    let partial = Behavior::PartialSuccess { rejected: 1, message: "1 span refused".into() };
+    let grpc = TestCollector::start(Transport::Grpc);
+    grpc.set_behavior(partial.clone());
+    let mut client = TraceServiceClient::connect(grpc.endpoint()).await.expect("connect");
+    let answer = client.export(traces()).await.expect("accepted").into_inner();
+    let answered = answer.partial_success.expect("a partial_success");
+    assert_eq!((answered.rejected_spans, answered.error_message.as_str()), (1, "1 span refused"));
+    let mut client = MetricsServiceClient::connect(grpc.endpoint()).await.expect("connect");
+    let answer = client.export(metrics(3)).await.expect("accepted").into_inner();
+    assert_eq!(answer.partial_success.expect("a partial_success").rejected_data_points, 1);
+    assert_eq!((grpc.span_count(), grpc.metric_requests().len(), grpc.rejected_count()), (2, 1, 0), "recorded");
+
+    let http = TestCollector::start(Transport::Http);
+    http.set_behavior(partial);
+    let response = post(&http.traces_url(), traces().encode_to_vec()).await;
+    assert_eq!(response.status(), 200);
+    let answer = ExportTraceServiceResponse::decode(response.bytes().await.expect("body")).expect("decodes");
+    let answered = answer.partial_success.expect("a partial_success");
+    assert_eq!((answered.rejected_spans, answered.error_message.as_str()), (1, "1 span refused"));
+    let response = post(&http.metrics_url(), metrics(3).encode_to_vec()).await;
+    let answer = opentelemetry_proto::tonic::collector::metrics::v1::ExportMetricsServiceResponse::decode(
+        response.bytes().await.expect("body"),
+    )
+    .expect("decodes");
+    assert_eq!(answer.partial_success.expect("a partial_success").rejected_data_points, 1);
+    assert_eq!((http.span_count(), http.metric_requests().len()), (2, 1), "recorded");
+}
+
+#[tokio::test]
 async fn http_stall_holds_until_the_client_gives_up_and_records_nothing() {
     let collector = TestCollector::start(Transport::Http);
     collector.set_behavior(Behavior::Stall);

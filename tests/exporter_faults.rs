@@ -1,17 +1,23 @@
 //! The exporter against a collector that misbehaves on a real OTLP wire: permanent answers are
-//! not retried and are counted as permanent; throttling delays (HTTP `Retry-After`, gRPC
-//! `RetryInfo`) are honoured; a collector that goes away and comes back gets everything.
+//! not retried and are counted as permanent; a partial success counts the rejected items as
+//! dropped and only the rest as exported; throttling delays (HTTP `Retry-After`, gRPC
+//! `RetryInfo`) are honoured; a collector that goes away and comes back gets everything, its
+//! spool replayed through one export slot so that fresh batches keep the other; an exporter that
+//! panics with batches in flight loses none of them.
 
 mod common;
 mod support;
 
+use std::collections::BTreeSet;
 use std::time::Duration;
 
 use common::settings_for;
-use metamcp_telemetry::actors::self_metrics::{DropReason, FailureKind, Signal};
+use metamcp_telemetry::actors::exporter::GetStatus;
+use metamcp_telemetry::actors::self_metrics::{ActorKind, DropReason, FailureKind, Signal};
 use metamcp_telemetry::actors::Protocol;
 use metamcp_telemetry::TelemetryManager;
 use opentelemetry::trace::Tracer as _;
+use support::wait::wait_until_async;
 use support::{Behavior, TestCollector, Transport};
 
 fn protocol(transport: Transport) -> Protocol {
@@ -62,6 +68,82 @@ async fn grpc_resource_exhausted_without_retry_info_is_permanent() {
 #[actix_rt::test]
 async fn http_400_is_permanent() {
     permanent_failure_is_not_retried(Transport::Http, Behavior::FailHttp { status: 400, retry_after: None }).await;
+}
+
+async fn partial_success_counts_the_rejected_spans_as_dropped(transport: Transport) {
+    let collector = TestCollector::start(transport);
+    collector.set_behavior(Behavior::PartialSuccess { rejected: 2, message: "2 spans refused: too old".into() });
+    let mut settings = settings_for(&collector.endpoint(), protocol(transport));
+    settings.metrics.otlp_export = false;
+    // The five spans leave as one batch, when the fifth arrives.
+    settings.span_buffer.max_batch_size = 5;
+    settings.span_buffer.flush_interval = Duration::from_secs(3600);
+    let manager = TelemetryManager::initialize(&settings).unwrap();
+    record_spans(&manager, 5);
+    manager.force_flush(Duration::from_secs(10)).await.unwrap();
+    assert_eq!(collector.request_count(), 1, "a partial success is an answer, not a failure to retry");
+    assert_eq!(collector.span_count(), 5);
+    let metrics = manager.pipeline().unwrap().self_metrics.clone();
+    assert_eq!(metrics.exported(Signal::Traces).get(), 3, "the rejected spans are not counted as exported");
+    assert_eq!(metrics.dropped(Signal::Traces, DropReason::ExportFailedPermanent).get(), 2);
+    assert_eq!(metrics.dropped_total(Signal::Traces), 2, "{:?}", metrics.dropped_by_reason(Signal::Traces));
+    assert_eq!(metrics.export_failures(Signal::Traces, FailureKind::Permanent).get(), 0);
+    assert_eq!(metrics.export_failures(Signal::Traces, FailureKind::Retryable).get(), 0);
+    manager.shutdown().await;
+}
+
+#[actix_rt::test]
+async fn grpc_partial_success_counts_the_rejected_spans_as_dropped() {
+    partial_success_counts_the_rejected_spans_as_dropped(Transport::Grpc).await;
+}
+
+#[actix_rt::test]
+async fn http_partial_success_counts_the_rejected_spans_as_dropped() {
+    partial_success_counts_the_rejected_spans_as_dropped(Transport::Http).await;
+}
+
+/// Data points of one metrics export request.
+fn data_points(request: &opentelemetry_proto::tonic::collector::metrics::v1::ExportMetricsServiceRequest) -> u64 {
+    use opentelemetry_proto::tonic::metrics::v1::metric::Data;
+    request
+        .resource_metrics
+        .iter()
+        .flat_map(|rm| &rm.scope_metrics)
+        .flat_map(|sm| &sm.metrics)
+        .map(|m| match &m.data {
+            Some(Data::Gauge(g)) => g.data_points.len(),
+            Some(Data::Sum(s)) => s.data_points.len(),
+            Some(Data::Histogram(h)) => h.data_points.len(),
+            Some(Data::ExponentialHistogram(h)) => h.data_points.len(),
+            Some(Data::Summary(s)) => s.data_points.len(),
+            None => 0,
+        } as u64)
+        .sum()
+}
+
+#[actix_rt::test]
+async fn partial_success_counts_the_rejected_data_points_as_dropped() {
+    let collector = TestCollector::start(Transport::Grpc);
+    collector.set_behavior(Behavior::PartialSuccess { rejected: 1, message: "1 data point refused".into() });
+    let manager = TelemetryManager::initialize(&settings_for(&collector.endpoint(), Protocol::Grpc)).unwrap();
+    manager.record_request("GET", "/items/{id}", 200, Duration::from_millis(3));
+    let snapshots = collector.wait_for_async(Duration::from_secs(20), |r| r.metric_requests().len() >= 3).await;
+    assert!(snapshots, "three metric snapshots arrive");
+    manager.shutdown().await;
+    // Every snapshot had one point rejected; the rest of its points were exported.
+    let requests = collector.metric_requests();
+    let points: u64 = requests.iter().map(data_points).sum();
+    let metrics = manager.pipeline().unwrap().self_metrics.clone();
+    let rejected = metrics.dropped(Signal::Metrics, DropReason::ExportFailedPermanent).get();
+    assert_eq!(rejected, requests.len() as u64, "one point dropped per snapshot");
+    assert_eq!(metrics.dropped_total(Signal::Metrics), rejected, "{:?}", metrics.dropped_by_reason(Signal::Metrics));
+    assert_eq!(
+        metrics.exported(Signal::Metrics).get(),
+        points - rejected,
+        "{} snapshots of {points} points",
+        requests.len()
+    );
+    assert_eq!(metrics.export_failures(Signal::Metrics, FailureKind::Permanent).get(), 0);
 }
 
 async fn throttling_delay_is_honoured(transport: Transport, behavior: Behavior) {
@@ -115,6 +197,114 @@ async fn a_collector_that_comes_back_gets_everything_recorded_meanwhile() {
     manager.force_flush(Duration::from_secs(20)).await.unwrap();
     assert_eq!(collector.span_count(), 40);
     assert_eq!(metrics.collector_up().get(), 1, "reachable again");
+    assert_eq!(metrics.dropped_total(Signal::Traces), 0);
+    manager.shutdown().await;
+}
+
+#[actix_rt::test]
+async fn an_exporter_panic_while_batches_are_in_flight_loses_none_of_them() {
+    let collector = TestCollector::start(Transport::Grpc);
+    // Exports are held open, unanswered and unrecorded, until the behaviour changes.
+    collector.set_behavior(Behavior::Stall);
+    let mut settings = settings_for(&collector.endpoint(), Protocol::Grpc);
+    settings.metrics.otlp_export = false;
+    settings.exporter.timeout = Duration::from_secs(30);
+    settings.span_buffer.max_batch_size = 4;
+    let manager = TelemetryManager::initialize(&settings).unwrap();
+    let pipeline = manager.pipeline().unwrap();
+    let metrics = pipeline.self_metrics.clone();
+    // Four batches: two in flight (the export slots), two waiting.
+    record_spans(&manager, 16);
+    let exporter = pipeline.exporter.clone();
+    let held = wait_until_async(Duration::from_secs(10), || {
+        let exporter = exporter.clone();
+        async move { exporter.send(GetStatus).await.is_ok_and(|s| s.in_flight == 2 && s.pending_batches == 2) }
+    })
+    .await;
+    assert!(held, "two exports in flight and two batches waiting: {:?}", exporter.send(GetStatus).await);
+    assert!(collector.wait_for_async(Duration::from_secs(10), |r| r.request_count() >= 2).await, "both reached it");
+
+    pipeline.inject_panic(ActorKind::Exporter);
+    let restarted = wait_until_async(Duration::from_secs(10), || {
+        let metrics = metrics.clone();
+        async move { metrics.restarts(ActorKind::Exporter).get() == 1 }
+    })
+    .await;
+    assert!(restarted, "the supervisor restarts the exporter");
+    collector.set_behavior(Behavior::Accept);
+    manager.force_flush(Duration::from_secs(20)).await.unwrap();
+
+    let names: BTreeSet<String> = collector.spans().into_iter().map(|s| s.name).collect();
+    let missing: Vec<String> = (0..16).map(|i| format!("op {i}")).filter(|name| !names.contains(name)).collect();
+    assert!(missing.is_empty(), "lost in the restart: {missing:?}");
+    assert_eq!(metrics.exported(Signal::Traces).get(), 16, "each span counted once");
+    assert_eq!(metrics.dropped_total(Signal::Traces), 0, "{:?}", metrics.dropped_by_reason(Signal::Traces));
+    manager.shutdown().await;
+}
+
+#[actix_rt::test]
+async fn a_replay_leaves_one_export_slot_to_fresh_batches() {
+    const N: usize = 12;
+    let mut collector = TestCollector::start(Transport::Grpc);
+    collector.stop();
+    let mut settings = settings_for(&collector.endpoint(), Protocol::Grpc);
+    settings.metrics.otlp_export = false;
+    settings.span_buffer.max_batch_size = 1;
+    settings.exporter.max_concurrent_exports = 2;
+    settings.spool.replay_batches_per_second = 1_000;
+    let manager = TelemetryManager::initialize(&settings).unwrap();
+    let pipeline = manager.pipeline().unwrap();
+    let (metrics, exporter) = (pipeline.self_metrics.clone(), pipeline.exporter.clone());
+    let tracer = manager.tracer().unwrap().clone();
+    // A first span finds the collector away; then N batches of one span go to the spool.
+    tracer.in_span("warm-up", |_| {});
+    let down = wait_until_async(Duration::from_secs(10), || {
+        let metrics = metrics.clone();
+        async move { metrics.collector_up().get() == 0 }
+    })
+    .await;
+    assert!(down, "the collector is judged unreachable");
+    for i in 0..N {
+        tracer.in_span(format!("spooled {i}"), |_| {});
+    }
+    let spooled =
+        wait_until_async(Duration::from_secs(10), || {
+            let exporter = exporter.clone();
+            async move {
+                exporter.send(GetStatus).await.is_ok_and(|s| s.spool.items[Signal::Traces as usize] == N as u64 + 1)
+            }
+        })
+        .await;
+    assert!(spooled, "{:?}", exporter.send(GetStatus).await);
+
+    // The collector returns, answering every export after 300 ms: the replay takes seconds.
+    collector.set_behavior(Behavior::Delay(Duration::from_millis(300)));
+    collector.restart();
+    let (mut most_replaying, mut most_in_flight) = (0, 0);
+    let replayed =
+        |collector: &TestCollector| collector.spans().iter().filter(|s| s.name.starts_with("spooled")).count();
+    let mut fresh_sent = false;
+    let deadline = std::time::Instant::now() + Duration::from_secs(60);
+    let replayed_before_fresh = loop {
+        let status = exporter.send(GetStatus).await.unwrap();
+        most_replaying = most_replaying.max(status.spool.replaying);
+        most_in_flight = most_in_flight.max(status.in_flight);
+        if !fresh_sent && replayed(&collector) >= 2 {
+            // A fresh span while the replay runs: its batch takes the slot the replay leaves free.
+            tracer.in_span("fresh", |_| {});
+            fresh_sent = true;
+        }
+        if let Some(at) = collector.spans().iter().position(|s| s.name == "fresh") {
+            break collector.spans()[..at].iter().filter(|s| s.name.starts_with("spooled")).count();
+        }
+        assert!(std::time::Instant::now() < deadline, "the fresh span never arrived");
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    };
+    assert!(replayed_before_fresh < N, "the fresh batch waited for the whole replay");
+    manager.force_flush(Duration::from_secs(30)).await.unwrap();
+    assert_eq!(replayed(&collector), N, "the whole spool is replayed");
+    assert_eq!(most_replaying, 1, "one replay at a time: one of the two slots stays free for fresh batches");
+    assert_eq!(most_in_flight, 2, "the fresh batch ran beside a replay");
     assert_eq!(metrics.dropped_total(Signal::Traces), 0);
     manager.shutdown().await;
 }

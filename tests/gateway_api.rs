@@ -352,20 +352,9 @@ fn endpoint_api_keys_and_the_admin_token_guard_their_doors() {
     open.initialize();
 }
 
-/// An address of this machine that is not loopback, if it has one.
-fn non_loopback_ip() -> Option<std::net::IpAddr> {
-    let socket = std::net::UdpSocket::bind("0.0.0.0:0").ok()?;
-    socket.connect("192.0.2.1:9").ok()?;
-    let ip = socket.local_addr().ok()?.ip();
-    (!ip.is_loopback() && !ip.is_unspecified()).then_some(ip)
-}
-
 #[test]
 fn without_a_token_the_admin_api_answers_loopback_only() {
-    let Some(ip) = non_loopback_ip() else {
-        eprintln!("skipped: this machine has no non-loopback address to connect from");
-        return;
-    };
+    let Some(ip) = support::prereq::non_loopback_ip() else { return };
     // Without a token every route takes loopback Host names only: a client that names the
     // machine's address is refused before any route, like a DNS rebinding page would be.
     let service = Service::start(&[], &["--bind", "0.0.0.0:0"]);

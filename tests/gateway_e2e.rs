@@ -1,8 +1,9 @@
 //! End to end with official MCP SDKs on both sides: an `rmcp` upstream server, the real gateway
 //! binary exporting to a loopback OTLP receiver, and an `rmcp` client. One trace runs from the
 //! client's `traceparent` through the gateway's server span and tool span to the upstream client
-//! span, whose `traceparent` the upstream receives; the metrics and the audit rows match. Upstream
-//! faults (slow, failing, gone) come back as JSON-RPC errors or tool errors with failure metrics.
+//! span, whose `traceparent` (and the caller's `tracestate`) the upstream receives; the metrics
+//! and the audit rows match. Upstream faults (slow, failing, gone) come back as JSON-RPC errors or
+//! tool errors with failure metrics.
 
 mod common;
 mod mcp_peers;
@@ -175,6 +176,53 @@ fn official_sdks_on_both_sides_see_one_trace_and_matching_metrics_and_audit() {
 }
 
 #[test]
+fn an_incoming_tracestate_reaches_the_server_span_and_the_upstream() {
+    const TRACE: &str = "5bf92f3577b34da6a3ce929d0e0e4737";
+    // Two vendors' entries, as W3C Trace Context's examples write them.
+    const TRACESTATE: &str = "congo=t61rcWkgMzE,rojo=00f067aa0ba902b7";
+    let collector = TestCollector::start(Transport::Grpc);
+    let upstream = McpUpstream::start("tracestate-upstream");
+    let service = gateway(&collector, &[]);
+    register(&service, "up", &upstream.url(), json!({}));
+    create_endpoint(&service, "team", &["up"], false);
+
+    let rt = runtime();
+    let headers = vec![
+        ("traceparent".to_owned(), format!("00-{TRACE}-{CLIENT_SPAN}-01")),
+        ("tracestate".to_owned(), TRACESTATE.to_owned()),
+    ];
+    let mcp = rt.block_on(McpTestClient::connect(&service.url("/metamcp/team/mcp"), headers)).expect("connects");
+    let sum = rt.block_on(mcp.call_tool("up__add", json!({"a": 20, "b": 22}))).expect("upstream tool");
+    assert_eq!(text_of(&sum), "42");
+
+    // The upstream receives the caller's tracestate, in the header and in params._meta, beside
+    // a traceparent of the same trace.
+    let calls = upstream.requests_for("tools/call");
+    assert_eq!(calls.len(), 1);
+    assert!(calls[0].traceparent.as_deref().is_some_and(|p| p.contains(TRACE)), "{:?}", calls[0].traceparent);
+    assert_eq!(calls[0].header("tracestate"), Some(TRACESTATE), "the tracestate header at the upstream");
+    let meta = calls[0].body.as_ref().and_then(|b| b["params"]["_meta"]["tracestate"].as_str().map(str::to_owned));
+    assert_eq!(meta.as_deref(), Some(TRACESTATE), "params._meta.tracestate at the upstream");
+
+    // The server span, and the spans under it, carry it too.
+    assert_eventually(WAIT, POLL, "the upstream client span arrives", || {
+        spans_named(&collector, "tools/call add").len() == 1
+    });
+    let tool_span = spans_named(&collector, "tools/call up__add").remove(0);
+    let server_span = collector
+        .spans()
+        .into_iter()
+        .find(|s| Some(s.span_id_hex()) == tool_span.parent_span_id_hex())
+        .expect("the tool span's parent arrives");
+    assert_eq!(server_span.kind, SpanKind::Server);
+    assert_eq!(server_span.trace_id_hex(), TRACE);
+    assert_eq!(server_span.span.trace_state, TRACESTATE, "the server span's trace_state");
+    assert_eq!(tool_span.span.trace_state, TRACESTATE);
+    assert_eq!(spans_named(&collector, "tools/call add")[0].span.trace_state, TRACESTATE);
+    rt.block_on(mcp.close());
+}
+
+#[test]
 fn upstream_faults_become_json_rpc_errors_with_failure_metrics() {
     let collector = TestCollector::start(Transport::Grpc);
     let upstream = McpUpstream::start("flaky");
@@ -290,10 +338,7 @@ impl Drop for PgDatabase {
 
 #[test]
 fn the_gateway_runs_the_same_on_postgresql() {
-    let Ok(admin_url) = std::env::var("METAMCP_TEST_POSTGRES_URL") else {
-        eprintln!("skipped: METAMCP_TEST_POSTGRES_URL is not set (.ci/run sets it)");
-        return;
-    };
+    let Some(admin_url) = support::prereq::postgres_url() else { return };
     let database = PgDatabase::create(&admin_url);
     let collector = TestCollector::start(Transport::Grpc);
     let upstream = McpUpstream::start("pg-upstream");

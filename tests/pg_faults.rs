@@ -7,7 +7,8 @@
 //! receiver and `/health` shows the exporter's spool fallen back to memory. Then the server starts again and everything recovers: readiness 200, the admin API
 //! answers, new audit rows are written, and the audit counters account for every call.
 //!
-//! Skipped, with a message, when the PostgreSQL server binaries are not installed.
+//! Without the PostgreSQL server binaries it is skipped with a `SKIP` line, or fails under
+//! `METAMCP_CI=1` (scripts/setup.sh installs them).
 
 mod common;
 mod mcp_peers;
@@ -15,7 +16,7 @@ mod support;
 
 use std::net::TcpListener;
 use std::os::unix::fs::MetadataExt as _;
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::process::Command;
 use std::sync::atomic::{AtomicBool, AtomicU8, Ordering};
 use std::sync::{Arc, Mutex};
@@ -46,29 +47,10 @@ struct PrivatePostgres {
 }
 
 impl PrivatePostgres {
-    /// The newest installed server binaries, if any.
-    fn find_bin() -> Option<PathBuf> {
-        let mut found: Vec<PathBuf> = std::fs::read_dir("/usr/lib/postgresql")
-            .ok()?
-            .flatten()
-            .map(|entry| entry.path().join("bin"))
-            .filter(|bin| bin.join("initdb").is_file() && bin.join("pg_ctl").is_file())
-            .collect();
-        found.sort_by_key(|bin| {
-            bin.parent()
-                .and_then(Path::file_name)
-                .and_then(|v| v.to_str())
-                .and_then(|v| v.parse::<u32>().ok())
-                .unwrap_or(0)
-        });
-        found.pop()
-    }
-
+    /// Starts a server on the newest installed binaries; without them the test is skipped, or
+    /// fails under `METAMCP_CI=1`.
     fn start() -> Option<Self> {
-        let Some(bin) = Self::find_bin() else {
-            eprintln!("skipped: no PostgreSQL server binaries (initdb, pg_ctl) under /usr/lib/postgresql/*/bin");
-            return None;
-        };
+        let bin = support::prereq::postgres_server_bin()?;
         // `/proc/self` belongs to the process's effective user.
         let as_postgres = std::fs::metadata("/proc/self").is_ok_and(|m| m.uid() == 0);
         let dir = tempfile::Builder::new().prefix("mmcp-pg-").tempdir().expect("temp dir");

@@ -70,8 +70,9 @@ fn without_a_collector_requests_are_served_health_degrades_and_one_warning_is_lo
     assert_eq!(warnings, 1, "one warning for the outage, not one per attempt:\n{}", service.logs().join("\n"));
 }
 
-#[test]
-fn sigterm_exports_every_span_accepted_before_it() {
+/// The service stopped by `signal` with spans buffered: it exits 0, and every span accepted
+/// before the signal and a last metrics snapshot reach the collector.
+fn a_stop_signal_exports_every_span_accepted_before_it(signal: Signal) {
     let collector = TestCollector::start(Transport::Grpc);
     let endpoint = collector.endpoint();
     let envs = [
@@ -88,12 +89,26 @@ fn sigterm_exports_every_span_accepted_before_it() {
         assert_eq!(http.get(service.url("/health/live")).send().unwrap().status(), 200);
     }
     assert_eq!(collector.span_count(), 0, "the flush interval holds the spans back");
-    let status = service.signal_and_wait(Signal::SIGTERM, Duration::from_secs(20));
-    assert!(status.success(), "{status}");
+    let status = service.signal_and_wait(signal, Duration::from_secs(20));
+    assert!(status.success(), "{signal}: {status}\n{}", service.logs().join("\n"));
     let spans = collector.spans();
     let served = spans.iter().filter(|s| s.attr("http.route").as_deref() == Some("/health/live")).count();
     assert_eq!(served, REQUESTS);
     assert!(!collector.metric_points("metamcp_requests_total").is_empty(), "a final metrics snapshot is exported too");
+    let logged = service.json_logs().iter().any(|line| {
+        line["message"].as_str().is_some_and(|m| m.starts_with("shutting down")) && line["signal"] == signal.as_str()
+    });
+    assert!(logged, "the shutdown names {signal}:\n{}", service.logs().join("\n"));
+}
+
+#[test]
+fn sigterm_exports_every_span_accepted_before_it() {
+    a_stop_signal_exports_every_span_accepted_before_it(Signal::SIGTERM);
+}
+
+#[test]
+fn sigint_shuts_down_like_sigterm() {
+    a_stop_signal_exports_every_span_accepted_before_it(Signal::SIGINT);
 }
 
 #[test]

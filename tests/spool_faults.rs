@@ -1,6 +1,8 @@
 //! No telemetry lost to collector faults, with the real binary, a real OTLP receiver on loopback,
 //! a real SQLite spool and real signals: a collector absent at start, killed mid-stream, slow;
-//! the service killed with SIGKILL while spans sit in the spool; SIGTERM under load.
+//! the service killed with SIGKILL while spans sit in the spool; SIGTERM under load. And the
+//! spool's own rules: replayed oldest first at `spool.replay_batches_per_second`, and emptied of
+//! batches older than `spool.max_age` (counted as `spool_expired`).
 //!
 //! Every request carries its own trace id (`traceparent`), so each test knows exactly which
 //! server spans must arrive, and can tell a loss from a duplicate.
@@ -42,6 +44,13 @@ fn envs(endpoint: &str, protocol: &str) -> Vec<(String, String)> {
     .into_iter()
     .map(|(k, v)| (k.to_owned(), v.to_owned()))
     .collect()
+}
+
+/// `envs` with `key` set to `value` (replaced if present).
+fn with(mut envs: Vec<(String, String)>, key: &str, value: &str) -> Vec<(String, String)> {
+    envs.retain(|(k, _)| k != key);
+    envs.push((key.to_owned(), value.to_owned()));
+    envs
 }
 
 fn start(envs: &[(String, String)]) -> Service {
@@ -199,8 +208,15 @@ fn a_slow_collector_times_out_and_retries_while_requests_are_served_at_once() {
     collector.set_behavior(support::collector::Behavior::Accept);
     let seen = wait_for_all(&collector, 0xc3, &sent, Duration::from_secs(30));
     // A delayed export is recorded by the collector even after our timeout, as a real one does:
-    // those batches may arrive twice, never more often than once per attempt.
-    assert!(seen.values().all(|&n| n >= 1));
+    // those batches may arrive twice, never more often than once per attempt. An attempt carries
+    // one batch of at most BATCH spans, and every attempt but the last of a batch timed out.
+    let attempts_timed_out =
+        metric(&service, "metamcp_telemetry_export_failures_total", &[("signal", "traces"), ("kind", "retryable")]);
+    assert!(
+        duplicates(&seen) as f64 <= attempts_timed_out * BATCH as f64,
+        "{} duplicates from {attempts_timed_out} timed-out attempts of at most {BATCH} spans",
+        duplicates(&seen)
+    );
     assert_eq!(metric(&service, "metamcp_telemetry_dropped_total", &[("signal", "traces")]), 0.0);
 }
 
@@ -292,4 +308,95 @@ fn sigterm_under_load_spools_everything_accepted_for_the_next_run() {
     let _second = start(&settings);
     let seen = wait_for_all(&collector, 0xe5, &accepted, Duration::from_secs(60));
     assert!(duplicates(&seen) <= IN_FLIGHT * BATCH, "{} duplicates", duplicates(&seen));
+}
+
+/// The trace-id index of a span of test `tag` served on [`ROUTE`], if it is one.
+fn index_of(span: &support::ReceivedSpan, tag: u32) -> Option<usize> {
+    let id = span.trace_id_hex();
+    let index = id.strip_prefix(&format!("{tag:08x}"))?;
+    (span.attr("http.route").as_deref() == Some(ROUTE)).then(|| usize::from_str_radix(index, 16).ok())?.map(|i| i - 1)
+}
+
+/// A service whose collector at `port` is not there, already judged unreachable (a first request
+/// found it so), and `n` batches of one span each (trace ids `tag`, 0..n) in its spool after
+/// that first one.
+fn spool_after_an_outage(envs: &[(String, String)], tag: u32, n: usize) -> (Service, Vec<String>) {
+    let service = start(envs);
+    let http = client();
+    let warm_up = trace_id(tag, 1_000_000);
+    assert!(traced(&http, &service, &warm_up));
+    assert_eventually(Duration::from_secs(20), Duration::from_millis(20), "the outage is noticed", || {
+        metric(&service, "metamcp_telemetry_collector_up", &[]) == 0.0
+    });
+    let sent = send(&http, &service, tag, 0..n);
+    assert_eventually(Duration::from_secs(20), Duration::from_millis(20), "every batch is spooled", || {
+        spooled_spans(&service) >= (n + 1) as f64
+    });
+    (service, sent)
+}
+
+#[test]
+fn the_spool_is_replayed_oldest_first_at_the_configured_rate() {
+    const RATE: usize = 5;
+    const N: usize = 20;
+    let port = free_port();
+    let envs = envs(&format!("http://127.0.0.1:{port}"), "grpc");
+    let envs = with(envs, "METAMCP_SPAN_BUFFER__MAX_BATCH_SIZE", "1");
+    let envs = with(envs, "METAMCP_SPOOL__REPLAY_BATCHES_PER_SECOND", &RATE.to_string());
+    let (_service, sent) = spool_after_an_outage(&envs, 0xf6, N);
+
+    let collector = TestCollector::start_on(Transport::Grpc, port);
+    let poll = Duration::from_millis(10);
+    let first_seen = wait_until(Duration::from_secs(30), poll, || {
+        collector.spans().iter().any(|s| index_of(s, 0xf6).is_some_and(|i| i < N))
+    });
+    let first = Instant::now();
+    assert!(first_seen, "the replay never began");
+    wait_for_all(&collector, 0xf6, &sent, Duration::from_secs(60));
+    let last = Instant::now();
+
+    // Oldest first: the spans arrive in the order they were spooled (the warm-up one first).
+    let order: Vec<usize> = collector.spans().iter().filter_map(|s| index_of(s, 0xf6)).collect();
+    assert_eq!(order[0], 1_000_000, "the oldest batch, the warm-up, comes first: {order:?}");
+    assert_eq!(order[1..], (0..N).collect::<Vec<_>>(), "replayed out of order");
+    // At the rate: after a burst of at most RATE batches, RATE a second. A lower bound only; a
+    // slow machine replays more slowly, never faster.
+    let least = Duration::from_secs_f64((N - 1 - RATE) as f64 / RATE as f64) - poll;
+    assert!(last - first >= least, "{N} batches replayed in {:?}, faster than {RATE} a second", last - first);
+}
+
+#[test]
+fn spooled_batches_older_than_max_age_expire_and_are_counted() {
+    let port = free_port();
+    let envs = with(envs(&format!("http://127.0.0.1:{port}"), "grpc"), "METAMCP_SPOOL__MAX_AGE", "1s");
+    let service = start(&envs);
+    let http = client();
+    let sent = send(&http, &service, 0xb9, 0..30);
+    let spooled = || metric(&service, "metamcp_telemetry_spooled_total", &[("signal", "traces")]);
+    let expired =
+        || metric(&service, "metamcp_telemetry_dropped_total", &[("signal", "traces"), ("reason", "spool_expired")]);
+    assert_eventually(Duration::from_secs(20), Duration::from_millis(50), "the spans are spooled", || {
+        spooled() >= 30.0
+    });
+    // The spool's periodic refresh removes what is older than a second.
+    assert_eventually(Duration::from_secs(30), Duration::from_millis(50), "every spooled span expires", || {
+        spooled_spans(&service) == 0.0 && expired() == spooled()
+    });
+    assert_eq!(
+        metric(&service, "metamcp_telemetry_dropped_total", &[("signal", "traces")]),
+        expired(),
+        "spool_expired is the only reason"
+    );
+    assert_eq!(metric(&service, "metamcp_telemetry_replayed_total", &[("signal", "traces")]), 0.0);
+
+    // Expired means gone: a collector that appears gets a new span, none of the expired ones.
+    let collector = TestCollector::start_on(Transport::Grpc, port);
+    let marker = trace_id(0xba, 0);
+    assert!(traced(&http, &service, &marker));
+    assert!(
+        collector.wait_for(Duration::from_secs(30), |r| r.spans().iter().any(|s| s.trace_id_hex() == marker)),
+        "the new span arrives"
+    );
+    let resurrected: Vec<&String> = sent.iter().filter(|id| arrivals(&collector, 0xb9).contains_key(*id)).collect();
+    assert!(resurrected.is_empty(), "expired spans were exported: {resurrected:?}");
 }

@@ -2,8 +2,8 @@
 //! self-contained page, and a headless Chromium renders the page with live figures and saves a
 //! screenshot (`target/test-output/status-page.png`).
 //!
-//! The browser tests need Debian's `chromium` at `/usr/bin/chromium` (`scripts/setup.sh` installs
-//! it). Without it they print why they are skipped, unless `METAMCP_CI=1`, where they fail.
+//! The browser tests need Debian's `chromium` (`scripts/setup.sh` installs it). Without it they
+//! are skipped with a `SKIP` line, or fail under `METAMCP_CI=1`.
 
 mod common;
 mod support;
@@ -17,8 +17,6 @@ use common::{client, Service};
 use serde_json::{json, Value};
 use support::{TestCollector, Transport};
 
-/// Where Debian installs Chromium.
-const CHROMIUM: &str = "/usr/bin/chromium";
 /// Longest a Chromium run may take before it is killed.
 const BROWSER_TIMEOUT: Duration = Duration::from_secs(90);
 /// Virtual time the page gets before the DOM or the screenshot is taken (the page polls every
@@ -201,20 +199,6 @@ fn status_json_says_when_telemetry_is_disabled() {
 
 // --- the browser ---------------------------------------------------------------------------------
 
-/// Chromium's path, or `None` (with the reason printed) where it is missing outside CI.
-fn chromium() -> Option<&'static Path> {
-    let path = Path::new(CHROMIUM);
-    if path.exists() {
-        return Some(path);
-    }
-    let reason = format!("{CHROMIUM} is missing (apt-get install -y chromium)");
-    if std::env::var("METAMCP_CI").as_deref() == Ok("1") {
-        panic!("METAMCP_CI=1 and {reason}");
-    }
-    eprintln!("skipped: {reason}");
-    None
-}
-
 /// `target/test-output`, found from this test executable (`target/<profile>/deps/…`).
 fn output_dir() -> PathBuf {
     let exe = std::env::current_exe().expect("the test executable's path");
@@ -300,13 +284,13 @@ fn number_after(dom: &str, marker: &str) -> Option<f64> {
 
 #[test]
 fn chromium_renders_live_figures_and_a_screenshot() {
-    let Some(browser) = chromium() else { return };
+    let Some(browser) = support::prereq::chromium() else { return };
     let collector = TestCollector::start(Transport::Grpc);
     let service = start(&fast_pipeline(&collector.endpoint()));
     send_traffic(&service);
     let url = service.url("/status");
 
-    let dom = run_chromium(browser, &url, &["--dump-dom".to_owned()]);
+    let dom = run_chromium(&browser, &url, &["--dump-dom".to_owned()]);
     assert!(dom.contains("data-state=\"live\""), "the page rendered an answer:\n{dom}");
     assert!(dom.contains("data-telemetry=\"enabled\""));
     assert_eq!(
@@ -331,7 +315,7 @@ fn chromium_renders_live_figures_and_a_screenshot() {
 
     let png = output_dir().join("status-page.png");
     let _ = std::fs::remove_file(&png);
-    run_chromium(browser, &url, &[format!("--screenshot={}", png.display())]);
+    run_chromium(&browser, &url, &[format!("--screenshot={}", png.display())]);
     let bytes = std::fs::read(&png).unwrap_or_else(|e| panic!("no screenshot at {}: {e}", png.display()));
     assert_eq!(&bytes[..8], b"\x89PNG\r\n\x1a\n", "a PNG");
     let width = u32::from_be_bytes(bytes[16..20].try_into().unwrap());
@@ -343,9 +327,9 @@ fn chromium_renders_live_figures_and_a_screenshot() {
 
 #[test]
 fn chromium_shows_when_telemetry_is_disabled() {
-    let Some(browser) = chromium() else { return };
+    let Some(browser) = support::prereq::chromium() else { return };
     let service = Service::start(&[("TELEMETRY_ENABLED", "false")], &[]);
-    let dom = run_chromium(browser, &service.url("/status"), &["--dump-dom".to_owned()]);
+    let dom = run_chromium(&browser, &service.url("/status"), &["--dump-dom".to_owned()]);
     assert!(dom.contains("data-telemetry=\"disabled\""), "{dom}");
     assert_eq!(text_after(&dom, "id=\"overall\""), Some("telemetry disabled"));
     assert!(text_after(&dom, "id=\"banner\"").is_some_and(|b| b.contains("TELEMETRY_ENABLED=false")), "{dom}");

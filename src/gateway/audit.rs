@@ -141,3 +141,170 @@ async fn write_batch(store: &Store, batch: Vec<NewExecution>, rows: &IntCounterV
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    //! The writer against a real SQLite file that another connection locks: the writer's
+    //! retries, its count of rows lost, its bounded queue, and `flush`.
+
+    use std::time::{Duration, Instant};
+
+    use diesel::{Connection as _, RunQueryDsl as _};
+    use metamcp_telemetry_actors::ingress::MetricEvent;
+
+    use super::*;
+    use crate::gateway::config::DatabaseSettings;
+    use crate::{TelemetryManager, TestTelemetry};
+
+    /// A SQLite store in a temporary directory, recording its queries.
+    struct Db {
+        store: Store,
+        recorded: TestTelemetry,
+        path: std::path::PathBuf,
+        _dir: tempfile::TempDir,
+    }
+
+    impl Db {
+        fn open() -> Self {
+            let dir = tempfile::tempdir().unwrap();
+            let path = dir.path().join("audit.db");
+            let settings = DatabaseSettings {
+                url: format!("sqlite://{}", path.display()),
+                pool_size: 2,
+                connect_timeout: Duration::from_secs(5),
+                // A locked database answers "database is locked" at once.
+                busy_timeout: Duration::from_millis(10),
+            };
+            let (telemetry, recorded) = TelemetryManager::for_testing();
+            let store = Store::open(&settings, &telemetry).unwrap();
+            Self { store, recorded, path, _dir: dir }
+        }
+
+        /// Holds the database's write lock, as another writer would, until dropped.
+        fn lock(&self) -> WriteLock {
+            let mut conn = diesel::SqliteConnection::establish(&self.path.display().to_string()).unwrap();
+            diesel::sql_query("BEGIN EXCLUSIVE").execute(&mut conn).unwrap();
+            WriteLock(conn)
+        }
+
+        /// Queries that failed so far (the writer's attempts that reached the database).
+        fn failed_queries(&self) -> usize {
+            self.recorded
+                .metric_events()
+                .iter()
+                .filter(|event| matches!(event, MetricEvent::DbQuery { success: false, .. }))
+                .count()
+        }
+
+        async fn rows_in_table(&self) -> i64 {
+            self.store
+                .run(|c| storage::list_executions(c, &storage::ExecutionFilter::default(), storage::Page::ALL))
+                .await
+                .unwrap()
+                .total
+        }
+    }
+
+    struct WriteLock(diesel::SqliteConnection);
+
+    impl Drop for WriteLock {
+        fn drop(&mut self) {
+            let _ = diesel::sql_query("ROLLBACK").execute(&mut self.0);
+        }
+    }
+
+    fn row(i: usize) -> NewExecution {
+        NewExecution {
+            endpoint: Some("default".to_owned()),
+            tool_name: format!("tool-{i}"),
+            success: true,
+            duration_ms: 1.0,
+            error_message: None,
+            trace_id: None,
+        }
+    }
+
+    fn outcome(audit: &AuditLog, outcome: &str) -> u64 {
+        audit.rows.with_label_values(&[outcome]).get()
+    }
+
+    /// Waits (bounded) until `condition` holds, letting the runtime run meanwhile.
+    async fn eventually(what: &str, mut condition: impl FnMut() -> bool) {
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while !condition() {
+            assert!(Instant::now() < deadline, "timed out waiting for {what}");
+            tokio::time::sleep(Duration::from_millis(5)).await;
+        }
+    }
+
+    #[tokio::test]
+    async fn rows_refused_for_a_moment_are_retried_and_written_and_flush_waits_for_them() {
+        let db = Db::open();
+        let audit = AuditLog::start(db.store.clone());
+        let lock = db.lock();
+        for i in 0..3 {
+            audit.record(row(i));
+        }
+        eventually("a first attempt refused by the lock", || db.failed_queries() >= 1).await;
+        // Not lost: retrying. A flush waits for the rows queued before it.
+        let mut flush = tokio::spawn({
+            let audit = audit.clone();
+            async move { audit.flush(Duration::from_secs(30)).await }
+        });
+        let early = tokio::time::timeout(Duration::from_millis(200), &mut flush).await;
+        assert!(
+            early.is_err(),
+            "the flush resolved while the database was locked: written {}, dropped_failed {} (a refused \
+             batch is retried, and a flush waits for it)",
+            outcome(&audit, "written"),
+            outcome(&audit, "dropped_failed")
+        );
+        assert_eq!((outcome(&audit, "written"), outcome(&audit, "dropped_failed")), (0, 0));
+        drop(lock);
+        flush.await.unwrap();
+        assert_eq!(outcome(&audit, "written"), 3, "written by a later attempt");
+        assert_eq!(outcome(&audit, "dropped_failed"), 0);
+        assert_eq!(db.rows_in_table().await, 3, "the flush resolved once the rows were in the table");
+    }
+
+    #[tokio::test]
+    async fn rows_refused_at_every_attempt_are_counted_as_lost() {
+        let db = Db::open();
+        let audit = AuditLog::start(db.store.clone());
+        let lock = db.lock();
+        audit.record(row(0));
+        audit.record(row(1));
+        // A flush gives up at its timeout while the writer still retries.
+        let started = Instant::now();
+        audit.flush(Duration::from_millis(50)).await;
+        assert!(started.elapsed() < Duration::from_secs(1), "the flush outlived its timeout");
+        assert_eq!((outcome(&audit, "written"), outcome(&audit, "dropped_failed")), (0, 0), "still retrying");
+        // The attempts run out (backoff 100 ms doubling, five attempts: about 1.5 s).
+        audit.flush(Duration::from_secs(30)).await;
+        assert_eq!(outcome(&audit, "dropped_failed"), 2, "both rows counted as lost");
+        assert_eq!(outcome(&audit, "written"), 0);
+        assert!(db.failed_queries() >= 2, "the first and the last attempt reached the database");
+        drop(lock);
+        // The writer goes on with the next rows.
+        audit.record(row(2));
+        audit.flush(Duration::from_secs(30)).await;
+        assert_eq!(outcome(&audit, "written"), 1);
+        assert_eq!(db.rows_in_table().await, 1);
+    }
+
+    #[test]
+    fn a_full_queue_drops_the_arriving_row_and_counts_it() {
+        let db = Db::open();
+        let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
+        // The writer task runs only while the runtime is driven: the queue fills up meanwhile.
+        let audit = runtime.block_on(async { AuditLog::start(db.store.clone()) });
+        for i in 0..QUEUE_CAPACITY + 3 {
+            audit.record(row(i));
+        }
+        assert_eq!(outcome(&audit, "dropped_queue_full"), 3);
+        runtime.block_on(audit.flush(Duration::from_secs(120)));
+        assert_eq!(outcome(&audit, "written"), QUEUE_CAPACITY as u64, "every row the queue took is written");
+        assert_eq!(runtime.block_on(db.rows_in_table()), QUEUE_CAPACITY as i64);
+        assert_eq!(outcome(&audit, "dropped_queue_full"), 3);
+    }
+}

@@ -101,6 +101,11 @@ impl Service {
         self.child.id()
     }
 
+    /// The exit status if the process has ended (reaping it), `None` while it runs.
+    pub fn exit_status(&mut self) -> Option<ExitStatus> {
+        self.child.try_wait().expect("wait for the service process")
+    }
+
     pub fn url(&self, path: &str) -> String {
         format!("http://{}{path}", self.api)
     }

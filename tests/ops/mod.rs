@@ -1,6 +1,6 @@
 //! Shared by the tests of the operator material under `docker/`: where the files are, reading
 //! the PromQL out of the Grafana dashboards and the alert rules, traffic that gives every metric
-//! family of the service a sample, and finding the external tools (promtool, docker).
+//! family of the service a sample.
 #![allow(dead_code)]
 
 pub mod promql;
@@ -218,32 +218,3 @@ pub fn drive_traffic(service: &Service) {
 /// How long a test waits for the scrape to show what the traffic caused (metric events are
 /// folded every `metrics.drain_interval`, exports fail and are measured within a second).
 pub const SCRAPE_WAIT: Duration = Duration::from_secs(30);
-
-/// `true` when env `METAMCP_CI` is `1`: a missing tool that CI installs (promtool) is a failure.
-pub fn in_ci() -> bool {
-    std::env::var("METAMCP_CI").is_ok_and(|v| v == "1")
-}
-
-/// The first executable named `name` on `PATH`.
-pub fn find_executable(name: &str) -> Option<PathBuf> {
-    let path = std::env::var_os("PATH")?;
-    std::env::split_paths(&path).map(|dir| dir.join(name)).find(|candidate| {
-        use std::os::unix::fs::PermissionsExt;
-        candidate.metadata().is_ok_and(|m| m.is_file() && m.permissions().mode() & 0o111 != 0)
-    })
-}
-
-/// promtool, or `None` after printing why the test is skipped; panics instead when
-/// [`in_ci`] (scripts/setup.sh installs it there).
-pub fn promtool(test: &str) -> Option<PathBuf> {
-    match find_executable("promtool") {
-        Some(path) => Some(path),
-        None if in_ci() => {
-            panic!("{test}: promtool is not on PATH; scripts/setup.sh installs it (Debian package `prometheus`)")
-        }
-        None => {
-            eprintln!("skipped {test}: promtool is not on PATH (run scripts/setup.sh, or install Prometheus)");
-            None
-        }
-    }
-}

@@ -65,25 +65,37 @@ async fn retries_disabled_drop_at_the_first_retryable_failure() {
     assert_eq!(report, DrainReport::default());
 }
 
+/// A collector that takes connections and never answers: an export to it stays in flight until
+/// the exporter's timeout (60 s here), so a test decides which batch holds the export slot.
+fn silent_collector() -> (std::net::TcpListener, crate::ExporterConfig) {
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let config = crate::ExporterConfig {
+        endpoint: format!("http://{}", listener.local_addr().unwrap()),
+        timeout: Duration::from_secs(60),
+        ..in_memory_only()
+    };
+    (listener, config)
+}
+
 #[actix_rt::test]
 async fn a_full_pending_queue_drops_the_oldest_batch() {
     let metrics = SelfMetrics::unregistered();
-    let mut config = in_memory_only();
+    let (_silent, mut config) = silent_collector();
     config.max_pending_batches = 2;
     config.max_concurrent_exports = 1;
-    config.retry.initial_interval = Duration::from_secs(60);
-    config.retry.max_interval = Duration::from_secs(60);
     let exporter = Exporter::new(config, metrics.clone()).start();
+    // The first batch takes the only export slot and keeps it; the next four queue for two places.
     for items in [1, 2, 4, 8, 16] {
         exporter.do_send(batch(items));
     }
     let status = exporter.send(GetStatus).await.unwrap();
-    assert!(status.pending_batches <= 2 + 1, "{status:?}");
-    let dropped = metrics.dropped(Signal::Traces, DropReason::QueueFull).get();
-    assert!(dropped > 0, "something must have made room");
+    assert_eq!(status.in_flight, 1, "{status:?}");
+    assert_eq!((status.pending_batches, status.pending_items), (2, 8 + 16), "the two newest wait: {status:?}");
+    assert_eq!(metrics.dropped(Signal::Traces, DropReason::QueueFull).get(), 2 + 4, "the two oldest made room");
     let report =
         exporter.send(Drain { deadline: Instant::now() + Duration::from_millis(200), give_up: true }).await.unwrap();
-    assert_eq!(dropped + report.items_left, 31, "every item is either dropped for room or left at the deadline");
+    assert_eq!(report.items_left, 1 + 8 + 16, "the batch in flight and the two newest are left at the deadline");
+    assert_eq!(metrics.dropped(Signal::Traces, DropReason::ShutdownTimeout).get(), 1 + 8 + 16);
 }
 
 /// A spool over memory that can be switched to failing like a database that went away.
@@ -244,19 +256,29 @@ async fn the_spool_bound_removes_the_oldest_batches_and_counts_them() {
     let metrics = SelfMetrics::unregistered();
     let spool = SpoolConfig { memory_max_bytes: 1 << 16, ..Default::default() };
     let exporter = Exporter::with_spool(spooling_exporter(), spool, metrics.clone()).start();
-    // Ten batches of 16 KiB into a 64 KiB memory spool: the six oldest go.
-    for _ in 0..10 {
-        exporter.do_send(sized(2, 16 << 10));
-    }
-    let bounded = eventually(Duration::from_secs(5), || {
-        let metrics = metrics.clone();
-        async move { metrics.dropped(Signal::Traces, DropReason::SpoolFull).get() == 12 }
+    // An empty batch of 1000 items finds the collector unreachable; from then on every batch goes
+    // straight to the spool, in the order it arrives.
+    exporter.do_send(batch(1000));
+    let unreachable = eventually(Duration::from_secs(5), || {
+        let exporter = exporter.clone();
+        async move {
+            let status = exporter.send(GetStatus).await.unwrap();
+            !status.collector_reachable && status.spool.items[Signal::Traces as usize] == 1000
+        }
     })
     .await;
+    assert!(unreachable, "{:?}", exporter.send(GetStatus).await.unwrap());
+    // Ten batches of 16 KiB, told apart by their item counts 1..=10, into a 64 KiB memory spool:
+    // the empty one and the six oldest go, 7, 8, 9 and 10 stay.
+    for items in 1..=10 {
+        exporter.do_send(sized(items, 16 << 10));
+    }
+    // Answered after the ten batches (one mailbox, in order), each spooled as it was handled.
     let status = exporter.send(GetStatus).await.unwrap();
-    assert!(bounded, "{status:?}");
+    assert_eq!(metrics.dropped(Signal::Traces, DropReason::SpoolFull).get(), 1000 + (1..=6).sum::<u64>());
     assert_eq!((status.spool.batches, status.spool.bytes), (4, 4 << 14));
-    assert_eq!(metrics.spool().items[Signal::Traces as usize].get(), 8);
+    assert_eq!(status.spool.items[Signal::Traces as usize], 7 + 8 + 9 + 10, "the four newest are kept");
+    assert_eq!(metrics.spool().items[Signal::Traces as usize].get(), 7 + 8 + 9 + 10);
 }
 
 #[actix_rt::test]

@@ -1,6 +1,7 @@
 //! Storage tests. Each body runs twice: on a SQLite file in a temporary directory, and on a fresh
 //! PostgreSQL database created for the test (and dropped after it) on the server
-//! `METAMCP_TEST_POSTGRES_URL` names — skipped, with a message, when that variable is unset.
+//! `METAMCP_TEST_POSTGRES_URL` names — without it skipped with a `SKIP` line, or failed under
+//! `METAMCP_CI=1`.
 
 use std::sync::mpsc;
 use std::time::Duration;
@@ -18,8 +19,6 @@ use super::schema::{endpoint_api_keys, endpoint_servers, tool_executions, tools}
 use super::*;
 use crate::gateway::config::DatabaseSettings;
 use crate::TelemetryManager;
-
-const POSTGRES_URL_VAR: &str = "METAMCP_TEST_POSTGRES_URL";
 
 /// `url` pointing at database `name` instead, query string kept.
 fn with_database(url: &str, name: &str) -> String {
@@ -68,11 +67,10 @@ impl TestDb {
         }
     }
 
+    /// A fresh database on the server `METAMCP_TEST_POSTGRES_URL` names; without it the test is
+    /// skipped, or fails under `METAMCP_CI=1` (the decision of [`crate::test_prereq`]).
     fn postgres() -> Option<Self> {
-        let Ok(admin_url) = std::env::var(POSTGRES_URL_VAR) else {
-            eprintln!("skipped: {POSTGRES_URL_VAR} is not set (e.g. postgres://postgres@127.0.0.1:5432/test)");
-            return None;
-        };
+        let admin_url = crate::test_prereq::postgres_url()?;
         let name = format!("mmcp_test_{:016x}", fastrand::u64(..));
         let mut conn = PgConnection::establish(&admin_url).unwrap();
         diesel::sql_query(format!("CREATE DATABASE {name}")).execute(&mut conn).unwrap();
@@ -717,13 +715,17 @@ fn readiness_probe_reports_the_pool(db: TestDb) {
     let probe = store.readiness_probe();
     assert_eq!(probe.name(), "database");
     let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
+    let started = std::time::Instant::now();
     let report = runtime.block_on(probe.check()).unwrap();
+    let elapsed_ms = started.elapsed().as_secs_f64() * 1000.0;
     assert_eq!(report["backend"], db.backend.as_str());
     assert_eq!(report["pool_size"], 4);
     assert_eq!(report["in_use"], 0);
     assert_eq!(report["idle"], 4);
     assert_eq!(report["pool_idle"], 4);
-    assert!(report["latency_ms"].as_f64().unwrap() >= 0.0);
+    // The `SELECT 1` round trip, in milliseconds: some time, and no more than the whole check took.
+    let latency_ms = report["latency_ms"].as_f64().unwrap();
+    assert!(latency_ms > 0.0 && latency_ms <= elapsed_ms, "latency {latency_ms} ms of a {elapsed_ms} ms check");
 }
 
 fn concurrent_writers_all_succeed(db: TestDb) {

@@ -5,9 +5,13 @@ use std::sync::Arc;
 use opentelemetry_proto::tonic::collector::metrics::v1::metrics_service_server::{
     MetricsService, MetricsServiceServer,
 };
-use opentelemetry_proto::tonic::collector::metrics::v1::{ExportMetricsServiceRequest, ExportMetricsServiceResponse};
+use opentelemetry_proto::tonic::collector::metrics::v1::{
+    ExportMetricsPartialSuccess, ExportMetricsServiceRequest, ExportMetricsServiceResponse,
+};
 use opentelemetry_proto::tonic::collector::trace::v1::trace_service_server::{TraceService, TraceServiceServer};
-use opentelemetry_proto::tonic::collector::trace::v1::{ExportTraceServiceRequest, ExportTraceServiceResponse};
+use opentelemetry_proto::tonic::collector::trace::v1::{
+    ExportTracePartialSuccess, ExportTraceServiceRequest, ExportTraceServiceResponse,
+};
 use tokio::net::TcpListener;
 use tonic::transport::server::TcpIncoming;
 use tonic::{Request, Response, Status};
@@ -56,6 +60,11 @@ impl TraceService for Receiver {
                 self.shared.record_traces(request.into_inner());
                 Ok(Response::new(ExportTraceServiceResponse::default()))
             }
+            Verdict::RecordPartial(rejected_spans, error_message) => {
+                self.shared.record_traces(request.into_inner());
+                let partial_success = Some(ExportTracePartialSuccess { rejected_spans, error_message });
+                Ok(Response::new(ExportTraceServiceResponse { partial_success }))
+            }
             Verdict::Fail(failure) => Err(status(&failure)),
         }
     }
@@ -73,6 +82,11 @@ impl MetricsService for Receiver {
             Verdict::Record => {
                 self.shared.record_metrics(request.into_inner());
                 Ok(Response::new(ExportMetricsServiceResponse::default()))
+            }
+            Verdict::RecordPartial(rejected_data_points, error_message) => {
+                self.shared.record_metrics(request.into_inner());
+                let partial_success = Some(ExportMetricsPartialSuccess { rejected_data_points, error_message });
+                Ok(Response::new(ExportMetricsServiceResponse { partial_success }))
             }
             Verdict::Fail(failure) => Err(status(&failure)),
         }

@@ -12,8 +12,12 @@ use hyper::service::service_fn;
 use hyper::{Method, Request, Response, StatusCode};
 use hyper_util::rt::TokioIo;
 use hyper_util::server::graceful::GracefulShutdown;
-use opentelemetry_proto::tonic::collector::metrics::v1::{ExportMetricsServiceRequest, ExportMetricsServiceResponse};
-use opentelemetry_proto::tonic::collector::trace::v1::{ExportTraceServiceRequest, ExportTraceServiceResponse};
+use opentelemetry_proto::tonic::collector::metrics::v1::{
+    ExportMetricsPartialSuccess, ExportMetricsServiceRequest, ExportMetricsServiceResponse,
+};
+use opentelemetry_proto::tonic::collector::trace::v1::{
+    ExportTracePartialSuccess, ExportTraceServiceRequest, ExportTraceServiceResponse,
+};
 use prost::Message;
 use tokio::net::TcpListener;
 
@@ -126,17 +130,9 @@ async fn handle(shared: Arc<Shared>, req: Request<Incoming>) -> Result<Reply, In
             ));
         }
     };
-    match shared.admit(signal, headers).await {
-        Verdict::Record => Ok(match payload {
-            Payload::Traces(request) => {
-                shared.record_traces(request);
-                reply(200, ExportTraceServiceResponse::default().encode_to_vec())
-            }
-            Payload::Metrics(request) => {
-                shared.record_metrics(request);
-                reply(200, ExportMetricsServiceResponse::default().encode_to_vec())
-            }
-        }),
+    let partial = match shared.admit(signal, headers).await {
+        Verdict::Record => None,
+        Verdict::RecordPartial(rejected, message) => Some((rejected, message)),
         Verdict::Fail(failure) => {
             let (code, _) = grpc_code(&failure);
             let mut response = error_reply(http_status(&failure), code, failure_message(&failure));
@@ -145,7 +141,23 @@ async fn handle(shared: Arc<Shared>, req: Request<Incoming>) -> Result<Reply, In
                     response.headers_mut().insert(RETRY_AFTER, value);
                 }
             }
-            Ok(response)
+            return Ok(response);
         }
-    }
+    };
+    Ok(match payload {
+        Payload::Traces(request) => {
+            shared.record_traces(request);
+            let partial_success = partial
+                .map(|(rejected_spans, error_message)| ExportTracePartialSuccess { rejected_spans, error_message });
+            reply(200, ExportTraceServiceResponse { partial_success }.encode_to_vec())
+        }
+        Payload::Metrics(request) => {
+            shared.record_metrics(request);
+            let partial_success = partial.map(|(rejected_data_points, error_message)| ExportMetricsPartialSuccess {
+                rejected_data_points,
+                error_message,
+            });
+            reply(200, ExportMetricsServiceResponse { partial_success }.encode_to_vec())
+        }
+    })
 }

@@ -36,6 +36,15 @@ pub enum Behavior {
     /// gave up meanwhile, as a real collector would; a stop during the wait answers
     /// `Unavailable` / 503 instead).
     Delay(Duration),
+    /// Record the data and answer success with an OTLP `partial_success`: `rejected` items
+    /// refused (`rejected_spans` for traces, `rejected_data_points` for metrics) and
+    /// `message` as its `error_message`.
+    PartialSuccess {
+        /// Items the answer says were rejected.
+        rejected: i64,
+        /// The answer's `error_message`.
+        message: String,
+    },
     /// Answer with this gRPC status code and record nothing.
     FailGrpc(tonic::Code),
     /// Answer with this gRPC status code carrying a `google.rpc.RetryInfo` detail with this delay.
@@ -53,6 +62,8 @@ pub enum Behavior {
 pub(super) enum Verdict {
     /// Record the data and answer success.
     Record,
+    /// Record the data and answer success with a `partial_success` (rejected items, message).
+    RecordPartial(i64, String),
     /// Answer with a failure; the data is not recorded.
     Fail(Failure),
 }
@@ -197,7 +208,7 @@ impl Shared {
         let (behavior, mut control) = {
             let mut inner = self.arrive(signal, headers);
             let behavior = inner.next_behavior();
-            if !matches!(behavior, Behavior::Accept | Behavior::Delay(_)) {
+            if !matches!(behavior, Behavior::Accept | Behavior::Delay(_) | Behavior::PartialSuccess { .. }) {
                 inner.received.rejected += 1;
             }
             // Subscribed under the lock, so a later set_behavior is seen as a change.
@@ -206,6 +217,7 @@ impl Shared {
         self.changed.notify_all();
         match behavior {
             Behavior::Accept => Verdict::Record,
+            Behavior::PartialSuccess { rejected, message } => Verdict::RecordPartial(rejected, message),
             Behavior::Delay(delay) => {
                 tokio::select! {
                     () = tokio::time::sleep(delay) => Verdict::Record,
