@@ -6,6 +6,8 @@ mod actor;
 pub mod config;
 pub mod messages;
 pub mod retry;
+mod spool_io;
+pub mod state;
 pub mod transport;
 
 #[cfg(test)]

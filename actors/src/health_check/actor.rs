@@ -348,7 +348,10 @@ impl Actor for HealthCheck {
 
 impl Supervised for HealthCheck {
     fn restarting(&mut self, _ctx: &mut Context<Self>) {
-        self.metrics.restarts(ActorKind::HealthCheck).inc();
+        crate::internal_events::InternalEvent::emit(
+            crate::internal_events::ActorRestarted { actor: ActorKind::HealthCheck },
+            &self.metrics,
+        );
     }
 }
 
