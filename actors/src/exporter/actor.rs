@@ -123,7 +123,7 @@ impl Exporter {
             Action::WriteAtDeadline(write) => {
                 // The exporter is about to stop: this one write blocks its thread.
                 let result = match &self.durable {
-                    Some(spool) => spool.append(write.records, write.max_bytes),
+                    Some(spool) => spool.remove(&write.remove).and_then(|()| spool.append(write.records, write.max_bytes)),
                     None => Err(SpoolError::Unavailable("no durable spool attached".into())),
                 };
                 Some(Event::DeadlineWriteAnswered(result))

@@ -11,8 +11,15 @@ pub(crate) fn execute(spool: &dyn Spool, call: SpoolCall) -> SpoolReply {
         SpoolCall::Claim { limit, lease } => SpoolReply::Claimed(spool.claim_oldest(limit, lease)),
         SpoolCall::Remove { ids } => SpoolReply::Removed(spool.remove(&ids)),
         SpoolCall::Release { id, attempts } => SpoolReply::Released(spool.release(id, attempts)),
-        SpoolCall::Refresh { expire_before, moved, max_bytes } => {
+        SpoolCall::Refresh { remove, expire_before, moved, max_bytes } => {
             let mut done = Refreshed::default();
+            if !remove.is_empty() {
+                if let Err(err) = spool.remove(&remove) {
+                    done.error = Some(err);
+                    return SpoolReply::Refreshed(done);
+                }
+            }
+            done.removed = true;
             if let Some(cutoff) = expire_before {
                 match spool.expire(cutoff) {
                     Ok(expired) => done.expired = expired,

@@ -21,6 +21,8 @@ pub(super) struct Waiter {
 /// The last write at a shutdown deadline: blocking, on the actor's thread.
 #[derive(Debug, Clone, PartialEq)]
 pub struct DeadlineWrite {
+    /// Rows to delete first (delivered, their deletion still queued).
+    pub remove: Vec<i64>,
     /// Oldest first.
     pub records: Vec<SpoolRecord>,
     /// The spool's bound.
@@ -32,6 +34,7 @@ pub struct DeadlineWrite {
 pub(super) struct PendingDeadline {
     waiter: WaiterId,
     records: Vec<SpoolRecord>,
+    removed: SpoolStats,
     /// The first `fresh` records were never spooled before (the rest were counted then).
     fresh: usize,
     dropped: Vec<(Signal, u64)>,
@@ -57,7 +60,11 @@ impl ExporterState {
         if give_up {
             return fresh_done;
         }
-        fresh_done && self.in_flight.is_empty() && self.spool.total().batches == 0 && self.spool.ready_len() == 0
+        fresh_done
+            && self.in_flight.is_empty()
+            && self.spool.figures_known()
+            && self.spool.total().batches == 0
+            && self.spool.ready_len() == 0
     }
 
     /// Answers every waiter whose condition is met: nothing left, or its deadline passed.
@@ -78,9 +85,10 @@ impl ExporterState {
                 self.out.push(Action::ReplyDrain { waiter: waiter.id, report });
                 continue;
             }
-            // A spool call under way gets a short grace; then what is left is spooled here
-            // (blocking: the exporter is about to stop) or dropped.
-            if !settled && self.spool.call_under_way() && now < waiter.deadline + SPOOL_SHUTDOWN_GRACE {
+            // A spool call under way (a write, or batches moving from memory to the database)
+            // gets a short grace; then what is left is spooled here (blocking: the exporter is
+            // about to stop) or dropped.
+            if self.spool.call_under_way() && now < waiter.deadline + SPOOL_SHUTDOWN_GRACE {
                 self.waiters.push(waiter);
                 continue;
             }
@@ -114,9 +122,14 @@ impl ExporterState {
         let fresh = records.len();
         records.extend(self.spool.take_for_deadline());
         if !records.is_empty() && self.spool.durable_usable() {
-            let write = super::DeadlineWrite { records: records.clone(), max_bytes: self.spool.config().max_bytes };
+            // Delivered rows whose deletion still waits go first, so that the write's bound
+            // does not remove (and count) them.
+            let rows = self.spool.take_removals();
+            let removed = rows.iter().fold(SpoolStats::default(), |s, (_, f)| s.plus(f));
+            let remove = rows.iter().map(|(id, _)| *id).collect();
+            let write = super::DeadlineWrite { remove, records: records.clone(), max_bytes: self.spool.config().max_bytes };
             self.out.push(Action::WriteAtDeadline(write));
-            self.deadline_write = Some(PendingDeadline { waiter, records, fresh, dropped });
+            self.deadline_write = Some(PendingDeadline { waiter, records, removed, fresh, dropped });
             return;
         }
         // Memory does not outlive the process: these are lost.
@@ -126,12 +139,13 @@ impl ExporterState {
 
     /// The deadline write answered.
     pub(super) fn deadline_written(&mut self, result: Result<Vec<Evicted>, SpoolError>) {
-        let Some(PendingDeadline { waiter, records, fresh, mut dropped }) = self.deadline_write.take() else {
+        let Some(PendingDeadline { waiter, records, removed, fresh, mut dropped }) = self.deadline_write.take() else {
             return;
         };
         match result {
             Ok(evicted) => {
-                self.spool.add_durable(&SpoolStats::of_records(&records), &SpoolStats::of_evicted(&evicted));
+                let gone = removed.plus(&SpoolStats::of_evicted(&evicted));
+                self.spool.add_durable(&SpoolStats::of_records(&records), &gone);
                 self.dropped_from_spool(evicted, DropReason::SpoolFull);
                 for record in &records[..fresh] {
                     self.emit(BatchSpooled { signal: record.signal, items: record.items });

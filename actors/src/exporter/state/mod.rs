@@ -179,9 +179,12 @@ pub enum SpoolCall {
         /// Its new attempt count.
         attempts: u32,
     },
-    /// Expire old rows (when `expire_before` is set), append the batches the memory fallback
-    /// kept while the database failed, and read the spool's figures; stops at the first error.
+    /// Delete the rows `remove` (replayed while the database failed), expire old rows (when
+    /// `expire_before` is set), append the batches the memory fallback kept while the database
+    /// failed, and read the spool's figures; stops at the first error.
     Refresh {
+        /// Row ids to delete first.
+        remove: Vec<i64>,
         /// Unix milliseconds: rows made before are removed.
         expire_before: Option<i64>,
         /// Batches moving from memory to the database, oldest first.
@@ -222,6 +225,8 @@ impl SpoolReply {
 /// What a [`SpoolCall::Refresh`] came to.
 #[derive(Debug, Clone, Default, PartialEq)]
 pub struct Refreshed {
+    /// The rows to delete were deleted.
+    pub removed: bool,
     /// Rows removed for their age.
     pub expired: Vec<Evicted>,
     /// When the moved batches were written: what the bound removed.
@@ -459,25 +464,32 @@ impl ExporterState {
     /// Starts every export that may start now and asks the spool for batches to replay.
     fn pump(&mut self, now: Instant) {
         if self.exports_enabled {
-            while self.in_flight.len() < self.config.max_concurrent_exports {
-                let flight = match self.pending.iter().position(|p| p.not_before.is_none_or(|t| t <= now)) {
-                    Some(index) => match self.pending.remove(index) {
-                        Some(mut pending) => {
-                            pending.first_attempt.get_or_insert(now);
-                            Flight::Fresh(pending)
-                        }
-                        None => break,
-                    },
-                    None => match self.spool.next_ready() {
-                        Some((source, batch)) => Flight::Replay(source, batch),
-                        None => break,
-                    },
-                };
-                self.start_export(flight, now);
-            }
+            self.start_exports(now);
             self.claim_for_replay(now);
+            // Batches claimed from memory are ready at once.
+            self.start_exports(now);
         }
         self.run_spool_ops(now);
+    }
+
+    /// Fills the free export slots: fresh batches that are due first, then claimed replays.
+    fn start_exports(&mut self, now: Instant) {
+        while self.in_flight.len() < self.config.max_concurrent_exports {
+            let flight = match self.pending.iter().position(|p| p.not_before.is_none_or(|t| t <= now)) {
+                Some(index) => match self.pending.remove(index) {
+                    Some(mut pending) => {
+                        pending.first_attempt.get_or_insert(now);
+                        Flight::Fresh(pending)
+                    }
+                    None => break,
+                },
+                None => match self.spool.next_ready(now, self.config.timeout) {
+                    Some((source, batch)) => Flight::Replay(source, batch),
+                    None => break,
+                },
+            };
+            self.start_export(flight, now);
+        }
     }
 
     fn start_export(&mut self, flight: Flight, now: Instant) {

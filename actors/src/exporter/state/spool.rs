@@ -16,7 +16,7 @@ use crate::spool::{merge_evicted, Evicted, SpoolConfig, SpoolError, SpoolRecord,
 use super::queue::Pending;
 
 /// Which spool a replayed batch came from.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub(super) enum Source {
     Durable,
     Memory,
@@ -142,6 +142,7 @@ pub(super) enum Op {
 #[derive(Debug)]
 pub(super) struct Current {
     call: CallId,
+    issued: Instant,
     pub(super) op: Op,
     /// The memory rows a refresh is moving to the database, and their figures.
     moving: Vec<i64>,
@@ -157,6 +158,9 @@ pub(super) struct SpoolSide {
     durable_ok: bool,
     durable_error: Option<String>,
     durable_stats: SpoolStats,
+    /// The database's figures were read since it was attached (before, it may hold batches of
+    /// an earlier run that no figure shows yet).
+    durable_known: bool,
     pub(super) memory: MemoryRows,
     pub(super) ops: VecDeque<Op>,
     pub(super) current: Option<Current>,
@@ -164,6 +168,8 @@ pub(super) struct SpoolSide {
     claiming: bool,
     /// Claimed batches waiting for an export slot.
     pub(super) ready: VecDeque<(Source, SpooledBatch)>,
+    /// When the lease of the database batches in `ready` ends, at the earliest.
+    ready_lease_end: Option<Instant>,
     /// Removals the database refused; made again, before anything else, once it answers.
     pub(super) unremoved: Vec<(i64, SpoolStats)>,
     tokens: f64,
@@ -181,12 +187,14 @@ impl SpoolSide {
             durable_ok: false,
             durable_error: None,
             durable_stats: SpoolStats::default(),
+            durable_known: false,
             memory: MemoryRows::default(),
             ops: VecDeque::new(),
             current: None,
             next_call: 0,
             claiming: false,
             ready: VecDeque::new(),
+            ready_lease_end: None,
             unremoved: Vec::new(),
             tokens: 1.0,
             last_refill: now,
@@ -217,6 +225,11 @@ impl SpoolSide {
         self.backend.is_some() && !self.durable_ok
     }
 
+    /// Whether the spool's figures cover everything it holds.
+    pub(super) fn figures_known(&self) -> bool {
+        self.backend.is_none() || self.durable_known
+    }
+
     pub(super) fn memory_stats(&self) -> SpoolStats {
         self.memory.stats
     }
@@ -230,7 +243,14 @@ impl SpoolSide {
         self.ready.len()
     }
 
-    pub(super) fn next_ready(&mut self) -> Option<(Source, SpooledBatch)> {
+    /// The next claimed batch to replay. Database batches whose lease could end before an
+    /// export started now (`timeout`) ends go back instead: another claim could take them.
+    pub(super) fn next_ready(&mut self, now: Instant, timeout: Duration) -> Option<(Source, SpooledBatch)> {
+        let (source, _) = self.ready.front()?;
+        if *source == Source::Durable && self.ready_lease_end.is_some_and(|end| now + timeout >= end) {
+            self.release_ready();
+            return None;
+        }
         self.ready.pop_front()
     }
 
@@ -314,9 +334,10 @@ impl SpoolSide {
     pub(super) fn remove(&mut self, source: Source, batch: &SpooledBatch) {
         match source {
             Source::Memory => self.memory.remove(&[batch.id]),
-            Source::Durable => match self.ops.back_mut() {
+            // Deletions go first: a queued write must not evict a row already delivered.
+            Source::Durable => match self.ops.front_mut() {
                 Some(Op::Remove(rows)) => rows.push((batch.id, figures(batch))),
-                _ => self.ops.push_back(Op::Remove(vec![(batch.id, figures(batch))])),
+                _ => self.ops.push_front(Op::Remove(vec![(batch.id, figures(batch))])),
             },
         }
     }
@@ -357,7 +378,8 @@ impl SpoolSide {
     pub(super) fn restarted(&mut self) {
         self.release_ready();
         self.requeue_current();
-        self.claiming = false;
+        // A claim still queued keeps its place; its batches come after this restart.
+        self.claiming = self.ops.iter().any(|op| matches!(op, Op::Claim { .. }));
     }
 
     pub(super) fn queue_refresh(&mut self) {
@@ -386,6 +408,25 @@ impl SpoolSide {
         self.ready.clear();
         records.extend(self.memory.take_all());
         records
+    }
+
+    /// The deletions queued, refused or under way, taken out of the queue (an answer of the one
+    /// under way is ignored from now on).
+    pub(super) fn take_removals(&mut self) -> Vec<(i64, SpoolStats)> {
+        let mut rows = std::mem::take(&mut self.unremoved);
+        if let Some(current) = self.current.take_if(|c| matches!(c.op, Op::Remove(_))) {
+            if let Op::Remove(under_way) = current.op {
+                rows.extend(under_way);
+            }
+        }
+        let ops = std::mem::take(&mut self.ops);
+        for op in ops {
+            match op {
+                Op::Remove(queued) => rows.extend(queued),
+                other => self.ops.push_back(other),
+            }
+        }
+        rows
     }
 
     pub(super) fn add_durable(&mut self, added: &SpoolStats, removed: &SpoolStats) {
@@ -523,12 +564,13 @@ impl ExporterState {
                     let stats = moved.iter().fold(SpoolStats::default(), |s, b| s.plus(&figures(b)));
                     let ids = moved.iter().map(|b| b.id).collect();
                     let records = moved.iter().map(SpooledBatch::to_record).collect();
-                    (SpoolCall::Refresh { expire_before: cutoff, moved: records, max_bytes }, ids, stats)
+                    let remove = self.spool.unremoved.iter().map(|(id, _)| *id).collect();
+                    (SpoolCall::Refresh { remove, expire_before: cutoff, moved: records, max_bytes }, ids, stats)
                 }
             };
             let id = self.spool.next_call;
             self.spool.next_call += 1;
-            self.spool.current = Some(Current { call: id, op, moving, moving_stats });
+            self.spool.current = Some(Current { call: id, issued: now, op, moving, moving_stats });
             self.out.push(Action::CallSpool { call: id, op: call });
         }
     }
@@ -577,6 +619,7 @@ impl ExporterState {
                         if batches.is_empty() && from_memory == 0 {
                             self.claimed_nothing(now);
                         }
+                        self.spool.ready_lease_end = Some(current.issued + self.lease());
                         self.spool.ready.extend(batches.into_iter().map(|b| (Source::Durable, b)));
                     }
                     Err(err) => self.durable_failed(err),
@@ -597,7 +640,12 @@ impl ExporterState {
                 Ok(()) => self.durable_answered(),
                 Err(err) => self.durable_failed(err),
             },
-            (Op::Refresh, SpoolReply::Refreshed(Refreshed { expired, moved, stats, error })) => {
+            (Op::Refresh, SpoolReply::Refreshed(Refreshed { removed, expired, moved, stats, error })) => {
+                if removed {
+                    let rows = std::mem::take(&mut self.spool.unremoved);
+                    let gone = rows.iter().fold(SpoolStats::default(), |s, (_, f)| s.plus(f));
+                    self.spool.add_durable(&SpoolStats::default(), &gone);
+                }
                 self.dropped_from_spool(expired, DropReason::SpoolExpired);
                 match moved {
                     Some(evicted) => {
@@ -611,6 +659,7 @@ impl ExporterState {
                 }
                 if let Some(stats) = stats {
                     self.spool.durable_stats = stats;
+                    self.spool.durable_known = true;
                 }
                 match error {
                     Some(err) => self.durable_failed(err),
@@ -635,6 +684,7 @@ impl ExporterState {
     pub(super) fn spool_attached(&mut self, backend: &'static str) {
         self.emit(SpoolAttached { backend });
         self.spool.backend = Some(backend);
+        self.spool.durable_known = false;
         self.spool.durable_ok = true;
         self.spool.durable_error = None;
         self.spool.ops.push_back(Op::Refresh);

@@ -1,0 +1,1 @@
+//! Step-by-step tests of the exporter's state machine.
