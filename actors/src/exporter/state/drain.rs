@@ -34,7 +34,8 @@ pub struct DeadlineWrite {
 pub(super) struct PendingDeadline {
     waiter: WaiterId,
     records: Vec<SpoolRecord>,
-    removed: SpoolStats,
+    /// The deletions made first (given back when the write fails).
+    removals: Vec<(i64, SpoolStats)>,
     /// The first `fresh` records were never spooled before (the rest were counted then).
     fresh: usize,
     dropped: Vec<(Signal, u64)>,
@@ -124,12 +125,11 @@ impl ExporterState {
         if !records.is_empty() && self.spool.durable_usable() {
             // Delivered rows whose deletion still waits go first, so that the write's bound
             // does not remove (and count) them.
-            let rows = self.spool.take_removals();
-            let removed = rows.iter().fold(SpoolStats::default(), |s, (_, f)| s.plus(f));
-            let remove = rows.iter().map(|(id, _)| *id).collect();
+            let removals = self.spool.take_removals();
+            let remove = removals.iter().map(|(id, _)| *id).collect();
             let write = super::DeadlineWrite { remove, records: records.clone(), max_bytes: self.spool.config().max_bytes };
             self.out.push(Action::WriteAtDeadline(write));
-            self.deadline_write = Some(PendingDeadline { waiter, records, removed, fresh, dropped });
+            self.deadline_write = Some(PendingDeadline { waiter, records, removals, fresh, dropped });
             return;
         }
         // Memory does not outlive the process: these are lost.
@@ -139,11 +139,12 @@ impl ExporterState {
 
     /// The deadline write answered.
     pub(super) fn deadline_written(&mut self, result: Result<Vec<Evicted>, SpoolError>) {
-        let Some(PendingDeadline { waiter, records, removed, fresh, mut dropped }) = self.deadline_write.take() else {
+        let Some(PendingDeadline { waiter, records, removals, fresh, mut dropped }) = self.deadline_write.take() else {
             return;
         };
         match result {
             Ok(evicted) => {
+                let removed = removals.iter().fold(SpoolStats::default(), |s, (_, f)| s.plus(f));
                 let gone = removed.plus(&SpoolStats::of_evicted(&evicted));
                 self.spool.add_durable(&SpoolStats::of_records(&records), &gone);
                 self.dropped_from_spool(evicted, DropReason::SpoolFull);
@@ -152,6 +153,7 @@ impl ExporterState {
                 }
             }
             Err(error) => {
+                self.spool.unremoved.extend(removals);
                 self.emit(ShutdownSpoolFailed { error });
                 dropped.extend(records.iter().map(|r| (r.signal, r.items)));
             }

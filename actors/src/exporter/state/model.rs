@@ -43,6 +43,10 @@ use crate::internal_events::ExporterEvent;
 use crate::spool::{merge_evicted, Evicted, SpoolConfig, SpoolRecord, SpoolStats, SpooledBatch, WhenFull};
 
 const MAX_SIZE: usize = 300;
+/// Longest a spool call takes: the database spool waits at most a second for a connection, and
+/// its statements are short. (A call that outlived the lease of rows being deleted could let a
+/// bound remove and count a row that was already delivered.)
+const SPOOL_CALL_BOUND: Duration = Duration::from_secs(1);
 
 /// One step of a case.
 #[derive(Debug, Clone)]
@@ -286,6 +290,7 @@ struct Harness {
     /// Exports under way: id, start, body.
     flights: Vec<(FlightId, Instant, Bytes)>,
     call: Option<(CallId, SpoolCall)>,
+    call_started: Instant,
     wake: Option<Instant>,
     next_waiter: WaiterId,
     replies: HashMap<WaiterId, DrainReport>,
@@ -322,6 +327,7 @@ impl Harness {
             collector_down: false,
             flights: Vec::new(),
             call: None,
+            call_started: now,
             wake: None,
             next_waiter: 0,
             replies: HashMap::new(),
@@ -369,6 +375,7 @@ impl Harness {
                         prop_assert_eq!(*max_bytes, self.setup.spool.max_bytes);
                     }
                     self.call = Some((call, op));
+                    self.call_started = self.now;
                 }
                 Action::WriteAtDeadline(write) => {
                     prop_assert_eq!(write.max_bytes, self.setup.spool.max_bytes);
@@ -693,10 +700,13 @@ impl Harness {
         let timeout = self.setup.exporter.timeout;
         loop {
             let expiry = self.flights.iter().map(|(_, started, _)| *started + timeout).min();
-            let next = [self.wake, expiry].into_iter().flatten().min().filter(|at| *at <= target);
+            let call_end = self.call.as_ref().map(|_| self.call_started + SPOOL_CALL_BOUND);
+            let next = [self.wake, expiry, call_end].into_iter().flatten().min().filter(|at| *at <= target);
             let Some(at) = next else { break };
             self.now = at;
-            if expiry == Some(at) {
+            if call_end == Some(at) {
+                self.answer_call()?;
+            } else if expiry == Some(at) {
                 let index = self.flights.iter().position(|(_, started, _)| *started + timeout == at).unwrap_or(0);
                 let (id, _, _) = self.flights.remove(index);
                 let outcome = Outcome::Retryable { reason: "export timed out".into(), retry_after: None };

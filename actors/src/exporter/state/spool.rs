@@ -347,7 +347,12 @@ impl SpoolSide {
         let attempts = batch.attempts.saturating_add(more);
         match source {
             Source::Memory => self.memory.release(batch.id, attempts),
-            Source::Durable => self.ops.push_back(Op::Release(batch.id, attempts)),
+            // Before any claim: a claim must not find it leased, nor a late release free it
+            // while a newer claim replays it.
+            Source::Durable => {
+                let at = self.ops.iter().take_while(|op| matches!(op, Op::Remove(_) | Op::Release(..))).count();
+                self.ops.insert(at, Op::Release(batch.id, attempts));
+            }
         }
     }
 
@@ -370,7 +375,12 @@ impl SpoolSide {
         self.memory.unclaim(&current.moving);
         match current.op {
             Op::Claim { .. } => self.claiming = false,
-            op => self.ops.push_front(op),
+            op @ Op::Remove(_) => self.ops.push_front(op),
+            // Behind the deletions, which go first.
+            op => {
+                let at = self.ops.iter().take_while(|op| matches!(op, Op::Remove(_))).count();
+                self.ops.insert(at, op);
+            }
         }
     }
 
@@ -620,7 +630,17 @@ impl ExporterState {
                             self.claimed_nothing(now);
                         }
                         self.spool.ready_lease_end = Some(current.issued + self.lease());
-                        self.spool.ready.extend(batches.into_iter().map(|b| (Source::Durable, b)));
+                        // A batch already being replayed (its lease ended meanwhile) is not sent twice.
+                        let replaying: Vec<i64> = self
+                            .in_flight
+                            .iter()
+                            .filter_map(|f| match &f.flight {
+                                super::Flight::Replay(Source::Durable, b) => Some(b.id),
+                                _ => None,
+                            })
+                            .collect();
+                        let fresh = batches.into_iter().filter(|b| !replaying.contains(&b.id));
+                        self.spool.ready.extend(fresh.map(|b| (Source::Durable, b)));
                     }
                     Err(err) => self.durable_failed(err),
                 }
