@@ -59,11 +59,17 @@ impl Spool for MemorySpool {
             inner.rows.push_back(Row { batch, leased_until: None });
         }
         let mut evicted = Vec::new();
-        while inner.bytes > max_bytes {
-            let Some(row) = inner.rows.pop_front() else { break };
-            inner.bytes -= row.batch.body.len() as u64;
+        let now = Instant::now();
+        let mut bytes = inner.bytes;
+        inner.rows.retain(|row| {
+            if bytes <= max_bytes || row.leased_until.is_some_and(|until| until > now) {
+                return true;
+            }
+            bytes -= row.batch.body.len() as u64;
             merge_evicted(&mut evicted, row.batch.signal, row.batch.items, row.batch.body.len() as u64);
-        }
+            false
+        });
+        inner.bytes = bytes;
         Ok(evicted)
     }
 
@@ -113,8 +119,9 @@ impl Spool for MemorySpool {
         let mut inner = self.lock();
         let mut evicted = Vec::new();
         let mut freed = 0u64;
+        let now = Instant::now();
         inner.rows.retain(|row| {
-            let keep = row.batch.created_unix_ms >= cutoff_unix_ms;
+            let keep = row.batch.created_unix_ms >= cutoff_unix_ms || row.leased_until.is_some_and(|until| until > now);
             if !keep {
                 freed += row.batch.body.len() as u64;
                 merge_evicted(&mut evicted, row.batch.signal, row.batch.items, row.batch.body.len() as u64);

@@ -168,7 +168,9 @@ pub trait Spool: Send + Sync + fmt::Debug + 'static {
     fn kind(&self) -> &'static str;
 
     /// Stores `records` (oldest first). Then, while the spool holds more than `max_bytes` of
-    /// request bytes, removes the oldest batches and returns what was removed, per signal.
+    /// request bytes, removes the oldest batches not under lease and returns what was removed,
+    /// per signal. (A leased batch is being replayed: its export decides whether it is delivered
+    /// or dropped, so it is never also counted as evicted.)
     fn append(&self, records: Vec<SpoolRecord>, max_bytes: u64) -> Result<Vec<Evicted>, SpoolError>;
 
     /// Up to `limit` of the oldest batches that no one else is replaying, leased for `lease`:
@@ -182,7 +184,8 @@ pub trait Spool: Send + Sync + fmt::Debug + 'static {
     /// ends, so the next claim may take it again.
     fn release(&self, id: i64, attempts: u32) -> Result<(), SpoolError>;
 
-    /// Deletes every batch made before `cutoff_unix_ms` and returns what was removed.
+    /// Deletes every batch made before `cutoff_unix_ms` that is not under lease, and returns what
+    /// was removed.
     fn expire(&self, cutoff_unix_ms: i64) -> Result<Vec<Evicted>, SpoolError>;
 
     /// What the spool holds now.

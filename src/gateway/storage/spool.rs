@@ -180,9 +180,11 @@ fn tally(evicted: &mut Vec<Evicted>, removed: Vec<(String, i64, i64)>) -> Result
     Ok(())
 }
 
-/// Removes the oldest rows while the table holds more than `max_bytes`; what went, per signal.
-/// `total` is the table's byte total when known (else it is read).
+/// Removes the oldest rows not under lease while the table holds more than `max_bytes`; what
+/// went, per signal. `total` is the table's byte total when known (else it is read). A leased row
+/// is being replayed: its export decides, so it is never also counted as evicted.
 fn trim(conn: &mut DbConnection, total: Option<u64>, max_bytes: u64) -> Result<Vec<Evicted>, StorageError> {
+    let now = unix_millis_now();
     let total = match total {
         Some(total) => total,
         None => count(spool::table.select(sql::<BigInt>(SUM_BYTES)).get_result::<i64>(conn)?),
@@ -198,6 +200,7 @@ fn trim(conn: &mut DbConnection, total: Option<u64>, max_bytes: u64) -> Result<V
         let page: Vec<(i64, i64)> = spool::table
             .select((spool::id, spool::size_bytes))
             .filter(spool::id.gt(after))
+            .filter(spool::lease_until_ms.le(now))
             .order(spool::id)
             .limit(EVICT_PAGE)
             .load(conn)?;
@@ -212,7 +215,7 @@ fn trim(conn: &mut DbConnection, total: Option<u64>, max_bytes: u64) -> Result<V
         after = page_last;
     }
     if let Some(last) = last {
-        let removed = diesel::delete(spool::table.filter(spool::id.le(last)))
+        let removed = diesel::delete(spool::table.filter(spool::id.le(last)).filter(spool::lease_until_ms.le(now)))
             .returning((spool::signal, spool::items, spool::size_bytes))
             .load::<(String, i64, i64)>(conn)?;
         tally(&mut evicted, removed)?;
@@ -332,8 +335,10 @@ impl Spool for DbSpool {
     }
 
     fn expire(&self, cutoff_unix_ms: i64) -> Result<Vec<Evicted>, SpoolError> {
+        let now = unix_millis_now();
         let expired = self.run(|conn| {
-            let removed = diesel::delete(spool::table.filter(spool::created_at_ms.lt(cutoff_unix_ms)))
+            let unleased = spool::table.filter(spool::created_at_ms.lt(cutoff_unix_ms)).filter(spool::lease_until_ms.le(now));
+            let removed = diesel::delete(unleased)
                 .returning((spool::signal, spool::items, spool::size_bytes))
                 .load::<(String, i64, i64)>(conn)?;
             let mut evicted = Vec::new();
