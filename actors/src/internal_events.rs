@@ -154,8 +154,13 @@ impl InternalEvent for BatchExported {
         if self.replayed {
             metrics.spool().replayed[self.signal as usize].inc_by(self.items);
         }
-        BatchDropped { signal: self.signal, batches: 1, items: self.rejected, reason: DropReason::ExportFailedPermanent }
-            .emit(metrics);
+        BatchDropped {
+            signal: self.signal,
+            batches: 1,
+            items: self.rejected,
+            reason: DropReason::ExportFailedPermanent,
+        }
+        .emit(metrics);
     }
 }
 

@@ -53,15 +53,7 @@ impl Exporter {
         metrics.spool().buffered_max_bytes.set(i64::try_from(config.max_pending_bytes).unwrap_or(i64::MAX));
         metrics.spool().fallback.set(0);
         let state = ExporterState::new(config, spool, Instant::now(), unix_millis_now(), fastrand::u64(..));
-        Self {
-            state,
-            transport: None,
-            durable: None,
-            metrics,
-            replies: HashMap::new(),
-            next_waiter: 0,
-            wake: None,
-        }
+        Self { state, transport: None, durable: None, metrics, replies: HashMap::new(), next_waiter: 0, wake: None }
     }
 
     /// Feeds `event` to the state machine and performs what it asks for.
@@ -123,7 +115,9 @@ impl Exporter {
             Action::WriteAtDeadline(write) => {
                 // The exporter is about to stop: this one write blocks its thread.
                 let result = match &self.durable {
-                    Some(spool) => spool.remove(&write.remove).and_then(|()| spool.append(write.records, write.max_bytes)),
+                    Some(spool) => {
+                        spool.remove(&write.remove).and_then(|()| spool.append(write.records, write.max_bytes))
+                    }
                     None => Err(SpoolError::Unavailable("no durable spool attached".into())),
                 };
                 Some(Event::DeadlineWriteAnswered(result))

@@ -337,7 +337,8 @@ impl Spool for DbSpool {
     fn expire(&self, cutoff_unix_ms: i64) -> Result<Vec<Evicted>, SpoolError> {
         let now = unix_millis_now();
         let expired = self.run(|conn| {
-            let unleased = spool::table.filter(spool::created_at_ms.lt(cutoff_unix_ms)).filter(spool::lease_until_ms.le(now));
+            let unleased =
+                spool::table.filter(spool::created_at_ms.lt(cutoff_unix_ms)).filter(spool::lease_until_ms.le(now));
             let removed = diesel::delete(unleased)
                 .returning((spool::signal, spool::items, spool::size_bytes))
                 .load::<(String, i64, i64)>(conn)?;

@@ -127,7 +127,8 @@ impl ExporterState {
             // does not remove (and count) them.
             let removals = self.spool.take_removals();
             let remove = removals.iter().map(|(id, _)| *id).collect();
-            let write = super::DeadlineWrite { remove, records: records.clone(), max_bytes: self.spool.config().max_bytes };
+            let write =
+                super::DeadlineWrite { remove, records: records.clone(), max_bytes: self.spool.config().max_bytes };
             self.out.push(Action::WriteAtDeadline(write));
             self.deadline_write = Some(PendingDeadline { waiter, records, removals, fresh, dropped });
             return;

@@ -16,6 +16,7 @@
 //! what is left by its deadline (`drain.rs`).
 
 mod drain;
+mod memory;
 mod queue;
 mod spool;
 
@@ -217,7 +218,9 @@ impl SpoolReply {
             SpoolCall::Claim { .. } => SpoolReply::Claimed(Err(error)),
             SpoolCall::Remove { .. } => SpoolReply::Removed(Err(error)),
             SpoolCall::Release { .. } => SpoolReply::Released(Err(error)),
-            SpoolCall::Refresh { .. } => SpoolReply::Refreshed(Refreshed { error: Some(error), ..Refreshed::default() }),
+            SpoolCall::Refresh { .. } => {
+                SpoolReply::Refreshed(Refreshed { error: Some(error), ..Refreshed::default() })
+            }
         }
     }
 }
@@ -603,8 +606,9 @@ impl ExporterState {
         self.emit(CollectorUnreachable { endpoint: self.config.endpoint.clone(), reason: reason.to_owned() });
         // Batches waiting in memory go to the spool; the spool's oldest batch probes the
         // collector from now on.
-        let (to_spool, keep): (Vec<Pending>, Vec<Pending>) =
-            std::mem::take(&mut self.pending).into_iter().partition(|p| self.policy(p.batch.signal) == OverflowPolicy::Spool);
+        let (to_spool, keep): (Vec<Pending>, Vec<Pending>) = std::mem::take(&mut self.pending)
+            .into_iter()
+            .partition(|p| self.policy(p.batch.signal) == OverflowPolicy::Spool);
         self.pending = keep.into();
         self.spool_pending(to_spool, now);
         let first = backoff(&self.config.retry, 1, self.rng.f64());

@@ -449,7 +449,8 @@ impl Harness {
             self.replay_starts.extend(std::iter::repeat_n(self.now, replays));
         }
         let rate = f64::from(self.setup.spool.replay_batches_per_second);
-        let slack = (rate.max(1.0) + self.setup.exporter.max_concurrent_exports.saturating_sub(1).max(1) as f64) as usize;
+        let slack =
+            (rate.max(1.0) + self.setup.exporter.max_concurrent_exports.saturating_sub(1).max(1) as f64) as usize;
         let starts = &self.replay_starts;
         for i in 0..starts.len() {
             for j in i..starts.len() {
@@ -547,7 +548,11 @@ impl Harness {
             config.max_pending_batches
         );
         let queued: u64 = sm.spool.queued_appends().map(|r| r.body.len() as u64).sum();
-        prop_assert!(queued <= config.max_pending_bytes / 2, "write queue {queued} B over half of {}", config.max_pending_bytes);
+        prop_assert!(
+            queued <= config.max_pending_bytes / 2,
+            "write queue {queued} B over half of {}",
+            config.max_pending_bytes
+        );
         let memory = sm.spool.memory_stats().bytes;
         let claimed: u64 = sm.spool.memory.iter().filter(|(_, c)| *c).map(|(b, _)| b.body.len() as u64).sum();
         prop_assert!(
@@ -659,7 +664,11 @@ impl Harness {
             Step::Flush(ms) => {
                 let waiter = self.next_waiter;
                 self.next_waiter += 1;
-                self.feed(Event::DrainRequested { waiter, deadline: self.now + Duration::from_millis(ms), give_up: false })?;
+                self.feed(Event::DrainRequested {
+                    waiter,
+                    deadline: self.now + Duration::from_millis(ms),
+                    give_up: false,
+                })?;
                 if let Some(report) = self.replies.get(&waiter) {
                     if *report == DrainReport::default() && self.exposed.is_empty() {
                         prop_assert_eq!(self.live(), [0, 0], "a flush answered while data was left");
@@ -865,7 +874,10 @@ fn cases() -> u32 {
 
 #[test]
 fn exporter_model() {
-    let seed = std::env::var("EXPORTER_MODEL_SEED").ok().and_then(|v| v.parse::<u64>().ok()).unwrap_or_else(|| fastrand::u64(..));
+    let seed = std::env::var("EXPORTER_MODEL_SEED")
+        .ok()
+        .and_then(|v| v.parse::<u64>().ok())
+        .unwrap_or_else(|| fastrand::u64(..));
     println!("exporter model seed: {seed} (EXPORTER_MODEL_SEED={seed} replays this run), {} cases", cases());
     let mut bytes = [0u8; 32];
     bytes[..8].copy_from_slice(&seed.to_le_bytes());

@@ -11,8 +11,9 @@ use crate::exporter::config::RetryConfig;
 use crate::exporter::retry::backoff;
 use crate::internal_events::{BatchDropped, BatchSpooled, SpoolAttached, SpoolFallback, SpoolRecovered};
 use crate::self_metrics::DropReason;
-use crate::spool::{merge_evicted, Evicted, SpoolConfig, SpoolError, SpoolRecord, SpoolStats, SpooledBatch};
+use crate::spool::{Evicted, SpoolConfig, SpoolError, SpoolRecord, SpoolStats, SpooledBatch};
 
+use super::memory::{figures, MemoryRows};
 use super::queue::Pending;
 
 /// Which spool a replayed batch came from.
@@ -20,107 +21,6 @@ use super::queue::Pending;
 pub(super) enum Source {
     Durable,
     Memory,
-}
-
-/// The spool figures of one batch.
-fn figures(batch: &SpooledBatch) -> SpoolStats {
-    let mut stats = SpoolStats::default();
-    stats.add(batch.signal, 1, batch.items, batch.body.len() as u64);
-    stats
-}
-
-#[derive(Debug)]
-struct MemoryRow {
-    batch: SpooledBatch,
-    /// Being replayed, or moving to the database.
-    claimed: bool,
-}
-
-/// The memory fallback: batches in insertion order, bounded by `spool.memory_max_bytes`. Claimed
-/// batches are never evicted or expired (their replay decides), so nothing is counted twice.
-#[derive(Debug, Default)]
-pub(super) struct MemoryRows {
-    rows: VecDeque<MemoryRow>,
-    next_id: i64,
-    stats: SpoolStats,
-}
-
-impl MemoryRows {
-    fn append(&mut self, records: Vec<SpoolRecord>, max_bytes: u64) -> Vec<Evicted> {
-        for record in records {
-            self.next_id += 1;
-            let batch = SpooledBatch {
-                id: self.next_id,
-                signal: record.signal,
-                items: record.items,
-                attempts: record.attempts,
-                created_unix_ms: record.created_unix_ms,
-                body: record.body,
-            };
-            self.stats = self.stats.plus(&figures(&batch));
-            self.rows.push_back(MemoryRow { batch, claimed: false });
-        }
-        self.remove_where(|row, stats| stats.bytes > max_bytes && !row.claimed)
-    }
-
-    /// Removes the rows `doomed` picks, oldest first, and returns their figures.
-    fn remove_where(&mut self, mut doomed: impl FnMut(&MemoryRow, &SpoolStats) -> bool) -> Vec<Evicted> {
-        let mut evicted = Vec::new();
-        let mut stats = self.stats;
-        self.rows.retain(|row| {
-            if !doomed(row, &stats) {
-                return true;
-            }
-            let b = &row.batch;
-            stats = stats.minus(&figures(b));
-            merge_evicted(&mut evicted, b.signal, b.items, b.body.len() as u64);
-            false
-        });
-        self.stats = stats;
-        evicted
-    }
-
-    fn claim(&mut self, limit: usize) -> Vec<SpooledBatch> {
-        let idle = self.rows.iter_mut().filter(|row| !row.claimed).take(limit);
-        idle.map(|row| {
-            row.claimed = true;
-            row.batch.clone()
-        })
-        .collect()
-    }
-
-    fn remove(&mut self, ids: &[i64]) {
-        self.remove_where(|row, _| ids.contains(&row.batch.id));
-    }
-
-    fn release(&mut self, id: i64, attempts: u32) {
-        if let Some(row) = self.rows.iter_mut().find(|row| row.batch.id == id) {
-            row.batch.attempts = attempts;
-            row.claimed = false;
-        }
-    }
-
-    fn unclaim(&mut self, ids: &[i64]) {
-        for row in self.rows.iter_mut().filter(|row| ids.contains(&row.batch.id)) {
-            row.claimed = false;
-        }
-    }
-
-    fn expire(&mut self, cutoff_unix_ms: i64) -> Vec<Evicted> {
-        self.remove_where(|row, _| !row.claimed && row.batch.created_unix_ms < cutoff_unix_ms)
-    }
-
-    /// Every batch, claimed or not, as records; the memory spool is empty afterwards.
-    fn take_all(&mut self) -> Vec<SpoolRecord> {
-        self.stats = SpoolStats::default();
-        std::mem::take(&mut self.rows).into_iter().map(|row| row.batch.to_record()).collect()
-    }
-
-    /// The batches of the memory spool, oldest first, and whether each is claimed.
-    #[cfg(test)]
-    pub(super) fn iter(&self) -> impl Iterator<Item = (&SpooledBatch, bool)> {
-        self.rows.iter().map(|row| (&row.batch, row.claimed))
-    }
 }
 
 /// A spool call waiting for its turn.
@@ -305,7 +205,12 @@ impl SpoolSide {
     }
 
     /// A probe failed: the delay before the next one.
-    pub(super) fn probe_failed(&mut self, hint: Option<Duration>, retry: &RetryConfig, rng: &mut fastrand::Rng) -> Duration {
+    pub(super) fn probe_failed(
+        &mut self,
+        hint: Option<Duration>,
+        retry: &RetryConfig,
+        rng: &mut fastrand::Rng,
+    ) -> Duration {
         self.probe_failures += 1;
         hint.unwrap_or_else(|| backoff(retry, self.probe_failures, rng.f64()))
     }
@@ -544,9 +449,11 @@ impl ExporterState {
                     }
                     continue;
                 }
-                Op::Remove(rows) if usable => {
-                    (SpoolCall::Remove { ids: rows.iter().map(|(id, _)| *id).collect() }, Vec::new(), SpoolStats::default())
-                }
+                Op::Remove(rows) if usable => (
+                    SpoolCall::Remove { ids: rows.iter().map(|(id, _)| *id).collect() },
+                    Vec::new(),
+                    SpoolStats::default(),
+                ),
                 Op::Remove(rows) => {
                     self.spool.unremoved.extend(rows.iter().copied());
                     continue;

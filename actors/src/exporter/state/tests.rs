@@ -156,7 +156,9 @@ fn a_throttled_export_waits_for_the_servers_delay_and_the_collector_stays_reacha
     sm.handle(t0, traces(3));
     let throttled = Outcome::Retryable { reason: "HTTP 429".into(), retry_after: Some(Duration::from_secs(7)) };
     let actions = sm.handle(t0, Event::ExportFinished { id: 0, outcome: throttled });
-    assert!(actions.iter().any(|a| matches!(a, Action::Emit(ExporterEvent::Throttled(t)) if t.retry_after == Duration::from_secs(7))));
+    assert!(actions
+        .iter()
+        .any(|a| matches!(a, Action::Emit(ExporterEvent::Throttled(t)) if t.retry_after == Duration::from_secs(7))));
     assert!(sm.status(t0).collector_reachable, "a collector that says when to come back is answering");
     assert!(starts(&sm.handle(t0 + Duration::from_secs(6), Event::Tick)).is_empty());
     assert_eq!(starts(&sm.handle(t0 + Duration::from_secs(7), Event::Tick)).len(), 1);
@@ -167,7 +169,8 @@ fn a_permanent_refusal_drops_the_batch_and_a_partial_success_drops_the_rejected_
     let (mut sm, t0) = machine(config(), SpoolConfig::default());
     sm.handle(t0, traces(6));
     sm.handle(t0, traces(9));
-    let refused = sm.handle(t0, Event::ExportFinished { id: 0, outcome: Outcome::Permanent { reason: "HTTP 400".into() } });
+    let refused =
+        sm.handle(t0, Event::ExportFinished { id: 0, outcome: Outcome::Permanent { reason: "HTTP 400".into() } });
     assert_eq!(dropped(&refused, DropReason::ExportFailedPermanent), 6);
     assert!(starts(&refused).is_empty(), "never retried");
     let partial = sm.handle(t0, Event::ExportFinished { id: 1, outcome: Outcome::Accepted { rejected: 2 } });
@@ -295,7 +298,18 @@ fn a_failing_database_falls_back_to_memory_and_the_refresh_moves_the_batches_bac
     let (mut sm, t0) = machine(config, SpoolConfig::default());
     let attach = sm.handle(t0, Event::SpoolAttached { backend: "sqlite" });
     let [(refresh, SpoolCall::Refresh { .. })] = calls(&attach)[..] else { panic!("{attach:?}") };
-    sm.handle(t0, Event::SpoolAnswered { call: refresh, reply: SpoolReply::Refreshed(Refreshed { removed: true, moved: Some(vec![]), stats: Some(SpoolStats::default()), ..Default::default() }) });
+    sm.handle(
+        t0,
+        Event::SpoolAnswered {
+            call: refresh,
+            reply: SpoolReply::Refreshed(Refreshed {
+                removed: true,
+                moved: Some(vec![]),
+                stats: Some(SpoolStats::default()),
+                ..Default::default()
+            }),
+        },
+    );
     sm.handle(t0, traces(5));
     let failed = sm.handle(t0, Event::ExportFinished { id: 0, outcome: refused() });
     let [(append, SpoolCall::Append { ref records, .. })] = calls(&failed)[..] else { panic!("{failed:?}") };
@@ -314,7 +328,10 @@ fn a_failing_database_falls_back_to_memory_and_the_refresh_moves_the_batches_bac
     let mut stats = SpoolStats::default();
     stats.add(Signal::Traces, 1, 5, 100);
     let done = Refreshed { removed: true, moved: Some(vec![]), stats: Some(stats), ..Default::default() };
-    let back = sm.handle(t0 + SPOOL_REFRESH_INTERVAL, Event::SpoolAnswered { call: refresh, reply: SpoolReply::Refreshed(done) });
+    let back = sm.handle(
+        t0 + SPOOL_REFRESH_INTERVAL,
+        Event::SpoolAnswered { call: refresh, reply: SpoolReply::Refreshed(done) },
+    );
     assert!(back.iter().any(|a| matches!(a, Action::Emit(ExporterEvent::Recovered(_)))));
     let status = sm.status(t0);
     assert!(!status.spool.fallback);
@@ -330,9 +347,17 @@ fn replaying_one_row() -> (ExporterState, Instant, SpooledBatch) {
     let mut stats = SpoolStats::default();
     stats.add(Signal::Traces, 1, 3, 1);
     let refreshed = Refreshed { removed: true, moved: Some(vec![]), stats: Some(stats), ..Default::default() };
-    let claim = sm.handle(t0, Event::SpoolAnswered { call: calls(&attach)[0].0, reply: SpoolReply::Refreshed(refreshed) });
+    let claim =
+        sm.handle(t0, Event::SpoolAnswered { call: calls(&attach)[0].0, reply: SpoolReply::Refreshed(refreshed) });
     let [(call, SpoolCall::Claim { limit: 1, .. })] = calls(&claim)[..] else { panic!("{claim:?}") };
-    let row = SpooledBatch { id: 41, signal: Signal::Traces, items: 3, attempts: 0, created_unix_ms: UNIX, body: Bytes::from_static(&[3]) };
+    let row = SpooledBatch {
+        id: 41,
+        signal: Signal::Traces,
+        items: 3,
+        attempts: 0,
+        created_unix_ms: UNIX,
+        body: Bytes::from_static(&[3]),
+    };
     let started = sm.handle(t0, Event::SpoolAnswered { call, reply: SpoolReply::Claimed(Ok(vec![row.clone()])) });
     assert_eq!(starts(&started), vec![(0, 3)]);
     (sm, t0, row)
@@ -374,7 +399,12 @@ fn a_restart_sends_fresh_batches_again_first_and_gives_claimed_rows_back() {
     sm.handle(t0, traces(2));
     let again = sm.handle(t0, Event::Restarted);
     assert_eq!(starts(&again), vec![(1, 1)], "the batch that was in flight goes first, under a new id");
-    assert!(sm.handle(t0, Event::ExportFinished { id: 0, outcome: accepted() }).iter().all(|a| !matches!(a, Action::Emit(ExporterEvent::Exported(_)))), "the lost export's answer is ignored");
+    assert!(
+        sm.handle(t0, Event::ExportFinished { id: 0, outcome: accepted() })
+            .iter()
+            .all(|a| !matches!(a, Action::Emit(ExporterEvent::Exported(_)))),
+        "the lost export's answer is ignored"
+    );
 }
 
 #[test]
@@ -395,7 +425,18 @@ fn shutdown_writes_what_is_left_to_the_database_and_drops_what_its_policy_does_n
     config.when_full = WhenFull { traces: OverflowPolicy::Spool, metrics: OverflowPolicy::DropNewest };
     let (mut sm, t0) = machine(config, SpoolConfig::default());
     let attach = sm.handle(t0, Event::SpoolAttached { backend: "postgresql" });
-    sm.handle(t0, Event::SpoolAnswered { call: calls(&attach)[0].0, reply: SpoolReply::Refreshed(Refreshed { removed: true, moved: Some(vec![]), stats: Some(SpoolStats::default()), ..Default::default() }) });
+    sm.handle(
+        t0,
+        Event::SpoolAnswered {
+            call: calls(&attach)[0].0,
+            reply: SpoolReply::Refreshed(Refreshed {
+                removed: true,
+                moved: Some(vec![]),
+                stats: Some(SpoolStats::default()),
+                ..Default::default()
+            }),
+        },
+    );
     sm.handle(t0, traces(3));
     sm.handle(t0, batch(Signal::Metrics, 5, 10));
     sm.handle(t0, traces(7));
