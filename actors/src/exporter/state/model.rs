@@ -889,7 +889,7 @@ fn exporter_model() {
         ..Config::default()
     };
     let mut runner = TestRunner::new_with_rng(config, TestRng::from_seed(RngAlgorithm::ChaCha, &bytes));
-    let strategy = (setup(), prop::collection::vec(step(), 1..120));
+    let strategy = (setup(), prop::collection::vec(step(), 1..300));
     let result = runner.run(&strategy, |(setup, steps)| {
         if std::env::var_os("EXPORTER_MODEL_TRACE").is_some() {
             println!("=== case {setup:?}");
