@@ -283,7 +283,6 @@ struct InFlight {
 }
 
 /// The exporter's state and decisions.
-#[derive(Debug)]
 pub struct ExporterState {
     config: ExporterConfig,
     rng: fastrand::Rng,
@@ -303,6 +302,18 @@ pub struct ExporterState {
     next_refresh: Instant,
     armed: Option<Instant>,
     out: Vec<Action>,
+}
+
+impl std::fmt::Debug for ExporterState {
+    /// Figures only: the batches' bodies stay out of any log line.
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ExporterState")
+            .field("pending", &self.pending.len())
+            .field("in_flight", &self.in_flight.len())
+            .field("reachable", &self.reachable)
+            .field("spooled_batches", &self.spool.total().batches)
+            .finish_non_exhaustive()
+    }
 }
 
 impl ExporterState {
