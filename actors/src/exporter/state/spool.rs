@@ -36,6 +36,9 @@ pub(super) enum Op {
     Remove(Vec<(i64, SpoolStats)>),
     Release(i64, u32),
     Refresh,
+    /// A call whose work a shutdown deadline took over; its answer is awaited, and ignored,
+    /// before the next call starts (never two calls at once).
+    Abandoned,
 }
 
 /// The call under way.
@@ -280,6 +283,7 @@ impl SpoolSide {
         self.memory.unclaim(&current.moving);
         match current.op {
             Op::Claim { .. } => self.claiming = false,
+            Op::Abandoned => {}
             op @ Op::Remove(_) => self.ops.push_front(op),
             // Behind the deletions, which go first.
             op => {
@@ -307,8 +311,8 @@ impl SpoolSide {
     /// spool, as records; the memory spool and the claims are given up.
     pub(super) fn take_for_deadline(&mut self) -> Vec<SpoolRecord> {
         let mut records = Vec::new();
-        if let Some(current) = self.current.take_if(|c| matches!(c.op, Op::Append(_))) {
-            if let Op::Append(queued) = current.op {
+        if let Some(current) = self.current.as_mut().filter(|c| matches!(c.op, Op::Append(_))) {
+            if let Op::Append(queued) = std::mem::replace(&mut current.op, Op::Abandoned) {
                 records.extend(queued);
             }
         }
@@ -329,8 +333,8 @@ impl SpoolSide {
     /// under way is ignored from now on).
     pub(super) fn take_removals(&mut self) -> Vec<(i64, SpoolStats)> {
         let mut rows = std::mem::take(&mut self.unremoved);
-        if let Some(current) = self.current.take_if(|c| matches!(c.op, Op::Remove(_))) {
-            if let Op::Remove(under_way) = current.op {
+        if let Some(current) = self.current.as_mut().filter(|c| matches!(c.op, Op::Remove(_))) {
+            if let Op::Remove(under_way) = std::mem::replace(&mut current.op, Op::Abandoned) {
                 rows.extend(under_way);
             }
         }
@@ -462,7 +466,7 @@ impl ExporterState {
                 Op::Release(id, attempts) if usable => {
                     (SpoolCall::Release { id: *id, attempts: *attempts }, Vec::new(), SpoolStats::default())
                 }
-                Op::Release(..) => continue,
+                Op::Release(..) | Op::Abandoned => continue,
                 Op::Refresh => {
                     let max_age = self.spool.config.max_age;
                     let cutoff = (!max_age.is_zero()).then(|| {
@@ -593,6 +597,7 @@ impl ExporterState {
                     None => self.durable_answered(),
                 }
             }
+            (Op::Abandoned, _) => {}
             (op, reply) => {
                 // A reply that does not fit its call is a bug of the shell: make the call again.
                 debug_assert!(false, "spool reply {reply:?} to {op:?}");
