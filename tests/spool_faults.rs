@@ -237,10 +237,26 @@ fn spans_in_the_spool_survive_sigkill_and_are_delivered_after_a_restart() {
     let mut first = start(&settings);
     let http = client();
     let sent = send(&http, &first, 0xd4, 0..250);
-    assert_eventually(Duration::from_secs(20), Duration::from_millis(50), "the spans reach the database spool", || {
-        let report = health(&first);
-        let spool = &report["components"]["exporter"]["details"]["spool"];
-        spool["items"]["traces"].as_u64().unwrap_or(0) >= 250 && spool["memory_batches"] == 0
+    // Every span of the 250 requests reaches the database spool. Polled on `/metrics`, served
+    // untraced: a `/health` poll adds a span of its own, so a count of 250 could be reached
+    // while the last requests' spans were still on their way (and died with the kill). Settled:
+    // the spool's count stands still with nothing in the span queue or the exporter's memory.
+    let mut last = -1.0;
+    assert_eventually(
+        Duration::from_secs(20),
+        Duration::from_millis(300),
+        "the spans reach the database spool",
+        || {
+            let items = metric(&first, "metamcp_telemetry_spool_items", &[("signal", "traces")]);
+            let queued = metric(&first, "metamcp_telemetry_queue_depth", &[("queue", "spans")]);
+            let held = metric(&first, "metamcp_telemetry_buffered_bytes", &[]);
+            let settled = items >= 250.0 && items == last && queued == 0.0 && held == 0.0;
+            last = items;
+            settled
+        },
+    );
+    assert_eventually(Duration::from_secs(20), Duration::from_millis(50), "nothing waits in the memory spool", || {
+        health(&first)["components"]["exporter"]["details"]["spool"]["memory_batches"] == 0
     });
     let status = first.signal_and_wait(Signal::SIGKILL, Duration::from_secs(10));
     assert!(!status.success(), "killed, not exited: {status}");

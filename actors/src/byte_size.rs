@@ -32,8 +32,16 @@ pub fn format(value: u64) -> String {
     format!("{value}B")
 }
 
+/// A size that does not parse; its message says what is allowed.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("invalid size {text:?}; expected bytes or a number with a unit, such as \"64MiB\", \"512KiB\" or \"1GB\"")]
+pub struct ByteSizeError {
+    /// The text given.
+    pub text: String,
+}
+
 /// Parses `"64MiB"`, `"10 MB"`, `"4096"`, `"1.5GiB"`; the error says what is allowed.
-pub fn parse(text: &str) -> Result<u64, String> {
+pub fn parse(text: &str) -> Result<u64, ByteSizeError> {
     let trimmed = text.trim();
     let split = trimmed.find(|c: char| !(c.is_ascii_digit() || c == '.')).unwrap_or(trimmed.len());
     let (number, unit) = trimmed.split_at(split);
@@ -55,8 +63,8 @@ pub fn parse(text: &str) -> Result<u64, String> {
     Ok(bytes as u64)
 }
 
-fn invalid(text: &str) -> String {
-    format!("invalid size {text:?}; expected bytes or a number with a unit, such as \"64MiB\", \"512KiB\" or \"1GB\"")
+fn invalid(text: &str) -> ByteSizeError {
+    ByteSizeError { text: text.to_owned() }
 }
 
 #[cfg(test)]
@@ -69,7 +77,7 @@ mod tests {
         assert_eq!(parse(" 10 MB ").unwrap(), 10_000_000);
         assert_eq!(parse("4096").unwrap(), 4096);
         assert_eq!(parse("1.5GiB").unwrap(), 3 << 29);
-        assert!(parse("lots").unwrap_err().contains("\"lots\""));
+        assert!(parse("lots").unwrap_err().to_string().contains("\"lots\""));
         assert!(parse("5 parsecs").is_err());
         assert_eq!(format(64 << 20), "64MiB");
         assert_eq!(format(1000), "1000B");

@@ -481,7 +481,7 @@ pub fn span_channel(
 }
 
 /// Asks the span buffer to flush and waits for the answer, from any thread.
-pub type FlushHook = Arc<dyn Fn(Duration) -> Result<(), String> + Send + Sync>;
+pub type FlushHook = Arc<dyn Fn(Duration) -> Result<(), crate::span_buffer::FlushError> + Send + Sync>;
 
 /// The span processor that feeds the pipeline.
 #[derive(Clone)]
@@ -531,14 +531,14 @@ impl SpanProcessor for SpanIngress {
 
     fn force_flush(&self) -> OTelSdkResult {
         match &self.flush {
-            Some(hook) => hook(Duration::from_secs(30)).map_err(OTelSdkError::InternalFailure),
+            Some(hook) => hook(Duration::from_secs(30)).map_err(|err| OTelSdkError::InternalFailure(err.to_string())),
             None => Ok(()),
         }
     }
 
     fn shutdown_with_timeout(&self, timeout: Duration) -> OTelSdkResult {
         match &self.flush {
-            Some(hook) => hook(timeout).map_err(OTelSdkError::InternalFailure),
+            Some(hook) => hook(timeout).map_err(|err| OTelSdkError::InternalFailure(err.to_string())),
             None => Ok(()),
         }
     }

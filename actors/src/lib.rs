@@ -15,6 +15,7 @@ mod config_check;
 pub mod exporter;
 pub mod health_check;
 pub mod ingress;
+pub mod internal_events;
 pub mod metric_aggregator;
 pub mod pipeline;
 pub mod redact;

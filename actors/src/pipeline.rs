@@ -186,17 +186,15 @@ impl Pipeline {
             // The answer is awaited on the span buffer's arbiter, never on the caller's runtime.
             let sent = flush_arbiter.spawn(async move {
                 let result = match request.await {
-                    Ok(Ok(())) => Ok(()),
-                    Ok(Err(err)) => Err(err.to_string()),
-                    Err(err) => Err(err.to_string()),
+                    Ok(result) => result,
+                    Err(err) => Err(FlushError::ExporterGone(err.to_string())),
                 };
                 let _ = tx.send(result);
             });
             if !sent {
-                return Err("the arbiter is gone".to_owned());
+                return Err(FlushError::ArbiterGone);
             }
-            rx.recv_timeout(timeout + Duration::from_millis(100))
-                .unwrap_or_else(|_| Err("force_flush timed out".to_owned()))
+            rx.recv_timeout(timeout + Duration::from_millis(100)).unwrap_or(Err(FlushError::NoAnswer))
         });
         let span_ingress = span_ingress.with_flush_hook(hook);
 

@@ -15,13 +15,20 @@ pub fn deserialize<'de, D: Deserializer<'de>>(deserializer: D) -> Result<Duratio
     parse(&text).map_err(de::Error::custom)
 }
 
+/// A duration that does not parse; its message says what is allowed.
+#[derive(Debug, Clone, PartialEq, thiserror::Error)]
+#[error("invalid duration {text:?} ({source}); expected a number with a unit, such as \"500ms\", \"10s\" or \"2m\"")]
+pub struct DurationError {
+    /// The text given.
+    pub text: String,
+    /// What the parser said.
+    #[source]
+    pub source: humantime::DurationError,
+}
+
 /// Parses a human-readable duration; the error says what is allowed.
-pub fn parse(text: &str) -> Result<Duration, String> {
-    humantime::parse_duration(text.trim()).map_err(|err| {
-        format!(
-            "invalid duration {text:?} ({err}); expected a number with a unit, such as \"500ms\", \"10s\" or \"2m\""
-        )
-    })
+pub fn parse(text: &str) -> Result<Duration, DurationError> {
+    humantime::parse_duration(text.trim()).map_err(|source| DurationError { text: text.to_owned(), source })
 }
 
 #[cfg(test)]
@@ -32,7 +39,7 @@ mod tests {
     fn parses_units_and_rejects_bare_numbers() {
         assert_eq!(parse("500ms").unwrap(), Duration::from_millis(500));
         assert_eq!(parse(" 2m ").unwrap(), Duration::from_secs(120));
-        let err = parse("10").unwrap_err();
+        let err = parse("10").unwrap_err().to_string();
         assert!(err.contains("\"10\""), "{err}");
         assert!(err.contains("500ms"), "{err}");
     }

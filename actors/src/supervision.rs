@@ -11,6 +11,7 @@ use std::panic::{catch_unwind, AssertUnwindSafe};
 
 use actix::{Actor, ActorContext, Context};
 
+use crate::internal_events::ActorPanicked;
 use crate::self_metrics::ActorKind;
 
 /// Runs `f`; on a panic, logs it, stops the actor so that its supervisor restarts it, and
@@ -27,11 +28,7 @@ where
     match catch_unwind(AssertUnwindSafe(|| f(act, ctx))) {
         Ok(value) => Some(value),
         Err(payload) => {
-            tracing::error!(
-                actor = kind.as_str(),
-                panic = %panic_message(payload.as_ref()),
-                "pipeline actor panicked; restarting it"
-            );
+            ActorPanicked { actor: kind, panic: panic_message(payload.as_ref()) }.log();
             ctx.stop();
             None
         }

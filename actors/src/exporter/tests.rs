@@ -226,7 +226,14 @@ async fn a_failing_database_spool_falls_back_to_memory_and_catches_up_when_it_re
     })
     .await;
     assert!(moved, "the periodic refresh moves memory batches to the database");
+    // The database holds them before the refresh's answer reaches the exporter.
+    let caught_up = eventually(Duration::from_secs(5), || {
+        let exporter = exporter.clone();
+        async move { !exporter.send(GetStatus).await.unwrap().spool.fallback }
+    })
+    .await;
     let status = exporter.send(GetStatus).await.unwrap();
+    assert!(caught_up, "{status:?}");
     assert!(!status.spool.fallback);
     assert_eq!((status.spool.memory_batches, status.spool.items[Signal::Traces as usize]), (0, 10));
     assert_eq!(metrics.spool().fallback.get(), 0);
@@ -326,5 +333,12 @@ async fn a_slow_database_spool_overflows_into_memory_and_catches_up_without_a_dr
     .await;
     assert!(all_durable, "{:?}", exporter.send(GetStatus).await.unwrap());
     assert_eq!(metrics.dropped_total(Signal::Traces), 0);
-    assert_eq!(exporter.send(GetStatus).await.unwrap().spool.memory_batches, 0);
+    // The database holds them before the refresh's answer reaches the exporter.
+    let memory_empty = eventually(Duration::from_secs(5), || {
+        let exporter = exporter.clone();
+        async move { exporter.send(GetStatus).await.unwrap().spool.memory_batches == 0 }
+    })
+    .await;
+    assert!(memory_empty, "{:?}", exporter.send(GetStatus).await.unwrap());
+    assert_eq!(metrics.dropped_total(Signal::Traces), 0);
 }

@@ -44,6 +44,20 @@ pub enum Outcome {
     },
 }
 
+impl Outcome {
+    /// The same outcome with credentials masked in its reason: transport errors may quote the
+    /// endpoint, user information and all, and the reason reaches logs and `/health`.
+    pub fn redacted(self) -> Self {
+        match self {
+            Self::Retryable { reason, retry_after } => {
+                Self::Retryable { reason: crate::redact::redact(&reason).into_owned(), retry_after }
+            }
+            Self::Permanent { reason } => Self::Permanent { reason: crate::redact::redact(&reason).into_owned() },
+            accepted @ Self::Accepted { .. } => accepted,
+        }
+    }
+}
+
 /// An exporter that cannot be built from its configuration.
 #[derive(Debug, thiserror::Error)]
 pub enum TransportError {

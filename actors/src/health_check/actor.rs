@@ -23,15 +23,29 @@ pub trait ReadinessProbe: Send + Sync {
     /// The component name in `/health`.
     fn name(&self) -> &'static str;
     /// Resolves to `Ok` with optional figures when the dependency answers.
-    fn check(&self) -> Pin<Box<dyn Future<Output = Result<serde_json::Value, String>> + Send>>;
+    fn check(&self) -> Pin<Box<dyn Future<Output = Result<serde_json::Value, ProbeError>> + Send>>;
+}
+
+/// Why a component of `/health` gave no good answer.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum ProbeError {
+    /// The dependency answered with a failure, described.
+    #[error("{0}")]
+    Failed(String),
+    /// No answer within `health.response_timeout`.
+    #[error("no answer within {}", humantime::format_duration(*.0))]
+    Timeout(Duration),
+    /// The actor's mailbox is closed.
+    #[error("actor unavailable: {0}")]
+    Unavailable(MailboxError),
 }
 
 /// Answers from one gathering.
 struct Gathered {
-    span_buffer: Result<SpanBufferStatus, String>,
-    aggregator: Result<AggregatorStatus, String>,
-    exporter: Result<ExporterStatus, String>,
-    probes: Vec<(&'static str, Result<serde_json::Value, String>)>,
+    span_buffer: Result<SpanBufferStatus, ProbeError>,
+    aggregator: Result<AggregatorStatus, ProbeError>,
+    exporter: Result<ExporterStatus, ProbeError>,
+    probes: Vec<(&'static str, Result<serde_json::Value, ProbeError>)>,
 }
 
 /// Gathers the pipeline's status.
@@ -106,7 +120,7 @@ impl HealthCheck {
                 async move {
                     let result = match tokio::time::timeout(timeout, check).await {
                         Ok(result) => result,
-                        Err(_) => Err(format!("no answer within {}", humantime::format_duration(timeout))),
+                        Err(_) => Err(ProbeError::Timeout(timeout)),
                     };
                     (name, result)
                 }
@@ -182,7 +196,7 @@ impl HealthCheck {
                 c.details.insert("batches_sent", status.batches_sent.into());
                 c
             }
-            Err(why) => ComponentHealth::unresponsive(restarts(ActorKind::SpanBuffer), why),
+            Err(why) => ComponentHealth::unresponsive(restarts(ActorKind::SpanBuffer), why.to_string()),
         };
         components.insert(ActorKind::SpanBuffer.as_str().to_owned(), span_buffer);
 
@@ -200,7 +214,7 @@ impl HealthCheck {
                 c.details.insert("snapshots_sent", status.snapshots_sent.into());
                 c
             }
-            Err(why) => ComponentHealth::unresponsive(restarts(ActorKind::MetricAggregator), why),
+            Err(why) => ComponentHealth::unresponsive(restarts(ActorKind::MetricAggregator), why.to_string()),
         };
         components.insert(ActorKind::MetricAggregator.as_str().to_owned(), aggregator);
 
@@ -266,7 +280,7 @@ impl HealthCheck {
                 }
                 c
             }
-            Err(why) => ComponentHealth::unresponsive(restarts(ActorKind::Exporter), why),
+            Err(why) => ComponentHealth::unresponsive(restarts(ActorKind::Exporter), why.to_string()),
         };
         components.insert(ActorKind::Exporter.as_str().to_owned(), exporter);
         components
@@ -289,7 +303,7 @@ impl HealthCheck {
                 }
                 Err(why) => {
                     probes_ok = false;
-                    ComponentHealth::unresponsive(0, why)
+                    ComponentHealth::unresponsive(0, why.to_string())
                 }
             };
             components.insert(name.to_owned(), component);
@@ -326,11 +340,11 @@ fn static_key(key: &str) -> Option<&'static str> {
     KEYS.iter().copied().find(|k| *k == key)
 }
 
-async fn ask<T>(request: impl Future<Output = Result<T, MailboxError>>, timeout: Duration) -> Result<T, String> {
+async fn ask<T>(request: impl Future<Output = Result<T, MailboxError>>, timeout: Duration) -> Result<T, ProbeError> {
     match tokio::time::timeout(timeout, request).await {
         Ok(Ok(answer)) => Ok(answer),
-        Ok(Err(err)) => Err(format!("actor unavailable: {err}")),
-        Err(_) => Err(format!("no answer within {}", humantime::format_duration(timeout))),
+        Ok(Err(err)) => Err(ProbeError::Unavailable(err)),
+        Err(_) => Err(ProbeError::Timeout(timeout)),
     }
 }
 
@@ -348,7 +362,10 @@ impl Actor for HealthCheck {
 
 impl Supervised for HealthCheck {
     fn restarting(&mut self, _ctx: &mut Context<Self>) {
-        self.metrics.restarts(ActorKind::HealthCheck).inc();
+        crate::internal_events::InternalEvent::emit(
+            crate::internal_events::ActorRestarted { actor: ActorKind::HealthCheck },
+            &self.metrics,
+        );
     }
 }
 

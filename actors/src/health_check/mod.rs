@@ -9,6 +9,6 @@ pub mod report;
 #[cfg(test)]
 mod tests;
 
-pub use actor::{HealthCheck, ReadinessProbe};
+pub use actor::{HealthCheck, ProbeError, ReadinessProbe};
 pub use messages::{AddProbe, CheckNow, GetHealth};
 pub use report::{ComponentHealth, HealthReport, HealthStatus, SignalHealth};

@@ -237,7 +237,10 @@ impl StreamHandler<()> for MetricAggregator {
 
 impl Supervised for MetricAggregator {
     fn restarting(&mut self, _ctx: &mut Context<Self>) {
-        self.metrics.restarts(ActorKind::MetricAggregator).inc();
+        crate::internal_events::InternalEvent::emit(
+            crate::internal_events::ActorRestarted { actor: ActorKind::MetricAggregator },
+            &self.metrics,
+        );
     }
 }
 

@@ -116,7 +116,10 @@ impl StreamHandler<()> for SpanBuffer {
 
 impl Supervised for SpanBuffer {
     fn restarting(&mut self, _ctx: &mut Context<Self>) {
-        self.metrics.restarts(ActorKind::SpanBuffer).inc();
+        crate::internal_events::InternalEvent::emit(
+            crate::internal_events::ActorRestarted { actor: ActorKind::SpanBuffer },
+            &self.metrics,
+        );
     }
 }
 

@@ -36,6 +36,12 @@ pub enum FlushError {
     /// The exporter did not answer.
     #[error("the exporter is gone: {0}")]
     ExporterGone(String),
+    /// The span buffer's thread is gone (the pipeline shut down).
+    #[error("the arbiter is gone")]
+    ArbiterGone,
+    /// No answer came within the flush's timeout.
+    #[error("force_flush timed out")]
+    NoAnswer,
 }
 
 /// Asks for the buffer's current state.

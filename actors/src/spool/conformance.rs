@@ -85,6 +85,21 @@ pub fn check(spool: &dyn Spool) {
     assert_eq!(spool.stats().expect("final stats"), super::SpoolStats::default());
 
     leased_batches_survive_trimming(spool);
+    // A leased batch (being replayed) is neither evicted by the bound nor expired.
+    spool
+        .append(vec![record(Signal::Traces, 2, 100, 1_000), record(Signal::Metrics, 4, 100, 2_000)], 1 << 20)
+        .expect("append two");
+    let leased = spool.claim_oldest(1, Duration::from_secs(60)).expect("lease the oldest");
+    assert_eq!(leased[0].items, 2);
+    let evicted = spool.append(vec![record(Signal::Traces, 6, 100, 3_000)], 200).expect("append over the bound");
+    assert_eq!(evicted_items(&evicted, Signal::Traces), 0, "the leased oldest batch stays: {evicted:?}");
+    assert_eq!(evicted_items(&evicted, Signal::Metrics), 4, "the oldest unleased batch goes: {evicted:?}");
+    let expired = spool.expire(5_000).expect("expire");
+    assert_eq!(evicted_items(&expired, Signal::Traces), 6, "only the unleased batch expires: {expired:?}");
+    spool.release(leased[0].id, 1).expect("release");
+    let expired = spool.expire(5_000).expect("expire after the release");
+    assert_eq!(evicted_items(&expired, Signal::Traces), 2);
+    assert_eq!(spool.stats().expect("stats"), super::SpoolStats::default());
 
     // A large body survives byte for byte.
     let big: Vec<u8> = (0..300_000u32).map(|i| (i % 251) as u8).collect();

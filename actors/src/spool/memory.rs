@@ -129,10 +129,10 @@ impl Spool for MemorySpool {
     }
 
     fn expire(&self, cutoff_unix_ms: i64) -> Result<Vec<Evicted>, SpoolError> {
-        let now = Instant::now();
         let mut inner = self.lock();
         let mut evicted = Vec::new();
         let mut freed = 0u64;
+        let now = Instant::now();
         inner.rows.retain(|row| {
             let keep = row.batch.created_unix_ms >= cutoff_unix_ms || row.is_leased(now);
             if !keep {

@@ -10,7 +10,7 @@ use std::time::{Duration, Instant};
 use diesel::r2d2::{Pool, PooledConnection};
 use diesel::RunQueryDsl as _;
 use diesel_migrations::{embed_migrations, EmbeddedMigrations, MigrationHarness as _};
-use metamcp_telemetry_actors::health_check::ReadinessProbe;
+use metamcp_telemetry_actors::health_check::{ProbeError, ReadinessProbe};
 use opentelemetry::Context;
 use prometheus::core::{Collector, Desc};
 use prometheus::proto::MetricFamily;
@@ -342,8 +342,10 @@ impl ReadinessProbe for DatabaseProbe {
         "database"
     }
 
-    fn check(&self) -> Pin<Box<dyn Future<Output = Result<serde_json::Value, String>> + Send>> {
+    fn check(&self) -> Pin<Box<dyn Future<Output = Result<serde_json::Value, ProbeError>> + Send>> {
         let (pool, backend, timeout) = (self.pool.clone(), self.backend, self.timeout);
-        Box::pin(async move { offload(move || Self::check_now(&pool, backend, timeout)).await.and_then(|r| r) })
+        Box::pin(async move {
+            offload(move || Self::check_now(&pool, backend, timeout)).await.and_then(|r| r).map_err(ProbeError::Failed)
+        })
     }
 }

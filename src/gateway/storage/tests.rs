@@ -786,7 +786,7 @@ fn exhausted_pool_is_unavailable(db: TestDb) {
     let err = runtime.block_on(store.run(|c| list_servers(c, Page::ALL))).unwrap_err();
     assert!(matches!(err, StorageError::Unavailable(_)), "{err:?}");
     assert!(err.is_unavailable());
-    let probe = runtime.block_on(store.readiness_probe().check()).unwrap_err();
+    let probe = runtime.block_on(store.readiness_probe().check()).unwrap_err().to_string();
     assert!(probe.contains("no ") && probe.contains("connection within"), "{probe}");
     release_tx.send(()).unwrap();
     holder.join().unwrap();
@@ -819,7 +819,7 @@ fn readiness_probe_fails_for_a_closed_postgres_port() {
     assert_eq!(store.backend(), Backend::Postgres);
     let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
     let started = std::time::Instant::now();
-    let err = runtime.block_on(store.readiness_probe().check()).unwrap_err();
+    let err = runtime.block_on(store.readiness_probe().check()).unwrap_err().to_string();
     assert!(started.elapsed() < Duration::from_secs(5));
     assert!(err.contains("no postgresql connection within 300ms"), "{err}");
     let err = runtime.block_on(store.run(|c| list_servers(c, Page::ALL))).unwrap_err();
