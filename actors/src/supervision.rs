@@ -5,6 +5,11 @@
 //! handler body therefore runs inside [`guarded`]: a panic is caught, logged, and turned into a
 //! stop, which the supervisor answers with a restart (`Supervised::restarting`), counted in
 //! `metamcp_telemetry_actor_restarts_total` and in `/health`. The mailbox survives the restart.
+//!
+//! A panic runs the process's panic hook on the panicking thread before it unwinds to
+//! [`guarded`]; with `RUST_BACKTRACE` set, the standard hook resolves a backtrace there, which
+//! holds the actor (and delays its restart) for a second or more on a loaded machine. Injected
+//! faults ([`InjectPanic`], [`injected_fault`]) unwind without the hook.
 
 use std::any::Any;
 use std::panic::{catch_unwind, AssertUnwindSafe};
@@ -46,8 +51,18 @@ pub fn panic_message(payload: &(dyn Any + Send)) -> String {
     }
 }
 
-/// Makes the receiving actor panic inside a guarded handler: the fault injection behind the
-/// supervision tests. Harmless in production (the actor restarts with its state and mailbox).
+/// Unwinds like a panic with `what` as its message, without running the panic hook: the fault
+/// [`InjectPanic`] injects. It takes the path of a real panic through [`guarded`] (logged, the
+/// actor stopped and restarted), but not the hook's message and backtrace, whose cost is the
+/// environment's (`RUST_BACKTRACE`, debug information, the machine's load) and would decide how
+/// long the restart a supervision test waits for takes.
+pub fn injected_fault(what: &'static str) -> ! {
+    std::panic::resume_unwind(Box::new(what))
+}
+
+/// Makes the receiving actor panic inside a guarded handler ([`injected_fault`]): the fault
+/// injection behind the supervision tests. Harmless in production (the actor restarts with its
+/// state and mailbox).
 #[doc(hidden)]
 #[derive(Debug, Clone, Copy, actix::Message)]
 #[rtype(result = "()")]

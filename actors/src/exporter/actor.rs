@@ -21,7 +21,7 @@ use super::transport::{Outcome, Transport};
 use crate::internal_events::{ActorRestarted, InternalEvent, SpoolCallPanicked, TransportUnavailable};
 use crate::self_metrics::{ActorKind, SelfMetrics, Signal};
 use crate::spool::{unix_millis_now, Spool, SpoolConfig, SpoolError};
-use crate::supervision::{guarded, panic_message, InjectPanic};
+use crate::supervision::{guarded, injected_fault, panic_message, InjectPanic};
 
 /// Sends OTLP batches to the collector, spooling what it cannot send.
 pub struct Exporter {
@@ -235,6 +235,6 @@ impl Handler<InjectPanic> for Exporter {
     type Result = ();
 
     fn handle(&mut self, _: InjectPanic, ctx: &mut Context<Self>) {
-        guarded(ActorKind::Exporter, self, ctx, |_, _| panic!("injected fault in the exporter"));
+        guarded(ActorKind::Exporter, self, ctx, |_, _| injected_fault("injected fault in the exporter"));
     }
 }

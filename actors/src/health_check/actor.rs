@@ -16,7 +16,7 @@ use crate::exporter::{self, Exporter, ExporterStatus};
 use crate::metric_aggregator::{self, AggregatorStatus, MetricAggregator};
 use crate::self_metrics::{ActorKind, DropReason, FailureKind, SelfMetrics, Signal};
 use crate::span_buffer::{self, SpanBuffer, SpanBufferStatus};
-use crate::supervision::{guarded, InjectPanic};
+use crate::supervision::{guarded, injected_fault, InjectPanic};
 
 /// Something outside the pipeline that readiness depends on (a database, say).
 pub trait ReadinessProbe: Send + Sync {
@@ -415,6 +415,6 @@ impl Handler<InjectPanic> for HealthCheck {
     type Result = ();
 
     fn handle(&mut self, _: InjectPanic, ctx: &mut Context<Self>) {
-        guarded(ActorKind::HealthCheck, self, ctx, |_, _| panic!("injected fault in the health check"));
+        guarded(ActorKind::HealthCheck, self, ctx, |_, _| injected_fault("injected fault in the health check"));
     }
 }

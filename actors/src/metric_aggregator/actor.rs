@@ -17,7 +17,7 @@ use super::otlp;
 use crate::exporter::{ExportBatch, Exporter};
 use crate::ingress::{DbOperation, DbSystem, HttpMethod, LabelValue, MetricEvent, Wake};
 use crate::self_metrics::{ActorKind, CappedLabel, SelfMetrics, Signal};
-use crate::supervision::{guarded, InjectPanic};
+use crate::supervision::{guarded, injected_fault, InjectPanic};
 
 /// Events folded per turn before the actor yields to its mailbox.
 const FOLD_BUDGET: usize = 4096;
@@ -282,6 +282,8 @@ impl Handler<InjectPanic> for MetricAggregator {
     type Result = ();
 
     fn handle(&mut self, _: InjectPanic, ctx: &mut Context<Self>) {
-        guarded(ActorKind::MetricAggregator, self, ctx, |_, _| panic!("injected fault in the metric aggregator"));
+        guarded(ActorKind::MetricAggregator, self, ctx, |_, _| {
+            injected_fault("injected fault in the metric aggregator")
+        });
     }
 }

@@ -14,7 +14,7 @@ use super::messages::{Flush, FlushError, GetStatus, Shutdown, SpanBufferStatus};
 use crate::exporter::{Drain, DrainReport, ExportBatch, Exporter};
 use crate::ingress::{estimated_size, QueueBytes, Wake};
 use crate::self_metrics::{ActorKind, SelfMetrics, Signal};
-use crate::supervision::{guarded, InjectPanic};
+use crate::supervision::{guarded, injected_fault, InjectPanic};
 
 /// Batches finished spans and hands them to the [`Exporter`].
 pub struct SpanBuffer {
@@ -166,6 +166,6 @@ impl Handler<InjectPanic> for SpanBuffer {
     type Result = ();
 
     fn handle(&mut self, _: InjectPanic, ctx: &mut Context<Self>) {
-        guarded(ActorKind::SpanBuffer, self, ctx, |_, _| panic!("injected fault in the span buffer"));
+        guarded(ActorKind::SpanBuffer, self, ctx, |_, _| injected_fault("injected fault in the span buffer"));
     }
 }
