@@ -187,7 +187,9 @@ async fn a_collector_that_comes_back_gets_everything_recorded_meanwhile() {
     let manager = start(&collector);
     let metrics = manager.pipeline().unwrap().self_metrics.clone();
     record_spans(&manager, 40);
-    let down = support::wait::wait_until_async(Duration::from_secs(10), || {
+    // A guard, not a timing: refused connects fail at once, but a loaded machine may take a
+    // while to run the exporter's first attempts.
+    let down = support::wait::wait_until_async(Duration::from_secs(30), || {
         let metrics = metrics.clone();
         async move { metrics.collector_up().get() == 0 }
     })

@@ -60,7 +60,11 @@ pub struct HealthCheck {
     version: &'static str,
     latest: Option<HealthReport>,
     drops_seen: [u64; 2],
+    /// Answered by the gathering under way.
     waiting: Vec<oneshot::Sender<HealthReport>>,
+    /// Asked while a gathering was under way: it may have read the actors before the question,
+    /// so these get the next one.
+    queued: Vec<oneshot::Sender<HealthReport>>,
     gathering: bool,
 }
 
@@ -98,6 +102,7 @@ impl HealthCheck {
             latest: None,
             drops_seen: [0; 2],
             waiting: Vec::new(),
+            queued: Vec::new(),
             gathering: false,
         }
     }
@@ -107,6 +112,7 @@ impl HealthCheck {
             return;
         }
         self.gathering = true;
+        self.waiting.append(&mut self.queued);
         let timeout = self.config.response_timeout;
         let span_buffer = ask(self.span_buffer.send(span_buffer::GetStatus), timeout);
         let aggregator = ask(self.aggregator.send(metric_aggregator::GetStatus), timeout);
@@ -140,6 +146,9 @@ impl HealthCheck {
                 }
                 act.latest = Some(report);
             });
+            if !act.queued.is_empty() {
+                act.gather(ctx);
+            }
         }));
     }
 
@@ -395,8 +404,14 @@ impl Handler<CheckNow> for HealthCheck {
 
     fn handle(&mut self, _: CheckNow, ctx: &mut Context<Self>) -> Self::Result {
         let (tx, rx) = oneshot::channel();
-        self.waiting.push(tx);
-        self.gather(ctx);
+        // A report gathered now: a gathering already under way read the actors before this
+        // question, so it is answered by the next one.
+        if self.gathering {
+            self.queued.push(tx);
+        } else {
+            self.waiting.push(tx);
+            self.gather(ctx);
+        }
         let version = self.version;
         Box::pin(async move {
             rx.await.unwrap_or_else(|_| HealthReport {
