@@ -14,7 +14,7 @@
 #
 # Idempotent and non-interactive: a second run installs nothing. Uses apt-get only (Debian/Ubuntu);
 # elsewhere it says what to install and exits 1. Runs apt-get through sudo when not root. The
-# virtual environment is rebuilt when the requirements file changes or it cannot import `mcp`.
+# virtual environment is rebuilt when the requirements file changes or `mcp` is gone from it.
 #
 # The `prometheus` package would start a Prometheus server on :9090 as part of its installation.
 # The tests need the promtool binary only, so this script keeps the server from starting (a

@@ -129,7 +129,8 @@ pub fn trace_context_from_meta(message: Option<&Value>) -> HeaderMap {
 /// `version-traceid-parentid-flags` in lowercase hex (2-32-16-2), version not `ff`.
 fn is_traceparent(text: &str) -> bool {
     let parts: Vec<&str> = text.split('-').collect();
-    let hex = |s: &str, len: usize| s.len() == len && s.bytes().all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b));
+    let hex =
+        |s: &str, len: usize| s.len() == len && s.bytes().all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b));
     parts.len() >= 4
         && hex(parts[0], 2)
         && parts[0] != "ff"
@@ -142,6 +143,9 @@ fn is_traceparent(text: &str) -> bool {
 /// Why a legacy SSE connection could not be opened or a message not be sent.
 #[derive(Debug, thiserror::Error)]
 pub enum LegacySseError {
+    /// The HTTP client could not be built (its TLS backend did not start).
+    #[error("cannot build the HTTP client: {0}")]
+    Client(#[source] reqwest::Error),
     /// The SSE URL is not `http` or `https`.
     #[error("the SSE URL must be http or https, not {scheme}")]
     UnsupportedScheme {
@@ -283,10 +287,7 @@ impl LegacySseTransport {
     /// A client fit for this transport: it follows no redirect, so neither the stream nor a
     /// `POST` can be sent to another origin by the server's answers.
     pub fn http_client() -> Result<reqwest::Client, LegacySseError> {
-        reqwest::Client::builder()
-            .redirect(reqwest::redirect::Policy::none())
-            .build()
-            .map_err(|e| LegacySseError::Open(e.without_url()))
+        reqwest::Client::builder().redirect(reqwest::redirect::Policy::none()).build().map_err(LegacySseError::Client)
     }
 
     /// Open the stream with `http` and wait for its `endpoint` event. `http` must not follow
@@ -514,7 +515,9 @@ impl Transport<RoleClient> for LegacySseTransport {
                     }
                 }
                 // A second `endpoint`, or an event type the protocol does not define: not ours.
-                Some(other) => tracing::debug!(event = %other.chars().take(64).collect::<String>(), "legacy SSE event ignored"),
+                Some(other) => {
+                    tracing::debug!(event = %other.chars().take(64).collect::<String>(), "legacy SSE event ignored")
+                }
             }
         }
     }
@@ -532,7 +535,10 @@ impl Drop for LegacySseTransport {
 }
 
 /// The response body as server-sent events, an event's lines bounded by `max_event_bytes`.
-fn bounded_events(response: reqwest::Response, max_event_bytes: usize) -> BoxStream<'static, Result<Sse, sse_stream::Error>> {
+fn bounded_events(
+    response: reqwest::Response,
+    max_event_bytes: usize,
+) -> BoxStream<'static, Result<Sse, sse_stream::Error>> {
     let chunks = stream::unfold(Some(response), |response| async move {
         let mut response = response?;
         match response.chunk().await {

@@ -56,7 +56,7 @@ fn an_event_of_exactly_the_bound_passes_and_one_byte_more_does_not() {
 
 #[test]
 fn a_line_trickled_byte_by_byte_is_refused_as_soon_as_it_passes_the_bound() {
-    let line = vec![b'x'; 100];
+    let line = [b'x'; 100];
     let mut limit = EventSizeLimit::new(64);
     let refused_at = line.iter().position(|byte| !limit.observe(std::slice::from_ref(byte)));
     assert_eq!(refused_at, Some(64), "the 65th byte of an unfinished line passes a 64-byte bound");
@@ -121,10 +121,14 @@ fn trace_context_headers_come_from_the_messages_meta_and_only_when_well_formed()
     assert!(trace_context_from_meta(None).is_empty(), "the GET gets none");
     assert!(trace_context_from_meta(Some(&json!({"jsonrpc": "2.0", "method": "notifications/initialized"}))).is_empty());
     for bad in ["00-short-b7ad6b7169203331-01", "ff-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01", "x\r\ny"] {
-        assert!(trace_context_from_meta(Some(&message(json!({"traceparent": bad, "tracestate": "k=v"})))).is_empty(), "{bad}");
+        assert!(
+            trace_context_from_meta(Some(&message(json!({"traceparent": bad, "tracestate": "k=v"})))).is_empty(),
+            "{bad}"
+        );
     }
     let long_state = "k=".to_owned() + &"v".repeat(600);
-    let headers = trace_context_from_meta(Some(&message(json!({"traceparent": TRACEPARENT, "tracestate": long_state}))));
+    let headers =
+        trace_context_from_meta(Some(&message(json!({"traceparent": TRACEPARENT, "tracestate": long_state}))));
     assert!(headers.get("tracestate").is_none() && headers.get("traceparent").is_some());
 }
 
@@ -193,9 +197,8 @@ impl LegacyServer {
                 accepted.fetch_add(1, Ordering::SeqCst);
                 let (state, closed, behaviour) = (shared.clone(), closed.clone(), behaviour.clone());
                 tokio::spawn(async move {
-                    let service = service_fn(move |request| {
-                        handle(state.clone(), closed.clone(), behaviour.clone(), request)
-                    });
+                    let service =
+                        service_fn(move |request| handle(state.clone(), closed.clone(), behaviour.clone(), request));
                     let _ = hyper::server::conn::http1::Builder::new()
                         .serve_connection(TokioIo::new(stream), service)
                         .await;
@@ -318,7 +321,11 @@ fn reply_to(message: &Value) -> Option<Value> {
 }
 
 fn config(url: Url) -> LegacySseConfig {
-    LegacySseConfig { endpoint_timeout: Duration::from_secs(5), post_timeout: Duration::from_secs(5), ..LegacySseConfig::new(url) }
+    LegacySseConfig {
+        endpoint_timeout: Duration::from_secs(5),
+        post_timeout: Duration::from_secs(5),
+        ..LegacySseConfig::new(url)
+    }
 }
 
 async fn connect(config: LegacySseConfig) -> Result<LegacySseTransport, LegacySseError> {
@@ -441,7 +448,9 @@ async fn an_oversized_event_is_refused_before_and_after_the_endpoint() {
     assert_eq!(end.get(), Some(StreamEnd::EventTooLarge));
     // Once ended it stays ended, and sends fail.
     assert!(transport.receive().await.is_none());
-    let sent = transport.send(ClientJsonRpcMessage::notification(rmcp::model::InitializedNotification::default().into())).await;
+    let sent = transport
+        .send(ClientJsonRpcMessage::notification(rmcp::model::InitializedNotification::default().into()))
+        .await;
     assert!(matches!(sent, Err(LegacySseError::Closed)), "{sent:?}");
 }
 
@@ -482,7 +491,8 @@ async fn close_abandons_posts_in_flight_and_refuses_new_ones() {
 async fn a_stream_that_never_names_its_endpoint_times_out() {
     let server = LegacyServer::start(Behaviour { prelude: ": hello\n\n".to_owned(), ..Behaviour::default() }).await;
     let started = Instant::now();
-    let outcome = connect(LegacySseConfig { endpoint_timeout: Duration::from_millis(300), ..config(server.url()) }).await;
+    let outcome =
+        connect(LegacySseConfig { endpoint_timeout: Duration::from_millis(300), ..config(server.url()) }).await;
     assert!(matches!(outcome, Err(LegacySseError::EndpointTimeout { .. })), "{outcome:?}");
     assert!(started.elapsed() >= Duration::from_millis(300) && started.elapsed() < WAIT);
 }
@@ -497,7 +507,10 @@ async fn a_message_before_the_endpoint_or_a_wrong_answer_to_the_get_is_refused()
     let mut wrong_path = server.url();
     wrong_path.set_path("/not-sse");
     let outcome = connect(config(wrong_path)).await;
-    assert!(matches!(outcome, Err(LegacySseError::OpenStatus { status }) if status == StatusCode::NOT_FOUND), "{outcome:?}");
+    assert!(
+        matches!(outcome, Err(LegacySseError::OpenStatus { status }) if status == StatusCode::NOT_FOUND),
+        "{outcome:?}"
+    );
 
     let ftp = Url::parse("ftp://127.0.0.1/sse").unwrap();
     assert!(matches!(connect(config(ftp)).await, Err(LegacySseError::UnsupportedScheme { .. })));
@@ -575,10 +588,12 @@ async fn an_rmcp_client_lists_and_calls_tools_of_the_python_sdk_sse_server() {
     let shout = tools.iter().find(|t| t.name == "shout").unwrap();
     assert_eq!(shout.input_schema["properties"]["word"]["pattern"], "^[a-z]+$");
 
-    let sum = tokio::time::timeout(WAIT, client.call_tool(call("add", json!({"a": 2, "b": 3})))).await.unwrap().unwrap();
+    let sum =
+        tokio::time::timeout(WAIT, client.call_tool(call("add", json!({"a": 2, "b": 3})))).await.unwrap().unwrap();
     assert_eq!(text_of(&sum), "5");
     assert_ne!(sum.is_error, Some(true));
-    let failed = tokio::time::timeout(WAIT, client.call_tool(call("fail", json!({"message": "no"})))).await.unwrap().unwrap();
+    let failed =
+        tokio::time::timeout(WAIT, client.call_tool(call("fail", json!({"message": "no"})))).await.unwrap().unwrap();
     assert_eq!(failed.is_error, Some(true));
 
     // The trace context travels in `_meta` (the peer echoes it) and as HTTP headers (the peer
