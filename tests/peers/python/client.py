@@ -62,7 +62,8 @@ def emit(record: dict[str, Any]) -> None:
 
 def dump(model: Any) -> Any:
     if hasattr(model, "model_dump"):
-        return model.model_dump(by_alias=True, mode="json", exclude_none=True)
+        # The fields the peer sent, not the defaults the SDK's models add (e.g. of later revisions).
+        return model.model_dump(by_alias=True, mode="json", exclude_unset=True)
     return model
 
 
