@@ -7,15 +7,22 @@
 #   initdb, pg_ctl (Debian package `postgresql`, under /usr/lib/postgresql/*/bin)
 #                                            a private PostgreSQL server for tests/pg_faults.rs
 #                                            (the package's own cluster is not started)
+#   python3 with venv (Debian packages `python3`, `python3-venv`), then the virtual environment
+#             .venv at the repository root with the official Python MCP SDK (`mcp`) and its
+#             dependencies, pinned in tests/peers/python/requirements.txt (from PyPI): the MCP
+#             peers under tests/peers/python run on it
 #
 # Idempotent and non-interactive: a second run installs nothing. Uses apt-get only (Debian/Ubuntu);
-# elsewhere it says what to install and exits 1. Runs apt-get through sudo when not root.
+# elsewhere it says what to install and exits 1. Runs apt-get through sudo when not root. The
+# virtual environment is rebuilt when the requirements file changes or `mcp` is gone from it.
 #
 # The `prometheus` package would start a Prometheus server on :9090 as part of its installation.
 # The tests need the promtool binary only, so this script keeps the server from starting (a
 # temporary policy-rc.d that denies service starts), disables it, and stops one that started
 # anyway. Recommended packages (node exporter, ...) are not installed.
 set -euo pipefail
+
+root=$(cd "$(dirname "$0")/.." && pwd)
 
 # Packages by the command that tells whether they are present.
 declare -A wanted=([promtool]=prometheus [chromium]=chromium)
@@ -41,8 +48,46 @@ if ! postgres_server_installed; then
     missing+=(postgresql)
 fi
 
+# A Python new enough for the MCP SDK (3.10+), able to create virtual environments with pip.
+python_with_venv() {
+    python3 -c 'import sys, venv, ensurepip; sys.exit(sys.version_info < (3, 10))' >/dev/null 2>&1
+}
+if ! python_with_venv; then
+    missing+=(python3 python3-venv)
+fi
+
+# The virtual environment of the Python MCP peers: created, or brought up to the pinned
+# requirements. A stamp holds the checksum of the requirements it was built from.
+python_venv() {
+    local venv="$root/.venv"
+    local requirements="$root/tests/peers/python/requirements.txt"
+    local stamp="$venv/.requirements.sha256"
+    local wanted
+    wanted=$(sha256sum "$requirements" | cut -d' ' -f1)
+    # The stamp is written only after a complete install; finding the package (without importing
+    # it, which takes seconds) tells the environment was not emptied since.
+    if [ -x "$venv/bin/python3" ] && [ "$(cat "$stamp" 2>/dev/null)" = "$wanted" ] \
+        && "$venv/bin/python3" -c 'import importlib.util, sys; sys.exit(importlib.util.find_spec("mcp") is None)' \
+            >/dev/null 2>&1; then
+        echo "setup: .venv holds the pinned Python MCP SDK; nothing to do"
+        return 0
+    fi
+    echo "setup: creating .venv with the Python MCP SDK (tests/peers/python/requirements.txt)"
+    rm -f "$stamp"
+    # --clear: a venv left by another interpreter or a broken install starts afresh.
+    python3 -m venv --clear "$venv"
+    "$venv/bin/python3" -m pip install --quiet --disable-pip-version-check --no-input -r "$requirements"
+    if ! "$venv/bin/python3" -c 'import mcp' >/dev/null 2>&1; then
+        echo "setup: .venv cannot import mcp after installing $requirements" >&2
+        exit 1
+    fi
+    echo "$wanted" >"$stamp"
+    echo "setup: .venv ready ($("$venv/bin/python3" -m pip show mcp 2>/dev/null | grep '^Version:' | sed 's/Version: /mcp /'))"
+}
+
 if [ ${#missing[@]} -eq 0 ]; then
-    echo "setup: promtool, chromium and the PostgreSQL server binaries are installed; nothing to do"
+    echo "setup: promtool, chromium, the PostgreSQL server binaries and python3 with venv are installed"
+    python_venv
     exit 0
 fi
 
@@ -121,4 +166,9 @@ if ! postgres_server_installed; then
     echo "setup: initdb and pg_ctl are still missing after installing postgresql" >&2
     exit 1
 fi
+if ! python_with_venv; then
+    echo "setup: python3 (3.10+) with venv is still missing after installing python3-venv" >&2
+    exit 1
+fi
+python_venv
 echo "setup: done ($(promtool --version 2>&1 | head -n 1))"

@@ -4,6 +4,7 @@
 
 pub mod client;
 pub mod jsonrpc;
+pub mod legacy_sse;
 pub mod outbound;
 pub mod protocol;
 pub mod schema;
