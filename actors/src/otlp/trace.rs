@@ -23,7 +23,7 @@ use opentelemetry_proto::tonic::resource::v1::Resource;
 use opentelemetry_proto::transform::common::tonic::ResourceAttributesWithSchema;
 use opentelemetry_sdk::trace::SpanData;
 
-use super::wire::{self, key, I32, I64, LEN, VARINT};
+use super::wire::{self, key, Writer, I32, I64, LEN, VARINT};
 
 // ExportTraceServiceRequest
 const REQUEST_RESOURCE_SPANS: u8 = key(1, LEN);
@@ -160,15 +160,14 @@ impl TraceEncoder {
     /// An encoder for spans of `resource`, with no value length limit.
     pub fn new(resource: &ResourceAttributesWithSchema) -> Self {
         let mut encoded = Vec::new();
-        let message = Resource { attributes: resource.attributes.0.clone(), dropped_attributes_count: 0, entity_refs: vec![] };
+        let message =
+            Resource { attributes: resource.attributes.0.clone(), dropped_attributes_count: 0, entity_refs: vec![] };
         prost::encoding::message::encode(RESOURCE_SPANS_RESOURCE, &message, &mut encoded);
-        let mut resource_schema_url = Vec::new();
-        if let Some(url) = &resource.schema_url {
-            wire::put_nonempty(&mut resource_schema_url, RESOURCE_SPANS_SCHEMA_URL, url.as_bytes());
-        }
+        let mut schema_url = Writer::with_capacity(0);
+        schema_url.put_nonempty(RESOURCE_SPANS_SCHEMA_URL, resource.schema_url.as_deref().unwrap_or_default().as_bytes());
         Self {
             resource: encoded,
-            resource_schema_url,
+            resource_schema_url: schema_url.into_bytes(),
             scopes: Vec::new(),
             groups: Vec::new(),
             membership: Vec::new(),
@@ -191,40 +190,43 @@ impl TraceEncoder {
 
         let per_span = self.bytes_per_span;
         let estimate = self.resource.len() + spans.len() * per_span + self.groups.len() * 64;
-        let mut buf = Vec::with_capacity(estimate + estimate / 8 + 16);
-        let mut writer = SpanWriter { cut: Cut { max: self.max_value_length, count: 0 }, limits: LimitCounts::default() };
+        let mut writer = SpanWriter {
+            out: Writer::with_capacity(estimate + estimate / 8 + 64),
+            cut: Cut { max: self.max_value_length, count: 0 },
+            limits: LimitCounts::default(),
+        };
 
-        let resource_spans = wire::open(&mut buf, REQUEST_RESOURCE_SPANS, room_for(estimate));
-        buf.extend_from_slice(&self.resource);
+        let resource_spans = writer.out.open(REQUEST_RESOURCE_SPANS, room_for(estimate));
+        writer.out.put_slice(&self.resource);
         let single = self.groups.len() == 1;
         for (index, group) in self.groups.iter().enumerate() {
             let scope = &self.scopes[group.encoded];
             let room = room_for(scope.head.len() + scope.tail.len() + group.spans * per_span);
-            let scope_spans = wire::open(&mut buf, RESOURCE_SPANS_SCOPE_SPANS, room);
-            buf.extend_from_slice(&scope.head);
+            let scope_spans = writer.out.open(RESOURCE_SPANS_SCOPE_SPANS, room);
+            writer.out.put_slice(&scope.head);
             if single {
                 for span in spans {
-                    writer.span(&mut buf, span);
+                    writer.span(span);
                 }
             } else {
                 for (span, &member) in spans.iter().zip(&self.membership) {
                     if member as usize == index {
-                        writer.span(&mut buf, span);
+                        writer.span(span);
                     }
                 }
             }
-            buf.extend_from_slice(&scope.tail);
-            wire::close(&mut buf, scope_spans);
+            writer.out.put_slice(&scope.tail);
+            writer.out.close(scope_spans);
         }
-        buf.extend_from_slice(&self.resource_schema_url);
-        wire::close(&mut buf, resource_spans);
+        writer.out.put_slice(&self.resource_schema_url);
+        writer.out.close(resource_spans);
 
         if !spans.is_empty() {
-            self.bytes_per_span = (buf.len() / spans.len()).max(32);
+            self.bytes_per_span = (writer.out.len() / spans.len()).max(32);
         }
         let mut limits = writer.limits;
         limits.truncated = writer.cut.count;
-        EncodedSpans { body: buf, limits }
+        EncodedSpans { body: writer.out.into_bytes(), limits }
     }
 
     /// Groups the batch by instrumentation scope as the SDK conversion does: scopes equal as
@@ -283,18 +285,18 @@ impl TraceEncoder {
 
 impl EncodedScope {
     fn new(scope: &InstrumentationScope) -> Self {
-        let mut head = Vec::new();
-        let field = wire::open(&mut head, SCOPE_SPANS_SCOPE, 1);
-        wire::put_nonempty(&mut head, SCOPE_NAME, scope.name().as_bytes());
-        wire::put_nonempty(&mut head, SCOPE_VERSION, scope.version().unwrap_or_default().as_bytes());
+        let mut head = Writer::with_capacity(64);
+        let field = head.open(SCOPE_SPANS_SCOPE, 1);
+        head.put_nonempty(SCOPE_NAME, scope.name().as_bytes());
+        head.put_nonempty(SCOPE_VERSION, scope.version().unwrap_or_default().as_bytes());
         let mut uncut = Cut { max: usize::MAX, count: 0 };
         for attribute in scope.attributes() {
             put_key_value(&mut head, SCOPE_ATTRIBUTES, attribute, &mut uncut);
         }
-        wire::close(&mut head, field);
-        let mut tail = Vec::new();
-        wire::put_nonempty(&mut tail, SCOPE_SPANS_SCHEMA_URL, scope.schema_url().unwrap_or_default().as_bytes());
-        Self { scope: scope.clone(), head, tail }
+        head.close(field);
+        let mut tail = Writer::with_capacity(0);
+        tail.put_nonempty(SCOPE_SPANS_SCHEMA_URL, scope.schema_url().unwrap_or_default().as_bytes());
+        Self { scope: scope.clone(), head: head.into_bytes(), tail: tail.into_bytes() }
     }
 }
 
@@ -306,10 +308,26 @@ fn same_scope(a: &InstrumentationScope, b: &InstrumentationScope) -> bool {
 
 /// Equal name, version, schema URL and attributes in the same order.
 fn same_scope_in_order(a: &InstrumentationScope, b: &InstrumentationScope) -> bool {
-    a.name() == b.name()
-        && a.version() == b.version()
-        && a.schema_url() == b.schema_url()
+    same_text(a.name(), b.name())
+        && same_optional_text(a.version(), b.version())
+        && same_optional_text(a.schema_url(), b.schema_url())
         && a.attributes().eq(b.attributes())
+}
+
+/// Equal strings; the same static string (the usual case for scope names) is recognised without
+/// comparing bytes.
+#[inline]
+fn same_text(a: &str, b: &str) -> bool {
+    (a.as_ptr() == b.as_ptr() && a.len() == b.len()) || a == b
+}
+
+#[inline]
+fn same_optional_text(a: Option<&str>, b: Option<&str>) -> bool {
+    match (a, b) {
+        (Some(a), Some(b)) => same_text(a, b),
+        (None, None) => true,
+        _ => false,
+    }
 }
 
 /// Bytes to set aside for the length of a message of about `estimate` bytes.
@@ -319,6 +337,7 @@ fn room_for(estimate: usize) -> usize {
 
 /// Nanoseconds since the Unix epoch, 0 before it, wrapping past `u64` as the SDK conversion's
 /// `as_nanos() as u64` does.
+#[inline]
 fn unix_nanos(time: SystemTime) -> u64 {
     match time.duration_since(UNIX_EPOCH) {
         Ok(since) => since.as_secs().wrapping_mul(1_000_000_000).wrapping_add(u64::from(since.subsec_nanos())),
@@ -327,7 +346,8 @@ fn unix_nanos(time: SystemTime) -> u64 {
 }
 
 /// The OTLP `Span.SpanKind` number.
-fn kind_number(kind: &SpanKind) -> u64 {
+#[inline]
+fn kind_number(kind: &SpanKind) -> u8 {
     match kind {
         SpanKind::Internal => 1,
         SpanKind::Server => 2,
@@ -359,68 +379,85 @@ impl Cut {
     }
 }
 
-/// Writes spans; carries the limit state of the batch.
+/// Writes the spans of one batch; carries the limit state of the batch.
 #[derive(Debug)]
 struct SpanWriter {
+    out: Writer,
     cut: Cut,
     limits: LimitCounts,
 }
 
 impl SpanWriter {
-    fn span(&mut self, buf: &mut Vec<u8>, span: &SpanData) {
-        let cut = &mut self.cut;
+    fn span(&mut self, span: &SpanData) {
+        let (out, cut) = (&mut self.out, &mut self.cut);
         // Almost every span is between 128 and 16 383 bytes long.
-        let field = wire::open(buf, SCOPE_SPANS_SPANS, 2);
+        let field = out.open(SCOPE_SPANS_SPANS, 2);
         let context = &span.span_context;
-        wire::put_bytes(buf, SPAN_TRACE_ID, &context.trace_id().to_bytes());
-        wire::put_bytes(buf, SPAN_SPAN_ID, &context.span_id().to_bytes());
-        put_trace_state(buf, SPAN_TRACE_STATE, context.trace_state());
+        let ids = out.slot(38);
+        ids[..2].copy_from_slice(&[SPAN_TRACE_ID, 16]);
+        ids[2..18].copy_from_slice(&context.trace_id().to_bytes());
+        ids[18..20].copy_from_slice(&[SPAN_SPAN_ID, 8]);
+        ids[20..28].copy_from_slice(&context.span_id().to_bytes());
         if span.parent_span_id != SpanId::INVALID {
-            wire::put_bytes(buf, SPAN_PARENT_SPAN_ID, &span.parent_span_id.to_bytes());
+            // The trace state (field 3) comes between the span id and the parent id: write the
+            // parent id here only when there is no trace state to write first.
+            ids[28..30].copy_from_slice(&[SPAN_PARENT_SPAN_ID, 8]);
+            ids[30..38].copy_from_slice(&span.parent_span_id.to_bytes());
         }
-        wire::put_nonempty(buf, SPAN_NAME, cut.text(&span.name).as_bytes());
-        wire::put_varint_field(buf, SPAN_KIND, kind_number(&span.span_kind));
-        wire::put_nonzero_fixed64(buf, SPAN_START_TIME, unix_nanos(span.start_time));
-        wire::put_nonzero_fixed64(buf, SPAN_END_TIME, unix_nanos(span.end_time));
+        let state = context.trace_state();
+        if trace_state_is_empty(state) {
+            out.advance(if span.parent_span_id != SpanId::INVALID { 38 } else { 28 });
+        } else {
+            out.advance(28);
+            put_trace_state(out, SPAN_TRACE_STATE, state);
+            if span.parent_span_id != SpanId::INVALID {
+                let slot = out.slot(10);
+                slot[..2].copy_from_slice(&[SPAN_PARENT_SPAN_ID, 8]);
+                slot[2..].copy_from_slice(&span.parent_span_id.to_bytes());
+                out.advance(10);
+            }
+        }
+        out.put_nonempty(SPAN_NAME, cut.text(&span.name).as_bytes());
+        out.put([SPAN_KIND, kind_number(&span.span_kind)]);
+        out.put_nonzero_fixed64(SPAN_START_TIME, unix_nanos(span.start_time));
+        out.put_nonzero_fixed64(SPAN_END_TIME, unix_nanos(span.end_time));
         for attribute in &span.attributes {
-            put_key_value(buf, SPAN_ATTRIBUTES, attribute, cut);
+            put_key_value(out, SPAN_ATTRIBUTES, attribute, cut);
         }
-        wire::put_nonzero_varint(buf, SPAN_DROPPED_ATTRIBUTES, u64::from(span.dropped_attributes_count));
+        out.put_nonzero_varint(SPAN_DROPPED_ATTRIBUTES, u64::from(span.dropped_attributes_count));
         let mut dropped_attributes = u64::from(span.dropped_attributes_count);
         for event in span.events.iter() {
-            let field = wire::open(buf, SPAN_EVENTS, 1);
-            wire::put_nonzero_fixed64(buf, EVENT_TIME, unix_nanos(event.timestamp));
-            wire::put_nonempty(buf, EVENT_NAME, cut.text(&event.name).as_bytes());
+            let field = out.open(SPAN_EVENTS, 1);
+            out.put_nonzero_fixed64(EVENT_TIME, unix_nanos(event.timestamp));
+            out.put_nonempty(EVENT_NAME, cut.text(&event.name).as_bytes());
             for attribute in &event.attributes {
-                put_key_value(buf, EVENT_ATTRIBUTES, attribute, cut);
+                put_key_value(out, EVENT_ATTRIBUTES, attribute, cut);
             }
-            wire::put_nonzero_varint(buf, EVENT_DROPPED_ATTRIBUTES, u64::from(event.dropped_attributes_count));
-            wire::close(buf, field);
+            out.put_nonzero_varint(EVENT_DROPPED_ATTRIBUTES, u64::from(event.dropped_attributes_count));
+            out.close(field);
             dropped_attributes += u64::from(event.dropped_attributes_count);
         }
-        wire::put_nonzero_varint(buf, SPAN_DROPPED_EVENTS, u64::from(span.events.dropped_count));
+        out.put_nonzero_varint(SPAN_DROPPED_EVENTS, u64::from(span.events.dropped_count));
         for link in span.links.iter() {
-            let field = wire::open(buf, SPAN_LINKS, 1);
+            let field = out.open(SPAN_LINKS, 1);
             let context = &link.span_context;
-            wire::put_bytes(buf, LINK_TRACE_ID, &context.trace_id().to_bytes());
-            wire::put_bytes(buf, LINK_SPAN_ID, &context.span_id().to_bytes());
-            put_trace_state(buf, LINK_TRACE_STATE, context.trace_state());
+            out.put_bytes(LINK_TRACE_ID, &context.trace_id().to_bytes());
+            out.put_bytes(LINK_SPAN_ID, &context.span_id().to_bytes());
+            put_trace_state(out, LINK_TRACE_STATE, context.trace_state());
             for attribute in &link.attributes {
-                put_key_value(buf, LINK_ATTRIBUTES, attribute, cut);
+                put_key_value(out, LINK_ATTRIBUTES, attribute, cut);
             }
-            wire::put_nonzero_varint(buf, LINK_DROPPED_ATTRIBUTES, u64::from(link.dropped_attributes_count));
-            let flags = flags(context.trace_flags().to_u8(), context.is_remote());
-            buf.push(LINK_FLAGS);
-            buf.extend_from_slice(&flags.to_le_bytes());
-            wire::close(buf, field);
+            out.put_nonzero_varint(LINK_DROPPED_ATTRIBUTES, u64::from(link.dropped_attributes_count));
+            let [a, b, c, d] = flags(context.trace_flags().to_u8(), context.is_remote()).to_le_bytes();
+            out.put([LINK_FLAGS, a, b, c, d]);
+            out.close(field);
             dropped_attributes += u64::from(link.dropped_attributes_count);
         }
-        wire::put_nonzero_varint(buf, SPAN_DROPPED_LINKS, u64::from(span.links.dropped_count));
-        put_status(buf, &span.status, cut);
-        let flags = flags(context.trace_flags().to_u8(), span.parent_span_is_remote);
-        buf.extend_from_slice(&SPAN_FLAGS);
-        buf.extend_from_slice(&flags.to_le_bytes());
-        wire::close(buf, field);
+        out.put_nonzero_varint(SPAN_DROPPED_LINKS, u64::from(span.links.dropped_count));
+        put_status(out, &span.status, cut);
+        let [a, b, c, d] = flags(context.trace_flags().to_u8(), span.parent_span_is_remote).to_le_bytes();
+        out.put([SPAN_FLAGS[0], SPAN_FLAGS[1], a, b, c, d]);
+        out.close(field);
 
         self.limits.dropped_attributes += dropped_attributes;
         self.limits.dropped_events += u64::from(span.events.dropped_count);
@@ -430,6 +467,7 @@ impl SpanWriter {
 
 /// The OTLP span flags: the W3C trace flags, with the "is_remote is known" bit always set (the SDK
 /// records it for every span and link) and the "is_remote" bit when `remote`.
+#[inline]
 fn flags(trace_flags: u8, remote: bool) -> u32 {
     let mut flags = u32::from(trace_flags) | FLAG_HAS_IS_REMOTE;
     if remote {
@@ -439,125 +477,149 @@ fn flags(trace_flags: u8, remote: bool) -> u32 {
 }
 
 /// `Span.status`, always present (the SDK conversion sets it on every span, `Unset` included).
-fn put_status(buf: &mut Vec<u8>, status: &Status, cut: &mut Cut) {
-    let (code, message) = match status {
-        Status::Unset => (0u64, ""),
-        Status::Ok => (1, ""),
-        Status::Error { description } => (2, cut.text(description)),
-    };
-    let mut len = if message.is_empty() { 0 } else { 1 + wire::varint_len(message.len() as u64) + message.len() };
-    if code != 0 {
-        len += 2;
+#[inline]
+fn put_status(out: &mut Writer, status: &Status, cut: &mut Cut) {
+    match status {
+        Status::Unset => out.put([SPAN_STATUS, 0]),
+        Status::Ok => out.put([SPAN_STATUS, 2, STATUS_CODE, 1]),
+        Status::Error { description } => {
+            let message = cut.text(description);
+            let message_len =
+                if message.is_empty() { 0 } else { 1 + wire::varint_len(message.len() as u64) + message.len() };
+            out.put_varint_field(SPAN_STATUS, (message_len + 2) as u64);
+            out.put_nonempty(STATUS_MESSAGE, message.as_bytes());
+            out.put([STATUS_CODE, 2]);
+        }
     }
-    buf.push(SPAN_STATUS);
-    wire::put_varint(buf, len as u64);
-    wire::put_nonempty(buf, STATUS_MESSAGE, message.as_bytes());
-    wire::put_nonzero_varint(buf, STATUS_CODE, code);
+}
+
+/// Whether the `tracestate` header of `state` is empty.
+#[inline]
+fn trace_state_is_empty(state: &TraceState) -> bool {
+    state.into_iter().len() == 0
 }
 
 /// A W3C `tracestate` header (`k=v,k=v`), written without building the string.
-fn put_trace_state(buf: &mut Vec<u8>, key: u8, state: &TraceState) {
+fn put_trace_state(out: &mut Writer, key: u8, state: &TraceState) {
     let members = state.into_iter();
     if members.len() == 0 {
         return;
     }
     let len: usize = state.into_iter().map(|(k, v)| k.len() + 1 + v.len()).sum::<usize>() + members.len() - 1;
-    buf.push(key);
-    wire::put_varint(buf, len as u64);
+    out.put_varint_field(key, len as u64);
     for (index, (k, v)) in members.enumerate() {
         if index > 0 {
-            buf.push(b',');
+            out.put([b',']);
         }
-        buf.extend_from_slice(k.as_bytes());
-        buf.push(b'=');
-        buf.extend_from_slice(v.as_bytes());
+        out.put_slice(k.as_bytes());
+        out.put([b'=']);
+        out.put_slice(v.as_bytes());
     }
 }
 
-/// A `KeyValue` field: lengths of scalar and string values are computed up front; arrays are
-/// patched in after their elements.
-#[inline]
-fn put_key_value(buf: &mut Vec<u8>, field: u8, attribute: &KeyValue, cut: &mut Cut) {
+/// A `KeyValue` field. Lengths of scalar and string values are computed up front, and in the
+/// common case (every length below 128, a key) the field goes into one slot; arrays are patched
+/// in after their elements.
+#[inline(always)]
+fn put_key_value(out: &mut Writer, field: u8, attribute: &KeyValue, cut: &mut Cut) {
     let key = attribute.key.as_str();
-    let key_len = if key.is_empty() { 0 } else { 1 + wire::varint_len(key.len() as u64) + key.len() };
+    let k = key.len();
     match &attribute.value {
         Value::String(text) => {
             let text = cut.text(text.as_str());
-            let value_len = 1 + wire::varint_len(text.len() as u64) + text.len();
-            key_value_head(buf, field, key, key_len, value_len);
-            wire::put_bytes(buf, ANY_STRING, text.as_bytes());
-        }
-        Value::Bool(flag) => {
-            key_value_head(buf, field, key, key_len, 2);
-            buf.extend_from_slice(&[ANY_BOOL, u8::from(*flag)]);
+            let t = text.len();
+            let len = 2 + k + 4 + t;
+            if len < 0x80 && k != 0 {
+                let slot = out.slot(2 + len);
+                slot[..4].copy_from_slice(&[field, len as u8, KEY_VALUE_KEY, k as u8]);
+                wire::copy_short(&mut slot[4..4 + k], key.as_bytes());
+                slot[4 + k..8 + k].copy_from_slice(&[KEY_VALUE_VALUE, 2 + t as u8, ANY_STRING, t as u8]);
+                wire::copy_short(&mut slot[8 + k..], text.as_bytes());
+                out.advance(2 + len);
+            } else {
+                key_value_head(out, field, key, 1 + wire::varint_len(t as u64) + t);
+                out.put_bytes(ANY_STRING, text.as_bytes());
+            }
         }
         Value::I64(number) => {
             let number = *number as u64;
-            key_value_head(buf, field, key, key_len, 1 + wire::varint_len(number));
-            wire::put_varint_field(buf, ANY_INT, number);
+            let n = wire::varint_len(number);
+            let len = 2 + k + 3 + n;
+            if len < 0x80 && k != 0 {
+                let slot = out.slot(2 + len);
+                slot[..4].copy_from_slice(&[field, len as u8, KEY_VALUE_KEY, k as u8]);
+                wire::copy_short(&mut slot[4..4 + k], key.as_bytes());
+                slot[4 + k..7 + k].copy_from_slice(&[KEY_VALUE_VALUE, 1 + n as u8, ANY_INT]);
+                wire::write_varint(&mut slot[7 + k..], number);
+                out.advance(2 + len);
+            } else {
+                key_value_head(out, field, key, 1 + n);
+                out.put_varint_field(ANY_INT, number);
+            }
+        }
+        Value::Bool(flag) => {
+            key_value_head(out, field, key, 2);
+            out.put([ANY_BOOL, u8::from(*flag)]);
         }
         Value::F64(number) => {
-            key_value_head(buf, field, key, key_len, 9);
-            buf.push(ANY_DOUBLE);
-            buf.extend_from_slice(&number.to_le_bytes());
+            key_value_head(out, field, key, 9);
+            let [a, b, c, d, e, f, g, h] = number.to_le_bytes();
+            out.put([ANY_DOUBLE, a, b, c, d, e, f, g, h]);
         }
         Value::Array(array) => {
-            let key_value = wire::open(buf, field, 1);
-            wire::put_nonempty(buf, KEY_VALUE_KEY, key.as_bytes());
-            let value = wire::open(buf, KEY_VALUE_VALUE, 1);
-            put_array(buf, array, cut);
-            wire::close(buf, value);
-            wire::close(buf, key_value);
+            let key_value = out.open(field, 1);
+            out.put_nonempty(KEY_VALUE_KEY, key.as_bytes());
+            let value = out.open(KEY_VALUE_VALUE, 1);
+            put_array(out, array, cut);
+            out.close(value);
+            out.close(key_value);
         }
         // A value kind newer than this encoder: an empty AnyValue (OTLP's "no value").
-        _ => key_value_head(buf, field, key, key_len, 0),
+        _ => key_value_head(out, field, key, 0),
     }
 }
 
 /// The key, length and key field of a `KeyValue`, and the key and length of its `AnyValue`
 /// (`value_len` bytes long) — everything but the value's member.
-#[inline]
-fn key_value_head(buf: &mut Vec<u8>, field: u8, key: &str, key_len: usize, value_len: usize) {
+fn key_value_head(out: &mut Writer, field: u8, key: &str, value_len: usize) {
+    let key_len = if key.is_empty() { 0 } else { 1 + wire::varint_len(key.len() as u64) + key.len() };
     let len = key_len + 1 + wire::varint_len(value_len as u64) + value_len;
-    buf.push(field);
-    wire::put_varint(buf, len as u64);
-    wire::put_nonempty(buf, KEY_VALUE_KEY, key.as_bytes());
-    buf.push(KEY_VALUE_VALUE);
-    wire::put_varint(buf, value_len as u64);
+    out.put_varint_field(field, len as u64);
+    out.put_nonempty(KEY_VALUE_KEY, key.as_bytes());
+    out.put_varint_field(KEY_VALUE_VALUE, value_len as u64);
 }
 
 /// `AnyValue.array_value`: one `AnyValue` per element.
-fn put_array(buf: &mut Vec<u8>, array: &Array, cut: &mut Cut) {
-    let field = wire::open(buf, ANY_ARRAY, 1);
+fn put_array(out: &mut Writer, array: &Array, cut: &mut Cut) {
+    let field = out.open(ANY_ARRAY, 1);
     match array {
         Array::Bool(items) => {
             for item in items {
-                buf.extend_from_slice(&[ARRAY_VALUES, 2, ANY_BOOL, u8::from(*item)]);
+                out.put([ARRAY_VALUES, 2, ANY_BOOL, u8::from(*item)]);
             }
         }
         Array::I64(items) => {
             for item in items {
                 let item = *item as u64;
-                buf.extend_from_slice(&[ARRAY_VALUES, 1 + wire::varint_len(item) as u8]);
-                wire::put_varint_field(buf, ANY_INT, item);
+                out.put([ARRAY_VALUES, 1 + wire::varint_len(item) as u8]);
+                out.put_varint_field(ANY_INT, item);
             }
         }
         Array::F64(items) => {
             for item in items {
-                buf.extend_from_slice(&[ARRAY_VALUES, 9, ANY_DOUBLE]);
-                buf.extend_from_slice(&item.to_le_bytes());
+                let [a, b, c, d, e, f, g, h] = item.to_le_bytes();
+                out.put([ARRAY_VALUES, 9, ANY_DOUBLE, a, b, c, d, e, f, g, h]);
             }
         }
         Array::String(items) => {
             for item in items {
                 let text = cut.text(item.as_str());
-                buf.push(ARRAY_VALUES);
-                wire::put_varint(buf, (1 + wire::varint_len(text.len() as u64) + text.len()) as u64);
-                wire::put_bytes(buf, ANY_STRING, text.as_bytes());
+                out.put_varint_field(ARRAY_VALUES, (1 + wire::varint_len(text.len() as u64) + text.len()) as u64);
+                out.put_bytes(ANY_STRING, text.as_bytes());
             }
         }
         // An array kind newer than this encoder: an empty array.
         _ => {}
     }
-    wire::close(buf, field);
+    out.close(field);
 }
