@@ -44,8 +44,9 @@ fn span_encoding(c: &mut Criterion) {
             b.iter_batched(
                 || batch.clone(),
                 |spans| {
-                    let request =
-                        ExportTraceServiceRequest { resource_spans: group_spans_by_resource_and_scope(spans, &resource) };
+                    let request = ExportTraceServiceRequest {
+                        resource_spans: group_spans_by_resource_and_scope(spans, &resource),
+                    };
                     request.encode_to_vec()
                 },
                 BatchSize::SmallInput,
@@ -56,8 +57,9 @@ fn span_encoding(c: &mut Criterion) {
                 || batch.clone(),
                 |mut spans| {
                     limits::apply(&mut spans, DEFAULT_MAX_ATTRIBUTE_VALUE_LENGTH, &metrics);
-                    let request =
-                        ExportTraceServiceRequest { resource_spans: group_spans_by_resource_and_scope(spans, &resource) };
+                    let request = ExportTraceServiceRequest {
+                        resource_spans: group_spans_by_resource_and_scope(spans, &resource),
+                    };
                     request.encode_to_vec()
                 },
                 BatchSize::SmallInput,

@@ -6,9 +6,7 @@
 use std::borrow::Cow;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
-use opentelemetry::trace::{
-    Event, Link, SpanContext, SpanId, SpanKind, Status, TraceFlags, TraceId, TraceState,
-};
+use opentelemetry::trace::{Event, Link, SpanContext, SpanId, SpanKind, Status, TraceFlags, TraceId, TraceState};
 use opentelemetry::{Array, InstrumentationScope, Key, KeyValue, StringValue, Value};
 use opentelemetry_proto::tonic::collector::trace::v1::ExportTraceServiceRequest;
 use opentelemetry_proto::tonic::common::v1::{
@@ -45,7 +43,12 @@ fn oracle(
 }
 
 /// Encodes with `encoder`, checks the result against the oracle, returns our bytes.
-fn check(encoder: &mut TraceEncoder, spans: &[SpanData], resource: &ResourceAttributesWithSchema, max: Option<usize>) -> Vec<u8> {
+fn check(
+    encoder: &mut TraceEncoder,
+    spans: &[SpanData],
+    resource: &ResourceAttributesWithSchema,
+    max: Option<usize>,
+) -> Vec<u8> {
     let encoded = encoder.encode(spans);
     let (expected, counts) = oracle(spans.to_vec(), resource, max);
     let decoded = ExportTraceServiceRequest::decode(encoded.body.as_slice()).expect("our bytes decode");
@@ -228,7 +231,10 @@ fn golden_a_span_with_every_field() {
     let encoded = encoder.encode(std::slice::from_ref(&span));
     let decoded = ExportTraceServiceRequest::decode(encoded.body.as_slice()).unwrap();
     assert_eq!(format!("{decoded:?}"), format!("{expected:?}"));
-    assert_eq!(encoded.limits, LimitCounts { truncated: 0, dropped_attributes: 10, dropped_events: 4, dropped_links: 6 });
+    assert_eq!(
+        encoded.limits,
+        LimitCounts { truncated: 0, dropped_attributes: 10, dropped_events: 4, dropped_links: 6 }
+    );
     // And the SDK path agrees.
     check(&mut encoder, &[span], &resource, None);
 }
@@ -344,8 +350,7 @@ fn golden_the_value_length_limit() {
     ];
     span.status = Status::error("é".repeat(50));
     span.events.events = vec![Event::new("e".repeat(40), UNIX_EPOCH, vec![KeyValue::new("v", "y".repeat(17))], 1)];
-    span.links.links =
-        vec![Link::new(SpanContext::empty_context(), vec![KeyValue::new("v", "z".repeat(30))], 2)];
+    span.links.links = vec![Link::new(SpanContext::empty_context(), vec![KeyValue::new("v", "z".repeat(30))], 2)];
     let mut encoder = TraceEncoder::new(&resource).with_max_value_length(16);
     check(&mut encoder, std::slice::from_ref(&span), &resource, Some(16));
     let encoded = encoder.encode(&[span]);
@@ -429,7 +434,13 @@ fn trace_state() -> impl Strategy<Value = TraceState> {
 fn span_context() -> impl Strategy<Value = SpanContext> {
     (any::<[u8; 16]>(), any::<[u8; 8]>(), any::<u8>(), any::<bool>(), trace_state()).prop_map(
         |(trace, span, flags, remote, state)| {
-            SpanContext::new(TraceId::from_bytes(trace), SpanId::from_bytes(span), TraceFlags::new(flags), remote, state)
+            SpanContext::new(
+                TraceId::from_bytes(trace),
+                SpanId::from_bytes(span),
+                TraceFlags::new(flags),
+                remote,
+                state,
+            )
         },
     )
 }
@@ -473,15 +484,13 @@ fn scopes() -> impl Strategy<Value = Vec<InstrumentationScope>> {
 }
 
 fn event() -> impl Strategy<Value = Event> {
-    (text(), time(), attributes(4), any::<u32>()).prop_map(|(name, time, attributes, dropped)| {
-        Event::new(name, time, attributes, dropped)
-    })
+    (text(), time(), attributes(4), any::<u32>())
+        .prop_map(|(name, time, attributes, dropped)| Event::new(name, time, attributes, dropped))
 }
 
 fn link() -> impl Strategy<Value = Link> {
-    (span_context(), attributes(4), any::<u32>()).prop_map(|(context, attributes, dropped)| {
-        Link::new(context, attributes, dropped)
-    })
+    (span_context(), attributes(4), any::<u32>())
+        .prop_map(|(context, attributes, dropped)| Link::new(context, attributes, dropped))
 }
 
 fn status() -> impl Strategy<Value = Status> {

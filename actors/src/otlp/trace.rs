@@ -164,7 +164,8 @@ impl TraceEncoder {
             Resource { attributes: resource.attributes.0.clone(), dropped_attributes_count: 0, entity_refs: vec![] };
         prost::encoding::message::encode(RESOURCE_SPANS_RESOURCE, &message, &mut encoded);
         let mut schema_url = Writer::with_capacity(0);
-        schema_url.put_nonempty(RESOURCE_SPANS_SCHEMA_URL, resource.schema_url.as_deref().unwrap_or_default().as_bytes());
+        schema_url
+            .put_nonempty(RESOURCE_SPANS_SCHEMA_URL, resource.schema_url.as_deref().unwrap_or_default().as_bytes());
         Self {
             resource: encoded,
             resource_schema_url: schema_url.into_bytes(),
