@@ -92,7 +92,11 @@ impl Writer {
     #[cold]
     #[inline(never)]
     fn grow(&mut self, n: usize) {
-        self.buf.resize(self.pos + n.max(ROOM_CHUNK), 0);
+        // Zero a chunk, but not past the capacity when `n` fits in it: a batch encoded in the
+        // capacity it was given leaves in that allocation.
+        let (have, spare) = (self.buf.len() - self.pos, self.buf.capacity() - self.buf.len());
+        let more = (n - have).max(ROOM_CHUNK.min(spare));
+        self.buf.resize(self.buf.len() + more, 0);
     }
 
     /// Appends a few bytes known at compile time.
