@@ -17,6 +17,7 @@ pub mod health_check;
 pub mod ingress;
 pub mod internal_events;
 pub mod metric_aggregator;
+pub mod otlp;
 pub mod pipeline;
 pub mod redact;
 pub mod self_metrics;

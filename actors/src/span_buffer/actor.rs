@@ -2,17 +2,15 @@
 
 use actix::prelude::*;
 use crossbeam_channel::Receiver;
-use opentelemetry_proto::tonic::collector::trace::v1::ExportTraceServiceRequest;
 use opentelemetry_proto::transform::common::tonic::ResourceAttributesWithSchema;
-use opentelemetry_proto::transform::trace::tonic::group_spans_by_resource_and_scope;
 use opentelemetry_sdk::trace::SpanData;
-use prost::Message as _;
 use std::sync::Arc;
 
 use super::config::SpanBufferConfig;
 use super::messages::{Flush, FlushError, GetStatus, Shutdown, SpanBufferStatus};
 use crate::exporter::{Drain, DrainReport, ExportBatch, Exporter};
 use crate::ingress::{estimated_size, QueueBytes, Wake};
+use crate::otlp::TraceEncoder;
 use crate::self_metrics::{ActorKind, SelfMetrics, Signal};
 use crate::supervision::{guarded, injected_fault, InjectPanic};
 
@@ -23,11 +21,11 @@ pub struct SpanBuffer {
     bytes: Arc<QueueBytes>,
     wake: Arc<Wake>,
     exporter: Addr<Exporter>,
-    resource: Arc<ResourceAttributesWithSchema>,
+    /// Encodes batches for the resource, with the value length limit.
+    encoder: TraceEncoder,
     metrics: Arc<SelfMetrics>,
     batch: Vec<SpanData>,
     batches_sent: u64,
-    max_value_length: usize,
 }
 
 impl std::fmt::Debug for SpanBuffer {
@@ -48,13 +46,14 @@ impl SpanBuffer {
         metrics: Arc<SelfMetrics>,
     ) -> Self {
         let batch = Vec::with_capacity(config.max_batch_size);
-        let max_value_length = super::limits::DEFAULT_MAX_ATTRIBUTE_VALUE_LENGTH;
-        Self { config, rx, bytes, wake, exporter, resource, metrics, batch, batches_sent: 0, max_value_length }
+        let encoder =
+            TraceEncoder::new(&resource).with_max_value_length(super::limits::DEFAULT_MAX_ATTRIBUTE_VALUE_LENGTH);
+        Self { config, rx, bytes, wake, exporter, encoder, metrics, batch, batches_sent: 0 }
     }
 
     /// The buffer with `limits.max_attribute_value_length` applied to every batch.
     pub fn with_span_limits(mut self, limits: &super::limits::SpanLimitsConfig) -> Self {
-        self.max_value_length = limits.max_attribute_value_length;
+        self.encoder = self.encoder.with_max_value_length(limits.max_attribute_value_length);
         self
     }
 
@@ -84,14 +83,15 @@ impl SpanBuffer {
         }
     }
 
+    /// Encodes the batch straight to the request's bytes (the value length limit applied on the
+    /// way) and hands it to the exporter; the batch's vector is kept for the next one.
     fn send_batch(&mut self) {
-        let mut spans = std::mem::replace(&mut self.batch, Vec::with_capacity(self.config.max_batch_size));
-        super::limits::apply(&mut spans, self.max_value_length, &self.metrics);
-        let items = spans.len() as u64;
-        let request =
-            ExportTraceServiceRequest { resource_spans: group_spans_by_resource_and_scope(spans, &self.resource) };
+        let encoded = self.encoder.encode(&self.batch);
+        super::limits::count(&encoded.limits, &self.metrics);
+        let items = self.batch.len() as u64;
+        self.batch.clear();
         self.batches_sent += 1;
-        self.exporter.do_send(ExportBatch { signal: Signal::Traces, items, body: request.encode_to_vec().into() });
+        self.exporter.do_send(ExportBatch { signal: Signal::Traces, items, body: encoded.body.into() });
     }
 }
 

@@ -1,6 +1,8 @@
 //! Span limits (`[span_limits]`): how many attributes, events and links a span keeps (enforced
 //! by the SDK's tracer provider when a span records them) and how long an attribute value may be
-//! (enforced here, in the span buffer, right before a batch is encoded — off the request path).
+//! (enforced in the span buffer while the batch is encoded — off the request path — by the
+//! [`TraceEncoder`](crate::otlp::TraceEncoder); [`apply`] makes the same cuts on the spans
+//! themselves).
 //!
 //! Truncation cuts a string value, or each string of a string array, at the last UTF-8 character
 //! boundary at or below the limit, as the OpenTelemetry specification's
@@ -14,6 +16,7 @@ use opentelemetry::{Array, KeyValue, StringValue, Value};
 use opentelemetry_sdk::trace::SpanData;
 use serde::{Deserialize, Serialize};
 
+use crate::otlp::LimitCounts;
 use crate::self_metrics::{LimitedItem, SelfMetrics};
 
 /// Default `span_limits.max_attributes_per_span` (the OpenTelemetry specification's 128).
@@ -176,17 +179,28 @@ pub fn apply(spans: &mut [SpanData], max_value_length: usize, metrics: &SelfMetr
             attributes += u64::from(link.dropped_attributes_count);
         }
     }
-    for (item, count) in
-        [(LimitedItem::Attribute, attributes), (LimitedItem::Event, events), (LimitedItem::Link, links)]
-    {
+    count(
+        &LimitCounts { truncated, dropped_attributes: attributes, dropped_events: events, dropped_links: links },
+        metrics,
+    );
+    truncated
+}
+
+/// Counts in `metrics` the strings cut and the attributes, events and links the SDK dropped by
+/// count, as one batch's `counts` report them.
+pub fn count(counts: &LimitCounts, metrics: &SelfMetrics) {
+    for (item, count) in [
+        (LimitedItem::Attribute, counts.dropped_attributes),
+        (LimitedItem::Event, counts.dropped_events),
+        (LimitedItem::Link, counts.dropped_links),
+    ] {
         if count > 0 {
             metrics.span_limit_dropped(item).inc_by(count);
         }
     }
-    if truncated > 0 {
-        metrics.attributes_truncated().inc_by(truncated);
+    if counts.truncated > 0 {
+        metrics.attributes_truncated().inc_by(counts.truncated);
     }
-    truncated
 }
 
 #[cfg(test)]

@@ -13,14 +13,62 @@ use crate::self_metrics::SelfMetrics;
 use crate::test_support::{eventually, unreachable_exporter};
 
 fn start(config: config::SpanBufferConfig) -> (actix::Addr<SpanBuffer>, SdkTracerProvider) {
+    let (buffer, provider, _) = start_with_limits(config, &limits::SpanLimitsConfig::default());
+    (buffer, provider)
+}
+
+fn start_with_limits(
+    config: config::SpanBufferConfig,
+    limits: &limits::SpanLimitsConfig,
+) -> (actix::Addr<SpanBuffer>, SdkTracerProvider, Arc<SelfMetrics>) {
     let metrics = SelfMetrics::unregistered();
     let (ingress, rx, wake, bytes) =
         span_channel(config.queue_capacity, config.queue_max_bytes as usize, config.max_batch_size, metrics.clone());
     let exporter = Exporter::new(unreachable_exporter(), metrics.clone()).start();
     let resource = Arc::new(ResourceAttributesWithSchema::from(&opentelemetry_sdk::Resource::builder_empty().build()));
-    let buffer = SpanBuffer::new(config, rx, bytes, wake, exporter, resource, metrics).start();
-    let provider = SdkTracerProvider::builder().with_span_processor(ingress).build();
-    (buffer, provider)
+    let buffer =
+        SpanBuffer::new(config, rx, bytes, wake, exporter, resource, metrics.clone()).with_span_limits(limits).start();
+    let provider =
+        SdkTracerProvider::builder().with_span_processor(ingress).with_span_limits(limits.sdk_limits()).build();
+    (buffer, provider, metrics)
+}
+
+/// The configured value length limit reaches the encoder, and what it cuts and what the SDK
+/// dropped by count land in the self-metrics when the batch leaves.
+#[actix_rt::test]
+async fn the_span_limits_are_applied_and_counted_when_a_batch_is_encoded() {
+    use crate::self_metrics::LimitedItem;
+    use opentelemetry::trace::TraceContextExt as _;
+    use opentelemetry::KeyValue;
+    let config = config::SpanBufferConfig {
+        queue_capacity: 64,
+        max_batch_size: 2,
+        flush_interval: Duration::from_secs(3600),
+        ..Default::default()
+    };
+    let limits = limits::SpanLimitsConfig {
+        max_attribute_value_length: 16,
+        max_attributes_per_span: 2,
+        ..limits::SpanLimitsConfig::default()
+    };
+    let (buffer, provider, metrics) = start_with_limits(config, &limits);
+    let tracer = provider.tracer("test");
+    for _ in 0..2 {
+        tracer.in_span("limited", |cx| {
+            let span = cx.span();
+            span.set_attribute(KeyValue::new("long", "x".repeat(100)));
+            span.set_attribute(KeyValue::new("short", "fits"));
+            span.set_attribute(KeyValue::new("dropped", 1_i64));
+        });
+    }
+    let sent = eventually(Duration::from_secs(5), || {
+        let buffer = buffer.clone();
+        async move { buffer.send(GetStatus).await.unwrap().batches_sent == 1 }
+    })
+    .await;
+    assert!(sent, "a full batch of two leaves at once");
+    assert_eq!(metrics.attributes_truncated().get(), 2);
+    assert_eq!(metrics.span_limit_dropped(LimitedItem::Attribute).get(), 2);
 }
 
 #[actix_rt::test]
