@@ -6,7 +6,7 @@ use std::path::PathBuf;
 use clap::error::ErrorKind;
 use clap::Parser;
 
-use super::layer::{Assignment, Schema};
+use metamcp_telemetry::settings::layer::{Assignment, Schema};
 use super::{Origin, SettingsError};
 
 /// The binary's name, as shown in usage lines.

@@ -48,7 +48,7 @@ use super::protocol::{
     MCP_PROTOCOL_VERSION, MCP_SESSION_ID, METHOD_INITIALIZE, METHOD_TOOLS_CALL, METHOD_TOOLS_LIST,
     NOTIFICATION_INITIALIZED,
 };
-use crate::TelemetryManager;
+use metamcp_telemetry::TelemetryManager;
 
 /// Largest answer read from an upstream, JSON body or event stream: 16 MiB.
 pub const MAX_RESPONSE_BYTES: usize = 16 * 1024 * 1024;

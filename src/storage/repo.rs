@@ -60,7 +60,7 @@ pub struct Server {
 
 /// A URL as shown: its user information and credential-like query values masked.
 fn redacted<S: serde::Serializer>(url: &str, serializer: S) -> Result<S::Ok, S::Error> {
-    serializer.serialize_str(&crate::redact::redact(url))
+    serializer.serialize_str(&metamcp_telemetry::redact::redact(url))
 }
 
 /// A server to create.

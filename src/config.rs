@@ -65,7 +65,7 @@ pub struct DatabaseSettings {
 impl std::fmt::Debug for DatabaseSettings {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("DatabaseSettings")
-            .field("url", &crate::redact::redact(&self.url))
+            .field("url", &metamcp_telemetry::redact::redact(&self.url))
             .field("pool_size", &self.pool_size)
             .field("connect_timeout", &self.connect_timeout)
             .field("busy_timeout", &self.busy_timeout)
@@ -249,7 +249,7 @@ impl std::fmt::Debug for VectorSettings {
         f.debug_struct("VectorSettings")
             .field("embedder", &self.embedder)
             .field("dimensions", &self.dimensions)
-            .field("openai_url", &crate::redact::redact(&self.openai_url))
+            .field("openai_url", &metamcp_telemetry::redact::redact(&self.openai_url))
             .field("openai_model", &self.openai_model)
             .field("openai_api_key", &mask(&self.openai_api_key))
             .field("request_timeout", &self.request_timeout)
@@ -293,7 +293,7 @@ impl DatabaseSettings {
         if !known.iter().any(|scheme| url.starts_with(scheme)) || known.contains(&url) {
             return Err(ConfigError::new(
                 "database.url",
-                format!("{:?}", crate::redact::redact(url)),
+                format!("{:?}", metamcp_telemetry::redact::redact(url)),
                 "sqlite://PATH or postgres://user@host:port/database",
             ));
         }
@@ -302,7 +302,7 @@ impl DatabaseSettings {
             // password would end up in its error messages, quoted as a host, port or database.
             return Err(ConfigError::new(
                 "database.url",
-                format!("{:?}", crate::redact::redact(url)),
+                format!("{:?}", metamcp_telemetry::redact::redact(url)),
                 "a URL whose user name and password percent-encode '@', '/', '?' and '#' (%40, %2F, %3F, %23)",
             ));
         }
@@ -324,7 +324,7 @@ impl DatabaseSettings {
 }
 
 /// Whether the user information of the PostgreSQL `url` (up to the last `@` before the query, as
-/// [`redact`](crate::redact::redact) reads it) holds none of `@`, `/`, `?`, `#` unencoded.
+/// [`redact`](metamcp_telemetry::redact::redact) reads it) holds none of `@`, `/`, `?`, `#` unencoded.
 fn postgres_userinfo_is_encoded(url: &str) -> bool {
     let Some((_, rest)) = url.split_once("://") else { return true };
     let Some(first_at) = rest.find('@') else { return true };

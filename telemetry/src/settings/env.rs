@@ -53,7 +53,7 @@ impl Strings for BTreeMap<String, String> {
 
 /// How an alias variable's value becomes assignments.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub(crate) enum Conversion {
+pub enum Conversion {
     /// Typed as the key's default (booleans, integers, numbers, strings, `k=v` maps).
     Typed,
     /// A whole number of milliseconds, for a duration key.
@@ -68,16 +68,17 @@ pub(crate) enum Conversion {
 
 /// An environment variable that sets a key under another name.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub(crate) struct Alias {
+pub struct Alias {
     /// The variable.
-    pub(crate) var: &'static str,
+    pub var: &'static str,
     /// The dotted key it sets.
-    pub(crate) key: &'static str,
+    pub key: &'static str,
     /// How its value is read.
-    pub(crate) conversion: Conversion,
+    pub conversion: Conversion,
 }
 
-const fn alias(var: &'static str, key: &'static str, conversion: Conversion) -> Alias {
+/// An alias: `var` sets the dotted `key`, its value read as `conversion` says.
+pub const fn alias(var: &'static str, key: &'static str, conversion: Conversion) -> Alias {
     Alias { var, key, conversion }
 }
 
@@ -86,7 +87,7 @@ const fn alias(var: &'static str, key: &'static str, conversion: Conversion) -> 
 /// variables. `METAMCP_*` variables are applied after all of these.
 // The OTLP exporter variables are named by opentelemetry-otlp's own constants, so they follow
 // the crate the ecosystem configures with.
-pub(crate) const ALIASES: &[Alias] = &[
+pub const ALIASES: &[Alias] = &[
     alias("OTEL_SDK_DISABLED", "telemetry.enabled", Conversion::SdkDisabled),
     alias("OTEL_RESOURCE_ATTRIBUTES", "telemetry.resource_attributes", Conversion::ResourceAttributes),
     alias("OTEL_SERVICE_NAME", "telemetry.service_name", Conversion::Typed),
@@ -116,21 +117,19 @@ pub(crate) const ALIASES: &[Alias] = &[
     alias("OTLP_ENDPOINT", "exporter.endpoint", Conversion::Typed),
     alias("OTLP_INSECURE", "exporter.insecure", Conversion::Typed),
     alias("PROMETHEUS_METRICS_PORT", "prometheus.port", Conversion::Typed),
-    // The database URL, as most database tools name it.
-    alias("DATABASE_URL", "database.url", Conversion::Typed),
 ];
 
 /// The `METAMCP_*` variable that sets the dotted `key`: `exporter.retry.max_interval` →
 /// `METAMCP_EXPORTER__RETRY__MAX_INTERVAL`.
-#[cfg(test)]
-pub(crate) fn var_for_key(key: &str) -> String {
+pub fn var_for_key(key: &str) -> String {
     format!("{ENV_PREFIX}{}", key.replace('.', "__").to_ascii_uppercase())
 }
 
-/// The environment layer's assignments, in order of precedence (a later one wins).
-pub(crate) fn assignments(env: &dyn Strings, schema: &Schema) -> Result<Vec<Assignment>, SettingsError> {
+/// The environment layer's assignments, in order of precedence (a later one wins): the library's
+/// [`ALIASES`], then the application's `extra` aliases, then every `METAMCP_*` variable.
+pub fn assignments(env: &dyn Strings, schema: &Schema, extra: &[Alias]) -> Result<Vec<Assignment>, SettingsError> {
     let mut out = Vec::new();
-    for alias in ALIASES {
+    for alias in ALIASES.iter().chain(extra) {
         // An empty value counts as unset, as the OpenTelemetry specification asks.
         let Some(raw) = env.get(alias.var).filter(|raw| !raw.trim().is_empty()) else {
             continue;

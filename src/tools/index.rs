@@ -367,7 +367,7 @@ mod tests {
     use std::collections::BTreeMap;
 
     use super::*;
-    use crate::gateway::tools::embedder::{Embedder as _, HashingEmbedder};
+    use crate::tools::embedder::{Embedder as _, HashingEmbedder};
 
     fn random_vector(rng: &mut fastrand::Rng, dimensions: usize) -> Vec<f32> {
         (0..dimensions).map(|_| rng.f32() * 2.0 - 1.0).collect()

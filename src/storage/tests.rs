@@ -17,8 +17,8 @@ use metamcp_telemetry_actors::spool::{conformance, unix_millis_now, Spool as _, 
 
 use super::schema::{endpoint_api_keys, endpoint_servers, tool_executions, tools};
 use super::*;
-use crate::gateway::config::DatabaseSettings;
-use crate::TelemetryManager;
+use crate::config::DatabaseSettings;
+use metamcp_telemetry::TelemetryManager;
 
 /// `url` pointing at database `name` instead, query string kept.
 fn with_database(url: &str, name: &str) -> String {
@@ -1015,7 +1015,7 @@ fn spool_queries_are_unrecorded(db: TestDb) {
     assert_spool_unrecorded(&store, &spool, &recorded);
 }
 
-fn assert_spool_unrecorded(store: &Store, spool: &DbSpool, recorded: &crate::TestTelemetry) {
+fn assert_spool_unrecorded(store: &Store, spool: &DbSpool, recorded: &metamcp_telemetry::TestTelemetry) {
     recorded.clear();
     exercise_spool(spool);
     let spans = recorded.spans();

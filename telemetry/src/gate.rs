@@ -269,14 +269,15 @@ impl GatePolicy {
         self
     }
 
-    /// The policy of the service's API port, listening on `bound`: the origins of `bound` and
+    /// The policy of an application's API port, listening on `bound`: the origins of `bound` and
     /// `server.allowed_origins`; `Host` restricted to loopback names and `server.allowed_hosts`
-    /// while `admin.token` is empty, or with a token when `server.allowed_hosts` is not empty;
-    /// `gateway.max_body_bytes` and `server.client_request_timeout`.
-    pub fn for_api_port(bound: SocketAddr, settings: &Settings) -> Self {
+    /// while the port asks for no credential (`token_required` false: any local page could
+    /// reach it through a rebound name), or always when `server.allowed_hosts` is not empty;
+    /// bodies up to `max_body_bytes`, read within `server.client_request_timeout`.
+    pub fn for_api_port(bound: SocketAddr, settings: &Settings, max_body_bytes: usize, token_required: bool) -> Self {
         let policy = Self::new(bound, &settings.server.allowed_origins)
-            .body_limits(settings.gateway.max_body_bytes, settings.server.client_request_timeout);
-        if settings.admin.token.is_empty() || !settings.server.allowed_hosts.is_empty() {
+            .body_limits(max_body_bytes, settings.server.client_request_timeout);
+        if !token_required || !settings.server.allowed_hosts.is_empty() {
             policy.loopback_hosts_and(&settings.server.allowed_hosts)
         } else {
             policy
@@ -667,11 +668,10 @@ mod tests {
     fn the_api_port_restricts_hosts_without_an_admin_token() {
         let mut settings = Settings::default();
         let bound: SocketAddr = "127.0.0.1:8000".parse().unwrap();
-        assert!(GatePolicy::for_api_port(bound, &settings).restricts_hosts());
-        settings.admin.token = "t".to_owned();
-        assert!(!GatePolicy::for_api_port(bound, &settings).restricts_hosts());
+        assert!(GatePolicy::for_api_port(bound, &settings, 1024, false).restricts_hosts());
+        assert!(!GatePolicy::for_api_port(bound, &settings, 1024, true).restricts_hosts());
         settings.server.allowed_hosts = vec!["gw.example.com".to_owned()];
-        assert!(GatePolicy::for_api_port(bound, &settings).restricts_hosts());
+        assert!(GatePolicy::for_api_port(bound, &settings, 1024, true).restricts_hosts());
 
         let settings = Settings::default();
         assert!(GatePolicy::for_metrics(bound, &settings).restricts_hosts());

@@ -12,7 +12,7 @@ use metamcp_telemetry_actors::ingress::DbSystem;
 
 use super::error::StorageError;
 use super::instrument::{unrecorded, DbAttributes, QueryInstrumentation};
-use crate::TelemetryManager;
+use metamcp_telemetry::TelemetryManager;
 
 /// Which database a [`Store`](super::Store) runs on.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, serde::Serialize)]
@@ -57,7 +57,7 @@ mod multi {
 
     /// A connection to either backend. Queries written with diesel's query builder against
     /// this type run on both; `match` on it for what only one backend can do. Get one from a
-    /// [`Store`](crate::gateway::storage::Store): the derived `establish` tries each backend
+    /// [`Store`](crate::storage::Store): the derived `establish` tries each backend
     /// in turn, and SQLite takes any string for a file name.
     #[derive(diesel::MultiConnection)]
     pub enum DbConnection {
@@ -127,7 +127,7 @@ impl Target {
     /// connection attempt to an unresponsive host ends too.
     pub(crate) fn parse(url: &str, connect_timeout: Duration) -> Result<Self, StorageError> {
         let url = url.trim();
-        let redacted = crate::redact::redact(url).into_owned();
+        let redacted = metamcp_telemetry::redact::redact(url).into_owned();
         if let Some(path) = url.strip_prefix("sqlite://") {
             if path.is_empty() {
                 return Err(StorageError::Invalid(format!("database URL {redacted:?} names no file")));

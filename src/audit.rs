@@ -153,8 +153,8 @@ mod tests {
     use metamcp_telemetry_actors::ingress::MetricEvent;
 
     use super::*;
-    use crate::gateway::config::DatabaseSettings;
-    use crate::{TelemetryManager, TestTelemetry};
+    use crate::config::DatabaseSettings;
+    use metamcp_telemetry::{TelemetryManager, TestTelemetry};
 
     /// A SQLite store in a temporary directory, recording its queries.
     struct Db {

@@ -18,7 +18,7 @@ use super::mcp::jsonrpc::{self, Incoming, Request, RequestId};
 use super::mcp::protocol::{self, MCP_PROTOCOL_VERSION, MCP_SESSION_ID, SUPPORTED_VERSIONS};
 use super::service::{CallOrigin, ExecuteError, Gateway};
 use super::storage::{self, StorageError};
-use crate::http::ApiError;
+use metamcp_telemetry::http::ApiError;
 
 /// JSON-RPC error code of a failed upstream call (implementation-defined server error range).
 pub const UPSTREAM_ERROR: i64 = -32000;

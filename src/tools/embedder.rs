@@ -13,7 +13,7 @@ use opentelemetry::propagation::TextMapPropagator;
 use opentelemetry_sdk::propagation::TraceContextPropagator;
 use serde::Deserialize;
 
-use crate::gateway::config::{EmbedderKind, VectorSettings};
+use crate::config::{EmbedderKind, VectorSettings};
 
 /// Turns texts into vectors of [`dimensions`](Embedder::dimensions) floats, L2-normalised, so the
 /// cosine similarity of two of them is their dot product.
@@ -306,7 +306,7 @@ pub struct OpenAiEmbedder {
 impl fmt::Debug for OpenAiEmbedder {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("OpenAiEmbedder")
-            .field("endpoint", &crate::redact::redact(&self.endpoint))
+            .field("endpoint", &metamcp_telemetry::redact::redact(&self.endpoint))
             .field("model", &self.model)
             .field("api_key", &if self.api_key.is_empty() { "" } else { "<redacted>" })
             .field("dimensions", &self.dimensions.load(Ordering::Relaxed))
@@ -364,7 +364,7 @@ impl OpenAiEmbedder {
             body.extend_from_slice(&chunk);
         }
         if !status.is_success() {
-            let endpoint = crate::redact::redact(&self.endpoint);
+            let endpoint = metamcp_telemetry::redact::redact(&self.endpoint);
             return Err(EmbedError::Http(format!("{endpoint} answered {status}: {}", quote_error(&body))));
         }
         let vectors = parse_embeddings(&body, batch.len())?;
@@ -419,7 +419,7 @@ fn http_error(error: reqwest::Error) -> EmbedError {
         source = cause.source();
     }
     // reqwest quotes the URL, credentials and all.
-    EmbedError::Http(crate::redact::redact(&message).into_owned())
+    EmbedError::Http(metamcp_telemetry::redact::redact(&message).into_owned())
 }
 
 /// The `error.message` of an OpenAI error body, or the start of the body as text.

@@ -7,11 +7,13 @@ use std::collections::BTreeMap;
 use serde::de::DeserializeOwned;
 use toml::{Table, Value};
 
-use super::{Origin, Settings, SettingsError, MASK};
+use serde::Serialize;
+
+use super::{Origin, SettingsError, MASK};
 
 /// The type of a settable key, taken from the type of its built-in default.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub(crate) enum Kind {
+pub enum Kind {
     /// `true`/`false` (also `1`/`0`, `yes`/`no` from strings).
     Bool,
     /// An integer.
@@ -41,39 +43,38 @@ impl Kind {
 
 /// One value set by one layer at one key.
 #[derive(Debug, Clone, PartialEq)]
-pub(crate) struct Assignment {
+pub struct Assignment {
     /// The key's segments (a map entry's key is one segment, even if it contains dots).
-    pub(crate) path: Vec<String>,
+    pub path: Vec<String>,
     /// The value, typed as the key's default.
-    pub(crate) value: Value,
+    pub value: Value,
     /// The layer that set it.
-    pub(crate) origin: Origin,
+    pub origin: Origin,
 }
 
 /// Every key and its type: [`Settings::default()`] as a TOML tree. A non-empty table is a
 /// section, an empty table a map of strings, anything else a leaf.
 #[derive(Debug, Clone)]
-pub(crate) struct Schema {
+pub struct Schema {
     defaults: Table,
 }
 
 impl Schema {
-    /// The schema of [`Settings`].
-    pub(crate) fn new() -> Result<Schema, SettingsError> {
-        Table::try_from(Settings::default())
+    /// The schema of the settings document `D`: its built-in defaults.
+    pub fn of<D: Serialize + Default>() -> Result<Schema, SettingsError> {
+        Table::try_from(D::default())
             .map(|defaults| Schema { defaults })
             .map_err(|err| SettingsError::Internal(format!("the defaults are not TOML: {err}")))
     }
 
     /// The built-in defaults as a TOML tree.
-    #[cfg(test)]
-    pub(crate) fn defaults(&self) -> &Table {
+    pub fn defaults(&self) -> &Table {
         &self.defaults
     }
 
     /// The settable key that `segments` names, and its type. Segments after a map's name are
     /// joined with `.` into the entry's key.
-    pub(crate) fn resolve(&self, segments: &[String], origin: &Origin) -> Result<(Vec<String>, Kind), SettingsError> {
+    pub fn resolve(&self, segments: &[String], origin: &Origin) -> Result<(Vec<String>, Kind), SettingsError> {
         let unknown =
             |allowed: String| SettingsError::UnknownKey { key: segments.join("."), allowed, origin: origin.clone() };
         let mut table = &self.defaults;
@@ -103,7 +104,7 @@ impl Schema {
     }
 
     /// Assignments for the string `raw` given at `segments`, typed as the key's default.
-    pub(crate) fn assign(
+    pub fn assign(
         &self,
         segments: &[String],
         raw: &str,
@@ -114,7 +115,7 @@ impl Schema {
     }
 
     /// Like [`Schema::assign`], for a dotted key such as `exporter.retry.max_interval`.
-    pub(crate) fn assign_dotted(
+    pub fn assign_dotted(
         &self,
         key: &str,
         raw: &str,
@@ -213,10 +214,10 @@ fn typed(path: Vec<String>, kind: Kind, raw: &str, origin: &Origin) -> Result<Ve
 }
 
 /// What a boolean from a string may be.
-pub(crate) const BOOL_ALLOWED: &str = "true, false, 1, 0, yes or no (any case)";
+pub const BOOL_ALLOWED: &str = "true, false, 1, 0, yes or no (any case)";
 
 /// `true`/`false`, `1`/`0`, `yes`/`no`, in any case.
-pub(crate) fn parse_bool(raw: &str) -> Option<bool> {
+pub fn parse_bool(raw: &str) -> Option<bool> {
     match raw.trim().to_ascii_lowercase().as_str() {
         "true" | "1" | "yes" => Some(true),
         "false" | "0" | "no" => Some(false),
@@ -226,7 +227,7 @@ pub(crate) fn parse_bool(raw: &str) -> Option<bool> {
 
 /// `k=v,k2=v2` with percent-encoded keys and values (the W3C Baggage form of
 /// `OTEL_RESOURCE_ATTRIBUTES` and `OTEL_EXPORTER_OTLP_HEADERS`). Empty items are skipped.
-pub(crate) fn parse_pairs(raw: &str) -> Result<Vec<(String, String)>, String> {
+pub fn parse_pairs(raw: &str) -> Result<Vec<(String, String)>, String> {
     const ALLOWED: &str =
         "comma-separated key=value pairs such as \"a=1,b=2\" (percent-encode ',', '=' and '%' inside keys and values)";
     let mut pairs = Vec::new();
@@ -243,7 +244,7 @@ pub(crate) fn parse_pairs(raw: &str) -> Result<Vec<(String, String)>, String> {
 }
 
 /// Decodes `%XX` escapes; `None` if an escape is malformed or the result is not UTF-8.
-pub(crate) fn percent_decode(text: &str) -> Option<String> {
+pub fn percent_decode(text: &str) -> Option<String> {
     let bytes = text.as_bytes();
     let mut out = Vec::with_capacity(bytes.len());
     let mut index = 0;
@@ -279,7 +280,7 @@ fn shown(key: &str, value: &str) -> String {
 /// The merged layers so far: the defaults overwritten by every assignment, and the origin of each
 /// assigned key.
 #[derive(Debug)]
-pub(crate) struct Stack<'a> {
+pub struct Stack<'a> {
     schema: &'a Schema,
     merged: Table,
     origins: BTreeMap<String, Origin>,
@@ -287,12 +288,12 @@ pub(crate) struct Stack<'a> {
 
 impl<'a> Stack<'a> {
     /// The built-in defaults alone.
-    pub(crate) fn new(schema: &'a Schema) -> Stack<'a> {
+    pub fn new(schema: &'a Schema) -> Stack<'a> {
         Stack { schema, merged: schema.defaults.clone(), origins: BTreeMap::new() }
     }
 
     /// Parses `text` as TOML and applies its keys.
-    pub(crate) fn apply_file(&mut self, text: &str, origin: Origin) -> Result<(), SettingsError> {
+    pub fn apply_file(&mut self, text: &str, origin: Origin) -> Result<(), SettingsError> {
         let file: Table = toml::from_str(text).map_err(|err| SettingsError::Parse {
             origin: origin.clone(),
             message: err.to_string().trim_end().to_owned(),
@@ -303,7 +304,7 @@ impl<'a> Stack<'a> {
     }
 
     /// Applies `assignments` in order; a later one wins.
-    pub(crate) fn apply(&mut self, assignments: Vec<Assignment>) {
+    pub fn apply(&mut self, assignments: Vec<Assignment>) {
         for Assignment { path, value, origin } in assignments {
             insert_at(&mut self.merged, &path, value);
             self.origins.insert(path.join("."), origin);
@@ -312,7 +313,7 @@ impl<'a> Stack<'a> {
 
     /// Where the value at the dotted `key` came from: the layer that set it (or, for a map, one
     /// of its entries), else the built-in default.
-    pub(crate) fn origin(&self, key: &str) -> Origin {
+    pub fn origin(&self, key: &str) -> Origin {
         let entry_prefix = format!("{key}.");
         self.origins
             .get(key)
@@ -328,13 +329,13 @@ impl<'a> Stack<'a> {
     }
 
     /// An [`SettingsError::Invalid`] for `key`, naming where its value came from.
-    pub(crate) fn invalid(&self, key: String, value: String, allowed: String) -> SettingsError {
+    pub fn invalid(&self, key: String, value: String, allowed: String) -> SettingsError {
         let origin = self.origin(&key);
         SettingsError::Invalid { value: shown(&key, &value), key, allowed, origin }
     }
 
     /// The merged tree as `T`; an error names the key, its value and origin.
-    pub(crate) fn deserialize<T: DeserializeOwned>(&self) -> Result<T, SettingsError> {
+    pub fn deserialize<T: DeserializeOwned>(&self) -> Result<T, SettingsError> {
         serde_path_to_error::deserialize(self.merged.clone()).map_err(|err| {
             let segments: Vec<String> = err.path().iter().map(ToString::to_string).collect();
             let value = lookup(&self.merged, &segments).map_or_else(|| "(missing)".to_owned(), ToString::to_string);
@@ -363,7 +364,7 @@ fn insert_at(table: &mut Table, path: &[String], value: Value) {
 }
 
 /// The value at `segments` in `table`.
-pub(crate) fn lookup<'t>(table: &'t Table, segments: &[String]) -> Option<&'t Value> {
+pub fn lookup<'t>(table: &'t Table, segments: &[String]) -> Option<&'t Value> {
     let (first, rest) = segments.split_first()?;
     let value = table.get(first)?;
     match value {

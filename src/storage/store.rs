@@ -20,8 +20,8 @@ use super::connection::{Backend, DbConnection, LogErrors, Manager, Setup, Target
 use super::error::StorageError;
 use super::instrument::{begin_closure, end_closure, unrecorded};
 use super::repo::ensure_default_endpoint;
-use crate::gateway::config::DatabaseSettings;
-use crate::TelemetryManager;
+use crate::config::DatabaseSettings;
+use metamcp_telemetry::TelemetryManager;
 
 /// The SQLite schema, from `migrations/sqlite`.
 const SQLITE_MIGRATIONS: EmbeddedMigrations = embed_migrations!("migrations/sqlite");

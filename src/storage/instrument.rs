@@ -17,7 +17,7 @@ use opentelemetry::{Context, KeyValue};
 
 use super::connection::DbConnection;
 use super::error::{error_type, StorageError};
-use crate::TelemetryManager;
+use metamcp_telemetry::TelemetryManager;
 
 /// Longest `db.query.text`, in bytes; longer statements are cut and end in `...`.
 pub const MAX_QUERY_TEXT: usize = 2048;

@@ -25,8 +25,8 @@ use super::connection::{write_transaction, DbConnection, Target};
 use super::error::StorageError;
 use super::schema::telemetry_spool as spool;
 use super::store::Store;
-use crate::gateway::config::DatabaseSettings;
-use crate::TelemetryManager;
+use crate::config::DatabaseSettings;
+use metamcp_telemetry::TelemetryManager;
 
 /// Leases the oldest free rows: `$1` lease end, `$2` now, `$3` limit. The sub-select skips rows
 /// another claim holds locked; the outer `WHERE` re-checks the lease, so a row a concurrent claim

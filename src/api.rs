@@ -18,7 +18,7 @@ use serde_json::{json, Map, Value};
 use super::endpoint::{constant_time_eq, hash_key, random_token, McpState};
 use super::service::{aggregated_name, builtin_tools, CallOrigin, ExecuteError, TOOL_SEPARATOR};
 use super::storage::{self, ExecutionFilter, NewEndpoint, NewServer, Page, StorageError, ToolFilter};
-use crate::http::ApiError;
+use metamcp_telemetry::http::ApiError;
 
 /// Prefix of the API keys the gateway issues.
 pub const API_KEY_PREFIX: &str = "mmcp_";
@@ -59,7 +59,7 @@ pub fn routes(cfg: &mut web::ServiceConfig) {
             .route("/tools/{name}", web::patch().to(patch_tool))
             .route("/tools/{name}/execute", web::post().to(execute_tool))
             .route("/executions", web::get().to(list_executions))
-            .default_service(web::to(crate::http::not_found)),
+            .default_service(web::to(metamcp_telemetry::http::not_found)),
     );
 }
 
@@ -79,14 +79,14 @@ fn json_content_type(req: &ServiceRequest) -> bool {
 }
 
 /// Bearer token check; or, when no token is configured, loopback clients only and JSON on every
-/// state-changing request (Host and Origin are checked by the [gate](crate::gate) before).
+/// state-changing request (Host and Origin are checked by the [gate](metamcp_telemetry::gate) before).
 async fn authorize(
     req: ServiceRequest,
     next: Next<impl MessageBody + 'static>,
 ) -> Result<ServiceResponse<actix_web::body::BoxBody>, actix_web::Error> {
     let token = req.app_data::<web::Data<AdminAuth>>().map(|auth| auth.token.clone()).unwrap_or_default();
     let refusal = if token.is_empty() {
-        let loopback = req.peer_addr().is_some_and(|addr| crate::gate::is_loopback_peer(addr.ip()));
+        let loopback = req.peer_addr().is_some_and(|addr| metamcp_telemetry::gate::is_loopback_peer(addr.ip()));
         if !loopback {
             Some(ApiError::new(
                 StatusCode::FORBIDDEN,
@@ -247,7 +247,7 @@ async fn create_server(state: web::Data<McpState>, body: web::Json<CreateServer>
     let (server, discovered) = state.gateway.register_server(new).await.map_err(execute_error)?;
     let (tools, discovery_error) = match discovered {
         Ok(tools) => (tools.into_iter().map(tool_json).collect::<Vec<_>>(), Value::Null),
-        Err(err) => (Vec::new(), Value::String(crate::redact::redact(&err.to_string()).into_owned())),
+        Err(err) => (Vec::new(), Value::String(metamcp_telemetry::redact::redact(&err.to_string()).into_owned())),
     };
     Ok(HttpResponse::Created().json(json!({ "server": server, "tools": tools, "discovery_error": discovery_error })))
 }

@@ -167,7 +167,7 @@ pub fn error(id: Option<RequestId>, code: i64, message: &str, data: Option<Value
     let mut error = Map::new();
     error.insert("code".to_owned(), Value::from(code));
     // Messages may quote an upstream's URL: never with its credentials.
-    error.insert("message".to_owned(), Value::from(crate::redact::redact(message)));
+    error.insert("message".to_owned(), Value::from(metamcp_telemetry::redact::redact(message)));
     if let Some(data) = data {
         error.insert("data".to_owned(), data);
     }

@@ -26,7 +26,7 @@ use super::storage::{self, NewExecution, NewServer, NewTool, Server, StorageErro
 use super::tools::calculator;
 use super::tools::embedder::{EmbedError, Embedder};
 use super::tools::index::ToolIndex;
-use crate::TelemetryManager;
+use metamcp_telemetry::TelemetryManager;
 
 /// Separator between the server name and the tool name in an aggregated tool name.
 pub const TOOL_SEPARATOR: &str = "__";

@@ -19,7 +19,7 @@ use opentelemetry_sdk::trace::SpanData;
 use serde_json::{json, Map, Value};
 
 use super::*;
-use crate::gateway::mcp::outbound::OutboundPolicy;
+use crate::mcp::outbound::OutboundPolicy;
 
 type Body = UnsyncBoxBody<Bytes, Infallible>;
 
@@ -685,7 +685,7 @@ fn the_trace_context_joins_existing_meta_keys() {
     let (telemetry, _recorded) = TelemetryManager::for_testing();
     let tracer = telemetry.tracer().unwrap();
     let cx = Context::current_with_span(tracer.start("s"));
-    let propagator = crate::propagation::propagator();
+    let propagator = metamcp_telemetry::propagation::propagator();
 
     let mut params = arguments(json!({"_meta": {"progressToken": 3}}));
     inject_meta(&propagator, &cx, &mut params);
