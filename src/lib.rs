@@ -16,20 +16,20 @@ pub mod retention;
 pub mod service;
 pub mod settings;
 pub mod storage;
-pub mod tools;
 /// The skip-or-fail decision of the integration tests, for the unit tests' prerequisites too.
 #[cfg(test)]
 #[path = "../tests/support/prereq.rs"]
 #[allow(dead_code, unreachable_pub)]
 pub(crate) mod test_prereq;
+pub mod tools;
 
 use std::sync::Arc;
 
 use actix_web::web;
 
 use crate::settings::Settings;
-use metamcp_telemetry::TelemetryManager;
 use endpoint::{EndpointCache, KeyUsage, McpState, Sessions};
+use metamcp_telemetry::TelemetryManager;
 use service::Gateway;
 
 /// Why the gateway could not start.

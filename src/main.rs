@@ -5,9 +5,9 @@ use std::process::ExitCode;
 use std::sync::{Arc, OnceLock};
 
 use actix_web::{web, App, HttpServer};
-use metamcp_telemetry::gate::{Gate, GatePolicy};
 use metamcp_gateway::settings::Settings;
 use metamcp_gateway::GatewayApp;
+use metamcp_telemetry::gate::{Gate, GatePolicy};
 use metamcp_telemetry::redact::redact;
 use metamcp_telemetry::status::StatusPage;
 use metamcp_telemetry::{http, logging, TelemetryManager};

@@ -19,11 +19,7 @@ fn normal_dependencies(package: &str) -> BTreeSet<String> {
         .args(["tree", "--offline", "--locked", "-p", package, "-e", "normal", "--prefix", "none", "--format", "{p}"])
         .output()
         .expect("cargo runs");
-    assert!(
-        output.status.success(),
-        "cargo tree -p {package} failed: {}",
-        String::from_utf8_lossy(&output.stderr)
-    );
+    assert!(output.status.success(), "cargo tree -p {package} failed: {}", String::from_utf8_lossy(&output.stderr));
     String::from_utf8(output.stdout)
         .expect("cargo tree prints UTF-8")
         .lines()

@@ -15,16 +15,18 @@ use std::ops::{Deref, DerefMut};
 
 use metamcp_telemetry::settings::env::{alias, Alias, Conversion};
 use metamcp_telemetry::settings::{self as telemetry, Document};
-use metamcp_telemetry_actors::{ConfigError, ExporterConfig, HealthConfig, MetricsConfig, SpanBufferConfig, SpanLimitsConfig, SpoolConfig};
+use metamcp_telemetry_actors::{
+    ConfigError, ExporterConfig, HealthConfig, MetricsConfig, SpanBufferConfig, SpanLimitsConfig, SpoolConfig,
+};
 use serde::{Deserialize, Serialize};
 
 pub use crate::config::{
     AdminSettings, AuditSettings, DatabaseSettings, EmbedderKind, GatewaySettings, RetentionSettings, VectorSettings,
 };
 pub use metamcp_telemetry::settings::{
-    LogFormat, LoggingSettings, Origin, ProcessEnv, PrometheusSettings, Sampler, ServerSettings, SettingsError, Strings,
-    TelemetrySettings, CONFIG_DIR_ENV, DEFAULT_BIND, DEFAULT_CONFIG_DIR, DEFAULT_SERVICE_NAME, ENVIRONMENT_ENV,
-    ENV_PREFIX, MASK,
+    LogFormat, LoggingSettings, Origin, ProcessEnv, PrometheusSettings, Sampler, ServerSettings, SettingsError,
+    Strings, TelemetrySettings, CONFIG_DIR_ENV, DEFAULT_BIND, DEFAULT_CONFIG_DIR, DEFAULT_SERVICE_NAME,
+    ENVIRONMENT_ENV, ENV_PREFIX, MASK,
 };
 
 /// The gateway's aliases, after the library's: the database URL as most database tools name it.

@@ -1,6 +1,6 @@
 //! Hot-path cost of the recording API: what a request handler pays per call.
 //!
-//! `cargo bench --bench hot_path`
+//! `cargo bench -p metamcp-telemetry --bench hot_path`
 //!
 //! Last figures, medians from one run (2-core AMD EPYC VM, rustc 1.95, bench profile,
 //! `-- --warm-up-time 1 --measurement-time 3`, 74 s in all). "Bursts" leave the queue below its

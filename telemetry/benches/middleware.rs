@@ -1,7 +1,7 @@
 //! Middleware overhead in-process (`actix_web::test`, no socket): the same trivial app bare and
 //! wrapped by `TelemetryManager::middleware`, in one run, so the difference is the middleware.
 //!
-//! `cargo bench --bench middleware`
+//! `cargo bench -p metamcp-telemetry --bench middleware`
 //!
 //! Last figures, medians from one run (2-core AMD EPYC VM, rustc 1.95, bench profile). The
 //! pipeline's threads (span encoding, metric folding, failing exports to a closed port) share

@@ -2,7 +2,7 @@
 //! into the registry, how fast finished spans reach a real OTLP receiver through the span buffer
 //! and the exporter, and what a `/metrics` render costs as the registry grows.
 //!
-//! `cargo bench --bench pipeline`
+//! `cargo bench -p metamcp-telemetry --bench pipeline`
 //!
 //! Last figures, medians from one run (2-core AMD EPYC VM, rustc 1.95, bench profile,
 //! `-- --warm-up-time 1 --measurement-time 3`, 49 s in all):

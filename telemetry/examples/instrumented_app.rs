@@ -8,8 +8,8 @@
 //! telemetry down and exits 0. Logs go to stderr as JSON lines carrying `trace_id` and `span_id`.
 //!
 //! ```sh
-//! cargo run --example instrumented_app
-//! OTLP_ENDPOINT=http://collector:4317 cargo run --example instrumented_app -- 8080
+//! cargo run -p metamcp-telemetry --example instrumented_app
+//! OTLP_ENDPOINT=http://collector:4317 cargo run -p metamcp-telemetry --example instrumented_app -- 8080
 //! ```
 
 use std::sync::{Arc, Mutex};

@@ -104,23 +104,13 @@ impl Schema {
     }
 
     /// Assignments for the string `raw` given at `segments`, typed as the key's default.
-    pub fn assign(
-        &self,
-        segments: &[String],
-        raw: &str,
-        origin: &Origin,
-    ) -> Result<Vec<Assignment>, SettingsError> {
+    pub fn assign(&self, segments: &[String], raw: &str, origin: &Origin) -> Result<Vec<Assignment>, SettingsError> {
         let (path, kind) = self.resolve(segments, origin)?;
         typed(path, kind, raw, origin)
     }
 
     /// Like [`Schema::assign`], for a dotted key such as `exporter.retry.max_interval`.
-    pub fn assign_dotted(
-        &self,
-        key: &str,
-        raw: &str,
-        origin: &Origin,
-    ) -> Result<Vec<Assignment>, SettingsError> {
+    pub fn assign_dotted(&self, key: &str, raw: &str, origin: &Origin) -> Result<Vec<Assignment>, SettingsError> {
         let segments: Vec<String> = key.split('.').map(str::to_owned).collect();
         self.assign(&segments, raw, origin)
     }
