@@ -110,7 +110,7 @@ fn defaults_are_valid_and_use_the_named_constants() {
     assert_eq!(settings.prometheus.bind.to_string(), "127.0.0.1");
     assert_eq!(settings.prometheus.port, 9464);
     assert_eq!(settings.logging.level, "info");
-    assert_eq!(settings.logging.format, LogFormat::Json);
+    assert_eq!(settings.logging.format, LogFormat::Auto);
 }
 
 #[test]
