@@ -16,8 +16,8 @@
 use std::hint::black_box;
 
 use criterion::{criterion_group, criterion_main, Criterion};
-use metamcp_telemetry::gateway::tools::embedder::HashingEmbedder;
-use metamcp_telemetry::gateway::tools::index::ToolIndex;
+use metamcp_gateway::tools::embedder::HashingEmbedder;
+use metamcp_gateway::tools::index::ToolIndex;
 
 const DIMENSIONS: usize = 384;
 

@@ -1,50 +1,138 @@
-//! metamcp-telemetry: traces, metrics and correlated logs for MetaMCP endpoints on actix-web.
+//! The MetaMCP gateway: MCP endpoints that aggregate upstream MCP servers, a tools registry with
+//! vector search, built-in tools, a REST admin API, and diesel storage on SQLite or PostgreSQL —
+//! every part instrumented through [`TelemetryManager`](metamcp_telemetry::TelemetryManager).
 //!
-//! ```no_run
-//! use actix_web::{web, App, HttpServer};
-//! use metamcp_telemetry::{settings::Settings, TelemetryManager};
-//!
-//! #[actix_web::main]
-//! async fn main() -> std::io::Result<()> {
-//!     let settings = Settings::default();
-//!     let telemetry = TelemetryManager::initialize(&settings).expect("telemetry");
-//!     let app_telemetry = telemetry.clone();
-//!     HttpServer::new(move || {
-//!         App::new()
-//!             .wrap(app_telemetry.middleware())
-//!             .app_data(web::Data::new(app_telemetry.clone()))
-//!             .configure(metamcp_telemetry::http::health_routes)
-//!             .route("/hello", web::get().to(|| async { "hello" }))
-//!     })
-//!     .bind(("127.0.0.1", 8080))?
-//!     .run()
-//!     .await?;
-//!     telemetry.shutdown().await;
-//!     Ok(())
-//! }
-//! ```
+//! The binary `metamcp-telemetry` (`src/main.rs`) serves it; the telemetry itself is the library
+//! `metamcp-telemetry`, which knows nothing of MCP, SQL or this crate.
 #![forbid(unsafe_code)]
 #![warn(missing_docs, unreachable_pub)]
 
-mod capture;
-pub mod catalogue;
-pub mod gate;
-pub mod gateway;
-pub mod http;
-pub mod logging;
-mod manager;
-pub mod middleware;
-pub mod propagation;
-pub mod redact;
+pub mod api;
+pub mod audit;
+pub mod config;
+pub mod endpoint;
+pub mod mcp;
+pub mod retention;
+pub mod service;
 pub mod settings;
-pub mod status;
+pub mod storage;
 /// The skip-or-fail decision of the integration tests, for the unit tests' prerequisites too.
 #[cfg(test)]
 #[path = "../tests/support/prereq.rs"]
 #[allow(dead_code, unreachable_pub)]
 pub(crate) mod test_prereq;
+pub mod tools;
 
-pub use capture::{RecordedRequest, RecordedToolExecution, RecordedVectorSearch, TestTelemetry};
-pub use manager::{resource, InitError, TelemetryManager, SCOPE_NAME};
-pub use metamcp_telemetry_actors as actors;
-pub use middleware::{RequestId, TelemetryMiddleware};
+use std::sync::Arc;
+
+use actix_web::web;
+
+use crate::settings::Settings;
+use endpoint::{EndpointCache, KeyUsage, McpState, Sessions};
+use metamcp_telemetry::TelemetryManager;
+use service::Gateway;
+
+/// Why the gateway could not start.
+#[derive(Debug, thiserror::Error)]
+pub enum StartError {
+    /// The database could not be opened or migrated.
+    #[error("database {url}: {source}")]
+    Storage {
+        /// The URL, password redacted.
+        url: String,
+        /// What failed.
+        #[source]
+        source: storage::StorageError,
+    },
+    /// The embedder could not be built.
+    #[error("embedder: {0}")]
+    Embedder(#[from] tools::embedder::EmbedError),
+    /// Loading the tools registry failed.
+    #[error("tools registry: {0}")]
+    Registry(#[from] service::ExecuteError),
+}
+
+/// Hands the exporter a spool in the gateway's database (migrated by now), on a small pool of its
+/// own. Without running telemetry there is nothing to spool and no pool is made.
+fn attach_database_spool(telemetry: &TelemetryManager, store: &storage::Store, database: &config::DatabaseSettings) {
+    if telemetry.pipeline().is_none() {
+        return;
+    }
+    match storage::DbSpool::new(store, database) {
+        Ok(spool) => telemetry.attach_spool(Arc::new(spool)),
+        Err(err) => tracing::warn!(error = %err, "the database spool could not be made; the exporter spools in memory"),
+    }
+}
+
+/// A started gateway: what the actix-web app needs to serve the MCP endpoints and the admin API.
+#[derive(Debug, Clone)]
+pub struct GatewayApp {
+    /// State of the MCP endpoints and the admin API.
+    pub state: McpState,
+    /// The admin API's token.
+    pub admin: api::AdminAuth,
+    max_body_bytes: usize,
+}
+
+impl GatewayApp {
+    /// Opens the database (running migrations and creating the `default` endpoint), registers its
+    /// pool gauges and readiness probe with `telemetry`, gives the exporter its database spool,
+    /// builds the embedder and loads the vector index.
+    pub async fn start(settings: &Settings, telemetry: &TelemetryManager) -> Result<Self, StartError> {
+        let database = settings.database.clone();
+        let for_open = telemetry.clone();
+        let store = tokio::task::spawn_blocking(move || storage::Store::open(&database, &for_open))
+            .await
+            .map_err(|e| storage::StorageError::Unavailable(format!("the opening task failed: {e}")))
+            .and_then(|opened| opened)
+            .map_err(|source| StartError::Storage {
+                url: metamcp_telemetry::redact::redact(&settings.database.url).into_owned(),
+                source,
+            })?;
+        if let Err(err) = telemetry.register_collector(store.pool_collector()) {
+            tracing::warn!(error = %err, "database pool gauges could not be registered");
+        }
+        telemetry.add_readiness_probe(store.readiness_probe()).await;
+        attach_database_spool(telemetry, &store, &settings.database);
+        let embedder = tools::embedder::from_settings(&settings.vector)?;
+        let gateway =
+            Gateway::start(store, telemetry.clone(), embedder, settings.gateway.clone(), settings.vector.clone())
+                .await?;
+        if let Err(err) = telemetry.register_collector(gateway.audit().counter()) {
+            tracing::warn!(error = %err, "the audit row counter could not be registered");
+        }
+        let pruned = retention::start(gateway.store().clone(), settings.audit.retention.clone());
+        if let Err(err) = telemetry.register_collector(pruned) {
+            tracing::warn!(error = %err, "the audit pruning counter could not be registered");
+        }
+        let sessions = Arc::new(Sessions::new(settings.gateway.max_sessions, settings.gateway.session_idle_timeout));
+        Ok(Self {
+            state: McpState {
+                gateway,
+                sessions,
+                endpoints: Arc::new(EndpointCache::default()),
+                key_usage: Arc::new(KeyUsage::default()),
+            },
+            admin: api::AdminAuth { token: settings.admin.token.clone() },
+            max_body_bytes: settings.gateway.max_body_bytes,
+        })
+    }
+
+    /// Writes every queued audit row (at shutdown), waiting at most `timeout`.
+    pub async fn flush(&self, timeout: std::time::Duration) {
+        self.state.gateway.audit().flush(timeout).await;
+    }
+
+    /// Adds the MCP endpoints and the admin API, with their state and extractor limits.
+    pub fn configure(&self, cfg: &mut web::ServiceConfig) {
+        let (json, query, path, payload) = api::extractor_config(self.max_body_bytes);
+        cfg.app_data(web::Data::new(self.state.clone()))
+            .app_data(web::Data::new(self.admin.clone()))
+            .app_data(json)
+            .app_data(query)
+            .app_data(path)
+            .app_data(payload)
+            .configure(endpoint::routes)
+            .configure(api::routes);
+    }
+}

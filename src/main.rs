@@ -5,10 +5,10 @@ use std::process::ExitCode;
 use std::sync::{Arc, OnceLock};
 
 use actix_web::{web, App, HttpServer};
+use metamcp_gateway::settings::Settings;
+use metamcp_gateway::GatewayApp;
 use metamcp_telemetry::gate::{Gate, GatePolicy};
-use metamcp_telemetry::gateway::GatewayApp;
 use metamcp_telemetry::redact::redact;
-use metamcp_telemetry::settings::Settings;
 use metamcp_telemetry::status::StatusPage;
 use metamcp_telemetry::{http, logging, TelemetryManager};
 
@@ -18,7 +18,7 @@ use metamcp_telemetry::{http, logging, TelemetryManager};
 static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
 fn main() -> ExitCode {
-    let loaded = match metamcp_telemetry::settings::from_process() {
+    let loaded = match metamcp_gateway::settings::from_process() {
         Ok(loaded) => loaded,
         Err(err) => err.exit(),
     };
@@ -71,7 +71,12 @@ async fn run(settings: Settings) -> Result<(), String> {
     }
     let server = server.bind(settings.server.bind).map_err(|e| format!("cannot bind {}: {e}", settings.server.bind))?;
     let api_addr = server.addrs().first().copied().unwrap_or(settings.server.bind);
-    let gate = Arc::new(GatePolicy::for_api_port(api_addr, &settings));
+    let gate = Arc::new(GatePolicy::for_api_port(
+        api_addr,
+        &settings,
+        settings.gateway.max_body_bytes,
+        !settings.admin.token.is_empty(),
+    ));
     let _ = policy.set(gate.clone());
     let server = server.run();
     let handle = server.handle();

@@ -10,7 +10,7 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
-use metamcp_telemetry::settings::Settings;
+use metamcp_gateway::settings::Settings;
 
 const BIN: &str = env!("CARGO_BIN_EXE_metamcp-telemetry");
 const DEADLINE: Duration = Duration::from_secs(30);

@@ -1,4 +1,4 @@
-//! The library example `examples/instrumented_app.rs`, run as a user would run it: the compiled
+//! The library example `telemetry/examples/instrumented_app.rs`, run as a user would run it: the compiled
 //! binary against a loopback OTLP receiver. It must exit 0, report the requests it made as its own
 //! `/metrics` counted them, and its spans must reach the collector with the tool call nested
 //! under the request's server span.

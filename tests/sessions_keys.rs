@@ -10,8 +10,8 @@ mod support;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use common::{client, Service, MCP_ACCEPT};
-use metamcp_telemetry::gateway::storage::{self, NewExecution, Store};
-use metamcp_telemetry::settings::DatabaseSettings;
+use metamcp_gateway::settings::DatabaseSettings;
+use metamcp_gateway::storage::{self, NewExecution, Store};
 use metamcp_telemetry::TelemetryManager;
 use reqwest::blocking::Response;
 use reqwest::StatusCode;

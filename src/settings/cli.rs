@@ -6,11 +6,15 @@ use std::path::PathBuf;
 use clap::error::ErrorKind;
 use clap::Parser;
 
-use super::layer::{Assignment, Schema};
 use super::{Origin, SettingsError};
+use metamcp_telemetry::settings::layer::{Assignment, Schema};
 
 /// The binary's name, as shown in usage lines.
 pub(crate) const BINARY_NAME: &str = "metamcp-telemetry";
+
+/// The first line of `--help`: what the service is for, as it has always read.
+const ABOUT: &str =
+    "Traces, metrics and correlated logs for MetaMCP endpoints on actix-web, through an actor pipeline.";
 
 const AFTER_HELP: &str = "\
 Settings are layered, later wins: built-in defaults < config/default.toml < config/{METAMCP_ENV}.toml
@@ -21,7 +25,7 @@ METAMCP_EXPORTER__RETRY__MAX_INTERVAL=45s. See docs/configuration.md for every k
 
 /// Traces, metrics and correlated logs for MetaMCP endpoints on actix-web.
 #[derive(Debug, Clone, Parser)]
-#[command(name = BINARY_NAME, version, about, after_help = AFTER_HELP)]
+#[command(name = BINARY_NAME, version, about = ABOUT, after_help = AFTER_HELP)]
 pub(crate) struct Cli {
     /// Read this TOML file after config/default.toml and config/{METAMCP_ENV}.toml; the
     /// environment and flags still override it.

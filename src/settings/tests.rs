@@ -8,9 +8,18 @@ use std::time::Duration;
 use clap::CommandFactory;
 use toml::{Table, Value};
 
-use super::env::{var_for_key, ALIASES};
-use super::layer::{lookup, parse_pairs, percent_decode, Schema};
+use metamcp_telemetry::settings::env::{var_for_key, Alias};
+use metamcp_telemetry::settings::layer::{lookup, parse_pairs, percent_decode, Schema};
+
 use super::*;
+use metamcp_telemetry::settings::DEFAULT_SAMPLER_ARG;
+use metamcp_telemetry_actors::exporter::config::{DEFAULT_GRPC_ENDPOINT, DEFAULT_HTTP_ENDPOINT};
+use metamcp_telemetry_actors::Protocol;
+
+/// Every alias variable of the binary: the library's, then the gateway's.
+static ALIASES: std::sync::LazyLock<Vec<Alias>> = std::sync::LazyLock::new(|| {
+    metamcp_telemetry::settings::env::ALIASES.iter().chain(super::ALIASES).copied().collect()
+});
 
 /// A temporary working area with an (initially empty) configuration directory and a map
 /// environment that points at it.
@@ -323,8 +332,8 @@ fn every_alias_variable_is_exercised_by_a_mapping_test() {
     ]
     .into_iter()
     .collect();
-    let defaults = Schema::new().expect("schema").defaults().clone();
-    for alias in ALIASES {
+    let defaults = Schema::of::<Settings>().expect("schema").defaults().clone();
+    for alias in ALIASES.iter() {
         let sample = samples.get(alias.var).unwrap_or_else(|| panic!("no sample for {}", alias.var));
         let settings = Fixture::new().env(alias.var, sample).settings(&[]);
         let table = Table::try_from(&settings).expect("settings as TOML");
@@ -439,7 +448,7 @@ fn metamcp_variables_set_nested_keys_and_maps() {
 
 #[test]
 fn every_key_has_a_metamcp_variable() {
-    let defaults = Schema::new().expect("schema").defaults().clone();
+    let defaults = Schema::of::<Settings>().expect("schema").defaults().clone();
     let mut keys = Vec::new();
     collect_keys(&defaults, "", &mut keys);
     for (key, default) in keys {
@@ -1074,7 +1083,7 @@ fn every_key_is_documented_with_its_variables_default_range_and_meaning() {
 #[test]
 fn every_alias_flag_and_file_variable_is_documented() {
     let docs = repo_file("docs/configuration.md");
-    for alias in ALIASES {
+    for alias in ALIASES.iter() {
         let row_start = format!("| `{}` |", alias.key);
         let row = docs
             .lines()

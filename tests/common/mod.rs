@@ -189,8 +189,8 @@ pub fn client() -> reqwest::blocking::Client {
 pub fn settings_for(
     endpoint: &str,
     protocol: metamcp_telemetry::actors::Protocol,
-) -> metamcp_telemetry::settings::Settings {
-    let mut settings = metamcp_telemetry::settings::Settings::default();
+) -> metamcp_gateway::settings::Settings {
+    let mut settings = metamcp_gateway::settings::Settings::default();
     settings.exporter.endpoint = endpoint.to_owned();
     settings.exporter.protocol = protocol;
     settings.exporter.timeout = Duration::from_secs(2);

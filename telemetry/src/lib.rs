@@ -1,0 +1,44 @@
+//! metamcp-telemetry: traces, metrics and correlated logs for MetaMCP endpoints on actix-web.
+//!
+//! ```no_run
+//! use actix_web::{web, App, HttpServer};
+//! use metamcp_telemetry::{settings::Settings, TelemetryManager};
+//!
+//! #[actix_web::main]
+//! async fn main() -> std::io::Result<()> {
+//!     let settings = Settings::default();
+//!     let telemetry = TelemetryManager::initialize(&settings).expect("telemetry");
+//!     let app_telemetry = telemetry.clone();
+//!     HttpServer::new(move || {
+//!         App::new()
+//!             .wrap(app_telemetry.middleware())
+//!             .app_data(web::Data::new(app_telemetry.clone()))
+//!             .configure(metamcp_telemetry::http::health_routes)
+//!             .route("/hello", web::get().to(|| async { "hello" }))
+//!     })
+//!     .bind(("127.0.0.1", 8080))?
+//!     .run()
+//!     .await?;
+//!     telemetry.shutdown().await;
+//!     Ok(())
+//! }
+//! ```
+#![forbid(unsafe_code)]
+#![warn(missing_docs, unreachable_pub)]
+
+mod capture;
+pub mod catalogue;
+pub mod gate;
+pub mod http;
+pub mod logging;
+mod manager;
+pub mod middleware;
+pub mod propagation;
+pub mod redact;
+pub mod settings;
+pub mod status;
+
+pub use capture::{RecordedRequest, RecordedToolExecution, RecordedVectorSearch, TestTelemetry};
+pub use manager::{resource, InitError, TelemetryManager, SCOPE_NAME};
+pub use metamcp_telemetry_actors as actors;
+pub use middleware::{RequestId, TelemetryMiddleware};
