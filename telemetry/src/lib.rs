@@ -28,6 +28,7 @@
 
 mod api_error;
 mod capture;
+pub mod catalogue;
 pub mod gate;
 mod header_capture;
 pub mod http;
