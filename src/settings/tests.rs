@@ -650,7 +650,7 @@ fn errors_name_key_value_allowed_and_origin() {
             args: &["--log-format", "xml"],
             key: "logging.format",
             value: "\"xml\"",
-            allowed: "`json` or `pretty`",
+            allowed: "one of `auto`, `json`, `pretty`",
             origin: "flag --log-format",
         },
         Case {
