@@ -226,7 +226,7 @@ impl Crate {
         let mut module = Vec::new();
         for segment in target {
             module.push(segment.clone());
-            if !self.modules.get(&module).is_some_and(|m| !m.test_only) {
+            if self.modules.get(&module).is_none_or(|m| m.test_only) {
                 module.pop();
                 break;
             }
@@ -501,8 +501,7 @@ fn tokenize(text: &str) -> Vec<(Token, usize)> {
             }
             j += 1; // the opening quote
             let mut value = String::new();
-            loop {
-                let Some(&ch) = chars.get(j) else { break };
+            while let Some(&ch) = chars.get(j) {
                 if ch == '\n' {
                     line += 1;
                 }
