@@ -23,6 +23,7 @@ use super::propagation::inject_meta;
 use super::sse::SseParser;
 use super::*;
 use crate::mcp::outbound::OutboundPolicy;
+use crate::mcp::protocol::session_fingerprint;
 
 type Body = UnsyncBoxBody<Bytes, Infallible>;
 

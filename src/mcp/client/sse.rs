@@ -12,7 +12,7 @@ use super::UpstreamError;
 /// stream is cut.
 pub(super) struct SseParser {
     /// The unfinished line, without a terminator.
-    pending: Vec<u8>,
+    pub(super) pending: Vec<u8>,
     /// The last line ended with a CR: an LF right after it belongs to that line end.
     skip_lf: bool,
     /// The `data` of the event so far, lines joined with `\n`.
