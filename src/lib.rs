@@ -8,7 +8,9 @@
 #![warn(missing_docs, unreachable_pub)]
 
 pub mod api;
+pub mod api_error;
 pub mod audit;
+pub mod auth;
 pub mod config;
 pub mod endpoint;
 pub mod mcp;
@@ -125,7 +127,7 @@ impl GatewayApp {
 
     /// Adds the MCP endpoints and the admin API, with their state and extractor limits.
     pub fn configure(&self, cfg: &mut web::ServiceConfig) {
-        let (json, query, path, payload) = api::extractor_config(self.max_body_bytes);
+        let (json, query, path, payload) = api_error::extractor_config(self.max_body_bytes);
         cfg.app_data(web::Data::new(self.state.clone()))
             .app_data(web::Data::new(self.admin.clone()))
             .app_data(json)
