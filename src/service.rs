@@ -256,6 +256,8 @@ impl Gateway {
         settings: GatewaySettings,
         vector: VectorSettings,
     ) -> Result<Self, ExecuteError> {
+        // The built-in tools' series read 0 from the first scrape, not "no data".
+        telemetry.declare_tools(&builtins().iter().map(|tool| tool.name.as_ref()).collect::<Vec<_>>());
         // An embeddings API tells its vector size only in an answer: ask it once.
         let dimensions = match embedder.dimensions() {
             0 => embedder.embed(&["dimension probe".to_owned()]).await?.first().map_or(0, Vec::len),

@@ -2,7 +2,7 @@
 //! dropped, an export failed or throttled, the collector gone or back, the spool falling back to
 //! memory or recovering, a batch spooled or replayed, an actor restarted.
 //!
-//! `emit()` both counts the event in the self-metrics (`metamcp_telemetry_*`, names and labels
+//! `emit()` both counts the event in the self-metrics (`{prefix}_*`, names and labels
 //! unchanged) and logs it. A log line is written at the first occurrence of its kind and then at
 //! most once per [`LOG_INTERVAL`], saying how many were left out meanwhile: an outage that fails
 //! a thousand exports writes a line a minute, not a thousand. Counting is never rate-limited.

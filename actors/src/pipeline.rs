@@ -13,9 +13,10 @@ use crate::exporter::config::ExporterConfig;
 use crate::exporter::{AttachSpool, DrainReport, Exporter};
 use crate::health_check::config::HealthConfig;
 use crate::health_check::{CheckNow, GetHealth, HealthCheck, HealthReport, ReadinessProbe};
+use crate::ingress::LabelValue;
 use crate::ingress::{self, FlushHook, MetricIngress, SpanIngress};
 use crate::metric_aggregator::config::MetricsConfig;
-use crate::metric_aggregator::{self, MetricAggregator, ServiceMetrics};
+use crate::metric_aggregator::{self, Catalogue, DeclareTools, MetricAggregator, ServiceMetrics};
 use crate::self_metrics::{DepthProbe, QueueGauges, SelfMetrics};
 use crate::span_buffer::config::SpanBufferConfig;
 use crate::span_buffer::limits::SpanLimitsConfig;
@@ -39,9 +40,11 @@ fn named_system(name: &str) -> std::io::Result<actix_rt::System> {
     rx.recv().map_err(|_| std::io::Error::other("the pipeline thread exited at start"))
 }
 
-/// Everything the pipeline is tuned by.
-#[derive(Debug, Clone, Default)]
+/// Everything the pipeline is tuned by, and the metric catalogue it keeps.
+#[derive(Debug, Clone)]
 pub struct PipelineConfig {
+    /// The metric families the aggregator keeps and the prefix of the pipeline's own metrics.
+    pub catalogue: Catalogue,
     /// `[span_buffer]`
     pub span_buffer: SpanBufferConfig,
     /// `[metrics]`
@@ -55,6 +58,21 @@ pub struct PipelineConfig {
     /// `[span_limits]`: the value length limit the span buffer applies (the count limits are the
     /// tracer provider's).
     pub span_limits: SpanLimitsConfig,
+}
+
+impl PipelineConfig {
+    /// The defaults of every section, keeping the families `catalogue` describes.
+    pub fn new(catalogue: Catalogue) -> Self {
+        Self {
+            catalogue,
+            span_buffer: SpanBufferConfig::default(),
+            metrics: MetricsConfig::default(),
+            exporter: ExporterConfig::default(),
+            health: HealthConfig::default(),
+            spool: SpoolConfig::default(),
+            span_limits: SpanLimitsConfig::default(),
+        }
+    }
 }
 
 /// A pipeline that could not start.
@@ -111,8 +129,8 @@ impl Pipeline {
         registry: Registry,
         probes: Vec<Arc<dyn ReadinessProbe>>,
     ) -> Result<Self, StartError> {
-        let self_metrics = SelfMetrics::register(&registry)?;
-        let service_metrics = ServiceMetrics::register(&registry)?;
+        let self_metrics = SelfMetrics::register(&registry, config.catalogue.self_metrics_prefix)?;
+        let service_metrics = ServiceMetrics::register(&registry, &config.catalogue)?;
         let (span_ingress, span_rx, span_wake, span_bytes) = ingress::span_channel(
             config.span_buffer.queue_capacity,
             usize::try_from(config.span_buffer.queue_max_bytes).unwrap_or(usize::MAX),
@@ -133,7 +151,8 @@ impl Pipeline {
         let bytes_probe = span_bytes.clone();
         let byte_gauges: Vec<(&'static str, usize, DepthProbe)> =
             vec![("spans", bytes_probe.limit(), Box::new(move || bytes_probe.used()))];
-        registry.register(Box::new(QueueGauges::new(probes_for_gauges)?.with_bytes(byte_gauges)))?;
+        let queue_gauges = QueueGauges::new(config.catalogue.self_metrics_prefix, probes_for_gauges)?;
+        registry.register(Box::new(queue_gauges.with_bytes(byte_gauges)))?;
 
         let resource = Arc::new(ResourceAttributesWithSchema::from(resource));
         let systems = THREAD_NAMES.iter().map(|name| named_system(name)).collect::<Result<Vec<_>, _>>()?;
@@ -220,6 +239,15 @@ impl Pipeline {
             Ok(result) => result,
             Err(err) => Err(FlushError::ExporterGone(err.to_string())),
         }
+    }
+
+    /// Declares tool names the application knows in advance (its built-in tools): their
+    /// tool execution series exist at zero from now on, both outcomes, so dashboards and alerts
+    /// read 0 rather than no data. Declared names take slots under `metrics.max_tool_names`.
+    pub fn declare_tools(&self, names: &[&str]) {
+        let names = names.iter().map(|name| LabelValue::new(name)).collect();
+        // Start-up, not the hot path: the aggregator's mailbox, ahead of any later scrape's drain.
+        self.aggregator.do_send(DeclareTools { names });
     }
 
     /// Folds every queued metric event into the registry (before a scrape).

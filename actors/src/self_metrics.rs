@@ -1,5 +1,5 @@
-//! The pipeline's metrics about itself (`metamcp_telemetry_*`): drops by signal and reason,
-//! exports, failures, latency, batch sizes, queue depth and actor restarts.
+//! The pipeline's metrics about itself (`{prefix}_*`, the prefix handed in by the library): drops
+//! by signal and reason, exports, failures, latency, batch sizes, queue depth and actor restarts.
 //!
 //! Every handle is resolved once at start-up, so counting on any path is one atomic add, and
 //! every label combination is present (at zero) from the first scrape on.
@@ -226,66 +226,66 @@ fn per_signal<T>(f: impl Fn(Signal) -> T) -> [T; 2] {
 }
 
 impl SelfMetrics {
-    /// Creates every self-metric and registers it in `registry`.
-    pub fn register(registry: &Registry) -> Result<Arc<Self>, prometheus::Error> {
+    /// Creates every self-metric, named `{prefix}_…`, and registers it in `registry`.
+    pub fn register(registry: &Registry, prefix: &str) -> Result<Arc<Self>, prometheus::Error> {
+        let name = |suffix: &str| format!("{prefix}_{suffix}");
         let dropped = IntCounterVec::new(
-            Opts::new("metamcp_telemetry_dropped_total", "Telemetry items dropped, by signal and reason."),
+            Opts::new(name("dropped_total"), "Telemetry items dropped, by signal and reason."),
             &["signal", "reason"],
         )?;
         let exported = IntCounterVec::new(
-            Opts::new("metamcp_telemetry_exported_total", "Telemetry items the collector accepted, by signal."),
+            Opts::new(name("exported_total"), "Telemetry items the collector accepted, by signal."),
             &["signal"],
         )?;
         let failures = IntCounterVec::new(
-            Opts::new("metamcp_telemetry_export_failures_total", "Failed export attempts, by signal and kind."),
+            Opts::new(name("export_failures_total"), "Failed export attempts, by signal and kind."),
             &["signal", "kind"],
         )?;
         let duration = HistogramVec::new(
-            HistogramOpts::new("metamcp_telemetry_export_duration_seconds", "Duration of one export attempt.")
+            HistogramOpts::new(name("export_duration_seconds"), "Duration of one export attempt.")
                 .buckets(EXPORT_DURATION_BUCKETS.to_vec()),
             &["signal"],
         )?;
         let batch = HistogramVec::new(
-            HistogramOpts::new("metamcp_telemetry_batch_size", "Items per export batch.")
-                .buckets(BATCH_SIZE_BUCKETS.to_vec()),
+            HistogramOpts::new(name("batch_size"), "Items per export batch.").buckets(BATCH_SIZE_BUCKETS.to_vec()),
             &["signal"],
         )?;
         let consecutive = IntGaugeVec::new(
             Opts::new(
-                "metamcp_telemetry_export_consecutive_failures",
+                name("export_consecutive_failures"),
                 "Export attempts that failed in a row, by signal (0 after a success).",
             ),
             &["signal"],
         )?;
         let last_success = IntGaugeVec::new(
             Opts::new(
-                "metamcp_telemetry_last_export_success_timestamp_seconds",
+                name("last_export_success_timestamp_seconds"),
                 "Unix time of the last accepted export, by signal (0: none yet).",
             ),
             &["signal"],
         )?;
         let restarts = IntCounterVec::new(
-            Opts::new("metamcp_telemetry_actor_restarts_total", "Pipeline actor restarts after a panic."),
+            Opts::new(name("actor_restarts_total"), "Pipeline actor restarts after a panic."),
             &["actor"],
         )?;
         let collector_up = IntGauge::new(
-            "metamcp_telemetry_collector_up",
+            name("collector_up"),
             "1 while the OTLP collector answers, 0 once it is judged unreachable.",
         )?;
         let attributes_truncated = IntCounter::new(
-            "metamcp_telemetry_attributes_truncated_total",
+            name("attributes_truncated_total"),
             "Span attribute values, span and event names and status messages cut to span_limits.max_attribute_value_length before export.",
         )?;
         let span_limit_dropped = IntCounterVec::new(
             Opts::new(
-                "metamcp_telemetry_span_limit_dropped_total",
+                name("span_limit_dropped_total"),
                 "Span attributes, events and links dropped by the span_limits count limits, by item.",
             ),
             &["item"],
         )?;
         let label_overflow = IntCounterVec::new(
             Opts::new(
-                "metamcp_telemetry_label_overflow_total",
+                name("label_overflow_total"),
                 "Metric events whose label value was counted under \"other\" because its cap was reached, by label.",
             ),
             &["label"],
@@ -303,7 +303,7 @@ impl SelfMetrics {
         registry.register(Box::new(restarts.clone()))?;
         registry.register(Box::new(collector_up.clone()))?;
         collector_up.set(1);
-        let spool = SpoolGauges::register(registry)?;
+        let spool = SpoolGauges::register(registry, prefix)?;
         Ok(Arc::new(Self {
             dropped: per_signal(|s| DropReason::ALL.map(|r| dropped.with_label_values(&[s.as_str(), r.as_str()]))),
             exported: per_signal(|s| exported.with_label_values(&[s.as_str()])),
@@ -327,7 +327,8 @@ impl SelfMetrics {
     /// Handles registered nowhere, for tests and for callers that keep no registry.
     pub fn unregistered() -> Arc<Self> {
         // A private registry cannot collide with anything; registration cannot fail.
-        Self::register(&Registry::new()).unwrap_or_else(|err| unreachable!("fresh registry rejected a metric: {err}"))
+        Self::register(&Registry::new(), "pipeline")
+            .unwrap_or_else(|err| unreachable!("fresh registry rejected a metric: {err}"))
     }
 
     /// The drop counter for `signal` and `reason`.
@@ -407,47 +408,45 @@ impl SelfMetrics {
 }
 
 impl SpoolGauges {
-    fn register(registry: &Registry) -> Result<Self, prometheus::Error> {
-        let gauge = |name: &str, help: &str| -> Result<IntGauge, prometheus::Error> {
+    fn register(registry: &Registry, prefix: &str) -> Result<Self, prometheus::Error> {
+        let name = |suffix: &str| format!("{prefix}_{suffix}");
+        let gauge = |name: String, help: &str| -> Result<IntGauge, prometheus::Error> {
             let gauge = IntGauge::new(name, help)?;
             registry.register(Box::new(gauge.clone()))?;
             Ok(gauge)
         };
         let items = IntGaugeVec::new(
-            Opts::new("metamcp_telemetry_spool_items", "Telemetry items waiting in the spool, by signal."),
+            Opts::new(name("spool_items"), "Telemetry items waiting in the spool, by signal."),
             &["signal"],
         )?;
         let spooled = IntCounterVec::new(
-            Opts::new("metamcp_telemetry_spooled_total", "Telemetry items written to the spool, by signal."),
+            Opts::new(name("spooled_total"), "Telemetry items written to the spool, by signal."),
             &["signal"],
         )?;
         let replayed = IntCounterVec::new(
-            Opts::new(
-                "metamcp_telemetry_replayed_total",
-                "Spooled telemetry items the collector accepted on replay, by signal.",
-            ),
+            Opts::new(name("replayed_total"), "Spooled telemetry items the collector accepted on replay, by signal."),
             &["signal"],
         )?;
         registry.register(Box::new(items.clone()))?;
         registry.register(Box::new(spooled.clone()))?;
         registry.register(Box::new(replayed.clone()))?;
         Ok(Self {
-            bytes: gauge("metamcp_telemetry_spool_bytes", "Bytes of encoded export requests in the spool.")?,
-            max_bytes: gauge("metamcp_telemetry_spool_max_bytes", "The spool's bound, in bytes (spool.max_bytes).")?,
-            batches: gauge("metamcp_telemetry_spool_batches", "Export batches waiting in the spool.")?,
+            bytes: gauge(name("spool_bytes"), "Bytes of encoded export requests in the spool.")?,
+            max_bytes: gauge(name("spool_max_bytes"), "The spool's bound, in bytes (spool.max_bytes).")?,
+            batches: gauge(name("spool_batches"), "Export batches waiting in the spool.")?,
             items: per_signal(|s| items.with_label_values(&[s.as_str()])),
             spooled: per_signal(|s| spooled.with_label_values(&[s.as_str()])),
             replayed: per_signal(|s| replayed.with_label_values(&[s.as_str()])),
             fallback: gauge(
-                "metamcp_telemetry_spool_fallback",
+                name("spool_fallback"),
                 "1 while the spool keeps batches in memory because its database is unavailable.",
             )?,
             buffered_bytes: gauge(
-                "metamcp_telemetry_buffered_bytes",
+                name("buffered_bytes"),
                 "Bytes of encoded export batches the exporter holds in memory (waiting or in flight).",
             )?,
             buffered_max_bytes: gauge(
-                "metamcp_telemetry_buffered_max_bytes",
+                name("buffered_max_bytes"),
                 "The bound of the exporter's in-memory batches, in bytes (exporter.max_pending_bytes).",
             )?,
         })
@@ -474,23 +473,18 @@ impl std::fmt::Debug for QueueGauges {
 }
 
 impl QueueGauges {
-    /// Gauges for the given queues: `(name, capacity, depth probe)`.
-    pub fn new(probes: Vec<(&'static str, usize, DepthProbe)>) -> Result<Self, prometheus::Error> {
+    /// Gauges named `{prefix}_queue_*` for the given queues: `(name, capacity, depth probe)`.
+    pub fn new(prefix: &str, probes: Vec<(&'static str, usize, DepthProbe)>) -> Result<Self, prometheus::Error> {
+        let name = |suffix: &str| format!("{prefix}_{suffix}");
         Ok(Self {
-            depth: IntGaugeVec::new(
-                Opts::new("metamcp_telemetry_queue_depth", "Items waiting in a pipeline queue."),
-                &["queue"],
-            )?,
-            capacity: IntGaugeVec::new(
-                Opts::new("metamcp_telemetry_queue_capacity", "Capacity of a pipeline queue."),
-                &["queue"],
-            )?,
+            depth: IntGaugeVec::new(Opts::new(name("queue_depth"), "Items waiting in a pipeline queue."), &["queue"])?,
+            capacity: IntGaugeVec::new(Opts::new(name("queue_capacity"), "Capacity of a pipeline queue."), &["queue"])?,
             bytes: IntGaugeVec::new(
-                Opts::new("metamcp_telemetry_queue_bytes", "Estimated bytes of the items waiting in a pipeline queue."),
+                Opts::new(name("queue_bytes"), "Estimated bytes of the items waiting in a pipeline queue."),
                 &["queue"],
             )?,
             max_bytes: IntGaugeVec::new(
-                Opts::new("metamcp_telemetry_queue_max_bytes", "Bound of a pipeline queue in bytes."),
+                Opts::new(name("queue_max_bytes"), "Bound of a pipeline queue in bytes."),
                 &["queue"],
             )?,
             probes,

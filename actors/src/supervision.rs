@@ -4,7 +4,7 @@
 //! through the arbiter and take the actor, its supervisor and its mailbox down with it. Every
 //! handler body therefore runs inside [`guarded`]: a panic is caught, logged, and turned into a
 //! stop, which the supervisor answers with a restart (`Supervised::restarting`), counted in
-//! `metamcp_telemetry_actor_restarts_total` and in `/health`. The mailbox survives the restart.
+//! `{prefix}_actor_restarts_total` and in `/health`. The mailbox survives the restart.
 //!
 //! A panic runs the process's panic hook on the panicking thread before it unwinds to
 //! [`guarded`]; with `RUST_BACKTRACE` set, the standard hook resolves a backtrace there, which

@@ -29,3 +29,24 @@ pub(crate) fn unreachable_exporter() -> crate::ExporterConfig {
         ..Default::default()
     }
 }
+
+/// A catalogue for the actors' own tests: every family of the real one, under test names.
+pub(crate) const CATALOGUE: crate::metric_aggregator::Catalogue = {
+    use crate::metric_aggregator::catalogue::{Catalogue, Family};
+    const SECONDS: &[f64] = &[0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0];
+    const fn family(name: &'static str, labels: &'static [&'static str], buckets: &'static [f64]) -> Family {
+        Family { name, help: "A test family.", labels, buckets }
+    }
+    Catalogue {
+        self_metrics_prefix: "pipeline",
+        requests_total: family("test_requests_total", &["method", "route", "status_code"], &[]),
+        request_duration: family("test_request_duration_seconds", &["method", "route"], SECONDS),
+        tool_executions_total: family("test_tool_executions_total", &["tool_name", "success"], &[]),
+        tool_execution_duration: family("test_tool_execution_duration_seconds", &["tool_name"], SECONDS),
+        db_query_duration: family("test_db_query_duration_seconds", &["db_system", "db_operation", "success"], SECONDS),
+        vector_searches_total: family("test_vector_searches_total", &[], &[]),
+        vector_search_duration: family("test_vector_search_duration_seconds", &[], SECONDS),
+        vector_search_results: family("test_vector_search_results", &[], &[1.0, 10.0, 100.0]),
+        vector_search_query_length: family("test_vector_search_query_length_chars", &[], &[16.0, 256.0]),
+    }
+};

@@ -122,7 +122,7 @@ impl CalcError {
 /// Evaluates `expression` and returns its value (never NaN or infinite; `-0` is returned as `0`).
 ///
 /// ```
-/// use metamcp_telemetry::gateway::tools::calculator::evaluate;
+/// use metamcp_gateway::tools::calculator::evaluate;
 /// assert_eq!(evaluate("(2 + 3) * 4^2 / sqrt(16)"), Ok(20.0));
 /// assert_eq!(evaluate("-2^2"), Ok(-4.0));
 /// ```

@@ -27,6 +27,7 @@
 #![warn(missing_docs, unreachable_pub)]
 
 mod capture;
+pub mod catalogue;
 pub mod gate;
 pub mod http;
 pub mod logging;

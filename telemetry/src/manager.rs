@@ -161,6 +161,7 @@ impl TelemetryManager {
         }
         let resource = resource(settings);
         let config = PipelineConfig {
+            catalogue: crate::catalogue::METAMCP,
             span_buffer: settings.span_buffer.clone(),
             metrics: settings.metrics.clone(),
             exporter: settings.exporter.clone(),
@@ -333,6 +334,16 @@ impl TelemetryManager {
             success,
             duration: duration.as_secs_f64(),
         });
+    }
+
+    /// Declares the tool names known before any call (the built-in tools): their
+    /// `metamcp_tool_executions_total{tool_name, success="true"|"false"}` and duration series are
+    /// on `/metrics` at 0 from the next scrape on, so dashboards and alerts read 0 rather than no
+    /// data. Declared names count against `metrics.max_tool_names`. A no-op unless the pipeline runs.
+    pub fn declare_tools(&self, names: &[&str]) {
+        if let Some(pipeline) = self.pipeline() {
+            pipeline.declare_tools(names);
+        }
     }
 
     /// Records one database query. Never blocks.

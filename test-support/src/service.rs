@@ -67,7 +67,14 @@ pub struct ServiceProcess {
     pub api: SocketAddr,
     /// The Prometheus endpoint's address, if enabled.
     pub metrics: Option<SocketAddr>,
-    lines: Arc<(Mutex<Vec<String>>, Condvar)>,
+    lines: Arc<(Mutex<Output>, Condvar)>,
+}
+
+/// What the service printed, and how many of its two streams have ended.
+#[derive(Default)]
+struct Output {
+    lines: Vec<String>,
+    closed: usize,
 }
 
 fn find_listening(lines: &[String]) -> Option<(SocketAddr, Option<SocketAddr>)> {
@@ -113,18 +120,20 @@ impl ServiceProcess {
             Some(dir)
         };
         let mut child = command.spawn().expect("the service binary starts");
-        let lines = Arc::new((Mutex::new(Vec::new()), Condvar::new()));
+        let lines = Arc::new((Mutex::new(Output::default()), Condvar::new()));
         for stream in [
             Box::new(child.stdout.take().expect("stdout")) as Box<dyn std::io::Read + Send>,
             Box::new(child.stderr.take().expect("stderr")),
         ] {
             let lines = lines.clone();
             std::thread::spawn(move || {
+                let (store, ready) = &*lines;
                 for line in BufReader::new(stream).lines().map_while(Result::ok) {
-                    let (store, ready) = &*lines;
-                    store.lock().unwrap().push(line);
+                    store.lock().unwrap().lines.push(line);
                     ready.notify_all();
                 }
+                store.lock().unwrap().closed += 1;
+                ready.notify_all();
             });
         }
         let deadline = Instant::now() + START_TIMEOUT;
@@ -132,14 +141,18 @@ impl ServiceProcess {
             let (store, ready) = &*lines;
             let mut guard = store.lock().unwrap();
             loop {
-                if let Some(found) = find_listening(&guard) {
+                if let Some(found) = find_listening(&guard.lines) {
                     break found;
                 }
                 if let Ok(Some(status)) = child.try_wait() {
-                    panic!("the service exited with {status} before listening:\n{}", guard.join("\n"));
+                    panic!("the service exited with {status} before listening:\n{}", guard.lines.join("\n"));
                 }
                 let left = deadline.saturating_duration_since(Instant::now());
-                assert!(!left.is_zero(), "the service did not listen within {START_TIMEOUT:?}:\n{}", guard.join("\n"));
+                assert!(
+                    !left.is_zero(),
+                    "the service did not listen within {START_TIMEOUT:?}:\n{}",
+                    guard.lines.join("\n")
+                );
                 guard = ready.wait_timeout(guard, left.min(Duration::from_millis(100))).unwrap().0;
             }
         };
@@ -153,7 +166,9 @@ impl ServiceProcess {
 
     /// The exit status if the process has ended (reaping it), `None` while it runs.
     pub fn exit_status(&mut self) -> Option<ExitStatus> {
-        self.child.try_wait().expect("wait for the service process")
+        let status = self.child.try_wait().expect("wait for the service process")?;
+        self.wait_for_output_end(Instant::now() + Duration::from_secs(10));
+        Some(status)
     }
 
     /// `path` on the API's address.
@@ -168,12 +183,24 @@ impl ServiceProcess {
 
     /// Every output line so far.
     pub fn logs(&self) -> Vec<String> {
-        self.lines.0.lock().unwrap().clone()
+        self.lines.0.lock().unwrap().lines.clone()
     }
 
     /// Output lines parsed as JSON (non-JSON lines are skipped).
     pub fn json_logs(&self) -> Vec<serde_json::Value> {
         self.logs().iter().filter_map(|l| serde_json::from_str(l).ok()).collect()
+    }
+
+    /// Waits (until `deadline`) for both output streams to end, so that the last lines the
+    /// process printed before it exited are in [`ServiceProcess::logs`].
+    fn wait_for_output_end(&self, deadline: Instant) {
+        let (store, ended) = &*self.lines;
+        let mut guard = store.lock().unwrap();
+        while guard.closed < 2 {
+            let left = deadline.saturating_duration_since(Instant::now());
+            assert!(!left.is_zero(), "the service's output did not end after it exited:\n{}", guard.lines.join("\n"));
+            guard = ended.wait_timeout(guard, left).unwrap().0;
+        }
     }
 
     /// Sends `signal` and waits (bounded) for the process to exit.
@@ -183,6 +210,7 @@ impl ServiceProcess {
         let deadline = Instant::now() + timeout;
         loop {
             if let Some(status) = self.child.try_wait().expect("wait") {
+                self.wait_for_output_end(deadline);
                 return status;
             }
             assert!(

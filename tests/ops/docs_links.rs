@@ -58,7 +58,7 @@ fn readme_links_every_docs_page() {
         let name = format!("docs/{}", page.file_name().expect("a file name").to_string_lossy());
         assert!(linked.contains(&name), "README.md does not link {name}");
     }
-    assert!(linked.contains("examples/instrumented_app.rs"), "README.md does not link the library example");
+    assert!(linked.contains("telemetry/examples/instrumented_app.rs"), "README.md does not link the library example");
 }
 
 #[test]

@@ -215,3 +215,36 @@ fn every_scraped_family_is_documented_and_every_documented_family_is_scraped() {
     problems.dedup();
     assert!(problems.is_empty(), "docs/metrics.md is out of step with /metrics:\n{}", problems.join("\n"));
 }
+
+/// Families whose label values are known before anything happens are on the first scrape of a
+/// fresh service, at 0: the built-in tools with both outcomes, and every drop reason of every
+/// signal. Dashboards and alerts then read 0, not "no data".
+#[test]
+fn a_fresh_service_shows_its_known_label_values_at_zero_on_the_first_scrape() {
+    let service = Service::start(&[], &[]);
+    let scrape = scrape_blocking(&service.metrics_url());
+    let mut missing = Vec::new();
+    for tool in ["calculator", "search_tools"] {
+        for success in ["true", "false"] {
+            let labels = [("tool_name", tool), ("success", success)];
+            if support::prom::value(&scrape, "metamcp_tool_executions_total", &labels) != Some(0.0) {
+                missing.push(format!("metamcp_tool_executions_total{labels:?}"));
+            }
+        }
+        let labels = [("tool_name", tool)];
+        if support::prom::histogram_count(&scrape, "metamcp_tool_execution_duration_seconds", &labels) != Some(0.0) {
+            missing.push(format!("metamcp_tool_execution_duration_seconds{labels:?}"));
+        }
+    }
+    let reasons =
+        ["queue_full", "export_failed_permanent", "retry_exhausted", "spool_full", "spool_expired", "shutdown_timeout"];
+    for signal in ["traces", "metrics"] {
+        for reason in reasons {
+            let labels = [("signal", signal), ("reason", reason)];
+            if support::prom::value(&scrape, "metamcp_telemetry_dropped_total", &labels) != Some(0.0) {
+                missing.push(format!("metamcp_telemetry_dropped_total{labels:?}"));
+            }
+        }
+    }
+    assert!(missing.is_empty(), "not at 0 on the first scrape: {missing:?}\n{}", scrape.body);
+}

@@ -11,7 +11,7 @@ fn config() -> PipelineConfig {
     PipelineConfig {
         exporter: unreachable_exporter(),
         health: config::HealthConfig { check_interval: Duration::from_millis(50), ..Default::default() },
-        ..Default::default()
+        ..PipelineConfig::new(crate::test_support::CATALOGUE)
     }
 }
 

@@ -12,7 +12,7 @@ use rustc_hash::FxHashMap as HashMap;
 
 use super::catalogue::{status_label, ServiceMetrics, OTHER};
 use super::config::MetricsConfig;
-use super::messages::{AggregatorStatus, Drain, ExportNow, GetStatus};
+use super::messages::{AggregatorStatus, DeclareTools, Drain, ExportNow, GetStatus};
 use super::otlp;
 use crate::exporter::{ExportBatch, Exporter};
 use crate::ingress::{DbOperation, DbSystem, HttpMethod, LabelValue, MetricEvent, Wake};
@@ -179,6 +179,18 @@ impl MetricAggregator {
         }
     }
 
+    /// Creates the series of `name` at zero, for both outcomes, unless the name is folded.
+    fn declare_tool(&mut self, name: LabelValue) {
+        let tool = bounded(&mut self.tool_names, name, self.config.max_tool_names);
+        if tool.as_str() == OTHER {
+            return;
+        }
+        for outcome in ["true", "false"] {
+            self.service.tool_executions_total.with_label_values(&[tool.as_str(), outcome]);
+        }
+        self.service.tool_execution_duration.with_label_values(&[tool.as_str()]);
+    }
+
     fn export_snapshot(&mut self) {
         let Some(exporter) = &self.exporter else { return };
         if !self.config.otlp_export {
@@ -259,6 +271,18 @@ impl Handler<ExportNow> for MetricAggregator {
         guarded(ActorKind::MetricAggregator, self, ctx, |act, _| {
             act.fold_all();
             act.export_snapshot();
+        });
+    }
+}
+
+impl Handler<DeclareTools> for MetricAggregator {
+    type Result = ();
+
+    fn handle(&mut self, declared: DeclareTools, ctx: &mut Context<Self>) {
+        guarded(ActorKind::MetricAggregator, self, ctx, |act, _| {
+            for name in declared.names {
+                act.declare_tool(name);
+            }
         });
     }
 }

@@ -1,22 +1,50 @@
-//! The service's metric catalogue: the six `metamcp_*` metrics of the seed and the vector search
-//! histograms, with second-scale buckets and bounded labels.
+//! The description of the metric families the aggregator keeps — names, help texts, label names
+//! and buckets — which the library hands in: this crate knows the shapes of the metric events
+//! (a request, a tool execution, a database query, a vector search), never a product's metric
+//! names. Also the label bounds every catalogue shares (`other`, `_OTHER`, registered status codes).
 
 use prometheus::{Histogram, HistogramOpts, HistogramVec, IntCounter, IntCounterVec, Opts, Registry};
 
-/// HTTP server duration buckets: the OpenTelemetry semantic-convention bounds, in seconds.
-pub const HTTP_BUCKETS: &[f64] = &[0.005, 0.01, 0.025, 0.05, 0.075, 0.1, 0.25, 0.5, 0.75, 1.0, 2.5, 5.0, 7.5, 10.0];
-/// Tool execution buckets, in seconds, up to five minutes.
-pub const TOOL_BUCKETS: &[f64] =
-    &[0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0, 120.0, 300.0];
-/// Vector search duration buckets, in seconds.
-pub const SEARCH_BUCKETS: &[f64] = &[0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0];
-/// Database query duration buckets, in seconds.
-pub const DB_BUCKETS: &[f64] =
-    &[0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0];
-/// Vector search result count buckets.
-pub const RESULT_COUNT_BUCKETS: &[f64] = &[0.0, 1.0, 2.0, 3.0, 5.0, 10.0, 20.0, 50.0, 100.0];
-/// Vector search query length buckets, in characters.
-pub const QUERY_LENGTH_BUCKETS: &[f64] = &[8.0, 16.0, 32.0, 64.0, 128.0, 256.0, 512.0, 1024.0];
+/// One metric family: its name, help text, label names and (for histograms) bucket bounds.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct Family {
+    /// The metric name, as Prometheus shows it.
+    pub name: &'static str,
+    /// The help text (`# HELP`, and the OTLP description).
+    pub help: &'static str,
+    /// Label names, in the order the family's event fields fill them.
+    pub labels: &'static [&'static str],
+    /// Upper bucket bounds of a histogram, ascending; empty for counters.
+    pub buckets: &'static [f64],
+}
+
+/// Every family the aggregator keeps, and the prefix of the pipeline's own metrics.
+///
+/// Label names are the library's choice; their number is fixed by the event that fills them
+/// (noted on each field), and [`ServiceMetrics::register`] rejects a family with another count.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct Catalogue {
+    /// Prefix of the pipeline's self-metrics: `{prefix}_dropped_total`, `{prefix}_queue_depth`, ….
+    pub self_metrics_prefix: &'static str,
+    /// Counter of served HTTP requests; three labels: method, route template, status code.
+    pub requests_total: Family,
+    /// Histogram of HTTP request durations in seconds; two labels: method, route template.
+    pub request_duration: Family,
+    /// Counter of tool executions; two labels: tool name, outcome (`"true"`/`"false"`).
+    pub tool_executions_total: Family,
+    /// Histogram of tool execution durations in seconds; one label: tool name.
+    pub tool_execution_duration: Family,
+    /// Histogram of database query durations in seconds; three labels: system, operation, outcome.
+    pub db_query_duration: Family,
+    /// Counter of vector searches; no labels.
+    pub vector_searches_total: Family,
+    /// Histogram of vector search durations in seconds; no labels.
+    pub vector_search_duration: Family,
+    /// Histogram of results per vector search; no labels.
+    pub vector_search_results: Family,
+    /// Histogram of vector search query lengths in characters; no labels.
+    pub vector_search_query_length: Family,
+}
 
 /// The label value that stands for every value beyond a cardinality cap.
 pub const OTHER: &str = "other";
@@ -43,100 +71,104 @@ pub fn status_label(code: u16) -> String {
 /// Values the `method` label can take: nine methods and `_OTHER`.
 pub const METHOD_VALUES: usize = 10;
 
-/// The most series the service metrics can show under `config`: every label is bounded —
-/// `method` by [`METHOD_VALUES`], `route` by `max_routes` plus `other`, `status_code` by the
-/// registered codes plus `_OTHER`, `tool_name` by `max_tool_names` plus `other`, the database
-/// labels by their enums — and a histogram series is one line per bucket plus `+Inf`, `_sum`
-/// and `_count`.
-pub fn max_series(config: &super::config::MetricsConfig) -> usize {
-    let histogram = |buckets: &[f64]| buckets.len() + 3;
-    let routes = config.max_routes + 1;
-    let tools = config.max_tool_names + 1;
-    let statuses = REGISTERED_STATUS_CODES.len() + 1;
-    let db_keys = 2 * 6 * 2; // db_system × db_operation × success
-    METHOD_VALUES * routes * statuses
-        + METHOD_VALUES * routes * histogram(HTTP_BUCKETS)
-        + tools * 2
-        + tools * histogram(TOOL_BUCKETS)
-        + db_keys * histogram(DB_BUCKETS)
-        + 1
-        + histogram(SEARCH_BUCKETS)
-        + histogram(RESULT_COUNT_BUCKETS)
-        + histogram(QUERY_LENGTH_BUCKETS)
+impl Catalogue {
+    /// The most series the service metrics can show under `config`: every label is bounded —
+    /// method by [`METHOD_VALUES`], route by `max_routes` plus `other`, status code by the
+    /// registered codes plus `_OTHER`, tool name by `max_tool_names` plus `other`, the database
+    /// labels by their enums — and a histogram series is one line per bucket plus `+Inf`, `_sum`
+    /// and `_count`.
+    pub fn max_series(&self, config: &super::config::MetricsConfig) -> usize {
+        let histogram = |family: &Family| family.buckets.len() + 3;
+        let routes = config.max_routes + 1;
+        let tools = config.max_tool_names + 1;
+        let statuses = REGISTERED_STATUS_CODES.len() + 1;
+        let db_keys = 2 * 6 * 2; // db_system × db_operation × success
+        METHOD_VALUES * routes * statuses
+            + METHOD_VALUES * routes * histogram(&self.request_duration)
+            + tools * 2
+            + tools * histogram(&self.tool_execution_duration)
+            + db_keys * histogram(&self.db_query_duration)
+            + 1
+            + histogram(&self.vector_search_duration)
+            + histogram(&self.vector_search_results)
+            + histogram(&self.vector_search_query_length)
+    }
+}
+
+impl Family {
+    fn check_labels(&self, expected: usize) -> Result<(), prometheus::Error> {
+        if self.labels.len() == expected {
+            Ok(())
+        } else {
+            Err(prometheus::Error::Msg(format!(
+                "metric family {} names {} label(s); its events fill {expected}",
+                self.name,
+                self.labels.len()
+            )))
+        }
+    }
+
+    fn counter_vec(&self, labels: usize) -> Result<IntCounterVec, prometheus::Error> {
+        self.check_labels(labels)?;
+        IntCounterVec::new(Opts::new(self.name, self.help), self.labels)
+    }
+
+    fn counter(&self) -> Result<IntCounter, prometheus::Error> {
+        self.check_labels(0)?;
+        IntCounter::new(self.name, self.help)
+    }
+
+    fn histogram_opts(&self) -> HistogramOpts {
+        HistogramOpts::new(self.name, self.help).buckets(self.buckets.to_vec())
+    }
+
+    fn histogram_vec(&self, labels: usize) -> Result<HistogramVec, prometheus::Error> {
+        self.check_labels(labels)?;
+        HistogramVec::new(self.histogram_opts(), self.labels)
+    }
+
+    fn histogram(&self) -> Result<Histogram, prometheus::Error> {
+        self.check_labels(0)?;
+        Histogram::with_opts(self.histogram_opts())
+    }
 }
 
 /// Handles of the service metrics, registered in one registry.
 #[derive(Debug, Clone)]
 pub struct ServiceMetrics {
-    /// `metamcp_requests_total{method, route, status_code}`
+    /// [`Catalogue::requests_total`]`{method, route, status_code}`
     pub requests_total: IntCounterVec,
-    /// `metamcp_request_duration_seconds{method, route}`
+    /// [`Catalogue::request_duration`]`{method, route}`
     pub request_duration: HistogramVec,
-    /// `metamcp_tool_executions_total{tool_name, success}`
+    /// [`Catalogue::tool_executions_total`]`{tool_name, success}`
     pub tool_executions_total: IntCounterVec,
-    /// `metamcp_tool_execution_duration_seconds{tool_name}`
+    /// [`Catalogue::tool_execution_duration`]`{tool_name}`
     pub tool_execution_duration: HistogramVec,
-    /// `metamcp_db_query_duration_seconds{db_system, db_operation, success}`
+    /// [`Catalogue::db_query_duration`]`{db_system, db_operation, success}`
     pub db_query_duration: HistogramVec,
-    /// `metamcp_vector_searches_total`
+    /// [`Catalogue::vector_searches_total`]
     pub vector_searches_total: IntCounter,
-    /// `metamcp_vector_search_duration_seconds`
+    /// [`Catalogue::vector_search_duration`]
     pub vector_search_duration: Histogram,
-    /// `metamcp_vector_search_results`
+    /// [`Catalogue::vector_search_results`]
     pub vector_search_results: Histogram,
-    /// `metamcp_vector_search_query_length_chars`
+    /// [`Catalogue::vector_search_query_length`]
     pub vector_search_query_length: Histogram,
 }
 
 impl ServiceMetrics {
-    /// Creates the metrics and registers them in `registry`.
-    pub fn register(registry: &Registry) -> Result<Self, prometheus::Error> {
+    /// Creates the families `catalogue` describes and registers them in `registry`.
+    pub fn register(registry: &Registry, catalogue: &Catalogue) -> Result<Self, prometheus::Error> {
         let metrics = Self {
-            requests_total: IntCounterVec::new(
-                Opts::new("metamcp_requests_total", "HTTP requests served, by method, route template and status code."),
-                &["method", "route", "status_code"],
-            )?,
-            request_duration: HistogramVec::new(
-                HistogramOpts::new("metamcp_request_duration_seconds", "HTTP request duration in seconds.")
-                    .buckets(HTTP_BUCKETS.to_vec()),
-                &["method", "route"],
-            )?,
-            tool_executions_total: IntCounterVec::new(
-                Opts::new("metamcp_tool_executions_total", "Tool executions, by tool and outcome."),
-                &["tool_name", "success"],
-            )?,
-            tool_execution_duration: HistogramVec::new(
-                HistogramOpts::new("metamcp_tool_execution_duration_seconds", "Tool execution duration in seconds.")
-                    .buckets(TOOL_BUCKETS.to_vec()),
-                &["tool_name"],
-            )?,
-            db_query_duration: HistogramVec::new(
-                HistogramOpts::new(
-                    "metamcp_db_query_duration_seconds",
-                    "Database query duration in seconds, by system, operation and outcome.",
-                )
-                .buckets(DB_BUCKETS.to_vec()),
-                &["db_system", "db_operation", "success"],
-            )?,
-            vector_searches_total: IntCounter::new(
-                "metamcp_vector_searches_total",
-                "Vector searches over the tools registry.",
-            )?,
-            vector_search_duration: Histogram::with_opts(
-                HistogramOpts::new("metamcp_vector_search_duration_seconds", "Vector search duration in seconds.")
-                    .buckets(SEARCH_BUCKETS.to_vec()),
-            )?,
-            vector_search_results: Histogram::with_opts(
-                HistogramOpts::new("metamcp_vector_search_results", "Results returned per vector search.")
-                    .buckets(RESULT_COUNT_BUCKETS.to_vec()),
-            )?,
-            vector_search_query_length: Histogram::with_opts(
-                HistogramOpts::new(
-                    "metamcp_vector_search_query_length_chars",
-                    "Vector search query length in characters.",
-                )
-                .buckets(QUERY_LENGTH_BUCKETS.to_vec()),
-            )?,
+            requests_total: catalogue.requests_total.counter_vec(3)?,
+            request_duration: catalogue.request_duration.histogram_vec(2)?,
+            tool_executions_total: catalogue.tool_executions_total.counter_vec(2)?,
+            tool_execution_duration: catalogue.tool_execution_duration.histogram_vec(1)?,
+            db_query_duration: catalogue.db_query_duration.histogram_vec(3)?,
+            vector_searches_total: catalogue.vector_searches_total.counter()?,
+            vector_search_duration: catalogue.vector_search_duration.histogram()?,
+            vector_search_results: catalogue.vector_search_results.histogram()?,
+            vector_search_query_length: catalogue.vector_search_query_length.histogram()?,
         };
         registry.register(Box::new(metrics.requests_total.clone()))?;
         registry.register(Box::new(metrics.request_duration.clone()))?;

@@ -13,6 +13,15 @@ pub struct Drain;
 #[rtype(result = "()")]
 pub struct ExportNow;
 
+/// Tool names known before any execution (an application's built-in tools): their series are
+/// created at zero, for both outcomes, and each takes a slot under `metrics.max_tool_names`.
+#[derive(Debug, Clone, Message)]
+#[rtype(result = "()")]
+pub struct DeclareTools {
+    /// The tool names.
+    pub names: Vec<crate::ingress::LabelValue>,
+}
+
 /// Asks for the aggregator's current state.
 #[derive(Debug, Clone, Copy, Message)]
 #[rtype(result = "AggregatorStatus")]

@@ -12,5 +12,5 @@ pub mod otlp;
 mod tests;
 
 pub use actor::MetricAggregator;
-pub use catalogue::ServiceMetrics;
-pub use messages::{AggregatorStatus, Drain, ExportNow, GetStatus};
+pub use catalogue::{Catalogue, Family, ServiceMetrics};
+pub use messages::{AggregatorStatus, DeclareTools, Drain, ExportNow, GetStatus};

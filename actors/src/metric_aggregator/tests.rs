@@ -8,6 +8,7 @@ use prometheus::Registry;
 use super::*;
 use crate::ingress::{metric_channel, HttpMethod, LabelValue, MetricEvent};
 use crate::self_metrics::SelfMetrics;
+use crate::test_support::CATALOGUE;
 
 fn aggregator(
     config: config::MetricsConfig,
@@ -20,7 +21,7 @@ fn aggregator_with_self_metrics(
     config: config::MetricsConfig,
 ) -> (actix::Addr<MetricAggregator>, crate::ingress::MetricIngress, Registry, ServiceMetrics, Arc<SelfMetrics>) {
     let registry = Registry::new();
-    let service = ServiceMetrics::register(&registry).unwrap();
+    let service = ServiceMetrics::register(&registry, &CATALOGUE).unwrap();
     let metrics = SelfMetrics::unregistered();
     let (ingress, rx, wake) = metric_channel(config.queue_capacity, 64, metrics.clone());
     let resource = Arc::new(ResourceAttributesWithSchema::from(&opentelemetry_sdk::Resource::builder_empty().build()));
@@ -84,7 +85,7 @@ async fn the_otlp_snapshot_carries_the_registry_values() {
     let (request, points) = otlp::to_request(&registry.gather(), &resource, 1, 2);
     assert!(points >= 2);
     let metrics = &request.resource_metrics[0].scope_metrics[0].metrics;
-    let histogram = metrics.iter().find(|m| m.name == "metamcp_request_duration_seconds").unwrap();
+    let histogram = metrics.iter().find(|m| m.name == CATALOGUE.request_duration.name).unwrap();
     let Some(Data::Histogram(histogram)) = &histogram.data else { panic!("not a histogram") };
     let point = &histogram.data_points[0];
     assert_eq!(point.count, 4);
@@ -93,7 +94,7 @@ async fn the_otlp_snapshot_carries_the_registry_values() {
     assert_eq!(*point.bucket_counts.last().unwrap(), 1, "20 s lands in the +Inf bucket");
     assert_eq!(point.bucket_counts[0], 1, "1 ms lands in the first bucket");
     assert!((point.sum.unwrap() - 20.061).abs() < 1e-9);
-    let counter = metrics.iter().find(|m| m.name == "metamcp_requests_total").unwrap();
+    let counter = metrics.iter().find(|m| m.name == CATALOGUE.requests_total.name).unwrap();
     let Some(Data::Sum(sum)) = &counter.data else { panic!("not a sum") };
     assert!(sum.is_monotonic);
 }
@@ -129,11 +130,64 @@ fn registered_status_codes_are_sorted_and_the_series_bound_follows_the_caps() {
     assert!(catalogue::REGISTERED_STATUS_CODES.windows(2).all(|w| w[0] < w[1]));
     assert_eq!(catalogue::status_label(404), "404");
     assert_eq!(catalogue::status_label(299), "_OTHER");
-    let defaults = catalogue::max_series(&config::MetricsConfig::default());
-    let smaller = catalogue::max_series(&config::MetricsConfig { max_routes: 10, ..Default::default() });
+    let defaults = CATALOGUE.max_series(&config::MetricsConfig::default());
+    let smaller = CATALOGUE.max_series(&config::MetricsConfig { max_routes: 10, ..Default::default() });
     assert!(smaller < defaults);
     // With the default caps: 10 methods × 201 routes × (62 + 1) statuses, the request duration
-    // histogram (10 × 201 × 17), tools (201 × 2 + 201 × 18), the database histogram (24 × 19) and
-    // the four vector search families (1 + 16 + 12 + 11).
-    assert_eq!(defaults, 126_630 + 34_170 + 402 + 3_618 + 456 + 40);
+    // histogram (10 × 201 × 14), tools (201 × 2 + 201 × 14), the database histogram (24 × 14) and
+    // the four vector search families (1 + 14 + 6 + 5).
+    assert_eq!(defaults, 126_630 + 28_140 + 402 + 2_814 + 336 + 26);
+}
+
+#[actix_rt::test]
+async fn declared_tools_show_at_zero_for_both_outcomes_and_take_their_slots() {
+    let config = config::MetricsConfig { max_tool_names: 2, ..Default::default() };
+    let (addr, ingress, registry, service) = aggregator(config);
+    addr.send(DeclareTools { names: vec![LabelValue::new("calc"), LabelValue::new("search")] }).await.unwrap();
+    let text = prometheus::TextEncoder::new().encode_to_string(&registry.gather()).unwrap();
+    for series in [
+        "test_tool_executions_total{success=\"true\",tool_name=\"calc\"} 0",
+        "test_tool_executions_total{success=\"false\",tool_name=\"calc\"} 0",
+        "test_tool_executions_total{success=\"false\",tool_name=\"search\"} 0",
+        "test_tool_execution_duration_seconds_count{tool_name=\"search\"} 0",
+    ] {
+        assert!(text.contains(series), "{series} missing from:\n{text}");
+    }
+    // The declared names hold the two slots: a third name folds into `other`.
+    ingress.record(MetricEvent::ToolExecution { tool_name: LabelValue::new("late"), success: true, duration: 0.1 });
+    ingress.record(MetricEvent::ToolExecution { tool_name: LabelValue::new("calc"), success: true, duration: 0.1 });
+    addr.send(Drain).await.unwrap();
+    assert_eq!(service.tool_executions_total.with_label_values(&[catalogue::OTHER, "true"]).get(), 1);
+    assert_eq!(service.tool_executions_total.with_label_values(&["calc", "true"]).get(), 1);
+    assert_eq!(service.tool_executions_total.with_label_values(&["calc", "false"]).get(), 0);
+    assert_eq!(addr.send(GetStatus).await.unwrap().tools, 2);
+}
+
+/// The crate knows no product metric name: every family name comes from the catalogue the
+/// library hands in. Test files may use any name.
+#[test]
+fn no_source_file_names_a_product_metric() {
+    fn walk(dir: &std::path::Path, found: &mut Vec<String>, scanned: &mut usize) {
+        for entry in std::fs::read_dir(dir).unwrap() {
+            let path = entry.unwrap().path();
+            let file = path.file_name().and_then(|f| f.to_str()).unwrap_or_default().to_owned();
+            if path.is_dir() {
+                walk(&path, found, scanned);
+            } else if path.extension().is_some_and(|e| e == "rs") && file != "tests.rs" && file != "test_support.rs" {
+                let text = std::fs::read_to_string(&path).unwrap();
+                *scanned += 1;
+                let needle = concat!("metamcp", "_");
+                for (n, line) in text.lines().enumerate() {
+                    if line.contains(needle) {
+                        found.push(format!("{}:{}: {line}", path.display(), n + 1));
+                    }
+                }
+            }
+        }
+    }
+    let src = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("src");
+    let (mut found, mut scanned) = (Vec::new(), 0);
+    walk(&src, &mut found, &mut scanned);
+    assert!(scanned > 20, "only {scanned} source files under {}", src.display());
+    assert!(found.is_empty(), "product metric names in the actors crate:\n{}", found.join("\n"));
 }

@@ -146,6 +146,9 @@ pub fn assignments(env: &dyn Strings, schema: &Schema, extra: &[Alias]) -> Resul
     for name in names {
         let Some(raw) = env.get(&name) else { continue };
         let segments: Vec<String> = name[ENV_PREFIX.len()..].split("__").map(str::to_ascii_lowercase).collect();
+        if schema.is_foreign(&segments[0]) {
+            continue;
+        }
         out.extend(schema.assign(&segments, &raw, &Origin::Env(name.clone()))?);
     }
     Ok(out)

@@ -7,8 +7,6 @@ use std::collections::BTreeMap;
 use serde::de::DeserializeOwned;
 use toml::{Table, Value};
 
-use serde::Serialize;
-
 use super::{Origin, SettingsError, MASK};
 
 /// The type of a settable key, taken from the type of its built-in default.
@@ -57,14 +55,22 @@ pub struct Assignment {
 #[derive(Debug, Clone)]
 pub struct Schema {
     defaults: Table,
+    /// Top-level sections of another document that shares the files and the environment; their
+    /// keys are left to it (see [`Document::foreign_sections`](super::Document::foreign_sections)).
+    foreign: &'static [&'static str],
 }
 
 impl Schema {
     /// The schema of the settings document `D`: its built-in defaults.
-    pub fn of<D: Serialize + Default>() -> Result<Schema, SettingsError> {
+    pub fn of<D: super::Document>() -> Result<Schema, SettingsError> {
         Table::try_from(D::default())
-            .map(|defaults| Schema { defaults })
+            .map(|defaults| Schema { defaults, foreign: D::foreign_sections() })
             .map_err(|err| SettingsError::Internal(format!("the defaults are not TOML: {err}")))
+    }
+
+    /// Whether the top-level `section` belongs to another document sharing the files.
+    pub fn is_foreign(&self, section: &str) -> bool {
+        self.foreign.contains(&section)
     }
 
     /// The built-in defaults as a TOML tree.
@@ -117,7 +123,8 @@ impl Schema {
 
     /// The assignments of a parsed TOML file; a key the schema does not know is an error naming
     /// it and the file.
-    fn flatten(&self, file: Table, origin: &Origin) -> Result<Vec<Assignment>, SettingsError> {
+    fn flatten(&self, mut file: Table, origin: &Origin) -> Result<Vec<Assignment>, SettingsError> {
+        file.retain(|section, _| !self.is_foreign(section));
         let mut out = Vec::new();
         flatten_into(&self.defaults, file, &mut Vec::new(), origin, &mut out)?;
         Ok(out)

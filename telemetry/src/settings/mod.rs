@@ -12,6 +12,8 @@
 pub mod env;
 mod error;
 pub mod layer;
+#[cfg(test)]
+mod tests;
 
 use std::collections::BTreeMap;
 use std::fmt;
@@ -352,6 +354,11 @@ pub trait Document: Serialize + serde::de::DeserializeOwned + Default {
     fn aliases() -> &'static [env::Alias] {
         &[]
     }
+    /// Top-level sections of another document that shares the configuration files and the
+    /// environment, left alone here: a key under them is neither applied nor refused.
+    fn foreign_sections() -> &'static [&'static str] {
+        &[]
+    }
 }
 
 impl Document for Settings {
@@ -366,7 +373,15 @@ impl Document for Settings {
     fn exporter_mut(&mut self) -> &mut ExporterConfig {
         &mut self.exporter
     }
+    /// The MetaMCP gateway's sections: the library shares the gateway's files and environment
+    /// (an application may host MetaMCP endpoints beside the gateway's configuration).
+    fn foreign_sections() -> &'static [&'static str] {
+        GATEWAY_SECTIONS
+    }
 }
+
+/// The sections of the MetaMCP gateway's settings, which the library reads past.
+pub const GATEWAY_SECTIONS: &[&str] = &["database", "admin", "gateway", "audit", "vector"];
 
 /// The document as TOML with its secrets masked, and then every credential-like value in the
 /// whole text ([`redact`]).

@@ -23,12 +23,16 @@ struct Fixture {
 impl Fixture {
     fn new() -> Self {
         let registry = Registry::new();
-        let pipeline = SelfMetrics::register(&registry).unwrap();
-        let service = ServiceMetrics::register(&registry).unwrap();
+        let pipeline = SelfMetrics::register(&registry, crate::catalogue::SELF_METRICS_PREFIX).unwrap();
+        let service = ServiceMetrics::register(&registry, &crate::catalogue::METAMCP).unwrap();
         let probes: Vec<(&'static str, usize, DepthProbe)> =
             vec![("spans", 8192, Box::new(|| 12)), ("metric_events", 4096, Box::new(|| 0))];
         let byte_probes: Vec<(&'static str, usize, DepthProbe)> = vec![("spans", 1 << 20, Box::new(|| 4096))];
-        registry.register(Box::new(QueueGauges::new(probes).unwrap().with_bytes(byte_probes))).unwrap();
+        registry
+            .register(Box::new(
+                QueueGauges::new(crate::catalogue::SELF_METRICS_PREFIX, probes).unwrap().with_bytes(byte_probes),
+            ))
+            .unwrap();
         Self { registry, service, pipeline }
     }
 
@@ -251,7 +255,7 @@ fn pipeline_queues_drops_and_export_state_are_read_by_name() {
 fn absent_families_come_out_as_null() {
     // Only the service metrics: none of the pipeline's families exist.
     let registry = Registry::new();
-    ServiceMetrics::register(&registry).unwrap();
+    ServiceMetrics::register(&registry, &crate::catalogue::METAMCP).unwrap();
     let gathered = registry.gather();
     let families = Families::new(&gathered);
     let sample = Sample::read(families);
