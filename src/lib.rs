@@ -8,7 +8,9 @@
 #![warn(missing_docs, unreachable_pub)]
 
 pub mod api;
+pub mod api_error;
 pub mod audit;
+pub mod auth;
 pub mod config;
 pub mod endpoint;
 pub mod mcp;
@@ -18,9 +20,7 @@ pub mod settings;
 pub mod storage;
 /// The skip-or-fail decision of the integration tests, for the unit tests' prerequisites too.
 #[cfg(test)]
-#[path = "../tests/support/prereq.rs"]
-#[allow(dead_code, unreachable_pub)]
-pub(crate) mod test_prereq;
+pub(crate) use support::prereq as test_prereq;
 pub mod tools;
 
 use std::sync::Arc;
@@ -127,7 +127,7 @@ impl GatewayApp {
 
     /// Adds the MCP endpoints and the admin API, with their state and extractor limits.
     pub fn configure(&self, cfg: &mut web::ServiceConfig) {
-        let (json, query, path, payload) = api::extractor_config(self.max_body_bytes);
+        let (json, query, path, payload) = api_error::extractor_config(self.max_body_bytes);
         cfg.app_data(web::Data::new(self.state.clone()))
             .app_data(web::Data::new(self.admin.clone()))
             .app_data(json)
