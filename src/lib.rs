@@ -92,6 +92,8 @@ impl GatewayApp {
         if let Err(err) = telemetry.register_collector(store.pool_collector()) {
             tracing::warn!(error = %err, "database pool gauges could not be registered");
         }
+        // Its query series read 0 from the first scrape, failures included, not "no data".
+        telemetry.declare_db_system(store.backend().db_system());
         telemetry.add_readiness_probe(store.readiness_probe()).await;
         attach_database_spool(telemetry, &store, &settings.database);
         let embedder = tools::embedder::from_settings(&settings.vector)?;

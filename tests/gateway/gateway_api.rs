@@ -191,7 +191,12 @@ fn the_default_endpoint_works_out_of_the_box() {
         scrape.body
     );
     assert_eq!(support::prom::value(&scrape, "metamcp_vector_searches_total", &[]), Some(1.0));
-    assert!(scrape.body.contains("metamcp_db_query_duration_seconds_bucket"), "database queries are measured");
+    // The series exist at 0 from the start (declared); measured means counted.
+    let selects = [("db_system", "sqlite"), ("db_operation", "SELECT"), ("success", "true")];
+    assert!(
+        support::prom::histogram_count(&scrape, "metamcp_db_query_duration_seconds", &selects).unwrap_or(0.0) > 0.0,
+        "database queries are measured"
+    );
     assert!(scrape.body.contains("metamcp_db_pool_max_connections"), "pool gauges are exposed");
     assert_eq!(support::prom::value(&scrape, "metamcp_audit_rows_total", &[("outcome", "written")]), Some(3.0));
     assert_eq!(support::prom::value(&scrape, "metamcp_audit_rows_total", &[("outcome", "dropped_failed")]), Some(0.0));

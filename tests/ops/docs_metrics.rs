@@ -217,8 +217,9 @@ fn every_scraped_family_is_documented_and_every_documented_family_is_scraped() {
 }
 
 /// Families whose label values are known before anything happens are on the first scrape of a
-/// fresh service, at 0: the built-in tools with both outcomes, and every drop reason of every
-/// signal. Dashboards and alerts then read 0, not "no data".
+/// fresh service, at 0: the built-in tools with both outcomes, the database's operations with
+/// both outcomes, and every drop reason of every signal. Dashboards and alerts then read 0, not
+/// "no data".
 #[test]
 fn a_fresh_service_shows_its_known_label_values_at_zero_on_the_first_scrape() {
     let service = Service::start(&[], &[]);
@@ -236,6 +237,16 @@ fn a_fresh_service_shows_its_known_label_values_at_zero_on_the_first_scrape() {
             missing.push(format!("metamcp_tool_execution_duration_seconds{labels:?}"));
         }
     }
+    // The database's series exist for every operation and outcome (start-up queries may already
+    // have counted some).
+    for operation in ["SELECT", "INSERT", "UPDATE", "DELETE", "TRANSACTION", "other"] {
+        for success in ["true", "false"] {
+            let labels = [("db_system", "sqlite"), ("db_operation", operation), ("success", success)];
+            if support::prom::histogram_count(&scrape, "metamcp_db_query_duration_seconds", &labels).is_none() {
+                missing.push(format!("metamcp_db_query_duration_seconds{labels:?}"));
+            }
+        }
+    }
     let reasons =
         ["queue_full", "export_failed_permanent", "retry_exhausted", "spool_full", "spool_expired", "shutdown_timeout"];
     for signal in ["traces", "metrics"] {
@@ -246,5 +257,5 @@ fn a_fresh_service_shows_its_known_label_values_at_zero_on_the_first_scrape() {
             }
         }
     }
-    assert!(missing.is_empty(), "not at 0 on the first scrape: {missing:?}\n{}", scrape.body);
+    assert!(missing.is_empty(), "missing or not at 0 on the first scrape: {missing:?}\n{}", scrape.body);
 }
