@@ -11,13 +11,15 @@ use actix_web::body::MessageBody;
 use actix_web::dev::{ServiceRequest, ServiceResponse};
 use actix_web::http::StatusCode;
 use actix_web::middleware::{from_fn, Next};
-use actix_web::{web, HttpRequest, HttpResponse, ResponseError};
+use actix_web::{web, HttpResponse};
 use serde::Deserialize;
 use serde_json::{json, Map, Value};
 
-use super::endpoint::{constant_time_eq, hash_key, random_token, McpState};
-use super::service::{aggregated_name, builtin_tools, CallOrigin, ExecuteError, TOOL_SEPARATOR};
-use super::storage::{self, ExecutionFilter, NewEndpoint, NewServer, Page, StorageError, ToolFilter};
+use crate::api_error::{execute_error, storage_error};
+use crate::auth::{bearer, challenge, constant_time_eq, hash_key, random_token};
+use crate::endpoint::McpState;
+use crate::service::{aggregated_name, builtin_tools, CallOrigin, TOOL_SEPARATOR};
+use crate::storage::{self, ExecutionFilter, NewEndpoint, NewServer, Page, StorageError, ToolFilter};
 use metamcp_telemetry::http::ApiError;
 
 /// Prefix of the API keys the gateway issues.
@@ -104,7 +106,7 @@ async fn authorize(
             None
         }
     } else {
-        match super::endpoint::bearer(req.headers()) {
+        match bearer(req.headers()) {
             Some(given) if constant_time_eq(given.as_bytes(), token.as_bytes()) => None,
             Some(_) => Some(ApiError::new(StatusCode::UNAUTHORIZED, "unauthorized", "the admin token is not valid")),
             None => Some(ApiError::new(
@@ -115,64 +117,8 @@ async fn authorize(
         }
     };
     match refusal {
-        Some(err) => {
-            let mut response = err.error_response();
-            if response.status() == StatusCode::UNAUTHORIZED {
-                response.headers_mut().insert(
-                    actix_web::http::header::WWW_AUTHENTICATE,
-                    actix_web::http::header::HeaderValue::from_static("Bearer"),
-                );
-            }
-            Ok(req.into_response(response))
-        }
+        Some(err) => Ok(req.into_response(challenge(&err))),
         None => Ok(next.call(req).await?.map_into_boxed_body()),
-    }
-}
-
-/// Maps a storage error to its HTTP answer.
-pub fn storage_error(err: StorageError) -> ApiError {
-    match err {
-        StorageError::NotFound(what) => ApiError::new(StatusCode::NOT_FOUND, "not_found", what),
-        StorageError::Conflict(what) => ApiError::new(StatusCode::CONFLICT, "conflict", what),
-        StorageError::Invalid(what) => ApiError::new(StatusCode::BAD_REQUEST, "invalid", what),
-        err if err.is_unavailable() => ApiError::new(
-            StatusCode::SERVICE_UNAVAILABLE,
-            "database_unavailable",
-            format!("the database is unavailable: {err}"),
-        ),
-        err => {
-            tracing::error!(error = %err, "admin API storage failure");
-            ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, "internal", "the database failed; see the service log")
-        }
-    }
-}
-
-fn execute_error(err: ExecuteError) -> ApiError {
-    match err {
-        ExecuteError::UnknownTool(name) => {
-            ApiError::new(StatusCode::NOT_FOUND, "unknown_tool", format!("no tool named {name:?}"))
-        }
-        ExecuteError::InvalidArguments { tool, errors } => ApiError::new(
-            StatusCode::UNPROCESSABLE_ENTITY,
-            "invalid_arguments",
-            format!("invalid arguments for {tool}: {}", super::service::violations_text(&errors)),
-        ),
-        ExecuteError::Refused(refusal) => {
-            ApiError::new(StatusCode::BAD_REQUEST, "upstream_address_refused", refusal.to_string())
-        }
-        ExecuteError::Upstream { server, source } => ApiError::new(
-            StatusCode::BAD_GATEWAY,
-            "upstream_failed",
-            format!("upstream server {server:?} failed ({}): {source}", source.kind()),
-        ),
-        ExecuteError::Storage(err) => storage_error(err),
-        ExecuteError::Embed(err) => {
-            ApiError::new(StatusCode::BAD_GATEWAY, "embedding_failed", format!("the embedder failed: {err}"))
-        }
-        err @ ExecuteError::Config(_) => {
-            tracing::error!(error = %err, "admin API request failed on a setting");
-            ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, "internal", "the gateway failed; see the service log")
-        }
     }
 }
 
@@ -468,11 +414,11 @@ struct SearchBody {
 async fn search_tools(state: web::Data<McpState>, body: web::Json<SearchBody>) -> Result<HttpResponse, ApiError> {
     let body = body.into_inner();
     let chars = body.query.chars().count();
-    if body.query.trim().is_empty() || chars > super::service::MAX_QUERY_CHARS {
+    if body.query.trim().is_empty() || chars > crate::service::MAX_QUERY_CHARS {
         return Err(ApiError::new(
             StatusCode::BAD_REQUEST,
             "invalid_query",
-            format!("query must be 1 to {} characters", super::service::MAX_QUERY_CHARS),
+            format!("query must be 1 to {} characters", crate::service::MAX_QUERY_CHARS),
         ));
     }
     if body.limit.is_some_and(|l| !(1..=1000).contains(&l)) {
@@ -539,41 +485,4 @@ async fn list_executions(
     state.gateway.audit().flush(std::time::Duration::from_secs(5)).await;
     let filter = ExecutionFilter { tool: query.tool, endpoint: query.endpoint, success: query.success };
     Ok(listed(run(&state, move |c| storage::list_executions(c, &filter, page)).await?, page))
-}
-
-/// JSON, query and path extractor errors as JSON 4xx answers (413 for an oversized body).
-pub fn extractor_config(
-    max_body_bytes: usize,
-) -> (web::JsonConfig, web::QueryConfig, web::PathConfig, web::PayloadConfig) {
-    let json = web::JsonConfig::default().limit(max_body_bytes).error_handler(move |err, _req: &HttpRequest| {
-        use actix_web::error::JsonPayloadError;
-        let api = match &err {
-            JsonPayloadError::OverflowKnownLength { .. } | JsonPayloadError::Overflow { .. } => ApiError::new(
-                StatusCode::PAYLOAD_TOO_LARGE,
-                "body_too_large",
-                format!("the request body is larger than {max_body_bytes} bytes (gateway.max_body_bytes)"),
-            ),
-            JsonPayloadError::ContentType => ApiError::new(
-                StatusCode::UNSUPPORTED_MEDIA_TYPE,
-                "unsupported_media_type",
-                "the request body must be JSON (Content-Type: application/json)",
-            ),
-            other => ApiError::new(
-                StatusCode::BAD_REQUEST,
-                "invalid_json",
-                format!("the request body is not valid: {other}"),
-            ),
-        };
-        actix_web::error::InternalError::from_response(err, api.error_response()).into()
-    });
-    let query = web::QueryConfig::default().error_handler(|err, _req| {
-        let api = ApiError::new(StatusCode::BAD_REQUEST, "invalid_query", format!("invalid query string: {err}"));
-        actix_web::error::InternalError::from_response(err, api.error_response()).into()
-    });
-    let path = web::PathConfig::default().error_handler(|err, _req| {
-        let api = ApiError::new(StatusCode::BAD_REQUEST, "invalid_path", format!("invalid path: {err}"));
-        actix_web::error::InternalError::from_response(err, api.error_response()).into()
-    });
-    let payload = web::PayloadConfig::new(max_body_bytes);
-    (json, query, path, payload)
 }

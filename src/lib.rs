@@ -8,7 +8,9 @@
 #![warn(missing_docs, unreachable_pub)]
 
 pub mod api;
+pub mod api_error;
 pub mod audit;
+pub mod auth;
 pub mod config;
 pub mod endpoint;
 pub mod mcp;
@@ -18,9 +20,7 @@ pub mod settings;
 pub mod storage;
 /// The skip-or-fail decision of the integration tests, for the unit tests' prerequisites too.
 #[cfg(test)]
-#[path = "../tests/support/prereq.rs"]
-#[allow(dead_code, unreachable_pub)]
-pub(crate) mod test_prereq;
+pub(crate) use support::prereq as test_prereq;
 pub mod tools;
 
 use std::sync::Arc;
@@ -92,6 +92,8 @@ impl GatewayApp {
         if let Err(err) = telemetry.register_collector(store.pool_collector()) {
             tracing::warn!(error = %err, "database pool gauges could not be registered");
         }
+        // Its query series read 0 from the first scrape, failures included, not "no data".
+        telemetry.declare_db_system(store.backend().db_system());
         telemetry.add_readiness_probe(store.readiness_probe()).await;
         attach_database_spool(telemetry, &store, &settings.database);
         let embedder = tools::embedder::from_settings(&settings.vector)?;
@@ -125,7 +127,7 @@ impl GatewayApp {
 
     /// Adds the MCP endpoints and the admin API, with their state and extractor limits.
     pub fn configure(&self, cfg: &mut web::ServiceConfig) {
-        let (json, query, path, payload) = api::extractor_config(self.max_body_bytes);
+        let (json, query, path, payload) = api_error::extractor_config(self.max_body_bytes);
         cfg.app_data(web::Data::new(self.state.clone()))
             .app_data(web::Data::new(self.admin.clone()))
             .app_data(json)

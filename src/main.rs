@@ -29,20 +29,40 @@ fn main() -> ExitCode {
     logging::init(&loaded.settings.logging);
     match actix_rt::System::new().block_on(run(loaded.settings)) {
         Ok(()) => ExitCode::SUCCESS,
-        Err(message) => {
-            tracing::error!(error = %message, "metamcp-telemetry stopped on an error");
+        Err(err) => {
+            tracing::error!(error = %err, "metamcp-telemetry stopped on an error");
             ExitCode::FAILURE
         }
     }
 }
 
-async fn run(settings: Settings) -> Result<(), String> {
-    let telemetry = TelemetryManager::initialize(&settings).map_err(|e| e.to_string())?;
+/// Why the service stopped on an error.
+#[derive(Debug, thiserror::Error)]
+enum RunError {
+    /// The telemetry pipeline could not start.
+    #[error(transparent)]
+    Telemetry(#[from] metamcp_telemetry::InitError),
+    /// The gateway could not start.
+    #[error("the gateway could not start: {0}")]
+    Gateway(#[from] metamcp_gateway::StartError),
+    /// The API server's address could not be bound.
+    #[error("cannot bind {address}: {source}")]
+    Bind {
+        /// The address asked for.
+        address: std::net::SocketAddr,
+        /// Why it could not be bound.
+        #[source]
+        source: std::io::Error,
+    },
+}
+
+async fn run(settings: Settings) -> Result<(), RunError> {
+    let telemetry = TelemetryManager::initialize(&settings)?;
     let gateway = match GatewayApp::start(&settings, &telemetry).await {
         Ok(gateway) => gateway,
         Err(err) => {
             telemetry.shutdown().await;
-            return Err(format!("the gateway could not start: {err}"));
+            return Err(err.into());
         }
     };
     let app_telemetry = telemetry.clone();
@@ -69,7 +89,8 @@ async fn run(settings: Settings) -> Result<(), String> {
     if settings.server.workers > 0 {
         server = server.workers(settings.server.workers);
     }
-    let server = server.bind(settings.server.bind).map_err(|e| format!("cannot bind {}: {e}", settings.server.bind))?;
+    let server =
+        server.bind(settings.server.bind).map_err(|source| RunError::Bind { address: settings.server.bind, source })?;
     let api_addr = server.addrs().first().copied().unwrap_or(settings.server.bind);
     let gate = Arc::new(GatePolicy::for_api_port(
         api_addr,

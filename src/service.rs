@@ -6,27 +6,35 @@
 //! ([`ExecuteError::audit_message`]): an error kind, a JSON-RPC code, an upstream's name, the
 //! schema keywords that failed. Never a tool's result text, an upstream's words, or an argument
 //! a validator or the calculator would quote.
+//!
+//! - `registry`: upstream servers, their tools, and the vector index kept in step with them;
+//! - `calls`: executing a tool, built-in or upstream, with its span, metric and audit row;
+//! - `search`: vector search over the tools registry.
+
+mod calls;
+mod registry;
+mod search;
 
 use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
-use opentelemetry::trace::{FutureExt as _, Status, TraceContextExt as _};
-use opentelemetry::KeyValue;
 use parking_lot::RwLock;
-use serde_json::{json, Map, Value};
+use serde_json::{json, Value};
 
-use super::audit::AuditLog;
-use super::config::{GatewaySettings, VectorSettings};
-use super::mcp::client::{ClientConfig, UpstreamClient, UpstreamError, UpstreamTarget};
-use super::mcp::outbound::{OutboundPolicy, Refusal};
-use super::mcp::protocol::{session_fingerprint, CallToolResult, Tool};
-use super::mcp::schema::{self, Violation};
-use super::storage::{self, NewExecution, NewServer, NewTool, Server, StorageError, Store};
-use super::tools::calculator;
-use super::tools::embedder::{EmbedError, Embedder};
-use super::tools::index::ToolIndex;
+use crate::audit::AuditLog;
+use crate::config::{GatewaySettings, VectorSettings};
+use crate::mcp::client::{ClientConfig, UpstreamClient, UpstreamError};
+use crate::mcp::outbound::{OutboundPolicy, Refusal};
+use crate::mcp::protocol::{CallToolResult, Tool};
+use crate::mcp::schema::Violation;
+use crate::storage::{self, Server, StorageError, Store};
+use crate::tools::calculator;
+use crate::tools::embedder::{EmbedError, Embedder};
+use crate::tools::index::ToolIndex;
 use metamcp_telemetry::TelemetryManager;
+
+pub use self::search::SearchResult;
 
 /// Separator between the server name and the tool name in an aggregated tool name.
 pub const TOOL_SEPARATOR: &str = "__";
@@ -36,8 +44,6 @@ pub const CALCULATOR: &str = "calculator";
 pub const SEARCH_TOOLS: &str = "search_tools";
 /// The pseudo server the built-in tools are indexed under.
 const BUILTIN_SERVER: &str = "builtin";
-/// Longest error message kept in an audit row.
-const MAX_ERROR_MESSAGE: usize = 1024;
 /// Longest query `search_tools` accepts, in characters.
 pub const MAX_QUERY_CHARS: usize = 4096;
 
@@ -133,19 +139,6 @@ pub struct CallOrigin {
     pub protocol_version: Option<String>,
 }
 
-/// One result of a vector search.
-#[derive(Debug, Clone, serde::Serialize)]
-pub struct SearchResult {
-    /// The tool's aggregated name (`{server}__{tool}`, or a built-in's name).
-    pub name: String,
-    /// The server (`builtin` for built-in tools).
-    pub server: String,
-    /// The tool's description.
-    pub description: String,
-    /// Cosine similarity to the query, -1.0 to 1.0.
-    pub score: f32,
-}
-
 /// A tool as an endpoint lists it.
 #[derive(Debug, Clone)]
 struct CachedTool {
@@ -193,22 +186,6 @@ impl std::fmt::Debug for Gateway {
 /// `{server}__{tool}`.
 pub fn aggregated_name(server: &str, tool: &str) -> String {
     format!("{server}{TOOL_SEPARATOR}{tool}")
-}
-
-/// The text an embedder sees for a tool.
-fn embedding_text(name: &str, description: &str) -> String {
-    format!("{name}: {description}")
-}
-
-fn truncate(text: &str, max: usize) -> String {
-    if text.len() <= max {
-        return text.to_owned();
-    }
-    let mut end = max;
-    while !text.is_char_boundary(end) {
-        end -= 1;
-    }
-    format!("{}…", &text[..end])
 }
 
 /// The built-in tools as MCP tools.
@@ -311,166 +288,6 @@ impl Gateway {
         self.inner.index.len()
     }
 
-    async fn index_builtins(&self) -> Result<(), ExecuteError> {
-        let builtins = builtin_tools();
-        let texts: Vec<String> =
-            builtins.iter().map(|t| embedding_text(&t.name, t.description.as_deref().unwrap_or(""))).collect();
-        let vectors = self.inner.embedder.embed(&texts).await?;
-        let mut rows = Vec::new();
-        let mut cache = self.inner.tools.write();
-        for (tool, vector) in builtins.into_iter().zip(vectors) {
-            cache.insert(tool.name.clone(), CachedTool { description: tool.description.clone().unwrap_or_default() });
-            rows.push((tool.name, vector));
-        }
-        drop(cache);
-        self.inner.index.replace_server(BUILTIN_SERVER, &rows).map_err(|e| StorageError::Invalid(e.to_string()))?;
-        Ok(())
-    }
-
-    async fn load_index(&self) -> Result<(), ExecuteError> {
-        let tools = self.inner.store.run(storage::all_tools).await?;
-        let dimensions = self.inner.index.dimensions();
-        let mut by_server: HashMap<String, Vec<storage::Tool>> = HashMap::new();
-        for tool in tools {
-            by_server.entry(tool.server_name.clone()).or_default().push(tool);
-        }
-        for (server, tools) in by_server {
-            let stale = tools.iter().any(|t| t.embedding.as_ref().is_none_or(|e| e.len() != dimensions));
-            let tools = if stale {
-                // Embedder changed (or vectors missing): embed again and store.
-                let new: Vec<NewTool> = tools
-                    .iter()
-                    .map(|t| NewTool {
-                        name: t.name.clone(),
-                        description: t.description.clone(),
-                        input_schema: t.input_schema.clone(),
-                        embedding: None,
-                    })
-                    .collect();
-                self.store_tools(&server, new).await?
-            } else {
-                tools
-            };
-            self.index_server_tools(&server, &tools)?;
-        }
-        Ok(())
-    }
-
-    fn index_server_tools(&self, server: &str, tools: &[storage::Tool]) -> Result<(), ExecuteError> {
-        let rows: Vec<(String, Vec<f32>)> = tools
-            .iter()
-            .filter(|t| t.enabled)
-            .filter_map(|t| t.embedding.clone().map(|e| (t.name.clone(), e)))
-            .collect();
-        {
-            let mut cache = self.inner.tools.write();
-            let prefix = format!("{server}{TOOL_SEPARATOR}");
-            cache.retain(|name, _| !name.starts_with(&prefix));
-            for tool in tools {
-                cache.insert(aggregated_name(server, &tool.name), CachedTool { description: tool.description.clone() });
-            }
-        }
-        self.inner.index.replace_server(server, &rows).map_err(|e| StorageError::Invalid(e.to_string()))?;
-        Ok(())
-    }
-
-    /// Embeds the tools and replaces the server's stored tools with them.
-    async fn store_tools(&self, server: &str, mut tools: Vec<NewTool>) -> Result<Vec<storage::Tool>, ExecuteError> {
-        let texts: Vec<String> = tools.iter().map(|t| embedding_text(&t.name, &t.description)).collect();
-        if !texts.is_empty() {
-            let vectors = self.inner.embedder.embed(&texts).await?;
-            for (tool, vector) in tools.iter_mut().zip(vectors) {
-                tool.embedding = Some(vector);
-            }
-        }
-        let server = server.to_owned();
-        Ok(self.inner.store.run(move |c| storage::replace_server_tools(c, &server, &tools)).await?)
-    }
-
-    /// Refuses a URL that is, or resolves to, an address the outbound policy refuses. A URL that
-    /// does not parse is left to the upstream client, which says so.
-    async fn check_outbound(&self, url: &str, timeout: Duration) -> Result<(), ExecuteError> {
-        let Ok(url) = reqwest::Url::parse(url) else { return Ok(()) };
-        Ok(self.inner.policy.check_url(&url, timeout).await?)
-    }
-
-    /// Registers an upstream server and discovers its tools. A server that does not answer is
-    /// still registered; the discovery error is returned beside it. A URL that is, or resolves
-    /// to, an address the outbound policy refuses is not registered ([`ExecuteError::Refused`]).
-    pub async fn register_server(
-        &self,
-        new: NewServer,
-    ) -> Result<(Server, Result<Vec<storage::Tool>, ExecuteError>), ExecuteError> {
-        self.check_outbound(&new.url, self.timeout_from(new.timeout_ms)).await?;
-        let server = self.inner.store.run(move |c| storage::create_server(c, &new)).await?;
-        let discovered = self.refresh_server(&server.name).await;
-        Ok((server, discovered))
-    }
-
-    /// Lists the server's tools again, stores and indexes them. A URL that now resolves to an
-    /// address the outbound policy refuses is [`ExecuteError::Refused`].
-    pub async fn refresh_server(&self, name: &str) -> Result<Vec<storage::Tool>, ExecuteError> {
-        let owned = name.to_owned();
-        let server = self.inner.store.run(move |c| storage::get_server(c, &owned)).await?;
-        self.inner.upstream.forget(&server.name);
-        let timeout = self.timeout_of(&server);
-        self.check_outbound(&server.url, timeout).await?;
-        let target = UpstreamTarget { name: &server.name, url: &server.url, timeout };
-        let listed = self
-            .inner
-            .upstream
-            .list_tools(&target)
-            .await
-            .map_err(|source| ExecuteError::Upstream { server: server.name.clone(), source })?;
-        let new: Vec<NewTool> = listed
-            .into_iter()
-            .filter(|t| !t.name.is_empty())
-            .map(|t| NewTool {
-                description: t.description.clone().unwrap_or_default(),
-                input_schema: t.input_schema.to_string(),
-                name: t.name,
-                embedding: None,
-            })
-            .collect();
-        let stored = self.store_tools(&server.name, new).await?;
-        self.forget_resolved_tools();
-        self.index_server_tools(&server.name, &stored)?;
-        Ok(stored)
-    }
-
-    /// Deletes a server, its tools and its endpoint mappings.
-    pub async fn delete_server(&self, name: &str) -> Result<(), ExecuteError> {
-        let owned = name.to_owned();
-        self.inner.store.run(move |c| storage::delete_server(c, &owned)).await?;
-        self.forget_resolved_tools();
-        self.inner.upstream.forget(name);
-        self.inner.index.remove_server(name);
-        let prefix = format!("{name}{TOOL_SEPARATOR}");
-        self.inner.tools.write().retain(|key, _| !key.starts_with(&prefix));
-        Ok(())
-    }
-
-    /// Enables or disables one tool of a server.
-    pub async fn set_tool_enabled(
-        &self,
-        server: &str,
-        tool: &str,
-        enabled: bool,
-    ) -> Result<storage::Tool, ExecuteError> {
-        let (s, t) = (server.to_owned(), tool.to_owned());
-        let updated = self.inner.store.run(move |c| storage::set_tool_enabled(c, &s, &t, enabled)).await?;
-        self.forget_resolved_tools();
-        match (&updated.embedding, enabled) {
-            (Some(vector), true) => {
-                self.inner.index.upsert(server, tool, vector).map_err(|e| StorageError::Invalid(e.to_string()))?;
-            }
-            _ => {
-                self.inner.index.remove(server, tool);
-            }
-        }
-        Ok(updated)
-    }
-
     /// Forgets the upstream tools remembered for calls while the database is unavailable (after
     /// a change to servers, tools or endpoint mappings).
     pub fn forget_resolved_tools(&self) {
@@ -511,296 +328,6 @@ impl Gateway {
             Tool::new(aggregated_name(&t.server_name, &t.name), &t.description, schema)
         }));
         Ok(out)
-    }
-
-    /// Runs a tool: a built-in one, or `{server}__{tool}` on its upstream. Every call gets a span
-    /// `tools/call {tool}`, one `metamcp_tool_executions_total` and duration observation, and one
-    /// audit row. A tool's own failure is an `Ok` result with `is_error`.
-    pub async fn call_tool(
-        &self,
-        name: &str,
-        arguments: Map<String, Value>,
-        origin: &CallOrigin,
-    ) -> Result<CallToolResult, ExecuteError> {
-        let started = Instant::now();
-        let mut attributes = vec![
-            KeyValue::new("mcp.method.name", "tools/call"),
-            KeyValue::new("gen_ai.tool.name", name.to_owned()),
-            KeyValue::new("gen_ai.operation.name", "execute_tool"),
-        ];
-        if let Some(session) = &origin.session_id {
-            // The id is a bearer capability: spans get its fingerprint.
-            attributes.push(KeyValue::new("mcp.session.id", session_fingerprint(session)));
-        }
-        if let Some(id) = &origin.request_id {
-            attributes.push(KeyValue::new("jsonrpc.request.id", id.clone()));
-        }
-        if let Some(version) = &origin.protocol_version {
-            attributes.push(KeyValue::new("mcp.protocol.version", version.clone()));
-        }
-        if let Some(endpoint) = &origin.endpoint {
-            attributes.push(KeyValue::new("metamcp.endpoint", endpoint.clone()));
-        }
-        let cx = self.inner.telemetry.child_context(format!("tools/call {name}"), attributes);
-        let dispatched = self.dispatch(name, arguments, origin).with_context(cx.clone()).await;
-        let duration = started.elapsed();
-        // The audit row gets the gateway's own words only: never the result's text (a tool's
-        // error text may echo its arguments) nor what an upstream said.
-        let (success, error_type, error_message) = match &dispatched {
-            Ok(Dispatched { result, note }) if result.is_error => (
-                false,
-                Some("tool_error"),
-                Some(note.clone().unwrap_or_else(|| "the tool returned an error result".to_owned())),
-            ),
-            Ok(_) => (true, None, None),
-            Err(err) => (false, Some(err.kind()), Some(err.audit_message())),
-        };
-        let outcome = dispatched.map(|dispatched| dispatched.result);
-        let span = cx.span();
-        if let Some(kind) = error_type {
-            span.set_attribute(KeyValue::new("error.type", kind));
-            // What an upstream or a tool says can echo its arguments: the span names only the
-            // kind; the audit row keeps the message.
-            let description = match &outcome {
-                Ok(_) => "the tool returned an error result".to_owned(),
-                Err(ExecuteError::Upstream { server, source }) => format!("upstream {server}: {}", source.kind()),
-                // Violations quote argument values and property names.
-                Err(ExecuteError::InvalidArguments { tool, errors }) => {
-                    format!("invalid arguments for {tool}: {} violation(s)", errors.len())
-                }
-                Err(err) => err.audit_message(),
-            };
-            span.set_status(Status::error(description));
-        }
-        let trace_id = span.span_context().is_valid().then(|| span.span_context().trace_id().to_string());
-        span.end();
-        // Unknown tools are not executions: no metric label for a name a client made up.
-        if !matches!(outcome, Err(ExecuteError::UnknownTool(_))) {
-            self.inner.telemetry.record_tool_execution(name, success, duration);
-            let row = NewExecution {
-                endpoint: origin.endpoint.clone(),
-                tool_name: name.to_owned(),
-                success,
-                duration_ms: duration.as_secs_f64() * 1000.0,
-                error_message: error_message.map(|m| truncate(&m, MAX_ERROR_MESSAGE)),
-                trace_id,
-            };
-            self.inner.audit.record(row);
-        }
-        outcome
-    }
-
-    async fn dispatch(
-        &self,
-        name: &str,
-        arguments: Map<String, Value>,
-        origin: &CallOrigin,
-    ) -> Result<Dispatched, ExecuteError> {
-        match name {
-            CALCULATOR => {
-                validate_builtin(name, &arguments)?;
-                let expression = arguments.get("expression").and_then(Value::as_str).unwrap_or_default();
-                Ok(match calculator::evaluate(expression) {
-                    Ok(value) => CallToolResult::text(format_number(value)).into(),
-                    // The caller reads the whole message (it quotes their own expression); the
-                    // audit row gets the summary, which quotes nothing of it.
-                    Err(err) => Dispatched {
-                        result: CallToolResult::error_text(err.to_string()),
-                        note: Some(format!("calculator: {}", err.summary())),
-                    },
-                })
-            }
-            SEARCH_TOOLS => {
-                validate_builtin(name, &arguments)?;
-                let query = arguments.get("query").and_then(Value::as_str).unwrap_or_default();
-                let limit = arguments.get("limit").and_then(Value::as_u64).map(|l| l as usize);
-                let threshold = arguments.get("threshold").and_then(Value::as_f64);
-                let results = self.search(query, limit, threshold, origin.endpoint.as_deref()).await?;
-                let text = serde_json::to_string_pretty(&results).unwrap_or_default();
-                let mut result = CallToolResult::text(text);
-                result.structured_content = Some(json!({ "results": results }));
-                Ok(result.into())
-            }
-            _ => self.call_upstream(name, arguments, origin).await.map(Dispatched::from),
-        }
-    }
-
-    async fn call_upstream(
-        &self,
-        name: &str,
-        arguments: Map<String, Value>,
-        origin: &CallOrigin,
-    ) -> Result<CallToolResult, ExecuteError> {
-        let Some((server_name, tool_name)) = name.split_once(TOOL_SEPARATOR) else {
-            return Err(ExecuteError::UnknownTool(name.to_owned()));
-        };
-        let (s, t, endpoint) = (server_name.to_owned(), tool_name.to_owned(), origin.endpoint.clone());
-        let key: ResolvedKey = (origin.endpoint.clone(), name.to_owned());
-        let lookup = self
-            .inner
-            .store
-            .run(move |c| {
-                let server = match storage::get_server(c, &s) {
-                    Ok(server) => server,
-                    Err(StorageError::NotFound(_)) => return Ok(None),
-                    Err(err) => return Err(err),
-                };
-                if let Some(endpoint) = endpoint {
-                    if !storage::endpoint_servers(c, &endpoint)?.iter().any(|e| e.id == server.id) {
-                        return Ok(None);
-                    }
-                }
-                match storage::get_tool(c, &s, &t) {
-                    Ok(tool) => Ok(Some((server, tool))),
-                    Err(StorageError::NotFound(_)) => Ok(None),
-                    Err(err) => Err(err),
-                }
-            })
-            .await;
-        let found = match lookup {
-            Ok(found) => {
-                let mut resolved = self.inner.resolved.lock();
-                match &found {
-                    Some(pair) => {
-                        if resolved.len() >= MAX_RESOLVED {
-                            resolved.clear();
-                        }
-                        resolved.insert(key, pair.clone());
-                    }
-                    None => {
-                        resolved.remove(&key);
-                    }
-                }
-                found
-            }
-            // The database is away: call the upstream as it was last resolved, so MCP clients
-            // keep working on what needs no database write.
-            Err(err) if err.is_unavailable() => match self.inner.resolved.lock().get(&key) {
-                Some(pair) => {
-                    tracing::debug!(tool = name, error = %err, "database unavailable; using the last resolution");
-                    Some(pair.clone())
-                }
-                None => return Err(err.into()),
-            },
-            Err(err) => return Err(err.into()),
-        };
-        let Some((server, tool)) = found.filter(|(server, tool)| server.enabled && tool.enabled) else {
-            return Err(ExecuteError::UnknownTool(name.to_owned()));
-        };
-        let schema: Value = serde_json::from_str(&tool.input_schema).unwrap_or_else(|_| json!({"type": "object"}));
-        schema::validate(&schema, &Value::Object(arguments.clone()))
-            .map_err(|errors| ExecuteError::InvalidArguments { tool: name.to_owned(), errors })?;
-        let timeout = self.timeout_of(&server);
-        let target = UpstreamTarget { name: &server.name, url: &server.url, timeout };
-        self.inner
-            .upstream
-            .call_tool(&target, tool_name, arguments)
-            .await
-            .map_err(|source| ExecuteError::Upstream { server: server.name.clone(), source })
-    }
-
-    /// Vector search over the tools registry: the tools of `endpoint`'s servers (and the
-    /// built-in ones), or of every server when `endpoint` is `None`. Records
-    /// `metamcp_vector_searches_total`, the duration, result-count and query-length histograms,
-    /// and a span.
-    pub async fn search(
-        &self,
-        query: &str,
-        limit: Option<usize>,
-        threshold: Option<f64>,
-        endpoint: Option<&str>,
-    ) -> Result<Vec<SearchResult>, ExecuteError> {
-        let started = Instant::now();
-        let limit = limit.unwrap_or(self.inner.vector.default_limit).clamp(1, 1000);
-        let threshold = threshold.unwrap_or(self.inner.vector.default_threshold).clamp(-1.0, 1.0) as f32;
-        let query_chars = query.chars().count();
-        let cx = self.inner.telemetry.child_context(
-            "vector_search tools".to_owned(),
-            vec![
-                KeyValue::new("metamcp.search.limit", limit as i64),
-                KeyValue::new("metamcp.search.threshold", f64::from(threshold)),
-                KeyValue::new("metamcp.search.query_length", query_chars as i64),
-                KeyValue::new("metamcp.search.embedder", self.inner.embedder.id().to_owned()),
-            ],
-        );
-        let outcome = self.search_inner(query, limit, threshold, endpoint).with_context(cx.clone()).await;
-        let span = cx.span();
-        match &outcome {
-            Ok(results) => {
-                span.set_attribute(KeyValue::new("metamcp.search.results", results.len() as i64));
-                self.inner.telemetry.record_vector_search(query_chars, results.len(), started.elapsed());
-            }
-            Err(err) => {
-                span.set_attribute(KeyValue::new("error.type", err.kind()));
-                // An embeddings API's error may quote the query: the span says what failed.
-                span.set_status(Status::error(err.audit_message()));
-                self.inner.telemetry.record_vector_search(query_chars, 0, started.elapsed());
-            }
-        }
-        span.end();
-        outcome
-    }
-
-    async fn search_inner(
-        &self,
-        query: &str,
-        limit: usize,
-        threshold: f32,
-        endpoint: Option<&str>,
-    ) -> Result<Vec<SearchResult>, ExecuteError> {
-        let servers = match endpoint {
-            Some(endpoint) => {
-                let owned = endpoint.to_owned();
-                let servers = self.inner.store.run(move |c| storage::endpoint_servers(c, &owned)).await?;
-                let mut names: HashSet<String> = servers.into_iter().filter(|s| s.enabled).map(|s| s.name).collect();
-                names.insert(BUILTIN_SERVER.to_owned());
-                Some(names)
-            }
-            None => None,
-        };
-        let vectors = self.inner.embedder.embed(&[query.to_owned()]).await?;
-        let Some(vector) = vectors.into_iter().next() else {
-            return Ok(Vec::new());
-        };
-        let hits = self.inner.index.search(&vector, limit, threshold, servers.as_ref());
-        let cache = self.inner.tools.read();
-        Ok(hits
-            .into_iter()
-            .map(|hit| {
-                let name = if hit.server == BUILTIN_SERVER { hit.tool.clone() } else { hit.key.clone() };
-                let description = cache.get(&name).map(|t| t.description.clone()).unwrap_or_default();
-                SearchResult { name, server: hit.server, description, score: hit.score }
-            })
-            .collect())
-    }
-}
-
-/// A tool's result, and for an error result what the audit row may say of it.
-struct Dispatched {
-    result: CallToolResult,
-    /// The gateway's own description of an error result; `None` says only that there was one.
-    note: Option<String>,
-}
-
-impl From<CallToolResult> for Dispatched {
-    fn from(result: CallToolResult) -> Self {
-        Self { result, note: None }
-    }
-}
-
-/// Validates a built-in tool's arguments against its own schema.
-fn validate_builtin(name: &str, arguments: &Map<String, Value>) -> Result<(), ExecuteError> {
-    let schema = builtins().iter().find(|t| t.name == name).map_or(&Value::Null, |t| &t.input_schema);
-    schema::validate(schema, &Value::Object(arguments.clone()))
-        .map_err(|errors| ExecuteError::InvalidArguments { tool: name.to_owned(), errors })
-}
-
-/// An integer-valued result without a fraction (`4`, not `4.0`); others as Rust prints them.
-fn format_number(value: f64) -> String {
-    if value.fract() == 0.0 && value.abs() < 1e15 {
-        format!("{}", value as i64)
-    } else {
-        format!("{value}")
     }
 }
 

@@ -78,6 +78,16 @@ pub enum DbOperation {
 }
 
 impl DbOperation {
+    /// Every operation, in declaration order.
+    pub const ALL: [DbOperation; 6] = [
+        DbOperation::Select,
+        DbOperation::Insert,
+        DbOperation::Update,
+        DbOperation::Delete,
+        DbOperation::Transaction,
+        DbOperation::Other,
+    ];
+
     /// The operation of `sql`, from its first keyword (a leading `WITH` counts as `SELECT`).
     pub fn of_statement(sql: &str) -> Self {
         let word = sql.trim_start().split(|c: char| !c.is_ascii_alphabetic()).next().unwrap_or("");

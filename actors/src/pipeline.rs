@@ -13,10 +13,10 @@ use crate::exporter::config::ExporterConfig;
 use crate::exporter::{AttachSpool, DrainReport, Exporter};
 use crate::health_check::config::HealthConfig;
 use crate::health_check::{CheckNow, GetHealth, HealthCheck, HealthReport, ReadinessProbe};
-use crate::ingress::LabelValue;
 use crate::ingress::{self, FlushHook, MetricIngress, SpanIngress};
+use crate::ingress::{DbSystem, LabelValue};
 use crate::metric_aggregator::config::MetricsConfig;
-use crate::metric_aggregator::{self, Catalogue, DeclareTools, MetricAggregator, ServiceMetrics};
+use crate::metric_aggregator::{self, Catalogue, DeclareDbSystem, DeclareTools, MetricAggregator, ServiceMetrics};
 use crate::self_metrics::{DepthProbe, QueueGauges, SelfMetrics};
 use crate::span_buffer::config::SpanBufferConfig;
 use crate::span_buffer::limits::SpanLimitsConfig;
@@ -248,6 +248,12 @@ impl Pipeline {
         let names = names.iter().map(|name| LabelValue::new(name)).collect();
         // Start-up, not the hot path: the aggregator's mailbox, ahead of any later scrape's drain.
         self.aggregator.do_send(DeclareTools { names });
+    }
+
+    /// Declares the database system the application queries: its query duration series exist
+    /// at zero from now on, for every operation and both outcomes.
+    pub fn declare_db_system(&self, system: DbSystem) {
+        self.aggregator.do_send(DeclareDbSystem(system));
     }
 
     /// Folds every queued metric event into the registry (before a scrape).

@@ -18,8 +18,12 @@ use opentelemetry::Context;
 use opentelemetry_sdk::trace::SpanData;
 use serde_json::{json, Map, Value};
 
+use super::answer::{find_response, Found};
+use super::propagation::inject_meta;
+use super::sse::SseParser;
 use super::*;
 use crate::mcp::outbound::OutboundPolicy;
+use crate::mcp::protocol::session_fingerprint;
 
 type Body = UnsyncBoxBody<Bytes, Infallible>;
 

@@ -75,23 +75,31 @@ pub struct Refusal {
     pub address: IpAddr,
 }
 
+/// A range that is neither a CIDR range nor an address.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{text:?} is neither a CIDR range nor an address")]
+pub struct CidrError {
+    /// The range as written, trimmed.
+    pub text: String,
+}
+
 /// `a.b.c.d/len`, `v6::/len` or a bare address (one host).
-fn parse_cidr(text: &str) -> Result<IpNet, String> {
+fn parse_cidr(text: &str) -> Result<IpNet, CidrError> {
     let text = text.trim();
     if let Ok(net) = text.parse::<IpNet>() {
         return Ok(net.trunc());
     }
-    text.parse::<IpAddr>().map(IpNet::from).map_err(|_| format!("{text:?}"))
+    text.parse::<IpAddr>().map(IpNet::from).map_err(|_| CidrError { text: text.to_owned() })
 }
 
 fn parse_list(key: &str, ranges: &[String]) -> Result<Vec<IpNet>, ConfigError> {
     ranges
         .iter()
         .map(|range| {
-            parse_cidr(range).map_err(|value| {
+            parse_cidr(range).map_err(|err| {
                 ConfigError::new(
                     key,
-                    value,
+                    format!("{:?}", err.text),
                     "a list of CIDR ranges such as \"10.0.0.0/8\" or \"fd00::/8\", or addresses",
                 )
             })

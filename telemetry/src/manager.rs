@@ -342,6 +342,16 @@ impl TelemetryManager {
         }
     }
 
+    /// Declares the database system the application queries: its
+    /// `metamcp_db_query_duration_seconds{db_system, db_operation, success}` series are on
+    /// `/metrics` at 0 for every operation and both outcomes from the next scrape on. A no-op
+    /// unless the pipeline runs.
+    pub fn declare_db_system(&self, system: DbSystem) {
+        if let Some(pipeline) = self.pipeline() {
+            pipeline.declare_db_system(system);
+        }
+    }
+
     /// Records one database query. Never blocks.
     #[inline]
     pub fn record_db_query(&self, system: DbSystem, operation: DbOperation, success: bool, duration: Duration) {

@@ -12,7 +12,7 @@ use rustc_hash::FxHashMap as HashMap;
 
 use super::catalogue::{status_label, ServiceMetrics, OTHER};
 use super::config::MetricsConfig;
-use super::messages::{AggregatorStatus, DeclareTools, Drain, ExportNow, GetStatus};
+use super::messages::{AggregatorStatus, DeclareDbSystem, DeclareTools, Drain, ExportNow, GetStatus};
 use super::otlp;
 use crate::exporter::{ExportBatch, Exporter};
 use crate::ingress::{DbOperation, DbSystem, HttpMethod, LabelValue, MetricEvent, Wake};
@@ -191,6 +191,18 @@ impl MetricAggregator {
         self.service.tool_execution_duration.with_label_values(&[tool.as_str()]);
     }
 
+    /// Creates the query duration series of `system` at zero, every operation, both outcomes.
+    fn declare_db_system(&mut self, system: DbSystem) {
+        for operation in DbOperation::ALL {
+            for success in [true, false] {
+                let outcome = if success { "true" } else { "false" };
+                let histogram =
+                    self.service.db_query_duration.with_label_values(&[system.as_str(), operation.as_str(), outcome]);
+                self.db_queries.insert((system, operation, success), histogram);
+            }
+        }
+    }
+
     fn export_snapshot(&mut self) {
         let Some(exporter) = &self.exporter else { return };
         if !self.config.otlp_export {
@@ -284,6 +296,14 @@ impl Handler<DeclareTools> for MetricAggregator {
                 act.declare_tool(name);
             }
         });
+    }
+}
+
+impl Handler<DeclareDbSystem> for MetricAggregator {
+    type Result = ();
+
+    fn handle(&mut self, DeclareDbSystem(system): DeclareDbSystem, ctx: &mut Context<Self>) {
+        guarded(ActorKind::MetricAggregator, self, ctx, |act, _| act.declare_db_system(system));
     }
 }
 

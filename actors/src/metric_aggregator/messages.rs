@@ -22,6 +22,12 @@ pub struct DeclareTools {
     pub names: Vec<crate::ingress::LabelValue>,
 }
 
+/// The database system an application queries: its query duration series are created at zero,
+/// for every operation and both outcomes.
+#[derive(Debug, Clone, Copy, Message)]
+#[rtype(result = "()")]
+pub struct DeclareDbSystem(pub crate::ingress::DbSystem);
+
 /// Asks for the aggregator's current state.
 #[derive(Debug, Clone, Copy, Message)]
 #[rtype(result = "AggregatorStatus")]

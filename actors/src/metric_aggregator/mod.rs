@@ -13,4 +13,4 @@ mod tests;
 
 pub use actor::MetricAggregator;
 pub use catalogue::{Catalogue, Family, ServiceMetrics};
-pub use messages::{AggregatorStatus, DeclareTools, Drain, ExportNow, GetStatus};
+pub use messages::{AggregatorStatus, DeclareDbSystem, DeclareTools, Drain, ExportNow, GetStatus};

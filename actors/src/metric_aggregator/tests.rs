@@ -163,6 +163,33 @@ async fn declared_tools_show_at_zero_for_both_outcomes_and_take_their_slots() {
     assert_eq!(addr.send(GetStatus).await.unwrap().tools, 2);
 }
 
+#[actix_rt::test]
+async fn a_declared_database_system_shows_every_operation_and_outcome_at_zero() {
+    let (addr, ingress, registry, service) = aggregator(config::MetricsConfig::default());
+    addr.send(DeclareDbSystem(crate::ingress::DbSystem::Sqlite)).await.unwrap();
+    let text = prometheus::TextEncoder::new().encode_to_string(&registry.gather()).unwrap();
+    for operation in crate::ingress::DbOperation::ALL {
+        for success in ["true", "false"] {
+            let series = format!(
+                "test_db_query_duration_seconds_count{{db_operation=\"{}\",db_system=\"sqlite\",success=\"{success}\"}} 0",
+                operation.as_str()
+            );
+            assert!(text.contains(&series), "{series} missing from:\n{text}");
+        }
+    }
+    assert!(!text.contains("postgresql"), "only the declared system");
+    ingress.record(MetricEvent::DbQuery {
+        system: crate::ingress::DbSystem::Sqlite,
+        operation: crate::ingress::DbOperation::Select,
+        success: false,
+        duration: 0.01,
+    });
+    addr.send(Drain).await.unwrap();
+    let failed =
+        service.db_query_duration.with_label_values(&["sqlite", crate::ingress::DbOperation::Select.as_str(), "false"]);
+    assert_eq!(failed.get_sample_count(), 1);
+}
+
 /// The crate knows no product metric name: every family name comes from the catalogue the
 /// library hands in. Test files may use any name.
 #[test]

@@ -1,0 +1,75 @@
+//! The endpoint cache: whether an endpoint exists, whether it requires an API key, and its keys'
+//! hashes, read from the database at most every [`ENDPOINT_CACHE_TTL`] per endpoint.
+
+use std::collections::HashMap;
+use std::time::{Duration, Instant};
+
+use parking_lot::Mutex;
+
+use crate::service::Gateway;
+use crate::storage::{self, StorageError};
+
+/// How long a looked-up endpoint (auth flag and key hashes) is trusted before it is read again.
+const ENDPOINT_CACHE_TTL: Duration = Duration::from_secs(2);
+
+/// What a request to an endpoint needs to know of it.
+#[derive(Debug, Clone)]
+pub(super) struct EndpointEntry {
+    /// Whether a request needs one of `keys`.
+    pub(super) auth_required: bool,
+    /// The endpoint's API keys, hashed.
+    pub(super) keys: Vec<storage::KeyHash>,
+    fetched: Instant,
+}
+
+/// Endpoint lookups (existence, auth flag, key hashes), cached for a short time so a call does
+/// not read them on every request. The admin API drops an entry when it changes the endpoint.
+/// While the database is unavailable the last good entry is served.
+#[derive(Debug, Default)]
+pub struct EndpointCache {
+    map: Mutex<HashMap<String, EndpointEntry>>,
+}
+
+impl EndpointCache {
+    /// Forgets `endpoint` (after the admin API changed or deleted it).
+    pub fn invalidate(&self, endpoint: &str) {
+        self.map.lock().remove(endpoint);
+    }
+
+    /// The entry of `endpoint`: cached, or read now (`NotFound` when there is no such endpoint).
+    pub(super) async fn get(&self, gateway: &Gateway, endpoint: &str) -> Result<EndpointEntry, StorageError> {
+        if let Some(entry) = self.map.lock().get(endpoint) {
+            if entry.fetched.elapsed() < ENDPOINT_CACHE_TTL {
+                return Ok(entry.clone());
+            }
+        }
+        let owned = endpoint.to_owned();
+        let fetched = gateway
+            .store()
+            .run(move |c| {
+                let detail = storage::get_endpoint(c, &owned)?;
+                let keys = storage::api_keys(c, &owned)?;
+                Ok(EndpointEntry { auth_required: detail.endpoint.auth_required, keys, fetched: Instant::now() })
+            })
+            .await;
+        let entry = match fetched {
+            Ok(entry) => entry,
+            // The database is away: keep serving the last good entry, asked again after another
+            // TTL, so MCP calls that need no database write keep working.
+            Err(err) if err.is_unavailable() => {
+                let mut map = self.map.lock();
+                let Some(stale) = map.get_mut(endpoint) else { return Err(err) };
+                stale.fetched = Instant::now();
+                tracing::debug!(endpoint, error = %err, "database unavailable; using the last endpoint lookup");
+                return Ok(stale.clone());
+            }
+            Err(err) => return Err(err),
+        };
+        let mut map = self.map.lock();
+        if map.len() > 10_000 {
+            map.clear();
+        }
+        map.insert(endpoint.to_owned(), entry.clone());
+        Ok(entry)
+    }
+}

@@ -1,0 +1,249 @@
+//! Executing a tool: a built-in one (the calculator, `search_tools`) or `{server}__{tool}` on its
+//! upstream, resolved from the database (or, while it is unavailable, as last resolved), with
+//! arguments validated against the tool's schema. Every call gets its span, metric and audit row.
+
+use std::time::Instant;
+
+use opentelemetry::trace::{FutureExt as _, Status, TraceContextExt as _};
+use opentelemetry::KeyValue;
+use serde_json::{json, Map, Value};
+
+use super::{
+    builtins, CallOrigin, ExecuteError, Gateway, ResolvedKey, CALCULATOR, MAX_RESOLVED, SEARCH_TOOLS, TOOL_SEPARATOR,
+};
+use crate::mcp::client::UpstreamTarget;
+use crate::mcp::protocol::{session_fingerprint, CallToolResult};
+use crate::mcp::schema;
+use crate::storage::{self, NewExecution, StorageError};
+use crate::tools::calculator;
+
+/// Longest error message kept in an audit row.
+const MAX_ERROR_MESSAGE: usize = 1024;
+
+fn truncate(text: &str, max: usize) -> String {
+    if text.len() <= max {
+        return text.to_owned();
+    }
+    let mut end = max;
+    while !text.is_char_boundary(end) {
+        end -= 1;
+    }
+    format!("{}…", &text[..end])
+}
+
+impl Gateway {
+    /// Runs a tool: a built-in one, or `{server}__{tool}` on its upstream. Every call gets a span
+    /// `tools/call {tool}`, one `metamcp_tool_executions_total` and duration observation, and one
+    /// audit row. A tool's own failure is an `Ok` result with `is_error`.
+    pub async fn call_tool(
+        &self,
+        name: &str,
+        arguments: Map<String, Value>,
+        origin: &CallOrigin,
+    ) -> Result<CallToolResult, ExecuteError> {
+        let started = Instant::now();
+        let mut attributes = vec![
+            KeyValue::new("mcp.method.name", "tools/call"),
+            KeyValue::new("gen_ai.tool.name", name.to_owned()),
+            KeyValue::new("gen_ai.operation.name", "execute_tool"),
+        ];
+        if let Some(session) = &origin.session_id {
+            // The id is a bearer capability: spans get its fingerprint.
+            attributes.push(KeyValue::new("mcp.session.id", session_fingerprint(session)));
+        }
+        if let Some(id) = &origin.request_id {
+            attributes.push(KeyValue::new("jsonrpc.request.id", id.clone()));
+        }
+        if let Some(version) = &origin.protocol_version {
+            attributes.push(KeyValue::new("mcp.protocol.version", version.clone()));
+        }
+        if let Some(endpoint) = &origin.endpoint {
+            attributes.push(KeyValue::new("metamcp.endpoint", endpoint.clone()));
+        }
+        let cx = self.inner.telemetry.child_context(format!("tools/call {name}"), attributes);
+        let dispatched = self.dispatch(name, arguments, origin).with_context(cx.clone()).await;
+        let duration = started.elapsed();
+        // The audit row gets the gateway's own words only: never the result's text (a tool's
+        // error text may echo its arguments) nor what an upstream said.
+        let (success, error_type, error_message) = match &dispatched {
+            Ok(Dispatched { result, note }) if result.is_error => (
+                false,
+                Some("tool_error"),
+                Some(note.clone().unwrap_or_else(|| "the tool returned an error result".to_owned())),
+            ),
+            Ok(_) => (true, None, None),
+            Err(err) => (false, Some(err.kind()), Some(err.audit_message())),
+        };
+        let outcome = dispatched.map(|dispatched| dispatched.result);
+        let span = cx.span();
+        if let Some(kind) = error_type {
+            span.set_attribute(KeyValue::new("error.type", kind));
+            // What an upstream or a tool says can echo its arguments: the span names only the
+            // kind; the audit row keeps the message.
+            let description = match &outcome {
+                Ok(_) => "the tool returned an error result".to_owned(),
+                Err(ExecuteError::Upstream { server, source }) => format!("upstream {server}: {}", source.kind()),
+                // Violations quote argument values and property names.
+                Err(ExecuteError::InvalidArguments { tool, errors }) => {
+                    format!("invalid arguments for {tool}: {} violation(s)", errors.len())
+                }
+                Err(err) => err.audit_message(),
+            };
+            span.set_status(Status::error(description));
+        }
+        let trace_id = span.span_context().is_valid().then(|| span.span_context().trace_id().to_string());
+        span.end();
+        // Unknown tools are not executions: no metric label for a name a client made up.
+        if !matches!(outcome, Err(ExecuteError::UnknownTool(_))) {
+            self.inner.telemetry.record_tool_execution(name, success, duration);
+            let row = NewExecution {
+                endpoint: origin.endpoint.clone(),
+                tool_name: name.to_owned(),
+                success,
+                duration_ms: duration.as_secs_f64() * 1000.0,
+                error_message: error_message.map(|m| truncate(&m, MAX_ERROR_MESSAGE)),
+                trace_id,
+            };
+            self.inner.audit.record(row);
+        }
+        outcome
+    }
+
+    async fn dispatch(
+        &self,
+        name: &str,
+        arguments: Map<String, Value>,
+        origin: &CallOrigin,
+    ) -> Result<Dispatched, ExecuteError> {
+        match name {
+            CALCULATOR => {
+                validate_builtin(name, &arguments)?;
+                let expression = arguments.get("expression").and_then(Value::as_str).unwrap_or_default();
+                Ok(match calculator::evaluate(expression) {
+                    Ok(value) => CallToolResult::text(format_number(value)).into(),
+                    // The caller reads the whole message (it quotes their own expression); the
+                    // audit row gets the summary, which quotes nothing of it.
+                    Err(err) => Dispatched {
+                        result: CallToolResult::error_text(err.to_string()),
+                        note: Some(format!("calculator: {}", err.summary())),
+                    },
+                })
+            }
+            SEARCH_TOOLS => {
+                validate_builtin(name, &arguments)?;
+                let query = arguments.get("query").and_then(Value::as_str).unwrap_or_default();
+                let limit = arguments.get("limit").and_then(Value::as_u64).map(|l| l as usize);
+                let threshold = arguments.get("threshold").and_then(Value::as_f64);
+                let results = self.search(query, limit, threshold, origin.endpoint.as_deref()).await?;
+                let text = serde_json::to_string_pretty(&results).unwrap_or_default();
+                let mut result = CallToolResult::text(text);
+                result.structured_content = Some(json!({ "results": results }));
+                Ok(result.into())
+            }
+            _ => self.call_upstream(name, arguments, origin).await.map(Dispatched::from),
+        }
+    }
+
+    async fn call_upstream(
+        &self,
+        name: &str,
+        arguments: Map<String, Value>,
+        origin: &CallOrigin,
+    ) -> Result<CallToolResult, ExecuteError> {
+        let Some((server_name, tool_name)) = name.split_once(TOOL_SEPARATOR) else {
+            return Err(ExecuteError::UnknownTool(name.to_owned()));
+        };
+        let (s, t, endpoint) = (server_name.to_owned(), tool_name.to_owned(), origin.endpoint.clone());
+        let key: ResolvedKey = (origin.endpoint.clone(), name.to_owned());
+        let lookup = self
+            .inner
+            .store
+            .run(move |c| {
+                let server = match storage::get_server(c, &s) {
+                    Ok(server) => server,
+                    Err(StorageError::NotFound(_)) => return Ok(None),
+                    Err(err) => return Err(err),
+                };
+                if let Some(endpoint) = endpoint {
+                    if !storage::endpoint_servers(c, &endpoint)?.iter().any(|e| e.id == server.id) {
+                        return Ok(None);
+                    }
+                }
+                match storage::get_tool(c, &s, &t) {
+                    Ok(tool) => Ok(Some((server, tool))),
+                    Err(StorageError::NotFound(_)) => Ok(None),
+                    Err(err) => Err(err),
+                }
+            })
+            .await;
+        let found = match lookup {
+            Ok(found) => {
+                let mut resolved = self.inner.resolved.lock();
+                match &found {
+                    Some(pair) => {
+                        if resolved.len() >= MAX_RESOLVED {
+                            resolved.clear();
+                        }
+                        resolved.insert(key, pair.clone());
+                    }
+                    None => {
+                        resolved.remove(&key);
+                    }
+                }
+                found
+            }
+            // The database is away: call the upstream as it was last resolved, so MCP clients
+            // keep working on what needs no database write.
+            Err(err) if err.is_unavailable() => match self.inner.resolved.lock().get(&key) {
+                Some(pair) => {
+                    tracing::debug!(tool = name, error = %err, "database unavailable; using the last resolution");
+                    Some(pair.clone())
+                }
+                None => return Err(err.into()),
+            },
+            Err(err) => return Err(err.into()),
+        };
+        let Some((server, tool)) = found.filter(|(server, tool)| server.enabled && tool.enabled) else {
+            return Err(ExecuteError::UnknownTool(name.to_owned()));
+        };
+        let schema: Value = serde_json::from_str(&tool.input_schema).unwrap_or_else(|_| json!({"type": "object"}));
+        schema::validate(&schema, &Value::Object(arguments.clone()))
+            .map_err(|errors| ExecuteError::InvalidArguments { tool: name.to_owned(), errors })?;
+        let timeout = self.timeout_of(&server);
+        let target = UpstreamTarget { name: &server.name, url: &server.url, timeout };
+        self.inner
+            .upstream
+            .call_tool(&target, tool_name, arguments)
+            .await
+            .map_err(|source| ExecuteError::Upstream { server: server.name.clone(), source })
+    }
+}
+
+/// A tool's result, and for an error result what the audit row may say of it.
+struct Dispatched {
+    result: CallToolResult,
+    /// The gateway's own description of an error result; `None` says only that there was one.
+    note: Option<String>,
+}
+
+impl From<CallToolResult> for Dispatched {
+    fn from(result: CallToolResult) -> Self {
+        Self { result, note: None }
+    }
+}
+
+/// Validates a built-in tool's arguments against its own schema.
+fn validate_builtin(name: &str, arguments: &Map<String, Value>) -> Result<(), ExecuteError> {
+    let schema = builtins().iter().find(|t| t.name == name).map_or(&Value::Null, |t| &t.input_schema);
+    schema::validate(schema, &Value::Object(arguments.clone()))
+        .map_err(|errors| ExecuteError::InvalidArguments { tool: name.to_owned(), errors })
+}
+
+/// An integer-valued result without a fraction (`4`, not `4.0`); others as Rust prints them.
+fn format_number(value: f64) -> String {
+    if value.fract() == 0.0 && value.abs() < 1e15 {
+        format!("{}", value as i64)
+    } else {
+        format!("{value}")
+    }
+}
