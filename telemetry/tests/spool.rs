@@ -2,12 +2,18 @@
 //! conformance suite and the spool's own rules, on a SQLite file, on SQLite in memory, and on a
 //! fresh PostgreSQL database created for the test (and dropped after it) on the server
 //! `METAMCP_TEST_POSTGRES_URL` names — without it skipped with a `SKIP` line, or failed under
-//! `METAMCP_CI=1` (the rule of `tests/support/prereq.rs`).
+//! `METAMCP_CI=1` (the rule of `test-support/src/prereq.rs`).
 #![cfg(all(feature = "spool-sqlite", feature = "spool-postgres"))]
 
-#[path = "../../tests/support/prereq.rs"]
+#[path = "../../test-support/src/prereq.rs"]
 #[allow(dead_code, unreachable_pub)]
 mod prereq;
+
+/// The repository root, which the prerequisites' finders start from.
+#[allow(dead_code)]
+fn repo_root() -> &'static std::path::Path {
+    std::path::Path::new(env!("CARGO_MANIFEST_DIR")).parent().expect("telemetry/ lives in the workspace root")
+}
 
 use std::time::Duration;
 
