@@ -5,7 +5,7 @@
 #                                            the scrape config) and lints the service's /metrics
 #   chromium  (Debian package `chromium`)    a headless browser for the dashboard tests
 #   initdb, pg_ctl (Debian package `postgresql`, under /usr/lib/postgresql/*/bin)
-#                                            a private PostgreSQL server for tests/pg_faults.rs
+#                                            a private PostgreSQL server for tests/faults/pg_faults.rs
 #                                            (the package's own cluster is not started)
 #   python3 with venv (Debian packages `python3`, `python3-venv`), then the virtual environment
 #             .venv at the repository root with the official Python MCP SDK (`mcp`) and its

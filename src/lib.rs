@@ -20,9 +20,7 @@ pub mod settings;
 pub mod storage;
 /// The skip-or-fail decision of the integration tests, for the unit tests' prerequisites too.
 #[cfg(test)]
-#[path = "../tests/support/prereq.rs"]
-#[allow(dead_code, unreachable_pub)]
-pub(crate) mod test_prereq;
+pub(crate) use support::prereq as test_prereq;
 pub mod tools;
 
 use std::sync::Arc;
