@@ -106,7 +106,7 @@ fn mask(secret: &str) -> &'static str {
     if secret.is_empty() {
         ""
     } else {
-        crate::settings::MASK
+        metamcp_telemetry::settings::MASK
     }
 }
 
