@@ -5,6 +5,7 @@
 
 use std::time::Duration;
 
+use metamcp_telemetry::spool::{Backend, DatabaseUrl, DatabaseUrlError, ACCEPTED_FORMS};
 use metamcp_telemetry_actors::ConfigError;
 use serde::{Deserialize, Serialize};
 
@@ -49,8 +50,9 @@ pub const DEFAULT_EMBED_TIMEOUT: Duration = Duration::from_secs(30);
 #[derive(Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct DatabaseSettings {
-    /// `sqlite://PATH` (a file, created when missing; `sqlite://:memory:` for a throw-away
-    /// database) or `postgres://user@host:port/db`. Also read from `DATABASE_URL`.
+    /// A SQLite file as a path (`metamcp.db`, `/data/metamcp.db`), `sqlite://PATH` or a `file:`
+    /// URI (created when missing; `sqlite://:memory:` or `:memory:` for a throw-away database),
+    /// or `postgres://user@host:port/db`. Also read from `DATABASE_URL`.
     pub url: String,
     /// Connections in the pool, from 1 to 256.
     pub pool_size: u32,
@@ -104,7 +106,7 @@ fn mask(secret: &str) -> &'static str {
     if secret.is_empty() {
         ""
     } else {
-        crate::settings::MASK
+        metamcp_telemetry::settings::MASK
     }
 }
 
@@ -289,15 +291,21 @@ impl DatabaseSettings {
     /// Checks the URL scheme and the ranges; the error names the key.
     pub fn validate(&self) -> Result<(), ConfigError> {
         let url = self.url.trim();
-        let known = ["sqlite://", "postgres://", "postgresql://"];
-        if !known.iter().any(|scheme| url.starts_with(scheme)) || known.contains(&url) {
-            return Err(ConfigError::new(
-                "database.url",
-                format!("{:?}", metamcp_telemetry::redact::redact(url)),
-                "sqlite://PATH or postgres://user@host:port/database",
-            ));
-        }
-        if url.starts_with("postgres") && !postgres_userinfo_is_encoded(url) {
+        let parsed = match DatabaseUrl::parse(url, self.connect_timeout) {
+            Ok(parsed) => parsed,
+            Err(error) => {
+                let allowed = match error {
+                    DatabaseUrlError::NoFile { .. } => format!("a URL that names a file: {ACCEPTED_FORMS}"),
+                    _ => ACCEPTED_FORMS.to_owned(),
+                };
+                return Err(ConfigError::new(
+                    "database.url",
+                    format!("{:?}", metamcp_telemetry::redact::redact(url)),
+                    allowed,
+                ));
+            }
+        };
+        if parsed.backend() == Backend::Postgres && !postgres_userinfo_is_encoded(url) {
             // libpq reads the user information up to the first `@` or `/`: the rest of such a
             // password would end up in its error messages, quoted as a host, port or database.
             return Err(ConfigError::new(
@@ -432,5 +440,43 @@ impl VectorSettings {
             ));
         }
         Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn with_url(url: &str) -> DatabaseSettings {
+        DatabaseSettings { url: url.to_owned(), ..DatabaseSettings::default() }
+    }
+
+    #[test]
+    fn database_urls_in_every_form_are_accepted() {
+        for url in [
+            "metamcp.db",
+            "/data/metamcp.db",
+            "./x.db",
+            "sqlite://metamcp.db",
+            "sqlite://:memory:",
+            "sqlite::memory:",
+            ":memory:",
+            "file:metamcp.db",
+            "file:///data/metamcp.db",
+            "file:x.db?mode=rwc",
+            "postgres://u@h:5432/db",
+            "postgresql://h/db",
+        ] {
+            with_url(url).validate().unwrap_or_else(|e| panic!("{url}: {e}"));
+        }
+    }
+
+    #[test]
+    fn nonsense_database_urls_name_the_key_and_hide_the_password() {
+        for url in ["", "  ", "ftp://x", "mysql://root:dbsecret@h/db", "sqlite://", "file:"] {
+            let err = with_url(url).validate().unwrap_err().to_string();
+            assert!(err.contains("database.url") && err.contains("sqlite://PATH"), "{url}: {err}");
+            assert!(!err.contains("dbsecret"), "{err}");
+        }
     }
 }

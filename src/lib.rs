@@ -52,13 +52,25 @@ pub enum StartError {
     Registry(#[from] service::ExecuteError),
 }
 
-/// Hands the exporter a spool in the gateway's database (migrated by now), on a small pool of its
-/// own. Without running telemetry there is nothing to spool and no pool is made.
-fn attach_database_spool(telemetry: &TelemetryManager, store: &storage::Store, database: &config::DatabaseSettings) {
+/// Longest wait of a spool call for a connection: the exporter falls back to memory soon when
+/// the database is away, rather than stall its exports for the whole `connect_timeout`.
+const SPOOL_CONNECTION_WAIT: std::time::Duration = std::time::Duration::from_secs(1);
+
+/// Hands the exporter the library's database spool over the gateway's database (migrated by
+/// now, so its table exists), on a small pool of its own whose statements are not recorded.
+/// Over an in-memory SQLite database the spool has a private in-memory database of its own (a
+/// connection to `:memory:` never sees another's data). Without running telemetry there is
+/// nothing to spool and no pool is made.
+fn attach_database_spool(telemetry: &TelemetryManager, database: &config::DatabaseSettings) {
     if telemetry.pipeline().is_none() {
         return;
     }
-    match storage::DbSpool::new(store, database) {
+    let options = metamcp_telemetry::spool::DbSpoolOptions {
+        connect_timeout: database.connect_timeout.min(SPOOL_CONNECTION_WAIT),
+        busy_timeout: database.busy_timeout,
+        pool_size: metamcp_telemetry::spool::DEFAULT_POOL_SIZE,
+    };
+    match metamcp_telemetry::spool::DbSpool::open_with(&database.url, options) {
         Ok(spool) => telemetry.attach_spool(Arc::new(spool)),
         Err(err) => tracing::warn!(error = %err, "the database spool could not be made; the exporter spools in memory"),
     }
@@ -95,7 +107,7 @@ impl GatewayApp {
         // Its query series read 0 from the first scrape, failures included, not "no data".
         telemetry.declare_db_system(store.backend().db_system());
         telemetry.add_readiness_probe(store.readiness_probe()).await;
-        attach_database_spool(telemetry, &store, &settings.database);
+        attach_database_spool(telemetry, &settings.database);
         let embedder = tools::embedder::from_settings(&settings.vector)?;
         let gateway =
             Gateway::start(store, telemetry.clone(), embedder, settings.gateway.clone(), settings.vector.clone())

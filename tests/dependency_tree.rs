@@ -13,12 +13,19 @@ const NOT_IN_THE_LIBRARY: &[&str] = &["diesel", "libsqlite3-sys", "pq-sys", "rmc
 /// The package names in the normal (non-dev, non-build) dependency tree of `package`, default
 /// features, this workspace's lock file.
 fn normal_dependencies(package: &str) -> BTreeSet<String> {
+    normal_dependencies_with(package, &[])
+}
+
+/// The same with `features` of `package` enabled (`cargo tree -F`).
+fn normal_dependencies_with(package: &str, features: &[&str]) -> BTreeSet<String> {
     let workspace = Path::new(env!("CARGO_MANIFEST_DIR"));
-    let output = Command::new(env!("CARGO"))
-        .current_dir(workspace)
-        .args(["tree", "--offline", "--locked", "-p", package, "-e", "normal", "--prefix", "none", "--format", "{p}"])
-        .output()
-        .expect("cargo runs");
+    let mut args = vec!["tree", "--offline", "--locked", "-p", package, "-e", "normal", "--prefix", "none"];
+    args.extend(["--format", "{p}"]);
+    let features = features.join(",");
+    if !features.is_empty() {
+        args.extend(["-F", features.as_str()]);
+    }
+    let output = Command::new(env!("CARGO")).current_dir(workspace).args(&args).output().expect("cargo runs");
     assert!(output.status.success(), "cargo tree -p {package} failed: {}", String::from_utf8_lossy(&output.stderr));
     String::from_utf8(output.stdout)
         .expect("cargo tree prints UTF-8")
@@ -43,4 +50,21 @@ fn the_gateway_is_where_those_crates_are() {
         assert!(gateway.contains(*name), "metamcp-gateway no longer depends on {name}; update this test's list");
     }
     assert!(gateway.contains("metamcp-telemetry"), "the gateway builds on the library");
+}
+
+/// The durable spool is there for who asks for it: each feature brings diesel and its own
+/// driver, and only that one.
+#[test]
+fn the_spool_features_bring_diesel_and_their_driver() {
+    let sqlite = normal_dependencies_with("metamcp-telemetry", &["spool-sqlite"]);
+    assert!(sqlite.contains("diesel") && sqlite.contains("libsqlite3-sys"), "{sqlite:?}");
+    assert!(!sqlite.contains("pq-sys"), "spool-sqlite alone compiles no libpq");
+    let postgres = normal_dependencies_with("metamcp-telemetry", &["spool-postgres"]);
+    assert!(postgres.contains("diesel") && postgres.contains("pq-sys"), "{postgres:?}");
+    assert!(!postgres.contains("libsqlite3-sys"), "spool-postgres alone compiles no SQLite");
+    for with_spool in [&sqlite, &postgres] {
+        for name in ["rmcp", "clap", "mimalloc"] {
+            assert!(!with_spool.contains(name), "a spool feature brings {name}");
+        }
+    }
 }

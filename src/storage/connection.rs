@@ -2,52 +2,21 @@
 //! set-up (SQLite pragmas, the query instrumentation), and the URL parsing behind them.
 
 use std::fmt;
-use std::path::Path;
 use std::time::Duration;
 
 use diesel::connection::{AnsiTransactionManager, SimpleConnection as _, TransactionManager};
 use diesel::r2d2::{CustomizeConnection, Error as PoolError, HandleError, ManageConnection, R2D2Connection as _};
 use diesel::{Connection as _, PgConnection, SqliteConnection};
+use metamcp_telemetry::spool::DatabaseUrl;
 use metamcp_telemetry_actors::ingress::DbSystem;
 
 use super::error::StorageError;
 use super::instrument::{unrecorded, DbAttributes, QueryInstrumentation};
 use metamcp_telemetry::TelemetryManager;
 
-/// Which database a [`Store`](super::Store) runs on.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, serde::Serialize)]
-pub enum Backend {
-    /// SQLite, bundled: a file, or `:memory:`.
-    #[serde(rename = "sqlite")]
-    Sqlite,
-    /// PostgreSQL over libpq.
-    #[serde(rename = "postgresql")]
-    Postgres,
-}
-
-impl Backend {
-    /// The `db.system.name` of this backend.
-    pub fn db_system(self) -> DbSystem {
-        match self {
-            Self::Sqlite => DbSystem::Sqlite,
-            Self::Postgres => DbSystem::Postgresql,
-        }
-    }
-
-    /// `sqlite` or `postgresql`, as in telemetry.
-    pub const fn as_str(self) -> &'static str {
-        match self {
-            Self::Sqlite => "sqlite",
-            Self::Postgres => "postgresql",
-        }
-    }
-}
-
-impl fmt::Display for Backend {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(self.as_str())
-    }
-}
+/// Which database a [`Store`](super::Store) runs on (the library's, whose URL parser the store
+/// shares with the spool).
+pub use metamcp_telemetry::spool::Backend;
 
 /// The derive generates the multi-backend plumbing (`MultiBackend`, rows, binds) beside the
 /// enum, undocumented; this module keeps that out of the documented surface.
@@ -103,119 +72,36 @@ where
     }
 }
 
-/// Where a store's connections go, parsed from `database.url`.
-#[derive(Clone)]
-pub(crate) struct Target {
-    pub(crate) backend: Backend,
-    /// The SQLite path, or the PostgreSQL URL handed to libpq (may hold a password: never log).
-    location: String,
-    /// `sqlite://:memory:`.
-    pub(crate) memory: bool,
-    /// The URL with any password hidden, for messages.
-    pub(crate) redacted: String,
+/// Where a store's connections go: `database.url` parsed by the library's one parser (also the
+/// spool's and the settings' validation).
+pub(crate) type Target = DatabaseUrl;
+
+/// Parses `url` (a SQLite path, `sqlite://…`, `file:…`, `:memory:`, `postgres://…`).
+pub(crate) fn parse_target(url: &str, connect_timeout: Duration) -> Result<Target, StorageError> {
+    DatabaseUrl::parse(url, connect_timeout).map_err(|e| StorageError::Invalid(e.to_string()))
 }
 
-impl fmt::Debug for Target {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("Target").field("backend", &self.backend).field("url", &self.redacted).finish()
-    }
+/// Creates a SQLite file (mode 0600) and its directory when missing.
+pub(crate) fn prepare(target: &Target) -> Result<(), StorageError> {
+    target.prepare().map_err(|e| StorageError::Unavailable(e.to_string()))
 }
 
-impl Target {
-    /// Parses `url`: `sqlite://PATH`, `sqlite://:memory:`, `postgres://…` or `postgresql://…`.
-    /// A PostgreSQL URL without `connect_timeout` gets one from `connect_timeout`, so a
-    /// connection attempt to an unresponsive host ends too.
-    pub(crate) fn parse(url: &str, connect_timeout: Duration) -> Result<Self, StorageError> {
-        let url = url.trim();
-        let redacted = metamcp_telemetry::redact::redact(url).into_owned();
-        if let Some(path) = url.strip_prefix("sqlite://") {
-            if path.is_empty() {
-                return Err(StorageError::Invalid(format!("database URL {redacted:?} names no file")));
-            }
-            let memory = path == ":memory:";
-            return Ok(Self { backend: Backend::Sqlite, location: path.to_owned(), memory, redacted });
+/// The span attributes of queries against `target`.
+pub(crate) fn attributes(target: &Target) -> DbAttributes {
+    match target.backend() {
+        Backend::Sqlite => {
+            let namespace = if target.is_memory() {
+                Some(":memory:".to_owned())
+            } else {
+                target.sqlite_path().and_then(|path| path.file_name().map(|name| name.to_string_lossy().into_owned()))
+            };
+            DbAttributes::new(DbSystem::Sqlite, namespace, None)
         }
-        if url.starts_with("postgres://") || url.starts_with("postgresql://") {
-            let mut location = url.to_owned();
-            if !url.contains("connect_timeout=") {
-                // libpq counts whole seconds and treats less than 2 as 2.
-                let seconds = connect_timeout.as_secs_f64().ceil().max(2.0) as u64;
-                location.push(if url.contains('?') { '&' } else { '?' });
-                location.push_str(&format!("connect_timeout={seconds}"));
-            }
-            return Ok(Self { backend: Backend::Postgres, location, memory: false, redacted });
-        }
-        Err(StorageError::Invalid(format!(
-            "database URL {redacted:?} is neither sqlite://PATH nor postgres://user@host:port/database"
-        )))
-    }
-
-    /// Creates the SQLite file's directory when missing, and the file itself readable and
-    /// writable by its owner only (mode 0600): it holds upstream URLs, key hashes and the audit
-    /// log. SQLite gives its `-wal` and `-shm` files the mode of the database file. An existing
-    /// file keeps its mode; one readable by others is reported in the log.
-    pub(crate) fn prepare(&self) -> Result<(), StorageError> {
-        // A `file:` URI names its file in SQLite's own syntax: SQLite creates it.
-        if self.backend != Backend::Sqlite || self.memory || self.location.starts_with("file:") {
-            return Ok(());
-        }
-        let path = Path::new(&self.location);
-        if let Some(parent) = path.parent().filter(|parent| !parent.as_os_str().is_empty()) {
-            std::fs::create_dir_all(parent).map_err(|e| {
-                StorageError::Unavailable(format!("cannot create the directory {}: {e}", parent.display()))
-            })?;
-        }
-        create_private_file(path)
-    }
-
-    /// The span attributes of queries against this target.
-    pub(crate) fn attributes(&self) -> DbAttributes {
-        match self.backend {
-            Backend::Sqlite => {
-                let namespace = if self.memory {
-                    Some(":memory:".to_owned())
-                } else {
-                    Path::new(&self.location).file_name().map(|name| name.to_string_lossy().into_owned())
-                };
-                DbAttributes::new(DbSystem::Sqlite, namespace, None)
-            }
-            Backend::Postgres => {
-                let (server, database) = postgres_parts(&self.location);
-                DbAttributes::new(DbSystem::Postgresql, database, server)
-            }
+        Backend::Postgres => {
+            let (server, database) = postgres_parts(target.location());
+            DbAttributes::new(DbSystem::Postgresql, database, server)
         }
     }
-}
-
-/// Creates `path` empty with mode 0600 (an empty file is an empty SQLite database) unless it
-/// exists; warns when an existing one is open to the group or others.
-#[cfg(unix)]
-fn create_private_file(path: &Path) -> Result<(), StorageError> {
-    use std::os::unix::fs::{OpenOptionsExt as _, PermissionsExt as _};
-    match std::fs::OpenOptions::new().write(true).create_new(true).mode(0o600).open(path) {
-        Ok(_) => Ok(()),
-        Err(err) if err.kind() == std::io::ErrorKind::AlreadyExists => {
-            if let Ok(meta) = std::fs::metadata(path) {
-                let mode = meta.permissions().mode() & 0o777;
-                if mode & 0o077 != 0 {
-                    tracing::warn!(
-                        path = %path.display(),
-                        mode = %format!("{mode:o}"),
-                        "the database file is readable by others than its owner; chmod 600 it"
-                    );
-                }
-            }
-            Ok(())
-        }
-        Err(err) => {
-            Err(StorageError::Unavailable(format!("cannot create the database file {}: {err}", path.display())))
-        }
-    }
-}
-
-#[cfg(not(unix))]
-fn create_private_file(_path: &Path) -> Result<(), StorageError> {
-    Ok(())
 }
 
 /// Host and port (default 5432), and database name, of a PostgreSQL URL. A Unix socket or
@@ -269,8 +155,8 @@ impl ManageConnection for Manager {
     type Error = PoolError;
 
     fn connect(&self) -> Result<DbConnection, PoolError> {
-        let location = &self.target.location;
-        match self.target.backend {
+        let location = self.target.location();
+        match self.target.backend() {
             Backend::Sqlite => SqliteConnection::establish(location).map(DbConnection::Sqlite),
             Backend::Postgres => PgConnection::establish(location).map(DbConnection::Postgres),
         }
@@ -347,20 +233,17 @@ mod tests {
     }
 
     #[test]
-    fn targets() {
-        let t = Target::parse("sqlite://data/x.db", Duration::from_secs(5)).unwrap();
-        assert_eq!((t.backend, t.memory, t.location.as_str()), (Backend::Sqlite, false, "data/x.db"));
-        assert!(Target::parse("sqlite://:memory:", Duration::from_secs(5)).unwrap().memory);
-        let t = Target::parse("postgres://u:secret@h/db", Duration::from_millis(300)).unwrap();
-        assert_eq!(t.location, "postgres://u:secret@h/db?connect_timeout=2");
-        assert!(!format!("{t:?}").contains("secret"));
-        let t = Target::parse("postgres://h/db?connect_timeout=9&x=1", Duration::from_secs(30)).unwrap();
-        assert_eq!(t.location, "postgres://h/db?connect_timeout=9&x=1");
-        let t = Target::parse("postgres://h/db?sslmode=disable", Duration::from_secs(30)).unwrap();
-        assert_eq!(t.location, "postgres://h/db?sslmode=disable&connect_timeout=30");
-        let err = Target::parse("mysql://u:secret@h/db", Duration::from_secs(1)).unwrap_err();
+    fn namespaces_of_sqlite_targets() {
+        let namespace = |url: &str| attributes(&parse_target(url, Duration::from_secs(5)).unwrap());
+        for url in ["data/x.db", "sqlite://data/x.db", "file:data/x.db?mode=rwc", "file:///data/x.db"] {
+            let expected = DbAttributes::new(DbSystem::Sqlite, Some("x.db".to_owned()), None);
+            assert_eq!(namespace(url).common, expected.common, "{url}");
+        }
+        let expected = DbAttributes::new(DbSystem::Sqlite, Some(":memory:".to_owned()), None);
+        assert_eq!(namespace(":memory:").common, expected.common);
+        let err = parse_target("mysql://u:secret@h/db", Duration::from_secs(1)).unwrap_err();
         assert!(matches!(err, StorageError::Invalid(_)));
         assert!(!err.to_string().contains("secret"));
-        assert!(matches!(Target::parse("sqlite://", Duration::from_secs(1)), Err(StorageError::Invalid(_))));
+        assert!(matches!(parse_target("sqlite://", Duration::from_secs(1)), Err(StorageError::Invalid(_))));
     }
 }

@@ -40,33 +40,10 @@ impl StorageError {
     }
 }
 
-/// Whether a diesel error means the connection or the database, not the query, is at fault.
+/// Whether a diesel error means the connection or the database, not the query, is at fault
+/// (the library's rule, which its spool applies too).
 pub(crate) fn query_error_is_unavailable(error: &DieselError) -> bool {
-    match error {
-        DieselError::DatabaseError(kind, info) => match kind {
-            DatabaseErrorKind::ClosedConnection | DatabaseErrorKind::UnableToSendCommand => true,
-            DatabaseErrorKind::Unknown => {
-                let message = info.message().to_ascii_lowercase();
-                // SQLite's busy and locked errors, and PostgreSQL's administrator shutdowns, which
-                // reach diesel without a more precise kind.
-                [
-                    "database is locked",
-                    "database is busy",
-                    "database table is locked",
-                    "terminating connection",
-                    "server closed the connection",
-                    "the database system is shutting down",
-                    "the database system is starting up",
-                    "no connection to the server",
-                ]
-                .iter()
-                .any(|needle| message.contains(needle))
-            }
-            _ => false,
-        },
-        DieselError::BrokenTransactionManager => true,
-        _ => false,
-    }
+    metamcp_telemetry::spool::diesel_error_is_unavailable(error)
 }
 
 /// A short, bounded name of a diesel error, for the `error.type` span attribute.

@@ -10,7 +10,6 @@ mod error;
 mod instrument;
 mod repo;
 mod schema;
-mod spool;
 mod store;
 #[cfg(test)]
 mod tests;
@@ -27,5 +26,4 @@ pub use repo::{
     NewExecution, NewServer, NewTool, Page, Server, Tool, ToolFilter, DEFAULT_ENDPOINT, DEFAULT_ENDPOINT_DESCRIPTION,
     MAX_ERROR_MESSAGE, MAX_KEY_PREFIX, PRUNE_CHUNK,
 };
-pub use spool::DbSpool;
 pub use store::Store;

@@ -107,28 +107,6 @@ diesel::table! {
     }
 }
 
-diesel::table! {
-    /// Export batches waiting for the collector: the exporter's durable spool.
-    telemetry_spool (id) {
-        /// Row id; grows with insertion order, so the smallest is the oldest batch.
-        id -> BigInt,
-        /// `traces` or `metrics`.
-        signal -> Text,
-        /// Spans or metric data points in the batch.
-        items -> BigInt,
-        /// Length of `body` in bytes.
-        size_bytes -> BigInt,
-        /// Export attempts already made.
-        attempts -> Integer,
-        /// When the batch was first made, in Unix milliseconds.
-        created_at_ms -> BigInt,
-        /// Unix milliseconds until which a replica replays it; 0 (or past) means free.
-        lease_until_ms -> BigInt,
-        /// The encoded OTLP export request.
-        body -> Binary,
-    }
-}
-
 diesel::joinable!(endpoint_servers -> endpoints (endpoint_id));
 diesel::joinable!(endpoint_servers -> mcp_servers (server_id));
 diesel::joinable!(endpoint_api_keys -> endpoints (endpoint_id));
@@ -141,5 +119,4 @@ diesel::allow_tables_to_appear_in_same_query!(
     endpoint_api_keys,
     tools,
     tool_executions,
-    telemetry_spool,
 );

@@ -16,7 +16,7 @@ use prometheus::core::{Collector, Desc};
 use prometheus::proto::MetricFamily;
 use prometheus::{IntGauge, IntGaugeVec, Opts};
 
-use super::connection::{Backend, DbConnection, LogErrors, Manager, Setup, Target};
+use super::connection::{attributes, parse_target, prepare, Backend, DbConnection, LogErrors, Manager, Setup};
 use super::error::StorageError;
 use super::instrument::{begin_closure, end_closure, unrecorded};
 use super::repo::ensure_default_endpoint;
@@ -86,17 +86,17 @@ impl Store {
         telemetry: &TelemetryManager,
         eager: bool,
     ) -> Result<Store, StorageError> {
-        let target = Target::parse(&settings.url, settings.connect_timeout)?;
-        target.prepare()?;
-        let backend = target.backend;
+        let target = parse_target(&settings.url, settings.connect_timeout)?;
+        prepare(&target)?;
+        let backend = target.backend();
         // Every connection to `:memory:` is a database of its own: one connection, kept forever.
-        let pool_size = if target.memory { 1 } else { settings.pool_size.max(1) };
+        let pool_size = if target.is_memory() { 1 } else { settings.pool_size.max(1) };
         let setup = Setup {
             busy_timeout: settings.busy_timeout,
-            wal: backend == Backend::Sqlite && !target.memory,
-            instrumentation: telemetry.is_enabled().then(|| (telemetry.clone(), target.attributes())),
+            wal: backend == Backend::Sqlite && !target.is_memory(),
+            instrumentation: telemetry.is_enabled().then(|| (telemetry.clone(), attributes(&target))),
         };
-        let redacted = target.redacted.clone();
+        let redacted = target.redacted().to_owned();
         let mut builder = Pool::builder()
             .max_size(pool_size)
             .connection_timeout(settings.connect_timeout)
@@ -104,7 +104,7 @@ impl Store {
             .connection_customizer(Box::new(setup))
             // A SQLite connection does not go stale; a PostgreSQL one is checked before use.
             .test_on_check_out(backend == Backend::Postgres);
-        if target.memory {
+        if target.is_memory() {
             builder = builder.max_lifetime(None).idle_timeout(None);
         }
         let manager = Manager::new(target);
@@ -152,18 +152,6 @@ impl Store {
         begin_closure(&mut conn);
         let result = f(&mut conn);
         end_closure(&mut conn, result.as_ref().err());
-        self.note(result.as_ref().err());
-        result
-    }
-
-    /// Runs `f` with a pooled connection on the current thread, its statements unrecorded: no
-    /// span, no metric (the spool's queries, which must not feed the pipeline they serve).
-    pub(crate) fn run_unrecorded<T, F>(&self, f: F) -> Result<T, StorageError>
-    where
-        F: FnOnce(&mut DbConnection) -> Result<T, StorageError>,
-    {
-        let mut conn = self.checkout()?;
-        let result = unrecorded(&mut conn, f);
         self.note(result.as_ref().err());
         result
     }

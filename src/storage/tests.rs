@@ -12,8 +12,9 @@ use opentelemetry::trace::{FutureExt as _, SpanId, SpanKind, Status, TraceContex
 use opentelemetry::Context;
 use opentelemetry_sdk::trace::SpanData;
 
+use metamcp_telemetry::spool::DbSpool;
 use metamcp_telemetry_actors::self_metrics::Signal;
-use metamcp_telemetry_actors::spool::{conformance, unix_millis_now, Spool as _, SpoolError, SpoolRecord};
+use metamcp_telemetry_actors::spool::{conformance, unix_millis_now, Spool as _, SpoolRecord};
 
 use super::schema::{endpoint_api_keys, endpoint_servers, tool_executions, tools};
 use super::*;
@@ -134,10 +135,7 @@ on_both_backends!(
     api_keys_are_listed_used_and_revoked_by_prefix,
     executions_are_pruned_by_age_and_by_count,
     exhausted_pool_is_unavailable,
-    spool_conformance,
-    spool_trim_keeps_leased_rows,
     spool_queries_are_unrecorded,
-    spool_claims_are_exclusive_across_replicas,
 );
 
 fn server(name: &str) -> NewServer {
@@ -954,44 +952,16 @@ fn new_records_deserialize_with_defaults() {
     assert_eq!(Backend::Postgres.db_system(), DbSystem::Postgresql);
 }
 
-// The database spool.
+// The database spool: the library's (its own tests run the conformance suite on both backends);
+// here, what the gateway relies on when it attaches one to its own database.
 
 fn spool_record(signal: Signal, items: u64, size: usize) -> SpoolRecord {
     SpoolRecord { signal, items, attempts: 0, created_unix_ms: unix_millis_now(), body: vec![7u8; size].into() }
 }
 
-fn spool_conformance(db: TestDb) {
-    let store = db.open();
-    let spool = DbSpool::new(&store, &db.settings).unwrap();
-    assert_eq!(spool.kind(), db.backend.as_str());
-    conformance::check(&spool);
-    // Ids keep growing after the newest rows were deleted (AUTOINCREMENT, a sequence).
-    spool.append(vec![spool_record(Signal::Traces, 1, 10)], 1 << 20).unwrap();
-    let first = spool.claim_oldest(1, Duration::from_secs(60)).unwrap();
-    spool.remove(&[first[0].id]).unwrap();
-    spool.append(vec![spool_record(Signal::Traces, 1, 10)], 1 << 20).unwrap();
-    let second = spool.claim_oldest(1, Duration::from_secs(60)).unwrap();
-    assert!(second[0].id > first[0].id, "{} then {}", first[0].id, second[0].id);
-}
-
-/// A row leased for replay survives the size bound and expiry, however old: the trim deletes
-/// the free rows around it (the one `DELETE … WHERE id <= newest` it replaced took leased rows
-/// too, and the exporter counted them `spool_full` and delivered them).
-fn spool_trim_keeps_leased_rows(db: TestDb) {
-    let store = db.open();
-    let spool = DbSpool::new(&store, &db.settings).unwrap();
-    conformance::leased_batches_survive_trimming(&spool);
-    // The same with the byte total read from the table rather than known.
-    let fresh = DbSpool::new(&store, &db.settings).unwrap();
-    fresh.append((0..3).map(|i| spool_record(Signal::Traces, i, 100)).collect(), 1 << 20).unwrap();
-    let leased = fresh.claim_oldest(1, Duration::from_secs(60)).unwrap();
-    let other = DbSpool::new(&store, &db.settings).unwrap();
-    let evicted = other.append(vec![spool_record(Signal::Traces, 9, 100)], 200).unwrap();
-    assert_eq!(evicted.iter().map(|e| e.batches).sum::<u64>(), 2, "{evicted:?}");
-    let stats = other.stats().unwrap();
-    assert_eq!((stats.batches, stats.bytes), (2, 200), "the leased row and the newest stay");
-    fresh.remove(&[leased[0].id]).unwrap();
-    assert_eq!(other.stats().unwrap().batches, 1);
+/// The spool the gateway attaches over `settings`' database.
+fn spool_of(settings: &DatabaseSettings) -> DbSpool {
+    DbSpool::open(&settings.url, settings.connect_timeout).unwrap()
 }
 
 /// Drives every spool operation once.
@@ -1007,12 +977,22 @@ fn exercise_spool(spool: &DbSpool) {
 }
 
 /// Spool statements make no span and no metric: they would feed the pipeline from its own
-/// exporter. The store's own queries, through the same telemetry, still do.
+/// exporter. The store's own queries, through the same telemetry, still do. The spool works in
+/// the table the store's migrations made.
 fn spool_queries_are_unrecorded(db: TestDb) {
     let (telemetry, recorded) = TelemetryManager::for_testing();
     let store = Store::open(&db.settings, &telemetry).unwrap();
-    let spool = DbSpool::new(&store, &db.settings).unwrap();
+    let spool = spool_of(&db.settings);
+    assert_eq!(spool.kind(), db.backend.as_str());
     assert_spool_unrecorded(&store, &spool, &recorded);
+    spool.append(vec![spool_record(Signal::Traces, 1, 10)], 1 << 20).unwrap();
+    let rows: i64 = store
+        .run_blocking(|c| {
+            Ok(diesel::select(diesel::dsl::sql::<diesel::sql_types::BigInt>("(SELECT COUNT(*) FROM telemetry_spool)"))
+                .get_result(c)?)
+        })
+        .unwrap();
+    assert_eq!(rows, 1, "the spool writes the gateway's table");
 }
 
 fn assert_spool_unrecorded(store: &Store, spool: &DbSpool, recorded: &metamcp_telemetry::TestTelemetry) {
@@ -1026,7 +1006,6 @@ fn assert_spool_unrecorded(store: &Store, spool: &DbSpool, recorded: &metamcp_te
     store.run_blocking(|c| list_servers(c, Page::ALL)).unwrap();
     assert!(!db_spans(&recorded.spans()).is_empty(), "the store's queries are recorded");
     assert!(db_events(recorded.metric_events()) > 0);
-    // The spool's connection is not left muted for the store (they share it on `:memory:`).
     recorded.clear();
     exercise_spool(spool);
     store.run_blocking(|c| list_servers(c, Page::ALL)).unwrap();
@@ -1036,92 +1015,28 @@ fn assert_spool_unrecorded(store: &Store, spool: &DbSpool, recorded: &metamcp_te
     assert!(traced.iter().any(|s| s.name.ends_with("mcp_servers")));
 }
 
+/// Over `sqlite://:memory:` the spool has an in-memory database of its own (a connection to
+/// `:memory:` never sees another's data): it works, unrecorded, and the store's database keeps
+/// its data and an empty spool table.
 #[test]
 fn spool_on_an_in_memory_database() {
     let settings = settings("sqlite://:memory:".to_owned());
     let (telemetry, recorded) = TelemetryManager::for_testing();
     let store = Store::open(&settings, &telemetry).unwrap();
-    let spool = DbSpool::new(&store, &settings).unwrap();
+    store.run_blocking(|c| create_server(c, &server("kept"))).unwrap();
+    let spool = spool_of(&settings);
     assert_eq!(spool.kind(), "sqlite");
     conformance::check(&spool);
     assert_spool_unrecorded(&store, &spool, &recorded);
-}
-
-/// Two spools over one database (two replicas) claiming at once never lease the same row.
-fn spool_claims_are_exclusive_across_replicas(db: TestDb) {
-    const ROWS: usize = 300;
-    let store = db.open();
-    let writer = DbSpool::new(&store, &db.settings).unwrap();
-    let records = (0..ROWS).map(|i| spool_record(Signal::Traces, i as u64, 16)).collect();
-    writer.append(records, 1 << 30).unwrap();
-    let start = std::sync::Arc::new(std::sync::Barrier::new(2));
-    let replicas: Vec<_> = (0..2)
-        .map(|_| {
-            let spool = DbSpool::new(&store, &db.settings).unwrap();
-            let start = start.clone();
-            std::thread::spawn(move || {
-                start.wait();
-                let mut ids = Vec::new();
-                loop {
-                    let claimed = spool.claim_oldest(7, Duration::from_secs(60)).unwrap();
-                    if claimed.is_empty() {
-                        return ids;
-                    }
-                    ids.extend(claimed.iter().map(|b| b.id));
-                }
-            })
-        })
-        .collect();
-    let claims: Vec<Vec<i64>> = replicas.into_iter().map(|r| r.join().unwrap()).collect();
-    let mut all: Vec<i64> = claims.concat();
-    let claimed = all.len();
-    all.sort_unstable();
-    all.dedup();
-    assert_eq!(all.len(), claimed, "a row was leased twice: {} claims, {} rows", claimed, all.len());
-    assert_eq!(claimed, ROWS, "every row was claimed once ({} and {})", claims[0].len(), claims[1].len());
-    assert!(writer.claim_oldest(10, Duration::from_secs(60)).unwrap().is_empty());
-}
-
-fn assert_spool_unavailable(spool: &DbSpool) {
-    let err = spool.append(vec![spool_record(Signal::Traces, 1, 10)], 1 << 20).unwrap_err();
-    assert!(matches!(err, SpoolError::Unavailable(_)), "{err:?}");
-    let err = spool.claim_oldest(1, Duration::from_secs(1)).unwrap_err();
-    assert!(matches!(err, SpoolError::Unavailable(_)), "{err:?}");
-    let err = spool.stats().unwrap_err();
-    assert!(matches!(err, SpoolError::Unavailable(_)), "{err:?}");
-}
-
-#[test]
-fn spool_over_an_unreachable_database_is_unavailable() {
-    let url = format!("postgres://mmcp:hunter2secret@127.0.0.1:{}/nowhere", closed_port());
-    let settings = DatabaseSettings { connect_timeout: Duration::from_millis(300), ..settings(url) };
-    let store = Store::connect(&settings, &TelemetryManager::disabled(), false).unwrap();
-    let spool = DbSpool::new(&store, &settings).unwrap();
-    assert_eq!(spool.kind(), "postgresql");
-    assert_spool_unavailable(&spool);
-    let err = spool.stats().unwrap_err().to_string();
-    assert!(!err.contains("hunter2secret"), "{err}");
-}
-
-#[test]
-fn spool_over_a_dropped_database_is_unavailable() {
-    let Some(db) = TestDb::postgres() else { return };
-    let store = db.open();
-    let spool = DbSpool::new(&store, &db.settings).unwrap();
-    spool.append(vec![spool_record(Signal::Metrics, 1, 10)], 1 << 20).unwrap();
+    spool.append(vec![spool_record(Signal::Traces, 1, 10)], 1 << 20).unwrap();
     assert_eq!(spool.stats().unwrap().batches, 1);
-    drop(db); // DROP DATABASE … WITH (FORCE): its connections end, new ones are refused.
-    assert_spool_unavailable(&spool);
-}
-
-#[test]
-fn spool_without_its_table_fails() {
-    let dir = tempfile::tempdir().unwrap();
-    let settings = settings(format!("sqlite://{}", dir.path().join("bare.db").display()));
-    let store = Store::connect(&settings, &TelemetryManager::disabled(), true).unwrap();
-    let spool = DbSpool::new(&store, &settings).unwrap();
-    let err = spool.stats().unwrap_err();
-    assert!(matches!(err, SpoolError::Failed(ref m) if m.contains("telemetry_spool")), "{err:?}");
+    let (servers, spooled) = store
+        .run_blocking(|c| {
+            let count = diesel::dsl::sql::<diesel::sql_types::BigInt>("(SELECT COUNT(*) FROM telemetry_spool)");
+            Ok((list_servers(c, Page::ALL)?.total, diesel::select(count).get_result::<i64>(c)?))
+        })
+        .unwrap();
+    assert_eq!((servers, spooled), (1, 0));
 }
 
 fn api_keys_are_listed_used_and_revoked_by_prefix(db: TestDb) {

@@ -40,6 +40,8 @@ mod origins;
 pub mod propagation;
 pub mod redact;
 pub mod settings;
+#[cfg(any(feature = "spool-sqlite", feature = "spool-postgres"))]
+pub mod spool;
 pub mod status;
 
 pub use capture::{RecordedRequest, RecordedToolExecution, RecordedVectorSearch, TestTelemetry};

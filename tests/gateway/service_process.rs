@@ -132,3 +132,36 @@ fn log_lines_of_a_request_carry_its_trace_span_and_request_ids() {
     assert_eq!(line["route"], "/health/live");
     assert!(line["timestamp"].is_string() && line["level"] == "DEBUG");
 }
+
+/// `DATABASE_URL` takes diesel's forms: a bare SQLite path and a `file:` URI open (and create)
+/// that file; nonsense stops start-up with exit code 2, naming the key.
+#[test]
+fn database_url_takes_a_bare_path_and_a_file_uri() {
+    let dir = tempfile::tempdir().unwrap();
+    let bare = dir.path().join("data").join("x.db");
+    let uri_file = dir.path().join("uri.db");
+    let uri = format!("file:{}?mode=rwc", uri_file.display());
+    for (url, file) in [(bare.display().to_string(), &bare), (uri, &uri_file)] {
+        let service = Service::start(&[("DATABASE_URL", url.as_str())], &[]);
+        let ready = client().get(service.url("/health/ready")).send().unwrap();
+        assert_eq!(ready.status(), 200, "{url}");
+        let report: serde_json::Value = client().get(service.url("/health")).send().unwrap().json().unwrap();
+        assert_eq!(report["components"]["database"]["details"]["backend"], "sqlite", "{report}");
+        drop(service);
+        assert!(file.is_file(), "{url} created {}", file.display());
+        assert!(std::fs::metadata(file).unwrap().len() > 0, "{url}: the schema was written");
+    }
+    for nonsense in ["ftp://x", "mysql://u@h/db", "sqlite://"] {
+        let output = std::process::Command::new(env!("CARGO_BIN_EXE_metamcp-telemetry"))
+            .env_clear()
+            .env("PATH", std::env::var("PATH").unwrap_or_default())
+            .env("METAMCP_CONFIG_DIR", concat!(env!("CARGO_MANIFEST_DIR"), "/config"))
+            .env("DATABASE_URL", nonsense)
+            .arg("--check-config")
+            .output()
+            .unwrap();
+        let text = String::from_utf8_lossy(&output.stderr).into_owned() + &String::from_utf8_lossy(&output.stdout);
+        assert_eq!(output.status.code(), Some(2), "{nonsense:?}: {text}");
+        assert!(text.contains("database.url"), "{nonsense:?}: {text}");
+    }
+}

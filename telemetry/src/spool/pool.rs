@@ -1,0 +1,312 @@
+//! The spool's own small pool: connections to the backend the URL names, set up once (SQLite
+//! pragmas, the table created when missing), without any query instrumentation — the spool's
+//! statements must not feed the pipeline they serve.
+
+use std::fmt;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use diesel::connection::SimpleConnection as _;
+use diesel::r2d2::{CustomizeConnection, Error as PoolError, HandleError, ManageConnection, Pool, PooledConnection};
+use diesel::result::{DatabaseErrorKind, Error as DieselError};
+use diesel::Connection as _;
+
+use super::url::{Backend, DatabaseUrl};
+use super::{OpenError, Result};
+use metamcp_telemetry_actors::spool::SpoolError;
+
+/// A connection of the spool: one variant per backend compiled in.
+pub(super) enum SpoolConnection {
+    /// SQLite.
+    #[cfg(feature = "spool-sqlite")]
+    Sqlite(diesel::SqliteConnection),
+    /// PostgreSQL.
+    #[cfg(feature = "spool-postgres")]
+    Postgres(diesel::PgConnection),
+}
+
+/// Runs `$body` with `$c` bound to the backend's own connection: the query builder then checks
+/// the statement once per backend.
+macro_rules! on_backend {
+    ($conn:expr, |$c:ident| $body:expr) => {
+        match $conn {
+            #[cfg(feature = "spool-sqlite")]
+            $crate::spool::pool::SpoolConnection::Sqlite($c) => $body,
+            #[cfg(feature = "spool-postgres")]
+            $crate::spool::pool::SpoolConnection::Postgres($c) => $body,
+        }
+    };
+}
+pub(super) use on_backend;
+
+/// The table, its index and (PostgreSQL) the lock that keeps two processes from creating them
+/// at once. The same schema as the gateway's migrations `*_telemetry_spool`.
+#[cfg(feature = "spool-sqlite")]
+const CREATE_SQLITE: &str = "CREATE TABLE IF NOT EXISTS telemetry_spool (
+    id INTEGER PRIMARY KEY AUTOINCREMENT,
+    signal TEXT NOT NULL CHECK (signal IN ('traces', 'metrics')),
+    items BIGINT NOT NULL,
+    size_bytes BIGINT NOT NULL,
+    attempts INTEGER NOT NULL DEFAULT 0,
+    created_at_ms BIGINT NOT NULL,
+    lease_until_ms BIGINT NOT NULL DEFAULT 0,
+    body BLOB NOT NULL
+);
+CREATE INDEX IF NOT EXISTS telemetry_spool_created_at_ms_idx ON telemetry_spool (created_at_ms);";
+
+/// The same for PostgreSQL, under a transaction-scoped advisory lock.
+#[cfg(feature = "spool-postgres")]
+const CREATE_POSTGRES: &str = "BEGIN;
+SELECT pg_advisory_xact_lock(7885351455935476592);
+CREATE TABLE IF NOT EXISTS telemetry_spool (
+    id BIGSERIAL PRIMARY KEY,
+    signal TEXT NOT NULL CHECK (signal IN ('traces', 'metrics')),
+    items BIGINT NOT NULL,
+    size_bytes BIGINT NOT NULL,
+    attempts INTEGER NOT NULL DEFAULT 0,
+    created_at_ms BIGINT NOT NULL,
+    lease_until_ms BIGINT NOT NULL DEFAULT 0,
+    body BYTEA NOT NULL
+);
+CREATE INDEX IF NOT EXISTS telemetry_spool_created_at_ms_idx ON telemetry_spool (created_at_ms);
+COMMIT;";
+
+/// After the database was found unavailable, calls fail at once for this long instead of each
+/// waiting for a connection; then one call tries again while the others keep failing fast.
+const FAIL_FAST: Duration = Duration::from_secs(1);
+
+/// Milliseconds on a clock private to this process (never 0 after start).
+fn clock_ms() -> u64 {
+    static START: std::sync::OnceLock<Instant> = std::sync::OnceLock::new();
+    START.get_or_init(Instant::now).elapsed().as_millis() as u64 + 1
+}
+
+/// The pool and its fail-fast window.
+#[derive(Clone)]
+pub(super) struct SpoolPool {
+    pool: Pool<Manager>,
+    backend: Backend,
+    /// Until when (on [`clock_ms`]) calls fail fast; 0 while the database answers.
+    down_until: Arc<AtomicU64>,
+}
+
+impl fmt::Debug for SpoolPool {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let state = self.pool.state();
+        f.debug_struct("SpoolPool")
+            .field("backend", &self.backend)
+            .field("connections", &state.connections)
+            .field("idle", &state.idle_connections)
+            .finish()
+    }
+}
+
+impl SpoolPool {
+    /// A pool of `size` connections to `url`, made in the background (a database that is away
+    /// now is tried again by each call).
+    pub(super) fn open(
+        url: &DatabaseUrl,
+        size: u32,
+        connect_timeout: Duration,
+        busy_timeout: Duration,
+    ) -> std::result::Result<Self, OpenError> {
+        match url.backend() {
+            #[cfg(feature = "spool-sqlite")]
+            Backend::Sqlite => {}
+            #[cfg(feature = "spool-postgres")]
+            Backend::Postgres => {}
+            #[allow(unreachable_patterns)]
+            backend => return Err(OpenError::NotCompiled { backend, feature: feature_of(backend) }),
+        }
+        url.prepare().map_err(OpenError::Prepare)?;
+        let memory = url.is_memory();
+        let mut builder = Pool::builder()
+            // Every connection to `:memory:` is a database of its own: one connection, kept.
+            .max_size(if memory { 1 } else { size.max(1) })
+            .min_idle(Some(0))
+            .connection_timeout(connect_timeout)
+            .error_handler(Box::new(LogErrors))
+            .connection_customizer(Box::new(Setup { busy_timeout, wal: !memory }))
+            .test_on_check_out(url.backend() == Backend::Postgres);
+        if memory {
+            builder = builder.max_lifetime(None).idle_timeout(None);
+        }
+        let pool = builder.build_unchecked(Manager { url: url.clone() });
+        Ok(Self { pool, backend: url.backend(), down_until: Arc::default() })
+    }
+
+    pub(super) fn backend(&self) -> Backend {
+        self.backend
+    }
+
+    /// Runs `f` with a pooled connection on the current thread.
+    pub(super) fn run<T>(&self, f: impl FnOnce(&mut SpoolConnection) -> Result<T>) -> Result<T> {
+        let mut conn = self.checkout()?;
+        let result = f(&mut conn);
+        match &result {
+            Err(SpoolError::Unavailable(_)) => self.mark_down(),
+            _ => self.down_until.store(0, Ordering::Release),
+        }
+        result
+    }
+
+    /// A pooled connection; fails at once while the database was found unavailable moments ago.
+    fn checkout(&self) -> Result<PooledConnection<Manager>> {
+        let until = self.down_until.load(Ordering::Acquire);
+        if until != 0 {
+            let now = clock_ms();
+            let window_over = now >= until
+                && self
+                    .down_until
+                    .compare_exchange(until, now + FAIL_FAST.as_millis() as u64, Ordering::AcqRel, Ordering::Acquire)
+                    .is_ok();
+            if !window_over {
+                return Err(SpoolError::Unavailable(format!(
+                    "the {} database was unavailable moments ago; trying again shortly",
+                    self.backend
+                )));
+            }
+        }
+        self.pool.get().map_err(|e| {
+            self.mark_down();
+            SpoolError::Unavailable(format!("no {} connection: {e}", self.backend))
+        })
+    }
+
+    fn mark_down(&self) {
+        self.down_until.store(clock_ms() + FAIL_FAST.as_millis() as u64, Ordering::Release);
+    }
+}
+
+/// The feature that compiles `backend` in.
+#[allow(dead_code)]
+fn feature_of(backend: Backend) -> &'static str {
+    match backend {
+        Backend::Sqlite => "spool-sqlite",
+        Backend::Postgres => "spool-postgres",
+    }
+}
+
+/// A diesel error as the exporter sees it: the database away (fall back to memory, try again
+/// later) or anything else.
+pub(super) fn spool_error(error: DieselError) -> SpoolError {
+    if diesel_error_is_unavailable(&error) {
+        SpoolError::Unavailable(error.to_string())
+    } else {
+        SpoolError::Failed(error.to_string())
+    }
+}
+
+/// Whether a diesel error means the connection or the database, not the statement, is at fault:
+/// a broken connection, SQLite's busy and locked errors, PostgreSQL's shutdowns.
+pub fn diesel_error_is_unavailable(error: &DieselError) -> bool {
+    match error {
+        DieselError::DatabaseError(kind, info) => match kind {
+            DatabaseErrorKind::ClosedConnection | DatabaseErrorKind::UnableToSendCommand => true,
+            DatabaseErrorKind::Unknown => {
+                let message = info.message().to_ascii_lowercase();
+                // They reach diesel without a more precise kind.
+                [
+                    "database is locked",
+                    "database is busy",
+                    "database table is locked",
+                    "terminating connection",
+                    "server closed the connection",
+                    "the database system is shutting down",
+                    "the database system is starting up",
+                    "no connection to the server",
+                ]
+                .iter()
+                .any(|needle| message.contains(needle))
+            }
+            _ => false,
+        },
+        DieselError::BrokenTransactionManager => true,
+        _ => false,
+    }
+}
+
+/// Opens connections to exactly the backend the URL names.
+struct Manager {
+    url: DatabaseUrl,
+}
+
+impl fmt::Debug for Manager {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Manager").field("url", &self.url).finish()
+    }
+}
+
+impl ManageConnection for Manager {
+    type Connection = SpoolConnection;
+    type Error = PoolError;
+
+    fn connect(&self) -> std::result::Result<SpoolConnection, PoolError> {
+        let location = self.url.location();
+        let conn = match self.url.backend() {
+            #[cfg(feature = "spool-sqlite")]
+            Backend::Sqlite => diesel::SqliteConnection::establish(location).map(SpoolConnection::Sqlite),
+            #[cfg(feature = "spool-postgres")]
+            Backend::Postgres => diesel::PgConnection::establish(location).map(SpoolConnection::Postgres),
+            #[allow(unreachable_patterns)]
+            backend => {
+                let _ = location;
+                Err(diesel::ConnectionError::BadConnection(format!("{backend} is not compiled in")))
+            }
+        };
+        conn.map_err(PoolError::ConnectionError)
+    }
+
+    fn is_valid(&self, conn: &mut SpoolConnection) -> std::result::Result<(), PoolError> {
+        use diesel::r2d2::R2D2Connection as _;
+        on_backend!(conn, |c| c.ping()).map_err(PoolError::QueryError)
+    }
+
+    fn has_broken(&self, conn: &mut SpoolConnection) -> bool {
+        use diesel::r2d2::R2D2Connection as _;
+        on_backend!(conn, |c| c.is_broken())
+    }
+}
+
+/// Set-up of a new connection: SQLite's pragmas, then the table when missing.
+#[derive(Debug)]
+struct Setup {
+    busy_timeout: Duration,
+    wal: bool,
+}
+
+impl CustomizeConnection<SpoolConnection, PoolError> for Setup {
+    fn on_acquire(&self, conn: &mut SpoolConnection) -> std::result::Result<(), PoolError> {
+        match conn {
+            #[cfg(feature = "spool-sqlite")]
+            SpoolConnection::Sqlite(sqlite) => {
+                let busy_ms = u64::try_from(self.busy_timeout.as_millis()).unwrap_or(u64::MAX).min(i32::MAX as u64);
+                let mut setup = format!("PRAGMA busy_timeout = {busy_ms};");
+                if self.wal {
+                    setup.push_str(" PRAGMA journal_mode = WAL;");
+                }
+                setup.push_str(" PRAGMA synchronous = NORMAL;\n");
+                setup.push_str(CREATE_SQLITE);
+                sqlite.batch_execute(&setup)
+            }
+            #[cfg(feature = "spool-postgres")]
+            SpoolConnection::Postgres(pg) => {
+                let _ = (self.busy_timeout, self.wal);
+                pg.batch_execute(CREATE_POSTGRES)
+            }
+        }
+        .map_err(PoolError::QueryError)
+    }
+}
+
+/// Logs connection failures of the pool's background threads (libpq's messages name the host,
+/// never the password).
+#[derive(Debug)]
+struct LogErrors;
+
+impl HandleError<PoolError> for LogErrors {
+    fn handle_error(&self, error: PoolError) {
+        tracing::warn!(error = %error, "spool database connection failed");
+    }
+}
