@@ -490,8 +490,31 @@ pub fn span_channel(
     (SpanIngress { door, bytes: bytes.clone(), flush: None }, rx, wake, bytes)
 }
 
+/// A flush that did not complete (the answer of the span buffer's `Flush`; defined here, where
+/// the span processor's `force_flush` hook returns it).
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum FlushError {
+    /// The deadline passed with data still waiting.
+    #[error("flush timed out with {items_left} items in {batches_left} batches still waiting")]
+    Timeout {
+        /// Batches still waiting.
+        batches_left: usize,
+        /// Items in them.
+        items_left: u64,
+    },
+    /// The exporter did not answer.
+    #[error("the exporter is gone: {0}")]
+    ExporterGone(String),
+    /// The span buffer's thread is gone (the pipeline shut down).
+    #[error("the arbiter is gone")]
+    ArbiterGone,
+    /// No answer came within the flush's timeout.
+    #[error("force_flush timed out")]
+    NoAnswer,
+}
+
 /// Asks the span buffer to flush and waits for the answer, from any thread.
-pub type FlushHook = Arc<dyn Fn(Duration) -> Result<(), crate::span_buffer::FlushError> + Send + Sync>;
+pub type FlushHook = Arc<dyn Fn(Duration) -> Result<(), FlushError> + Send + Sync>;
 
 /// The span processor that feeds the pipeline.
 #[derive(Clone)]

@@ -52,8 +52,8 @@ pub(crate) struct Cli {
     /// Log filter in RUST_LOG syntax, e.g. info or warn,metamcp_telemetry=debug [key: logging.level].
     #[arg(long, value_name = "LEVEL")]
     log_level: Option<String>,
-    /// Log line format: json or pretty [key: logging.format].
-    #[arg(long, value_name = "json|pretty")]
+    /// Log line format: auto (pretty on a terminal, json otherwise), json or pretty [key: logging.format].
+    #[arg(long, value_name = "auto|json|pretty")]
     log_format: Option<String>,
     /// Record and export no telemetry [key: telemetry.enabled = false].
     #[arg(long)]

@@ -110,7 +110,7 @@ fn defaults_are_valid_and_use_the_named_constants() {
     assert_eq!(settings.prometheus.bind.to_string(), "127.0.0.1");
     assert_eq!(settings.prometheus.port, 9464);
     assert_eq!(settings.logging.level, "info");
-    assert_eq!(settings.logging.format, LogFormat::Json);
+    assert_eq!(settings.logging.format, LogFormat::Auto);
 }
 
 #[test]
@@ -650,7 +650,7 @@ fn errors_name_key_value_allowed_and_origin() {
             args: &["--log-format", "xml"],
             key: "logging.format",
             value: "\"xml\"",
-            allowed: "`json` or `pretty`",
+            allowed: "one of `auto`, `json`, `pretty`",
             origin: "flag --log-format",
         },
         Case {

@@ -26,13 +26,17 @@
 #![forbid(unsafe_code)]
 #![warn(missing_docs, unreachable_pub)]
 
+mod api_error;
 mod capture;
 pub mod catalogue;
 pub mod gate;
+mod header_capture;
 pub mod http;
 pub mod logging;
 mod manager;
+mod metrics_server;
 pub mod middleware;
+mod origins;
 pub mod propagation;
 pub mod redact;
 pub mod settings;
@@ -43,4 +47,5 @@ pub mod status;
 pub use capture::{RecordedRequest, RecordedToolExecution, RecordedVectorSearch, TestTelemetry};
 pub use manager::{resource, InitError, TelemetryManager, SCOPE_NAME};
 pub use metamcp_telemetry_actors as actors;
+pub use metamcp_telemetry_actors::span_buffer::FlushError;
 pub use middleware::{RequestId, TelemetryMiddleware};

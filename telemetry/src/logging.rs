@@ -1,10 +1,11 @@
-//! Logs: JSON lines on stdout (or a human format for development). A line written while a
+//! Logs: JSON lines on stdout, or a human format when stdout is a terminal (`logging.format =
+//! "auto"`, the default; `json` and `pretty` force one). A line written while a
 //! request is handled carries `trace_id`, `span_id` and `request_id`, read from the current
 //! OpenTelemetry context, so a log line leads to its trace. Every line passes through
 //! [`redact`](crate::redact::redact) on its way out: whatever a field holds, no URL's
 //! credentials reach the log.
 
-use std::io::Write;
+use std::io::{IsTerminal, Write};
 use std::sync::{Arc, Mutex};
 
 use opentelemetry::trace::TraceContextExt;
@@ -23,18 +24,36 @@ use crate::settings::{LogFormat, LoggingSettings};
 /// Where log lines go.
 pub type LogSink = Arc<Mutex<dyn Write + Send>>;
 
-/// Installs the global subscriber as `settings` say, writing to stdout. Returns false if a
-/// subscriber was already installed (the first one stays).
-pub fn init(settings: &LoggingSettings) -> bool {
-    init_with_sink(settings, Arc::new(Mutex::new(std::io::stdout())))
+/// The format lines are written in: `format` itself, or for [`LogFormat::Auto`] `pretty` when
+/// the output is a terminal and `json` otherwise. Never returns `Auto`.
+pub fn effective_format(format: LogFormat, output_is_terminal: bool) -> LogFormat {
+    match format {
+        LogFormat::Auto if output_is_terminal => LogFormat::Pretty,
+        LogFormat::Auto => LogFormat::Json,
+        forced => forced,
+    }
 }
 
-/// As [`init`], writing to `sink`.
+/// Installs the global subscriber as `settings` say, writing to stdout (`auto`: human lines on a
+/// terminal, JSON lines otherwise). Returns false if a subscriber was already installed (the
+/// first one stays).
+pub fn init(settings: &LoggingSettings) -> bool {
+    let format = effective_format(settings.format, std::io::stdout().is_terminal());
+    install(&settings.level, format, Arc::new(Mutex::new(std::io::stdout())))
+}
+
+/// As [`init`], writing to `sink`, which is taken for no terminal: `auto` writes JSON lines.
 pub fn init_with_sink(settings: &LoggingSettings, sink: LogSink) -> bool {
-    let filter = EnvFilter::try_new(&settings.level).unwrap_or_else(|_| EnvFilter::new("info"));
-    match settings.format {
-        LogFormat::Json => tracing_subscriber::registry().with(filter).with(JsonLayer { sink }).try_init().is_ok(),
+    install(&settings.level, effective_format(settings.format, false), sink)
+}
+
+fn install(level: &str, format: LogFormat, sink: LogSink) -> bool {
+    let filter = EnvFilter::try_new(level).unwrap_or_else(|_| EnvFilter::new("info"));
+    match format {
         LogFormat::Pretty => tracing_subscriber::registry().with(filter).with(PrettyLayer { sink }).try_init().is_ok(),
+        LogFormat::Json | LogFormat::Auto => {
+            tracing_subscriber::registry().with(filter).with(JsonLayer { sink }).try_init().is_ok()
+        }
     }
 }
 
@@ -131,5 +150,63 @@ impl<S: Subscriber> Layer<S> for PrettyLayer {
             let _ = sink.write_all(line.as_bytes());
             let _ = sink.flush();
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::process::{Command, Stdio};
+
+    use super::*;
+
+    /// Set in the environment of the child process that [`auto_writes_json_lines_to_a_pipe`]
+    /// starts; the child then installs the logger and writes one line.
+    const CHILD_ENV: &str = "METAMCP_LOGGING_TEST_CHILD";
+    const CHILD_TEST: &str = "logging::tests::child_logs_one_line";
+
+    #[test]
+    fn auto_means_pretty_on_a_terminal_and_json_elsewhere() {
+        assert_eq!(effective_format(LogFormat::Auto, true), LogFormat::Pretty);
+        assert_eq!(effective_format(LogFormat::Auto, false), LogFormat::Json);
+        for terminal in [true, false] {
+            assert_eq!(effective_format(LogFormat::Json, terminal), LogFormat::Json, "json wins");
+            assert_eq!(effective_format(LogFormat::Pretty, terminal), LogFormat::Pretty, "pretty wins");
+        }
+        assert_eq!(LoggingSettings::default().format, LogFormat::Auto);
+    }
+
+    /// Runs in the child only: `init` with the default settings, then one event.
+    #[test]
+    fn child_logs_one_line() {
+        if std::env::var_os(CHILD_ENV).is_none() {
+            return;
+        }
+        assert!(init(&LoggingSettings::default()), "no subscriber installed before");
+        tracing::info!(answer = 42, "hello from the child");
+    }
+
+    #[test]
+    fn auto_writes_json_lines_to_a_pipe() {
+        // The test binary itself, running only the child test, with its stdout a pipe.
+        let output = Command::new(std::env::current_exe().expect("the test binary"))
+            .args(["--exact", CHILD_TEST, "--nocapture", "--test-threads=1"])
+            .env(CHILD_ENV, "1")
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .output()
+            .expect("the child runs");
+        let stdout = String::from_utf8_lossy(&output.stdout);
+        assert!(output.status.success(), "child failed: {stdout}\n{}", String::from_utf8_lossy(&output.stderr));
+        // The harness writes `test … ` on the same line before the test's own output.
+        let line = stdout
+            .lines()
+            .find(|line| line.contains("hello from the child"))
+            .and_then(|line| line.find('{').map(|start| &line[start..]))
+            .unwrap_or_else(|| panic!("no log line in the child's stdout:\n{stdout}"));
+        let value: Value = serde_json::from_str(line).unwrap_or_else(|err| panic!("not JSON ({err}): {line}"));
+        assert_eq!(value["message"], "hello from the child");
+        assert_eq!(value["answer"], 42);
+        assert_eq!(value["level"], "INFO");
     }
 }

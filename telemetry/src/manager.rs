@@ -12,6 +12,7 @@ use std::time::{Duration, Instant};
 use metamcp_telemetry_actors::health_check::{HealthReport, ReadinessProbe};
 use metamcp_telemetry_actors::ingress::{DbOperation, DbSystem, HttpMethod, LabelValue, MetricEvent, MetricIngress};
 use metamcp_telemetry_actors::pipeline::{Pipeline, PipelineConfig, ShutdownReport};
+use metamcp_telemetry_actors::span_buffer::FlushError;
 use opentelemetry::trace::{FutureExt as _, SpanKind, Status, TraceContextExt, Tracer as _, TracerProvider as _};
 use opentelemetry::{Context, InstrumentationScope, KeyValue};
 use opentelemetry_sdk::trace::{Sampler, SdkTracer, SdkTracerProvider};
@@ -60,7 +61,7 @@ pub(crate) struct Inner {
     sink: Sink,
     pub(crate) started: Instant,
     /// Request headers the middleware records (`telemetry.capture_request_headers`).
-    pub(crate) capture_headers: Arc<[crate::middleware::CapturedHeader]>,
+    pub(crate) capture_headers: Arc<[crate::header_capture::CapturedHeader]>,
     /// Whether outgoing calls pass incoming baggage on (`telemetry.propagate_baggage`).
     propagate_baggage: bool,
 }
@@ -185,7 +186,7 @@ impl TelemetryManager {
         }
         let metrics_server = if settings.prometheus.enabled {
             let addr = SocketAddr::new(settings.prometheus.bind, settings.prometheus.port);
-            let (handle, bound) = crate::http::start_metrics_server(addr, pipeline.clone(), settings)
+            let (handle, bound) = crate::metrics_server::start_metrics_server(addr, pipeline.clone(), settings)
                 .map_err(|source| InitError::MetricsBind { addr, source })?;
             Some((handle, bound))
         } else {
@@ -204,7 +205,7 @@ impl TelemetryManager {
                 tracer: Some(tracer),
                 sink,
                 started: Instant::now(),
-                capture_headers: crate::middleware::captured_headers(&settings.telemetry.capture_request_headers),
+                capture_headers: crate::header_capture::captured_headers(&settings.telemetry.capture_request_headers),
                 propagate_baggage: settings.telemetry.propagate_baggage,
             }),
         })
@@ -264,11 +265,6 @@ impl TelemetryManager {
     /// `telemetry.propagate_baggage`.
     pub fn outgoing_propagator(&self) -> opentelemetry::propagation::TextMapCompositePropagator {
         crate::propagation::outgoing(self.inner.propagate_baggage)
-    }
-
-    /// The actix-web middleware: a server span and `record_request` for every request.
-    pub fn middleware(&self) -> crate::middleware::TelemetryMiddleware {
-        crate::middleware::TelemetryMiddleware::new(self.clone())
     }
 
     /// The running pipeline, if telemetry is enabled.
@@ -429,10 +425,11 @@ impl TelemetryManager {
         }
     }
 
-    /// Exports everything recorded so far and waits until the collector accepted it.
-    pub async fn force_flush(&self, timeout: Duration) -> Result<(), String> {
+    /// Exports everything recorded so far and waits until the collector accepted it. The error
+    /// says whether the deadline passed (and with how much still waiting) or the pipeline is gone.
+    pub async fn force_flush(&self, timeout: Duration) -> Result<(), FlushError> {
         match &self.inner.mode {
-            Mode::Running(running) => running.pipeline.force_flush(timeout).await.map_err(|e| e.to_string()),
+            Mode::Running(running) => running.pipeline.force_flush(timeout).await,
             _ => Ok(()),
         }
     }

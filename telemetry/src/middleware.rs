@@ -20,8 +20,13 @@ use opentelemetry::trace::{SpanKind, Status, TraceContextExt, Tracer as _};
 use opentelemetry::{Context, KeyValue};
 use opentelemetry_sdk::propagation::{BaggagePropagator, TraceContextPropagator};
 
+use crate::header_capture::CapturedHeader;
 use crate::manager::TelemetryManager;
 use crate::propagation;
+
+pub use crate::header_capture::{
+    is_denied_header, validate_captured_headers, DENIED_HEADERS, MAX_CAPTURED_HEADERS, MAX_CAPTURED_HEADER_VALUE,
+};
 
 /// The request id header.
 pub const REQUEST_ID_HEADER: HeaderName = HeaderName::from_static("x-request-id");
@@ -31,97 +36,8 @@ pub const UNMATCHED_ROUTE: &str = "unmatched";
 const MAX_PATH_ATTRIBUTE: usize = 2048;
 /// Longest incoming request id accepted; longer or non-printable ids are replaced.
 const MAX_REQUEST_ID: usize = 128;
-/// Longest value of a captured request header kept on the span (per value, in bytes).
-pub const MAX_CAPTURED_HEADER_VALUE: usize = 256;
 /// Most values of one captured header kept (a header may repeat).
 const MAX_CAPTURED_HEADER_VALUES: usize = 8;
-/// Most headers `telemetry.capture_request_headers` may name.
-pub const MAX_CAPTURED_HEADERS: usize = 32;
-
-/// Headers that carry credentials or session tokens: never recorded, whatever the allow-list says.
-pub const DENIED_HEADERS: &[&str] = &[
-    "authorization",
-    "proxy-authorization",
-    "cookie",
-    "set-cookie",
-    "x-api-key",
-    "api-key",
-    "mcp-session-id",
-    "x-amz-security-token",
-    "x-goog-api-key",
-    "x-csrf-token",
-    "x-xsrf-token",
-];
-
-/// Parts of a header name that mark it as a credential (`x-auth-token`, `x-client-secret`, …).
-const DENIED_NAME_PARTS: &[&str] = &[
-    "auth",
-    "cookie",
-    "token",
-    "secret",
-    "passw",
-    "session",
-    "api-key",
-    "apikey",
-    "api_key",
-    "credential",
-    "signature",
-];
-
-/// Whether the lowercase header `name` may carry a credential and so must never be recorded.
-pub fn is_denied_header(name: &str) -> bool {
-    DENIED_HEADERS.contains(&name) || DENIED_NAME_PARTS.iter().any(|part| name.contains(part))
-}
-
-/// Checks `telemetry.capture_request_headers`: valid header names, at most
-/// [`MAX_CAPTURED_HEADERS`], none that can carry a credential. The error names `key` and the
-/// offending header.
-pub fn validate_captured_headers(key: &str, names: &[String]) -> Result<(), metamcp_telemetry_actors::ConfigError> {
-    use metamcp_telemetry_actors::ConfigError;
-    if names.len() > MAX_CAPTURED_HEADERS {
-        return Err(ConfigError::new(
-            key,
-            format!("{} headers", names.len()),
-            format!("at most {MAX_CAPTURED_HEADERS} header names"),
-        ));
-    }
-    for name in names {
-        let lower = name.to_ascii_lowercase();
-        if HeaderName::from_bytes(lower.as_bytes()).is_err() {
-            return Err(ConfigError::new(key, format!("{name:?}"), "HTTP header names such as \"user-agent\""));
-        }
-        if is_denied_header(&lower) {
-            return Err(ConfigError::new(
-                key,
-                format!("{name:?}"),
-                "header names that carry no credentials (authorization, cookies, API keys, tokens and session ids are never recorded)",
-            ));
-        }
-    }
-    Ok(())
-}
-
-/// A request header recorded on the server span, with its attribute key built once.
-#[derive(Debug, Clone)]
-pub(crate) struct CapturedHeader {
-    name: HeaderName,
-    key: opentelemetry::Key,
-}
-
-/// The captured headers of `names` (validated settings: lowercase, not denied; any other name
-/// is skipped here as well).
-pub(crate) fn captured_headers(names: &[String]) -> std::sync::Arc<[CapturedHeader]> {
-    names
-        .iter()
-        .map(|name| name.to_ascii_lowercase())
-        .filter(|name| !is_denied_header(name))
-        .filter_map(|name| {
-            let header = HeaderName::from_bytes(name.as_bytes()).ok()?;
-            let key: std::sync::Arc<str> = format!("http.request.header.{name}").into();
-            Some(CapturedHeader { name: header, key: key.into() })
-        })
-        .collect()
-}
 
 /// The id of the request being handled, readable from the current OpenTelemetry context.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -195,9 +111,10 @@ pub struct TelemetryMiddleware {
     manager: TelemetryManager,
 }
 
-impl TelemetryMiddleware {
-    pub(crate) fn new(manager: TelemetryManager) -> Self {
-        Self { manager }
+impl TelemetryManager {
+    /// The actix-web middleware: a server span and `record_request` for every request.
+    pub fn middleware(&self) -> TelemetryMiddleware {
+        TelemetryMiddleware { manager: self.clone() }
     }
 }
 

@@ -289,7 +289,7 @@ fn help_lists_every_flag_and_exits_0() {
         "--otlp-endpoint <URL>",
         "--otlp-protocol <grpc|http/protobuf>",
         "--log-level <LEVEL>",
-        "--log-format <json|pretty>",
+        "--log-format <auto|json|pretty>",
         "--disable-telemetry",
         "--set <KEY=VALUE>",
         "--version",

@@ -5,6 +5,7 @@ use std::time::Instant;
 use actix::Message;
 
 use crate::exporter::DrainReport;
+pub use crate::ingress::FlushError;
 
 /// Sends every buffered span on and waits until the exporter has delivered it (`force_flush`).
 #[derive(Debug, Clone, Copy, Message)]
@@ -20,28 +21,6 @@ pub struct Flush {
 pub struct Shutdown {
     /// When to give up.
     pub deadline: Instant,
-}
-
-/// A flush that did not complete.
-#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-pub enum FlushError {
-    /// The deadline passed with data still waiting.
-    #[error("flush timed out with {items_left} items in {batches_left} batches still waiting")]
-    Timeout {
-        /// Batches still waiting.
-        batches_left: usize,
-        /// Items in them.
-        items_left: u64,
-    },
-    /// The exporter did not answer.
-    #[error("the exporter is gone: {0}")]
-    ExporterGone(String),
-    /// The span buffer's thread is gone (the pipeline shut down).
-    #[error("the arbiter is gone")]
-    ArbiterGone,
-    /// No answer came within the flush's timeout.
-    #[error("force_flush timed out")]
-    NoAnswer,
 }
 
 /// Asks for the buffer's current state.

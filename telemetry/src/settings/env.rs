@@ -6,7 +6,7 @@ use opentelemetry_otlp as otlp;
 use std::collections::{BTreeMap, HashMap};
 use std::hash::BuildHasher;
 
-use super::layer::{parse_bool, parse_pairs, Assignment, Schema, BOOL_ALLOWED};
+use super::layer::{parse_bool, parse_pairs, Assignment, Schema, BOOL_ALLOWED, PAIRS_ALLOWED};
 use super::{Origin, SettingsError, CONFIG_DIR_ENV, ENVIRONMENT_ENV, ENV_PREFIX};
 
 /// A source of named strings: the process environment in production, a map in tests.
@@ -187,7 +187,7 @@ fn convert(alias: &Alias, raw: &str, schema: &Schema) -> Result<Vec<Assignment>,
             }
         }
         Conversion::ResourceAttributes => {
-            let pairs = parse_pairs(raw).map_err(|allowed| invalid(&allowed))?;
+            let pairs = parse_pairs(raw).map_err(|_| invalid(PAIRS_ALLOWED))?;
             let mut out = Vec::new();
             for (name, value) in pairs {
                 if name == "service.name" {

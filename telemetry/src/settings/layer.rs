@@ -196,7 +196,7 @@ fn typed(path: Vec<String>, kind: Kind, raw: &str, origin: &Origin) -> Result<Ve
                 .collect(),
         ),
         Kind::Map => {
-            let pairs = parse_pairs(raw).map_err(|allowed| invalid(&path, &allowed))?;
+            let pairs = parse_pairs(raw).map_err(|_| invalid(&path, PAIRS_ALLOWED))?;
             return Ok(pairs
                 .into_iter()
                 .map(|(key, value)| {
@@ -222,18 +222,35 @@ pub fn parse_bool(raw: &str) -> Option<bool> {
     }
 }
 
+/// What [`parse_pairs`] accepts, as an error message says it.
+pub const PAIRS_ALLOWED: &str =
+    "comma-separated key=value pairs such as \"a=1,b=2\" (percent-encode ',', '=' and '%' inside keys and values)";
+
+/// Why a `k=v,k2=v2` list does not parse. The items themselves are not quoted: they may be
+/// credentials (`OTEL_EXPORTER_OTLP_HEADERS`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+pub enum PairsError {
+    /// An item has no `=`.
+    #[error("an item has no '=': expected {PAIRS_ALLOWED}")]
+    MissingEquals,
+    /// A key or value has a malformed percent escape, or decodes to something not UTF-8.
+    #[error("a malformed percent escape: expected {PAIRS_ALLOWED}")]
+    BadEscape,
+    /// An item has an empty key.
+    #[error("an item has an empty key: expected {PAIRS_ALLOWED}")]
+    EmptyKey,
+}
+
 /// `k=v,k2=v2` with percent-encoded keys and values (the W3C Baggage form of
 /// `OTEL_RESOURCE_ATTRIBUTES` and `OTEL_EXPORTER_OTLP_HEADERS`). Empty items are skipped.
-pub fn parse_pairs(raw: &str) -> Result<Vec<(String, String)>, String> {
-    const ALLOWED: &str =
-        "comma-separated key=value pairs such as \"a=1,b=2\" (percent-encode ',', '=' and '%' inside keys and values)";
+pub fn parse_pairs(raw: &str) -> Result<Vec<(String, String)>, PairsError> {
     let mut pairs = Vec::new();
     for item in raw.split(',').map(str::trim).filter(|item| !item.is_empty()) {
-        let (key, value) = item.split_once('=').ok_or_else(|| ALLOWED.to_owned())?;
-        let key = percent_decode(key.trim()).ok_or_else(|| ALLOWED.to_owned())?;
-        let value = percent_decode(value.trim()).ok_or_else(|| ALLOWED.to_owned())?;
+        let (key, value) = item.split_once('=').ok_or(PairsError::MissingEquals)?;
+        let key = percent_decode(key.trim()).ok_or(PairsError::BadEscape)?;
+        let value = percent_decode(value.trim()).ok_or(PairsError::BadEscape)?;
         if key.is_empty() {
-            return Err(ALLOWED.to_owned());
+            return Err(PairsError::EmptyKey);
         }
         pairs.push((key, value));
     }

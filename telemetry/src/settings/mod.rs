@@ -279,7 +279,8 @@ impl PrometheusSettings {
 pub struct LoggingSettings {
     /// Log filter in `RUST_LOG` syntax, for example `info` or `warn,metamcp_telemetry=debug`.
     pub level: String,
-    /// Line format: `json` (one JSON object per line, with trace and span ids) or `pretty`.
+    /// Line format: `json` (one JSON object per line, with trace and span ids), `pretty`
+    /// (human-readable), or `auto`: `pretty` when stdout is a terminal, `json` otherwise.
     pub format: LogFormat,
 }
 
@@ -293,8 +294,11 @@ impl Default for LoggingSettings {
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
 pub enum LogFormat {
-    /// One JSON object per line (`json`).
+    /// `pretty` when stdout is a terminal, `json` otherwise (`auto`): a developer at a shell
+    /// reads lines, a log shipper reading a pipe or a file gets JSON.
     #[default]
+    Auto,
+    /// One JSON object per line (`json`).
     Json,
     /// Human-readable, multi-line output for development (`pretty`).
     Pretty,
@@ -421,7 +425,10 @@ impl TelemetrySettings {
                 "a number from 0.0 to 1.0",
             ));
         }
-        crate::middleware::validate_captured_headers("telemetry.capture_request_headers", &self.capture_request_headers)
+        crate::header_capture::validate_captured_headers(
+            "telemetry.capture_request_headers",
+            &self.capture_request_headers,
+        )
     }
 }
 
@@ -456,8 +463,8 @@ impl ServerSettings {
                 ),
             ));
         }
-        crate::gate::validate_origins("server.allowed_origins", &self.allowed_origins)?;
-        crate::gate::validate_hosts("server.allowed_hosts", &self.allowed_hosts)
+        crate::origins::validate_origins("server.allowed_origins", &self.allowed_origins)?;
+        crate::origins::validate_hosts("server.allowed_hosts", &self.allowed_hosts)
     }
 }
 
