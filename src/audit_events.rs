@@ -143,7 +143,6 @@ impl AuditEvent for AuditRowDropped {
         if let Some(suppressed) = LIMIT.check() {
             tracing::warn!(
                 suppressed,
-                capacity = crate::audit::QUEUE_CAPACITY,
                 "the audit queue is full; tool_executions rows are dropped (metamcp_audit_rows_total{{outcome=\"dropped_queue_full\"}})"
             );
         }
