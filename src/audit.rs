@@ -8,9 +8,11 @@
 
 use std::time::Duration;
 
-use prometheus::{IntCounterVec, Opts};
 use tokio::sync::{mpsc, oneshot};
 
+use super::audit_events::{
+    AuditEvent as _, AuditMetrics, AuditRowDropped, AuditRowsLost, AuditRowsWritten, AuditWriteRetried,
+};
 use super::storage::{self, NewExecution, Store};
 
 /// Rows waiting to be written at most; beyond it a row is dropped and counted.
@@ -31,7 +33,7 @@ enum Message {
 #[derive(Clone)]
 pub struct AuditLog {
     tx: mpsc::Sender<Message>,
-    rows: IntCounterVec,
+    metrics: AuditMetrics,
 }
 
 impl std::fmt::Debug for AuditLog {
@@ -41,25 +43,33 @@ impl std::fmt::Debug for AuditLog {
 }
 
 impl AuditLog {
-    /// Starts the writer task on the current tokio runtime. `rows` counts rows by outcome
+    /// Starts the writer task on the current tokio runtime. Rows are counted by outcome
     /// (`written`, `dropped_queue_full`, `dropped_failed`) as `metamcp_audit_rows_total`.
     pub fn start(store: Store) -> Self {
+        Self::start_with(store, AuditMetrics::new())
+    }
+
+    /// [`start`](Self::start), counting in `metrics` (shared with the retention task).
+    pub fn start_with(store: Store, metrics: AuditMetrics) -> Self {
         let (tx, rx) = mpsc::channel(QUEUE_CAPACITY);
-        let rows = rows_counter();
-        tokio::spawn(write_loop(store, rx, rows.clone()));
-        Self { tx, rows }
+        tokio::spawn(write_loop(store, rx, metrics.clone()));
+        Self { tx, metrics }
     }
 
     /// `metamcp_audit_rows_total{outcome}`, to register with the telemetry.
     pub fn counter(&self) -> Box<dyn prometheus::core::Collector> {
-        Box::new(self.rows.clone())
+        self.metrics.rows_collector()
+    }
+
+    /// The audit metrics this log counts in.
+    pub fn metrics(&self) -> &AuditMetrics {
+        &self.metrics
     }
 
     /// Queues a row; never waits. A full queue drops the row and counts it.
     pub fn record(&self, row: NewExecution) {
         if self.tx.try_send(Message::Row(Box::new(row))).is_err() {
-            self.rows.with_label_values(&["dropped_queue_full"]).inc();
-            tracing::warn!("the audit queue is full; a tool_executions row was dropped");
+            AuditRowDropped.emit(&self.metrics);
         }
     }
 
@@ -76,21 +86,7 @@ impl AuditLog {
     }
 }
 
-fn rows_counter() -> IntCounterVec {
-    let counter = IntCounterVec::new(
-        Opts::new("metamcp_audit_rows_total", "tool_executions rows by outcome: written, or dropped and why."),
-        &["outcome"],
-    );
-    // The name and labels are constants: creation cannot fail.
-    #[allow(clippy::expect_used)]
-    let counter = counter.expect("a valid metric definition");
-    for outcome in ["written", "dropped_queue_full", "dropped_failed"] {
-        counter.with_label_values(&[outcome]);
-    }
-    counter
-}
-
-async fn write_loop(store: Store, mut rx: mpsc::Receiver<Message>, rows: IntCounterVec) {
+async fn write_loop(store: Store, mut rx: mpsc::Receiver<Message>, metrics: AuditMetrics) {
     let mut batch: Vec<NewExecution> = Vec::with_capacity(MAX_BATCH);
     let mut waiting: Vec<oneshot::Sender<()>> = Vec::new();
     while let Some(first) = rx.recv().await {
@@ -106,7 +102,7 @@ async fn write_loop(store: Store, mut rx: mpsc::Receiver<Message>, rows: IntCoun
             next = rx.try_recv().ok();
         }
         if !batch.is_empty() {
-            write_batch(&store, std::mem::take(&mut batch), &rows).await;
+            write_batch(&store, std::mem::take(&mut batch), &metrics).await;
             batch = Vec::with_capacity(MAX_BATCH);
         }
         for done in waiting.drain(..) {
@@ -115,7 +111,7 @@ async fn write_loop(store: Store, mut rx: mpsc::Receiver<Message>, rows: IntCoun
     }
 }
 
-async fn write_batch(store: &Store, batch: Vec<NewExecution>, rows: &IntCounterVec) {
+async fn write_batch(store: &Store, batch: Vec<NewExecution>, metrics: &AuditMetrics) {
     let count = batch.len() as u64;
     let batch = std::sync::Arc::new(batch);
     let mut delay = RETRY_DELAY;
@@ -125,17 +121,16 @@ async fn write_batch(store: &Store, batch: Vec<NewExecution>, rows: &IntCounterV
             store.run(move |c| storage::write_transaction(c, |c| storage::insert_executions(c, &rows_to_write))).await;
         match written {
             Ok(_) => {
-                rows.with_label_values(&["written"]).inc_by(count);
+                AuditRowsWritten { rows: count }.emit(metrics);
                 return;
             }
             Err(err) if attempt < ATTEMPTS && err.is_unavailable() => {
-                tracing::debug!(error = %err, attempt, "audit rows not written yet; retrying");
+                AuditWriteRetried { attempt, error: &err }.emit(metrics);
                 tokio::time::sleep(delay).await;
                 delay *= 2;
             }
             Err(err) => {
-                rows.with_label_values(&["dropped_failed"]).inc_by(count);
-                tracing::warn!(error = %err, rows = count, "tool_executions rows could not be written and are lost");
+                AuditRowsLost { rows: count, error: &err }.emit(metrics);
                 return;
             }
         }
@@ -225,7 +220,7 @@ mod tests {
     }
 
     fn outcome(audit: &AuditLog, outcome: &str) -> u64 {
-        audit.rows.with_label_values(&[outcome]).get()
+        audit.metrics.rows(outcome)
     }
 
     /// Waits (bounded) until `condition` holds, letting the runtime run meanwhile.

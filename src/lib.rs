@@ -10,6 +10,7 @@
 pub mod api;
 pub mod api_error;
 pub mod audit;
+pub mod audit_events;
 pub mod auth;
 pub mod config;
 pub mod endpoint;

@@ -2,13 +2,14 @@
 //! older than `max_age` and the oldest rows beyond `max_rows`, once at start and then every
 //! `interval`, in chunks of [`PRUNE_CHUNK`] rows so a large backlog never holds the database's
 //! write lock for long. Deleted rows are counted in
-//! `metamcp_audit_pruned_rows_total{rule="max_age"|"max_rows"}`.
+//! `metamcp_audit_pruned_rows_total{rule="max_age"|"max_rows"}`, failed prunings in
+//! `metamcp_audit_prune_failures_total` (typed events of [`audit_events`](crate::audit_events)).
 
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use prometheus::core::Collector;
-use prometheus::{IntCounterVec, Opts};
 
+use super::audit_events::{AuditEvent as _, AuditMetrics, AuditPruningFailed, AuditRowsPruned};
 use super::config::RetentionSettings;
 use super::storage::{self, StorageError, Store, PRUNE_CHUNK};
 
@@ -19,21 +20,6 @@ pub struct Pruned {
     pub by_age: u64,
     /// Rows beyond `max_rows`.
     pub by_rows: u64,
-}
-
-/// `metamcp_audit_pruned_rows_total{rule}`, both children made so the family shows from start.
-fn pruned_counter() -> IntCounterVec {
-    let counter = IntCounterVec::new(
-        Opts::new("metamcp_audit_pruned_rows_total", "tool_executions rows deleted by the retention rules."),
-        &["rule"],
-    );
-    // The name and labels are constants: creation cannot fail.
-    #[allow(clippy::expect_used)]
-    let counter = counter.expect("a valid metric definition");
-    for rule in ["max_age", "max_rows"] {
-        counter.with_label_values(&[rule]);
-    }
-    counter
 }
 
 fn now_ms() -> i64 {
@@ -75,33 +61,27 @@ pub async fn prune_once(store: &Store, settings: &RetentionSettings) -> Result<P
 }
 
 /// Starts the pruning task on the current tokio runtime (unless both rules are off) and returns
-/// its counter, to register with the telemetry.
+/// its counters, to register with the telemetry.
 pub fn start(store: Store, settings: RetentionSettings) -> Box<dyn Collector> {
-    let counter = pruned_counter();
+    start_with(store, settings, AuditMetrics::new())
+}
+
+/// [`start`], counting in `metrics`.
+pub fn start_with(store: Store, settings: RetentionSettings, metrics: AuditMetrics) -> Box<dyn Collector> {
+    let collector = metrics.retention_collector();
     if settings.max_age.is_zero() && settings.max_rows == 0 {
-        return Box::new(counter);
+        return collector;
     }
-    let counted = counter.clone();
     tokio::spawn(async move {
         let mut interval = tokio::time::interval(settings.interval.max(Duration::from_millis(10)));
         interval.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         loop {
             interval.tick().await;
             match prune_once(&store, &settings).await {
-                Ok(pruned) => {
-                    counted.with_label_values(&["max_age"]).inc_by(pruned.by_age);
-                    counted.with_label_values(&["max_rows"]).inc_by(pruned.by_rows);
-                    if pruned != Pruned::default() {
-                        tracing::info!(
-                            older_than_max_age = pruned.by_age,
-                            beyond_max_rows = pruned.by_rows,
-                            "audit rows pruned (audit.retention)"
-                        );
-                    }
-                }
-                Err(err) => tracing::warn!(error = %err, "the audit log could not be pruned; trying again later"),
+                Ok(pruned) => AuditRowsPruned { by_age: pruned.by_age, by_rows: pruned.by_rows }.emit(&metrics),
+                Err(error) => AuditPruningFailed { error: &error }.emit(&metrics),
             }
         }
     });
-    Box::new(counter)
+    collector
 }

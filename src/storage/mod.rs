@@ -8,6 +8,7 @@
 mod connection;
 mod error;
 mod instrument;
+mod pool;
 mod repo;
 mod schema;
 mod store;

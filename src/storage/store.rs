@@ -16,9 +16,10 @@ use prometheus::core::{Collector, Desc};
 use prometheus::proto::MetricFamily;
 use prometheus::{IntGauge, IntGaugeVec, Opts};
 
-use super::connection::{attributes, parse_target, prepare, Backend, DbConnection, LogErrors, Manager, Setup};
+use super::connection::{Backend, DbConnection};
 use super::error::StorageError;
 use super::instrument::{begin_closure, end_closure, unrecorded};
+use super::pool::{attributes, parse_target, prepare, LogErrors, Manager, Setup};
 use super::repo::ensure_default_endpoint;
 use crate::config::DatabaseSettings;
 use metamcp_telemetry::TelemetryManager;
@@ -139,7 +140,7 @@ impl Store {
             store.run_blocking(f)
         })
         .await
-        .unwrap_or_else(|message| Err(StorageError::Unavailable(message)))
+        .unwrap_or_else(|error| Err(StorageError::Unavailable(error.to_string())))
     }
 
     /// Runs `f` with a pooled connection on the current thread (start-up, tests, blocking
@@ -228,15 +229,29 @@ fn migrate(conn: &mut DbConnection) -> Result<(), StorageError> {
     }
 }
 
+/// Why [`offload`] brought no answer back.
+#[derive(Debug, thiserror::Error)]
+pub(crate) enum OffloadError {
+    /// The blocking task panicked or was cancelled (a runtime shutting down).
+    #[error("database task failed: {0}")]
+    Task(#[source] tokio::task::JoinError),
+    /// No thread could be started for it.
+    #[error("cannot start a database thread: {0}")]
+    Thread(#[source] std::io::Error),
+    /// Its thread ended without an answer (it panicked).
+    #[error("database task failed without an answer")]
+    NoAnswer,
+}
+
 /// Runs blocking `f` off the async runtime: on tokio's blocking pool inside a runtime, on a
-/// thread of its own otherwise. `Err` carries why no answer came (a panic, a shutdown).
-pub(crate) async fn offload<T, F>(f: F) -> Result<T, String>
+/// thread of its own otherwise.
+pub(crate) async fn offload<T, F>(f: F) -> Result<T, OffloadError>
 where
     F: FnOnce() -> T + Send + 'static,
     T: Send + 'static,
 {
     match tokio::runtime::Handle::try_current() {
-        Ok(handle) => handle.spawn_blocking(f).await.map_err(|e| format!("database task failed: {e}")),
+        Ok(handle) => handle.spawn_blocking(f).await.map_err(OffloadError::Task),
         Err(_) => {
             let (tx, rx) = tokio::sync::oneshot::channel();
             std::thread::Builder::new()
@@ -244,8 +259,8 @@ where
                 .spawn(move || {
                     let _ = tx.send(f());
                 })
-                .map_err(|e| format!("cannot start a database thread: {e}"))?;
-            rx.await.map_err(|_| "database task failed without an answer".to_owned())
+                .map_err(OffloadError::Thread)?;
+            rx.await.map_err(|_| OffloadError::NoAnswer)
         }
     }
 }
@@ -300,15 +315,44 @@ struct DatabaseProbe {
     timeout: Duration,
 }
 
+/// Why the `database` probe failed.
+#[derive(Debug, thiserror::Error)]
+enum ProbeCheckError {
+    /// No connection came within the probe's timeout.
+    #[error("no {backend} connection within {}: {source}", humantime::format_duration(*.timeout))]
+    NoConnection {
+        backend: Backend,
+        timeout: Duration,
+        #[source]
+        source: diesel::r2d2::PoolError,
+    },
+    /// The connection did not answer `SELECT 1`.
+    #[error("{backend} did not answer SELECT 1: {source}")]
+    NoAnswer {
+        backend: Backend,
+        #[source]
+        source: diesel::result::Error,
+    },
+    /// The check could not run.
+    #[error(transparent)]
+    Offload(#[from] OffloadError),
+}
+
 impl DatabaseProbe {
-    fn check_now(pool: &Pool<Manager>, backend: Backend, timeout: Duration) -> Result<serde_json::Value, String> {
+    fn check_now(
+        pool: &Pool<Manager>,
+        backend: Backend,
+        timeout: Duration,
+    ) -> Result<serde_json::Value, ProbeCheckError> {
         let latency = {
-            let mut conn = pool
-                .get_timeout(timeout)
-                .map_err(|e| format!("no {backend} connection within {}: {e}", humantime::format_duration(timeout)))?;
+            let mut conn = pool.get_timeout(timeout).map_err(|source| ProbeCheckError::NoConnection {
+                backend,
+                timeout,
+                source,
+            })?;
             let started = Instant::now();
             unrecorded(&mut conn, |conn| diesel::sql_query("SELECT 1").execute(conn))
-                .map_err(|e| format!("{backend} did not answer SELECT 1: {e}"))?;
+                .map_err(|source| ProbeCheckError::NoAnswer { backend, source })?;
             started.elapsed()
         };
         let state = pool.state();
@@ -333,7 +377,11 @@ impl ReadinessProbe for DatabaseProbe {
     fn check(&self) -> Pin<Box<dyn Future<Output = Result<serde_json::Value, ProbeError>> + Send>> {
         let (pool, backend, timeout) = (self.pool.clone(), self.backend, self.timeout);
         Box::pin(async move {
-            offload(move || Self::check_now(&pool, backend, timeout)).await.and_then(|r| r).map_err(ProbeError::Failed)
+            offload(move || Self::check_now(&pool, backend, timeout))
+                .await
+                .map_err(ProbeCheckError::from)
+                .and_then(|checked| checked)
+                .map_err(|error| ProbeError::Failed(error.to_string()))
         })
     }
 }
