@@ -33,12 +33,14 @@
 //!   media types 406 (a non-JSON `Content-Type` 415 and a non-loopback `Host` 403, source). Tool
 //!   arguments that fail to deserialize give an `isError` result; an unknown tool a JSON-RPC error.
 mod client;
+mod recorded;
 mod tools;
 mod upstream;
 
 pub use client::{ClientOptions, McpTestClient, DEFAULT_TIMEOUT};
+pub use recorded::ReceivedRequest;
 pub use tools::{expected_tool_names, BUILTIN_TOOLS, FAILURE_TEXT, WEATHER_DESCRIPTION};
-pub use upstream::{McpUpstream, ReceivedRequest, UpstreamOptions, MCP_PATH};
+pub use upstream::{McpUpstream, UpstreamOptions, MCP_PATH};
 
 /// The protocol revision both peers speak.
 pub const PROTOCOL_VERSION: &str = "2025-11-25";

@@ -16,7 +16,7 @@ use rmcp::service::RequestContext;
 use rmcp::{schemars, tool, tool_router, ErrorData, RoleServer, ServerHandler};
 use serde::Deserialize;
 
-use super::upstream::Shared;
+use super::recorded::Shared;
 
 /// Text of the `fail` tool's error result.
 pub const FAILURE_TEXT: &str = "upstream failure";
