@@ -36,6 +36,7 @@ use std::task::{Context, Poll};
 use std::time::Duration;
 
 use futures_util::stream::{self, BoxStream, Stream, StreamExt as _};
+use metamcp_telemetry_actors::internal_events::LogLimit;
 use reqwest::header::{HeaderMap, HeaderName, HeaderValue, ACCEPT, CACHE_CONTROL, CONTENT_TYPE};
 use reqwest::{StatusCode, Url};
 use rmcp::model::{ClientJsonRpcMessage, ServerJsonRpcMessage};
@@ -488,7 +489,15 @@ impl Transport<RoleClient> for LegacySseTransport {
                 Some(Ok(event)) => event,
                 Some(Err(error)) => {
                     let end = classify(&error);
-                    tracing::warn!(origin = %self.endpoint_origin(), end = ?end, "legacy SSE stream of an upstream ended");
+                    static ENDED: LogLimit = LogLimit::new();
+                    if let Some(suppressed) = ENDED.check() {
+                        tracing::warn!(
+                            origin = %self.endpoint_origin(),
+                            end = ?end,
+                            suppressed,
+                            "legacy SSE stream of an upstream ended"
+                        );
+                    }
                     self.finish(end);
                     return None;
                 }
@@ -506,12 +515,19 @@ impl Transport<RoleClient> for LegacySseTransport {
                     match serde_json::from_str::<ServerJsonRpcMessage>(&data) {
                         Ok(message) => return Some(message),
                         // The error's category and position only: its text may quote the message.
-                        Err(error) => tracing::warn!(
-                            origin = %self.endpoint_origin(),
-                            category = ?error.classify(),
-                            column = error.column(),
-                            "legacy SSE upstream sent a message that is not JSON-RPC; skipped"
-                        ),
+                        Err(error) => {
+                            // An upstream that sends garbage sends a lot of it: rate-limited.
+                            static SKIPPED: LogLimit = LogLimit::new();
+                            if let Some(suppressed) = SKIPPED.check() {
+                                tracing::warn!(
+                                    origin = %self.endpoint_origin(),
+                                    category = ?error.classify(),
+                                    column = error.column(),
+                                    suppressed,
+                                    "legacy SSE upstream sent a message that is not JSON-RPC; skipped"
+                                );
+                            }
+                        }
                     }
                 }
                 // A second `endpoint`, or an event type the protocol does not define: not ours.

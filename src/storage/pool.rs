@@ -10,6 +10,7 @@ use diesel::r2d2::{CustomizeConnection, Error as PoolError, HandleError, ManageC
 use diesel::{Connection as _, PgConnection, SqliteConnection};
 use metamcp_telemetry::spool::DatabaseUrl;
 use metamcp_telemetry_actors::ingress::DbSystem;
+use metamcp_telemetry_actors::internal_events::LogLimit;
 
 use super::connection::{Backend, DbConnection};
 use super::error::StorageError;
@@ -150,7 +151,12 @@ pub(crate) struct LogErrors;
 
 impl HandleError<PoolError> for LogErrors {
     fn handle_error(&self, error: PoolError) {
-        tracing::warn!(error = %error, "database connection failed");
+        // r2d2 retries in the background while the database is away: one line per interval,
+        // with how many were left out, not one per attempt.
+        static LIMIT: LogLimit = LogLimit::new();
+        if let Some(suppressed) = LIMIT.check() {
+            tracing::warn!(error = %error, suppressed, "database connection failed");
+        }
     }
 }
 

@@ -307,6 +307,12 @@ struct LogErrors;
 
 impl HandleError<PoolError> for LogErrors {
     fn handle_error(&self, error: PoolError) {
-        tracing::warn!(error = %error, "spool database connection failed");
+        // r2d2 retries in the background while the database is away: one line per interval,
+        // with how many were left out, not one per attempt.
+        static LIMIT: metamcp_telemetry_actors::internal_events::LogLimit =
+            metamcp_telemetry_actors::internal_events::LogLimit::new();
+        if let Some(suppressed) = LIMIT.check() {
+            tracing::warn!(error = %error, suppressed, "spool database connection failed");
+        }
     }
 }
