@@ -208,11 +208,19 @@ fn the_compose_stack_mounts_only_files_under_docker() {
     // path the Dockerfile copies exists.
     assert!(compose.contains("context: ..") && compose.contains("dockerfile: docker/Dockerfile"));
     let dockerfile = std::fs::read_to_string(docker.join("Dockerfile")).expect("Dockerfile");
+    let mut copied = Vec::new();
     for line in dockerfile.lines().filter(|l| l.starts_with("COPY ") && !l.contains("--from=")) {
         let parts: Vec<&str> = line.split_whitespace().collect();
         for source in &parts[1..parts.len() - 1] {
             assert!(ops::repo().join(source).exists(), "Dockerfile copies {source}, which does not exist");
+            copied.push(source.trim_end_matches('/').to_owned());
         }
+    }
+    // Cargo loads the manifest of every workspace member, so the image build needs them all.
+    let manifest = std::fs::read_to_string(ops::repo().join("Cargo.toml")).expect("Cargo.toml");
+    let members = manifest.lines().find(|l| l.starts_with("members")).expect("a members line");
+    for member in members.split('"').skip(1).step_by(2).filter(|m| *m != ".") {
+        assert!(copied.iter().any(|c| c == member), "Dockerfile does not copy the workspace member {member}");
     }
 }
 
