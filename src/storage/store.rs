@@ -10,6 +10,7 @@ use std::time::{Duration, Instant};
 use diesel::r2d2::{Pool, PooledConnection};
 use diesel::RunQueryDsl as _;
 use diesel_migrations::{embed_migrations, EmbeddedMigrations, MigrationHarness as _};
+use metamcp_telemetry::spool::FailFast;
 use metamcp_telemetry_actors::health_check::{ProbeError, ReadinessProbe};
 use opentelemetry::Context;
 use prometheus::core::{Collector, Desc};
@@ -30,16 +31,6 @@ const SQLITE_MIGRATIONS: EmbeddedMigrations = embed_migrations!("migrations/sqli
 const POSTGRES_MIGRATIONS: EmbeddedMigrations = embed_migrations!("migrations/postgres");
 /// Advisory lock key that serializes migrations of gateways starting together on one database.
 const MIGRATION_LOCK_KEY: i64 = 0x6d6d_6370_6d69_6772; // "mmcpmigr"
-/// After the database was found unavailable, calls fail at once for this long instead of each
-/// waiting up to `database.connect_timeout` for a connection; then one call tries again while
-/// the others keep failing fast, so at most one caller per window pays the wait.
-const FAIL_FAST: Duration = Duration::from_secs(1);
-
-/// Milliseconds on a clock private to this process (never 0 after start).
-fn clock_ms() -> u64 {
-    static START: std::sync::OnceLock<Instant> = std::sync::OnceLock::new();
-    START.get_or_init(Instant::now).elapsed().as_millis() as u64 + 1
-}
 
 /// Longest wait of the readiness probe for a connection: under the health check's default
 /// one-second answer timeout, so a slow database reports why rather than "no answer".
@@ -51,8 +42,8 @@ const PROBE_TIMEOUT: Duration = Duration::from_millis(800);
 pub struct Store {
     pool: Pool<Manager>,
     backend: Backend,
-    /// Until when (on [`clock_ms`]) calls fail fast; 0 while the database answers.
-    down_until: Arc<std::sync::atomic::AtomicU64>,
+    /// Calls fail fast for a moment after the database was found unavailable.
+    fail_fast: FailFast,
 }
 
 impl std::fmt::Debug for Store {
@@ -116,7 +107,7 @@ impl Store {
         } else {
             builder.build_unchecked(manager)
         };
-        Ok(Store { pool, backend, down_until: Arc::default() })
+        Ok(Store { pool, backend, fail_fast: FailFast::default() })
     }
 
     /// Which backend this store runs on.
@@ -158,42 +149,28 @@ impl Store {
     }
 
     /// A pooled connection; fails at once while the database was found unavailable moments ago
-    /// (see [`FAIL_FAST`]).
+    /// (see [`FAIL_FAST`](metamcp_telemetry::spool::FAIL_FAST): instead of each call waiting up to `database.connect_timeout`).
     fn checkout(&self) -> Result<PooledConnection<Manager>, StorageError> {
-        use std::sync::atomic::Ordering;
-        let until = self.down_until.load(Ordering::Acquire);
-        if until != 0 {
-            let now = clock_ms();
-            let window_over = now >= until
-                && self
-                    .down_until
-                    .compare_exchange(until, now + FAIL_FAST.as_millis() as u64, Ordering::AcqRel, Ordering::Acquire)
-                    .is_ok();
-            if !window_over {
-                return Err(StorageError::Unavailable(format!(
-                    "the {} database was unavailable moments ago; trying again shortly",
-                    self.backend
-                )));
-            }
+        if !self.fail_fast.admit() {
+            return Err(StorageError::Unavailable(format!(
+                "the {} database was unavailable moments ago; trying again shortly",
+                self.backend
+            )));
         }
         match self.pool.get() {
             Ok(conn) => Ok(conn),
             Err(e) => {
-                self.mark_down();
+                self.fail_fast.mark_down();
                 Err(StorageError::Unavailable(format!("no {} connection: {e}", self.backend)))
             }
         }
     }
 
-    fn mark_down(&self) {
-        self.down_until.store(clock_ms() + FAIL_FAST.as_millis() as u64, std::sync::atomic::Ordering::Release);
-    }
-
     /// Opens the fail-fast window after an unavailable error, closes it after anything else.
     fn note(&self, error: Option<&StorageError>) {
         match error {
-            Some(error) if error.is_unavailable() => self.mark_down(),
-            _ => self.down_until.store(0, std::sync::atomic::Ordering::Release),
+            Some(error) if error.is_unavailable() => self.fail_fast.mark_down(),
+            _ => self.fail_fast.mark_up(),
         }
     }
 

@@ -19,10 +19,12 @@
 //! of database URLs, for applications that open the same database.
 
 mod db;
+mod fail_fast;
 mod pool;
 mod url;
 
 pub use db::{DbSpool, DbSpoolOptions, DEFAULT_BUSY_TIMEOUT, DEFAULT_POOL_SIZE};
+pub use fail_fast::{FailFast, FAIL_FAST};
 pub use pool::diesel_error_is_unavailable;
 pub use url::{Backend, DatabaseUrl, DatabaseUrlError, ACCEPTED_FORMS};
 

@@ -3,15 +3,14 @@
 //! statements must not feed the pipeline they serve.
 
 use std::fmt;
-use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use diesel::connection::SimpleConnection as _;
 use diesel::r2d2::{CustomizeConnection, Error as PoolError, HandleError, ManageConnection, Pool, PooledConnection};
 use diesel::result::{DatabaseErrorKind, Error as DieselError};
 use diesel::Connection as _;
 
+use super::fail_fast::FailFast;
 use super::url::{Backend, DatabaseUrl};
 use super::{OpenError, Result};
 use metamcp_telemetry_actors::spool::SpoolError;
@@ -72,23 +71,13 @@ CREATE TABLE IF NOT EXISTS telemetry_spool (
 CREATE INDEX IF NOT EXISTS telemetry_spool_created_at_ms_idx ON telemetry_spool (created_at_ms);
 COMMIT;";
 
-/// After the database was found unavailable, calls fail at once for this long instead of each
-/// waiting for a connection; then one call tries again while the others keep failing fast.
-const FAIL_FAST: Duration = Duration::from_secs(1);
-
-/// Milliseconds on a clock private to this process (never 0 after start).
-fn clock_ms() -> u64 {
-    static START: std::sync::OnceLock<Instant> = std::sync::OnceLock::new();
-    START.get_or_init(Instant::now).elapsed().as_millis() as u64 + 1
-}
-
 /// The pool and its fail-fast window.
 #[derive(Clone)]
 pub(super) struct SpoolPool {
     pool: Pool<Manager>,
     backend: Backend,
-    /// Until when (on [`clock_ms`]) calls fail fast; 0 while the database answers.
-    down_until: Arc<AtomicU64>,
+    /// Calls fail fast for a moment after the database was found unavailable.
+    fail_fast: FailFast,
 }
 
 impl fmt::Debug for SpoolPool {
@@ -133,7 +122,7 @@ impl SpoolPool {
             builder = builder.max_lifetime(None).idle_timeout(None);
         }
         let pool = builder.build_unchecked(Manager { url: url.clone() });
-        Ok(Self { pool, backend: url.backend(), down_until: Arc::default() })
+        Ok(Self { pool, backend: url.backend(), fail_fast: FailFast::default() })
     }
 
     pub(super) fn backend(&self) -> Backend {
@@ -145,37 +134,24 @@ impl SpoolPool {
         let mut conn = self.checkout()?;
         let result = f(&mut conn);
         match &result {
-            Err(SpoolError::Unavailable(_)) => self.mark_down(),
-            _ => self.down_until.store(0, Ordering::Release),
+            Err(SpoolError::Unavailable(_)) => self.fail_fast.mark_down(),
+            _ => self.fail_fast.mark_up(),
         }
         result
     }
 
     /// A pooled connection; fails at once while the database was found unavailable moments ago.
     fn checkout(&self) -> Result<PooledConnection<Manager>> {
-        let until = self.down_until.load(Ordering::Acquire);
-        if until != 0 {
-            let now = clock_ms();
-            let window_over = now >= until
-                && self
-                    .down_until
-                    .compare_exchange(until, now + FAIL_FAST.as_millis() as u64, Ordering::AcqRel, Ordering::Acquire)
-                    .is_ok();
-            if !window_over {
-                return Err(SpoolError::Unavailable(format!(
-                    "the {} database was unavailable moments ago; trying again shortly",
-                    self.backend
-                )));
-            }
+        if !self.fail_fast.admit() {
+            return Err(SpoolError::Unavailable(format!(
+                "the {} database was unavailable moments ago; trying again shortly",
+                self.backend
+            )));
         }
         self.pool.get().map_err(|e| {
-            self.mark_down();
+            self.fail_fast.mark_down();
             SpoolError::Unavailable(format!("no {} connection: {e}", self.backend))
         })
-    }
-
-    fn mark_down(&self) {
-        self.down_until.store(clock_ms() + FAIL_FAST.as_millis() as u64, Ordering::Release);
     }
 }
 
