@@ -5,15 +5,7 @@
 //! `METAMCP_CI=1` (the rule of `test-support/src/prereq.rs`).
 #![cfg(all(feature = "spool-sqlite", feature = "spool-postgres"))]
 
-#[path = "../../test-support/src/prereq.rs"]
-#[allow(dead_code, unreachable_pub)]
-mod prereq;
-
-/// The repository root, which the prerequisites' finders start from.
-#[allow(dead_code)]
-fn repo_root() -> &'static std::path::Path {
-    std::path::Path::new(env!("CARGO_MANIFEST_DIR")).parent().expect("telemetry/ lives in the workspace root")
-}
+use support::prereq;
 
 use std::time::Duration;
 
