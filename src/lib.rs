@@ -23,6 +23,7 @@ pub mod storage;
 #[cfg(test)]
 pub(crate) use support::prereq as test_prereq;
 pub mod tools;
+pub mod upstream;
 
 use std::sync::Arc;
 
