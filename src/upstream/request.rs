@@ -220,7 +220,7 @@ impl Inner {
         if let Some(cx) = &cx {
             finish_span(cx, &outcome);
         }
-        self.record_operation(slot, live, &out.method, out.target, &outcome, started.elapsed());
+        self.record_operation(slot, live, out.method, out.target, &outcome, started.elapsed());
         outcome
     }
 
