@@ -19,8 +19,11 @@ use crate::api_error::{execute_error, storage_error};
 use crate::auth::{bearer, challenge, constant_time_eq, hash_key, random_token};
 use crate::endpoint::McpState;
 use crate::service::{aggregated_name, builtin_tools, CallOrigin, TOOL_SEPARATOR};
-use crate::storage::{self, ExecutionFilter, NewEndpoint, NewServer, Page, StorageError, ToolFilter};
+use crate::storage::{self, ExecutionFilter, NewEndpoint, Page, StorageError, ToolFilter};
+use crate::upstream::Transport;
 use metamcp_telemetry::http::ApiError;
+
+mod server_body;
 
 /// Prefix of the API keys the gateway issues.
 pub const API_KEY_PREFIX: &str = "mmcp_";
@@ -159,37 +162,23 @@ where
 
 // --- servers ---------------------------------------------------------------------------------
 
-#[derive(Debug, Deserialize)]
-#[serde(deny_unknown_fields)]
-struct CreateServer {
-    name: String,
-    url: String,
-    #[serde(default = "yes")]
-    enabled: bool,
-    timeout_ms: Option<i64>,
-}
-
-const fn yes() -> bool {
-    true
-}
-
 async fn list_servers(state: web::Data<McpState>, query: web::Query<PageQuery>) -> Result<HttpResponse, ApiError> {
     let page = page(&state, query.limit, query.offset)?;
     Ok(listed(run(&state, move |c| storage::list_servers(c, page)).await?, page))
 }
 
-async fn create_server(state: web::Data<McpState>, body: web::Json<CreateServer>) -> Result<HttpResponse, ApiError> {
-    let body = body.into_inner();
-    let url = body.url.trim();
-    let parsed = reqwest::Url::parse(url)
-        .map_err(|e| ApiError::new(StatusCode::BAD_REQUEST, "invalid_url", format!("url {url:?} is not a URL: {e}")))?;
-    if !matches!(parsed.scheme(), "http" | "https") || parsed.host_str().is_none() {
-        return Err(ApiError::new(StatusCode::BAD_REQUEST, "invalid_url", "url must be an http:// or https:// URL"));
+async fn create_server(
+    state: web::Data<McpState>,
+    body: web::Json<Map<String, Value>>,
+) -> Result<HttpResponse, ApiError> {
+    let new = server_body::parse(body.into_inner())?;
+    if let Some(command) = new.command.as_deref().filter(|_| new.transport == Transport::Stdio) {
+        state
+            .gateway
+            .settings()
+            .check_stdio_command(command)
+            .map_err(|refusal| ApiError::new(StatusCode::FORBIDDEN, refusal.code(), refusal.to_string()))?;
     }
-    if body.timeout_ms.is_some_and(|ms| !(1..=3_600_000).contains(&ms)) {
-        return Err(ApiError::new(StatusCode::BAD_REQUEST, "invalid_timeout", "timeout_ms must be from 1 to 3600000"));
-    }
-    let new = NewServer { name: body.name, url: url.to_owned(), enabled: body.enabled, timeout_ms: body.timeout_ms };
     let (server, discovered) = state.gateway.register_server(new).await.map_err(execute_error)?;
     let (tools, discovery_error) = match discovered {
         Ok(tools) => (tools.into_iter().map(tool_json).collect::<Vec<_>>(), Value::Null),

@@ -29,6 +29,12 @@ pub const DEFAULT_SESSION_IDLE_TIMEOUT: Duration = Duration::from_secs(30 * 60);
 pub const DEFAULT_MAX_SESSIONS: usize = 10_000;
 /// Default `gateway.max_page_size` of the admin API's lists.
 pub const DEFAULT_MAX_PAGE_SIZE: u32 = 500;
+/// Default `gateway.list_page_size`: items of an MCP list (`tools/list`, `prompts/list`, ...) per page.
+pub const DEFAULT_LIST_PAGE_SIZE: u32 = 100;
+/// Largest accepted `gateway.list_page_size`.
+pub const MAX_LIST_PAGE_SIZE: u32 = 100_000;
+/// Most entries of `gateway.stdio_allowed_commands`.
+pub const MAX_STDIO_ALLOWED_COMMANDS: usize = 1024;
 /// Default `audit.retention.max_age`: 30 days.
 pub const DEFAULT_AUDIT_MAX_AGE: Duration = Duration::from_secs(30 * 24 * 3600);
 /// Default `audit.retention.max_rows`.
@@ -135,6 +141,14 @@ pub struct GatewaySettings {
     /// configured) say: an address inside an allow range is admitted, otherwise one inside a deny
     /// range is refused, otherwise admitted.
     pub upstream_allow_cidrs: Vec<String>,
+    /// Whether upstream servers may be stdio programs the gateway starts as child processes.
+    pub stdio_enabled: bool,
+    /// Commands a stdio server may run; empty: any. A command is allowed when it equals an entry
+    /// as given (`/usr/bin/npx`) or when its file name does (`npx` allows `/usr/bin/npx` too).
+    pub stdio_allowed_commands: Vec<String>,
+    /// Items per page of the MCP lists an endpoint serves (`tools/list`, `prompts/list`,
+    /// `resources/list`, `resources/templates/list`); longer lists are paginated with cursors.
+    pub list_page_size: u32,
 }
 
 impl Default for GatewaySettings {
@@ -147,6 +161,9 @@ impl Default for GatewaySettings {
             max_page_size: DEFAULT_MAX_PAGE_SIZE,
             upstream_deny_cidrs: Vec::new(),
             upstream_allow_cidrs: Vec::new(),
+            stdio_enabled: true,
+            stdio_allowed_commands: Vec::new(),
+            list_page_size: DEFAULT_LIST_PAGE_SIZE,
         }
     }
 }
@@ -387,6 +404,29 @@ impl GatewaySettings {
                 "an integer from 1 to 10000",
             ));
         }
+        if !(1..=MAX_LIST_PAGE_SIZE).contains(&self.list_page_size) {
+            return Err(ConfigError::new(
+                "gateway.list_page_size",
+                self.list_page_size.to_string(),
+                format!("an integer from 1 to {MAX_LIST_PAGE_SIZE}"),
+            ));
+        }
+        if self.stdio_allowed_commands.len() > MAX_STDIO_ALLOWED_COMMANDS {
+            return Err(ConfigError::new(
+                "gateway.stdio_allowed_commands",
+                format!("{} entries", self.stdio_allowed_commands.len()),
+                format!("at most {MAX_STDIO_ALLOWED_COMMANDS} commands"),
+            ));
+        }
+        if let Some(bad) = self.stdio_allowed_commands.iter().find(|command| {
+            command.trim().is_empty() || command.trim() != *command || command.chars().any(char::is_control)
+        }) {
+            return Err(ConfigError::new(
+                "gateway.stdio_allowed_commands",
+                format!("{bad:?}"),
+                "commands (names such as \"npx\" or paths such as \"/usr/bin/npx\") without surrounding spaces or control characters",
+            ));
+        }
         self.outbound_policy().map(drop)
     }
 
@@ -394,6 +434,50 @@ impl GatewaySettings {
     /// key of a range that does not parse.
     pub fn outbound_policy(&self) -> Result<super::mcp::outbound::OutboundPolicy, ConfigError> {
         super::mcp::outbound::OutboundPolicy::new(&self.upstream_allow_cidrs, &self.upstream_deny_cidrs)
+    }
+
+    /// Whether a stdio server may run `command`: stdio servers are enabled
+    /// (`gateway.stdio_enabled`) and the command is on `gateway.stdio_allowed_commands` (as
+    /// given, or by its file name), or that list is empty.
+    pub fn check_stdio_command(&self, command: &str) -> Result<(), StdioRefusal> {
+        if !self.stdio_enabled {
+            return Err(StdioRefusal::Disabled);
+        }
+        if self.stdio_allowed_commands.is_empty() {
+            return Ok(());
+        }
+        let file_name = std::path::Path::new(command).file_name().and_then(|name| name.to_str());
+        let allowed =
+            self.stdio_allowed_commands.iter().any(|entry| entry == command || Some(entry.as_str()) == file_name);
+        if allowed {
+            Ok(())
+        } else {
+            Err(StdioRefusal::CommandNotAllowed { command: command.to_owned() })
+        }
+    }
+}
+
+/// Why a stdio server may not run ([`GatewaySettings::check_stdio_command`]).
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum StdioRefusal {
+    /// `gateway.stdio_enabled` is false.
+    #[error("stdio servers are disabled on this gateway (gateway.stdio_enabled = false)")]
+    Disabled,
+    /// The command is not on `gateway.stdio_allowed_commands`.
+    #[error("command {command:?} is not in gateway.stdio_allowed_commands")]
+    CommandNotAllowed {
+        /// The command as given.
+        command: String,
+    },
+}
+
+impl StdioRefusal {
+    /// A short machine-readable code: `stdio_disabled` or `stdio_command_not_allowed`.
+    pub const fn code(&self) -> &'static str {
+        match self {
+            StdioRefusal::Disabled => "stdio_disabled",
+            StdioRefusal::CommandNotAllowed { .. } => "stdio_command_not_allowed",
+        }
     }
 }
 
@@ -469,6 +553,34 @@ mod tests {
         ] {
             with_url(url).validate().unwrap_or_else(|e| panic!("{url}: {e}"));
         }
+    }
+
+    #[test]
+    fn stdio_commands_match_as_given_or_by_file_name() {
+        let mut gateway = GatewaySettings::default();
+        assert!(gateway.stdio_enabled && gateway.stdio_allowed_commands.is_empty());
+        assert_eq!(gateway.check_stdio_command("/anything/at/all"), Ok(()));
+        gateway.stdio_allowed_commands = vec!["npx".to_owned(), "/opt/bin/uvx".to_owned()];
+        for allowed in ["npx", "/usr/bin/npx", "./npx", "/opt/bin/uvx"] {
+            assert_eq!(gateway.check_stdio_command(allowed), Ok(()), "{allowed}");
+        }
+        for refused in ["uvx", "/usr/bin/uvx", "python", "npx-evil", "/opt/bin/npx-evil"] {
+            let err = gateway.check_stdio_command(refused).unwrap_err();
+            assert_eq!(err.code(), "stdio_command_not_allowed", "{refused}");
+            assert!(err.to_string().contains("gateway.stdio_allowed_commands"), "{err}");
+        }
+        gateway.stdio_enabled = false;
+        assert_eq!(gateway.check_stdio_command("npx"), Err(StdioRefusal::Disabled));
+    }
+
+    #[test]
+    fn gateway_list_settings_name_the_key() {
+        let zero = GatewaySettings { list_page_size: 0, ..GatewaySettings::default() };
+        assert!(zero.validate().unwrap_err().to_string().contains("gateway.list_page_size"));
+        let blank = GatewaySettings { stdio_allowed_commands: vec![" ".to_owned()], ..GatewaySettings::default() };
+        assert!(blank.validate().unwrap_err().to_string().contains("gateway.stdio_allowed_commands"));
+        assert_eq!(GatewaySettings::default().list_page_size, 100);
+        GatewaySettings::default().validate().unwrap();
     }
 
     #[test]

@@ -210,7 +210,7 @@ impl Gateway {
         schema::validate(&schema, &Value::Object(arguments.clone()))
             .map_err(|errors| ExecuteError::InvalidArguments { tool: name.to_owned(), errors })?;
         let timeout = self.timeout_of(&server);
-        let target = UpstreamTarget { name: &server.name, url: &server.url, timeout };
+        let target = UpstreamTarget { name: &server.name, url: server.url.as_deref().unwrap_or_default(), timeout };
         self.inner
             .upstream
             .call_tool(&target, tool_name, arguments)

@@ -105,7 +105,7 @@ impl Gateway {
         &self,
         new: NewServer,
     ) -> Result<(Server, Result<Vec<storage::Tool>, ExecuteError>), ExecuteError> {
-        self.check_outbound(&new.url, self.timeout_from(new.timeout_ms)).await?;
+        self.check_outbound(new.url.as_deref().unwrap_or_default(), self.timeout_from(new.timeout_ms)).await?;
         let server = self.inner.store.run(move |c| storage::create_server(c, &new)).await?;
         let discovered = self.refresh_server(&server.name).await;
         Ok((server, discovered))
@@ -118,8 +118,8 @@ impl Gateway {
         let server = self.inner.store.run(move |c| storage::get_server(c, &owned)).await?;
         self.inner.upstream.forget(&server.name);
         let timeout = self.timeout_of(&server);
-        self.check_outbound(&server.url, timeout).await?;
-        let target = UpstreamTarget { name: &server.name, url: &server.url, timeout };
+        self.check_outbound(server.url.as_deref().unwrap_or_default(), timeout).await?;
+        let target = UpstreamTarget { name: &server.name, url: server.url.as_deref().unwrap_or_default(), timeout };
         let listed = self
             .inner
             .upstream

@@ -1235,3 +1235,30 @@ fn span_limits_are_validated_naming_the_key() {
     assert!(text.contains("span_limits.max_attribute_value_length"), "{text}");
     assert!(text.contains("OTEL_SPAN_ATTRIBUTE_VALUE_LENGTH_LIMIT"), "{text}");
 }
+
+#[test]
+fn stdio_policy_and_list_page_size_layer_like_every_gateway_key() {
+    let defaults = Settings::default();
+    assert!(defaults.gateway.stdio_enabled);
+    assert!(defaults.gateway.stdio_allowed_commands.is_empty());
+    assert_eq!(defaults.gateway.list_page_size, 100);
+
+    let settings = Fixture::new()
+        .config_file("default.toml", "[gateway]\nstdio_allowed_commands = [\"python3\"]\nlist_page_size = 7\n")
+        .env("METAMCP_GATEWAY__STDIO_ALLOWED_COMMANDS", "npx, /opt/bin/uvx")
+        .env("METAMCP_GATEWAY__STDIO_ENABLED", "no")
+        .settings(&["--set", "gateway.list_page_size=25"]);
+    assert_eq!(settings.gateway.stdio_allowed_commands, ["npx", "/opt/bin/uvx"], "the environment wins over the file");
+    assert!(!settings.gateway.stdio_enabled);
+    assert_eq!(settings.gateway.list_page_size, 25, "the flag wins over the file");
+
+    let err = Fixture::new().env("METAMCP_GATEWAY__LIST_PAGE_SIZE", "0").error(&[]);
+    let (key, value, allowed, origin) = invalid_parts(&err);
+    assert_eq!((key, value), ("gateway.list_page_size", "0"), "{err}");
+    assert!(allowed.contains("1 to"), "{err}");
+    assert_eq!(origin, &Origin::Env("METAMCP_GATEWAY__LIST_PAGE_SIZE".to_owned()));
+    let err = Fixture::new().env("METAMCP_GATEWAY__STDIO_ENABLED", "maybe").error(&[]);
+    assert!(err.to_string().contains("gateway.stdio_enabled"), "{err}");
+    let err = Fixture::new().config_file("default.toml", "[gateway]\nstdio_allowed_commands = [\"\"]\n").error(&[]);
+    assert!(err.to_string().contains("gateway.stdio_allowed_commands"), "{err}");
+}

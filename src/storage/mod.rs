@@ -23,8 +23,8 @@ pub use repo::{
     delete_executions_before, delete_executions_beyond, delete_server, detach_server, endpoint_servers,
     ensure_default_endpoint, get_endpoint, get_server, get_tool, insert_execution, insert_executions, list_api_keys,
     list_endpoints, list_executions, list_servers, list_tools, replace_server_tools, revoke_api_key, set_tool_enabled,
-    touch_api_key, ApiKeyInfo, Endpoint, EndpointDetail, Execution, ExecutionFilter, KeyHash, Listed, NewEndpoint,
-    NewExecution, NewServer, NewTool, Page, Server, Tool, ToolFilter, DEFAULT_ENDPOINT, DEFAULT_ENDPOINT_DESCRIPTION,
-    MAX_ERROR_MESSAGE, MAX_KEY_PREFIX, PRUNE_CHUNK,
+    touch_api_key, ApiKeyInfo, Endpoint, EndpointDetail, Execution, ExecutionFilter, InvalidServerField, KeyHash,
+    Listed, NewEndpoint, NewExecution, NewServer, NewTool, Page, Server, Tool, ToolFilter, DEFAULT_ENDPOINT,
+    DEFAULT_ENDPOINT_DESCRIPTION, MAX_ERROR_MESSAGE, MAX_KEY_PREFIX, MAX_TIMEOUT_MS, PRUNE_CHUNK,
 };
 pub use store::Store;

@@ -8,8 +8,18 @@ diesel::table! {
         id -> BigInt,
         /// Unique name, `^[A-Za-z0-9_-]{1,64}$` without `__`.
         name -> Text,
-        /// Streamable HTTP URL of the server.
-        url -> Text,
+        /// How the server is reached: `streamable_http`, `sse` or `stdio`.
+        transport -> Text,
+        /// URL of an HTTP server (`streamable_http`, `sse`); none for `stdio`.
+        url -> Nullable<Text>,
+        /// Program of a `stdio` server; none for the HTTP ones.
+        command -> Nullable<Text>,
+        /// Arguments of the program, a JSON array of strings.
+        args -> Text,
+        /// Environment of the program, a JSON object of strings (credentials: never shown).
+        env -> Text,
+        /// Working directory of the program; none: the gateway's.
+        cwd -> Nullable<Text>,
         /// Whether the gateway calls it.
         enabled -> Bool,
         /// Per-call timeout in milliseconds; none means the gateway's default.

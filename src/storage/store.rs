@@ -26,9 +26,9 @@ use crate::config::DatabaseSettings;
 use metamcp_telemetry::TelemetryManager;
 
 /// The SQLite schema, from `migrations/sqlite`.
-const SQLITE_MIGRATIONS: EmbeddedMigrations = embed_migrations!("migrations/sqlite");
+pub(super) const SQLITE_MIGRATIONS: EmbeddedMigrations = embed_migrations!("migrations/sqlite");
 /// The PostgreSQL schema, from `migrations/postgres`.
-const POSTGRES_MIGRATIONS: EmbeddedMigrations = embed_migrations!("migrations/postgres");
+pub(super) const POSTGRES_MIGRATIONS: EmbeddedMigrations = embed_migrations!("migrations/postgres");
 /// Advisory lock key that serializes migrations of gateways starting together on one database.
 const MIGRATION_LOCK_KEY: i64 = 0x6d6d_6370_6d69_6772; // "mmcpmigr"
 

@@ -136,10 +136,12 @@ on_both_backends!(
     executions_are_pruned_by_age_and_by_count,
     exhausted_pool_is_unavailable,
     spool_queries_are_unrecorded,
+    servers_of_every_transport,
+    migration_keeps_existing_servers_tools_and_links,
 );
 
 fn server(name: &str) -> NewServer {
-    NewServer { name: name.to_owned(), url: format!("http://127.0.0.1:9/{name}/mcp"), enabled: true, timeout_ms: None }
+    NewServer::http(name, format!("http://127.0.0.1:9/{name}/mcp"))
 }
 
 fn endpoint(name: &str) -> NewEndpoint {
@@ -595,7 +597,7 @@ fn query_spans_and_metrics(db: TestDb) {
     // Identifiers as diesel quotes them (backticks on SQLite), placeholders as sent.
     let quoted = if db.backend == Backend::Sqlite { "`mcp_servers`" } else { "\"mcp_servers\"" };
     assert!(text.starts_with(&format!("INSERT INTO {quoted} (")), "{text}");
-    assert!(text.contains("VALUES (?, ?, ?, ?)") || text.contains("VALUES ($1, $2, $3, DEFAULT, $4)"), "{text}");
+    assert!(text.contains("VALUES (?, ?, ?, ") || text.contains("VALUES ($1, $2, $3, "), "{text}");
     assert_eq!(inserts[0].status, Status::Unset);
     assert!(matches!(inserts[1].status, Status::Error { .. }), "{:?}", inserts[1].status);
     assert_eq!(attribute(inserts[1], "error.type").as_deref(), Some("unique_violation"));
@@ -1144,4 +1146,142 @@ fn the_sqlite_file_and_its_wal_are_private() {
         let mode = std::fs::metadata(&file).unwrap_or_else(|e| panic!("{file}: {e}")).permissions().mode() & 0o777;
         assert_eq!(mode, 0o600, "{file} has mode {mode:o}");
     }
+}
+
+// Servers of every transport.
+
+fn stdio(name: &str) -> NewServer {
+    NewServer::with_spec(
+        name,
+        crate::upstream::ServerSpec::Stdio {
+            command: "/usr/bin/python3".to_owned(),
+            args: vec!["server.py".to_owned(), "--flag".to_owned()],
+            env: [("API_TOKEN".to_owned(), "tok-5ecret".to_owned()), ("MODE".to_owned(), "x".to_owned())].into(),
+            cwd: Some("/srv/mcp".to_owned()),
+        },
+    )
+}
+
+fn servers_of_every_transport(db: TestDb) {
+    use crate::upstream::{ServerSpec, Transport};
+    let store = db.open();
+    store
+        .run_blocking(|c| {
+            let local = create_server(c, &stdio("local"))?;
+            assert_eq!(local.transport, Transport::Stdio);
+            assert_eq!(local.url, None);
+            assert_eq!(local.spec(), stdio("local").spec());
+            let sse = create_server(
+                c,
+                &NewServer::with_spec("legacy", ServerSpec::Sse { url: "http://127.0.0.1:9/sse".to_owned() }),
+            )?;
+            assert_eq!(sse.spec(), ServerSpec::Sse { url: "http://127.0.0.1:9/sse".to_owned() });
+            let http = create_server(c, &server("http"))?;
+            assert_eq!(http.transport, Transport::StreamableHttp);
+            assert!(http.args.is_empty() && http.env.is_empty() && http.command.is_none());
+
+            assert_eq!(get_server(c, "local")?, local);
+            let listed = list_servers(c, Page::ALL)?;
+            assert_eq!(names(&listed.items, |s| &s.name), ["http", "legacy", "local"]);
+            assert_eq!(listed.items[2], local);
+            create_endpoint(c, &NewEndpoint { name: "mixed".to_owned(), description: String::new(), auth_required: false }, &[
+                "local".to_owned(),
+                "legacy".to_owned(),
+            ])?;
+            let attached = endpoint_servers(c, "mixed")?;
+            assert_eq!(attached.iter().map(|s| s.spec().transport()).collect::<Vec<_>>(), [Transport::Sse, Transport::Stdio]);
+
+            // The environment's values are credentials: serialized and debugged as keys only.
+            let shown = serde_json::to_value(&local).unwrap();
+            assert_eq!(shown["env"], serde_json::json!({"API_TOKEN": "***", "MODE": "***"}));
+            assert_eq!(shown["transport"], "stdio");
+            assert_eq!(shown["args"], serde_json::json!(["server.py", "--flag"]));
+            for text in [shown.to_string(), format!("{local:?}"), format!("{:?}", stdio("x")), format!("{listed:?}")] {
+                assert!(!text.contains("tok-5ecret"), "{text}");
+                assert!(text.contains("API_TOKEN"), "{text}");
+            }
+
+            // Each transport takes its own fields, and only those.
+            let mut no_command = stdio("bad");
+            no_command.command = None;
+            let mut url_too = stdio("bad");
+            url_too.url = Some("http://h/mcp".to_owned());
+            let mut env_on_http = server("bad");
+            env_on_http.env.insert("K".to_owned(), "v".to_owned());
+            let mut no_url = server("bad");
+            no_url.url = None;
+            for (bad, field) in [(no_command, "command"), (url_too, "url"), (env_on_http, "env"), (no_url, "url")] {
+                let err = create_server(c, &bad).unwrap_err();
+                assert!(matches!(err, StorageError::Invalid(ref m) if m.contains(field)), "{field}: {err:?}");
+            }
+            assert_eq!(list_servers(c, Page::ALL)?.total, 3);
+
+            // The database keeps the rule too, whatever writes to it.
+            let raw = diesel::sql_query(
+                "INSERT INTO mcp_servers (name, transport, url, enabled, created_at) VALUES ('raw', 'stdio', 'http://h', TRUE, 1)",
+            )
+            .execute(c);
+            assert!(raw.is_err(), "a stdio row with a URL and no command was stored");
+            Ok(())
+        })
+        .unwrap();
+}
+
+/// A database with servers, tools and endpoint links written before servers had transports keeps
+/// them all through the migration (on SQLite the table is rebuilt under enforced foreign keys).
+fn migration_keeps_existing_servers_tools_and_links(db: TestDb) {
+    use diesel::connection::SimpleConnection as _;
+    use diesel::migration::{Migration, MigrationSource};
+    use diesel_migrations::{EmbeddedMigrations, MigrationHarness as _};
+
+    /// The migrations written before servers had transports.
+    struct Older(EmbeddedMigrations);
+    impl<B: diesel::backend::Backend> MigrationSource<B> for Older {
+        fn migrations(&self) -> diesel::migration::Result<Vec<Box<dyn Migration<B>>>> {
+            let all = MigrationSource::<B>::migrations(&self.0)?;
+            Ok(all.into_iter().filter(|m| m.name().version().to_string().as_str() < "20261220000000").collect())
+        }
+    }
+    let old_rows = "INSERT INTO mcp_servers (name, url, enabled, timeout_ms, created_at) VALUES \
+                        ('alpha', 'http://a/mcp', TRUE, NULL, 1), ('beta', 'http://b/mcp', FALSE, 900, 2); \
+                    INSERT INTO endpoints (name, description, auth_required, created_at) VALUES ('e', '', FALSE, 3); \
+                    INSERT INTO endpoint_servers (endpoint_id, server_id) \
+                        SELECT endpoints.id, mcp_servers.id FROM endpoints, mcp_servers; \
+                    INSERT INTO tools (server_id, name, description, input_schema, enabled, updated_at) \
+                        SELECT id, 'echo', 'Echo', '{}', TRUE, 4 FROM mcp_servers;";
+    match db.backend {
+        Backend::Sqlite => {
+            let path = db.settings.url.trim_start_matches("sqlite://").to_owned();
+            std::fs::create_dir_all(std::path::Path::new(&path).parent().unwrap()).unwrap();
+            let mut conn = SqliteConnection::establish(&path).unwrap();
+            diesel::sql_query("PRAGMA foreign_keys = ON").execute(&mut conn).unwrap();
+            conn.run_pending_migrations(Older(super::store::SQLITE_MIGRATIONS)).unwrap();
+            conn.batch_execute(&old_rows.replace("TRUE", "1").replace("FALSE", "0")).unwrap();
+            conn.run_pending_migrations(super::store::SQLITE_MIGRATIONS).unwrap();
+        }
+        Backend::Postgres => {
+            let mut conn = PgConnection::establish(&db.settings.url).unwrap();
+            conn.run_pending_migrations(Older(super::store::POSTGRES_MIGRATIONS)).unwrap();
+            conn.batch_execute(old_rows).unwrap();
+            conn.run_pending_migrations(super::store::POSTGRES_MIGRATIONS).unwrap();
+        }
+    }
+    let store = db.open();
+    store
+        .run_blocking(|c| {
+            let beta = get_server(c, "beta")?;
+            assert_eq!(beta.spec(), crate::upstream::ServerSpec::StreamableHttp { url: "http://b/mcp".to_owned() });
+            assert_eq!((beta.enabled, beta.timeout_ms, beta.created_at), (false, Some(900), 2));
+            assert_eq!(names(&endpoint_servers(c, "e")?, |s| &s.name), ["alpha", "beta"]);
+            let tools = list_tools(c, &ToolFilter::default(), Page::ALL)?;
+            assert_eq!(tools.total, 2);
+            // The foreign keys still cascade from the rebuilt table.
+            delete_server(c, "alpha")?;
+            assert_eq!(list_tools(c, &ToolFilter::default(), Page::ALL)?.total, 1);
+            assert_eq!(names(&endpoint_servers(c, "e")?, |s| &s.name), ["beta"]);
+            let added = create_server(c, &stdio("gamma"))?;
+            assert!(added.id > beta.id);
+            Ok(())
+        })
+        .unwrap();
 }

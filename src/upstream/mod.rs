@@ -95,7 +95,8 @@ pub struct UpstreamsConfig {
     pub restart_max_backoff: Duration,
     /// Whether stdio servers may be started (`gateway.stdio_enabled`).
     pub stdio_enabled: bool,
-    /// The commands stdio servers may run (`gateway.stdio_allowed_commands`); empty: any.
+    /// The commands stdio servers may run (`gateway.stdio_allowed_commands`), as given or by
+    /// file name; empty: any.
     pub stdio_allowed_commands: Vec<String>,
     /// Most requests in flight at once to one Streamable HTTP server.
     pub max_concurrent_requests: usize,
@@ -477,8 +478,10 @@ fn check_command(config: &UpstreamsConfig, command: &str) -> Result<(), Upstream
             "stdio servers are disabled on this gateway (gateway.stdio_enabled)".to_owned(),
         ));
     }
+    // As the admin API judges it: the command as given, or its file name.
+    let file_name = std::path::Path::new(command).file_name().and_then(|name| name.to_str());
     let allowed = config.stdio_allowed_commands.is_empty()
-        || config.stdio_allowed_commands.iter().any(|allowed| allowed == command);
+        || config.stdio_allowed_commands.iter().any(|entry| entry == command || Some(entry.as_str()) == file_name);
     if allowed {
         Ok(())
     } else {

@@ -13,6 +13,7 @@ mod gateway_e2e;
 mod hostile_input;
 mod hygiene;
 mod security;
+mod servers_transport;
 mod service_process;
 mod sessions_keys;
 mod status_page;

@@ -28,8 +28,6 @@ pub const DEFAULT_ENDPOINT: &str = "default";
 pub const DEFAULT_ENDPOINT_DESCRIPTION: &str = "Built-in tools";
 /// Longest stored `error_message` of a tool execution, in bytes; longer ones are cut.
 pub const MAX_ERROR_MESSAGE: usize = 4096;
-/// Longest accepted server URL, in bytes.
-const MAX_URL: usize = 2048;
 /// Longest accepted tool name, in bytes.
 const MAX_TOOL_NAME: usize = 1024;
 
@@ -37,59 +35,6 @@ const MAX_TOOL_NAME: usize = 1024;
 extern "SQL" {
     /// SQL `lower(text)`, on both backends.
     fn lower(x: Text) -> Text;
-}
-
-/// An upstream MCP server.
-#[derive(Debug, Clone, PartialEq, Serialize, Queryable, Selectable)]
-#[diesel(table_name = servers)]
-pub struct Server {
-    /// Row id.
-    pub id: i64,
-    /// Unique name.
-    pub name: String,
-    /// Streamable HTTP URL (serialized with its credentials masked).
-    #[serde(serialize_with = "redacted")]
-    pub url: String,
-    /// Whether the gateway calls it.
-    pub enabled: bool,
-    /// Per-call timeout in milliseconds; `None`: the gateway's default.
-    pub timeout_ms: Option<i64>,
-    /// Unix milliseconds.
-    pub created_at: i64,
-}
-
-/// A URL as shown: its user information and credential-like query values masked.
-fn redacted<S: serde::Serializer>(url: &str, serializer: S) -> Result<S::Ok, S::Error> {
-    serializer.serialize_str(&metamcp_telemetry::redact::redact(url))
-}
-
-/// A server to create.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-pub struct NewServer {
-    /// `^[A-Za-z0-9_-]{1,64}$`, without `__` (which separates server and tool in tool names).
-    pub name: String,
-    /// Streamable HTTP URL.
-    pub url: String,
-    /// Whether the gateway calls it (default `true`).
-    #[serde(default = "enabled_by_default")]
-    pub enabled: bool,
-    /// Per-call timeout in milliseconds (positive); `None`: the gateway's default.
-    #[serde(default)]
-    pub timeout_ms: Option<i64>,
-}
-
-const fn enabled_by_default() -> bool {
-    true
-}
-
-#[derive(Insertable)]
-#[diesel(table_name = servers)]
-struct ServerRow<'a> {
-    name: &'a str,
-    url: &'a str,
-    enabled: bool,
-    timeout_ms: Option<i64>,
-    created_at: i64,
 }
 
 /// An MCP endpoint.
@@ -345,14 +290,6 @@ pub struct ExecutionFilter {
 
 // `RETURNING` through the multi-backend connection takes plain columns (not `as_returning()`),
 // in the field order of the `Queryable` struct.
-const SERVER_COLUMNS: (
-    servers::id,
-    servers::name,
-    servers::url,
-    servers::enabled,
-    servers::timeout_ms,
-    servers::created_at,
-) = (servers::id, servers::name, servers::url, servers::enabled, servers::timeout_ms, servers::created_at);
 const ENDPOINT_COLUMNS: (
     endpoints::id,
     endpoints::name,
