@@ -249,3 +249,42 @@ fn sse_error(err: &sse_stream::Error, max_bytes: usize) -> UpstreamError {
         _ => UpstreamError::Protocol("the event stream is malformed".to_owned()),
     }
 }
+
+impl LegacySseError {
+    /// What the failure means to the gateway, in its own words (never the URL or a body).
+    pub(crate) fn classify(&self) -> Option<UpstreamError> {
+        Some(match self {
+            LegacySseError::Client(_) => UpstreamError::Connect("the HTTP client could not be built".to_owned()),
+            LegacySseError::UnsupportedScheme { .. } => {
+                UpstreamError::Connect("the SSE URL must be http or https".to_owned())
+            }
+            // The reqwest error's cause (a refusal by the outbound policy, an I/O error) decides.
+            LegacySseError::Open(_) | LegacySseError::Post(_) => return None,
+            LegacySseError::OpenStatus { status } | LegacySseError::PostStatus { status } => {
+                UpstreamError::Http { status: status.as_u16() }
+            }
+            LegacySseError::NotEventStream { .. } => {
+                UpstreamError::Protocol("the SSE URL did not answer with an event stream".to_owned())
+            }
+            LegacySseError::EndpointTimeout { timeout } | LegacySseError::PostTimeout { timeout } => {
+                UpstreamError::Timeout(*timeout)
+            }
+            LegacySseError::EndedBeforeEndpoint => {
+                UpstreamError::Protocol("the event stream ended before its endpoint event".to_owned())
+            }
+            LegacySseError::MessageBeforeEndpoint => {
+                UpstreamError::Protocol("the event stream sent a message before its endpoint event".to_owned())
+            }
+            LegacySseError::InvalidEndpoint(_) => {
+                UpstreamError::Protocol("the endpoint event does not hold a URL".to_owned())
+            }
+            LegacySseError::CrossOriginEndpoint { .. } | LegacySseError::EndpointCredentials => {
+                UpstreamError::Protocol("refused: the endpoint event names another origin or credentials".to_owned())
+            }
+            LegacySseError::EventTooLarge { max } => UpstreamError::TooLarge { limit: *max },
+            LegacySseError::Malformed(_) => UpstreamError::Protocol("the event stream is malformed".to_owned()),
+            LegacySseError::Encode(_) => UpstreamError::Protocol("the message could not be encoded".to_owned()),
+            LegacySseError::Closed => UpstreamError::Connect("the connection closed".to_owned()),
+        })
+    }
+}
