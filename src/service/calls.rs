@@ -242,8 +242,10 @@ fn text_result(text: String) -> CallToolResult {
 
 /// Validates a built-in tool's arguments against its own schema.
 fn validate_builtin(name: &str, arguments: &Map<String, Value>) -> Result<(), ExecuteError> {
-    let schema =
-        builtins().iter().find(|t| t.name == name).map_or(Value::Null, |t| Value::Object(t.input_schema.as_ref().clone()));
+    let schema = builtins()
+        .iter()
+        .find(|t| t.name == name)
+        .map_or(Value::Null, |t| Value::Object(t.input_schema.as_ref().clone()));
     schema::validate(&schema, &Value::Object(arguments.clone()))
         .map_err(|errors| ExecuteError::InvalidArguments { tool: name.to_owned(), errors })
 }

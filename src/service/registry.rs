@@ -139,8 +139,7 @@ impl Gateway {
         let connected = self.inner.upstreams.connect(&server.name, &spec, timeout).await;
         // Whatever the outcome, what the endpoints offer may have changed.
         self.announce(Change::server(&server.name));
-        let discovery =
-            connected.map_err(|source| ExecuteError::Upstream { server: server.name.clone(), source })?;
+        let discovery = connected.map_err(|source| ExecuteError::Upstream { server: server.name.clone(), source })?;
         self.store_discovered_tools(&server.name, &discovery.tools).await
     }
 
