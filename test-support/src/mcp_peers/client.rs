@@ -102,6 +102,9 @@ impl McpTestClient {
         let url = url.to_string();
         let service = runtime
             .run(options.timeout, async move {
+                // Built with the gateway, reqwest takes its TLS provider from the process (the
+                // gateway's upstream clients bring their own): give it one.
+                let _ = rustls::crypto::ring::default_provider().install_default();
                 let transport = StreamableHttpClientTransport::from_config(config);
                 info.serve(transport).await.map_err(|e| format!("connecting to {url}: {e}"))
             })
