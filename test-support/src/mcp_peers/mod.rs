@@ -35,6 +35,7 @@
 mod client;
 mod python;
 mod recorded;
+mod stdio;
 mod tools;
 mod upstream;
 
@@ -43,6 +44,7 @@ pub use python::{
     client_script, records, run_client, server_script, stdio_command, ClientRun, PeerTransport, PythonServer,
 };
 pub use recorded::ReceivedRequest;
+pub use stdio::serve_stdio;
 pub use tools::{expected_tool_names, BUILTIN_TOOLS, FAILURE_TEXT, WEATHER_DESCRIPTION};
 pub use upstream::{McpUpstream, UpstreamOptions, MCP_PATH};
 
