@@ -1,7 +1,7 @@
 //! `tools/call` at saturation through the gateway binary: one endpoint over a stdio upstream (this
 //! bench's own executable, serving the `rmcp` test upstream's tools on stdin/stdout) and a
-//! Streamable HTTP upstream (the same tools on `rmcp`'s server, in-process), called by
-//! `CONCURRENCY` `rmcp` clients in a closed loop for `SECONDS` after a one-second warm-up; with
+//! Streamable HTTP upstream (the same tools on `rmcp`'s server, in-process), called over
+//! `CONCURRENCY` MCP sessions in a closed loop (one JSON-RPC POST per call) for `SECONDS` after a one-second warm-up; with
 //! telemetry on (exporting to a loopback OTLP receiver) and off (`TELEMETRY_ENABLED=false`), in one
 //! run. Prints req/s, p50 and p99 per (telemetry, upstream transport).
 //!
@@ -12,11 +12,10 @@
 //! the three together reach, a floor for the gateway alone. Last figures: see BENCHMARKS.md
 //! (issue 13 section).
 
-use std::sync::{Arc, Barrier};
 use std::time::{Duration, Instant};
 
 use serde_json::{json, Value};
-use support::mcp_peers::{McpTestClient, McpUpstream};
+use support::mcp_peers::McpUpstream;
 use support::service::{client, Binary, Service};
 use support::{TestCollector, Transport};
 
@@ -113,46 +112,85 @@ fn register(service: &Service<Gateway>, body: Value) {
     assert!(status.is_success() && created["discovery_error"].is_null(), "registering {body}: {status} {created}");
 }
 
-/// `concurrency` clients calling `tool` back to back for `duration`.
+/// Opens an MCP session on `url` (`initialize` + `notifications/initialized`): its id.
+async fn open_session(http: &reqwest::Client, url: &str) -> String {
+    let initialize = json!({"jsonrpc": "2.0", "id": 0, "method": "initialize", "params": {
+        "protocolVersion": "2025-11-25", "capabilities": {}, "clientInfo": {"name": "bench", "version": "1"}}});
+    let response = http.post(url).json(&initialize).send().await.expect("initialize");
+    let session =
+        response.headers().get("mcp-session-id").and_then(|v| v.to_str().ok()).expect("an Mcp-Session-Id").to_owned();
+    let _ = response.bytes().await;
+    let initialized = json!({"jsonrpc": "2.0", "method": "notifications/initialized"});
+    http.post(url).header("mcp-session-id", &session).json(&initialized).send().await.expect("initialized");
+    session
+}
+
+/// `concurrency` sessions calling `tool` back to back for `duration` (one JSON-RPC POST per call,
+/// on a runtime of two worker threads, as wrk would).
 fn saturate(url: &str, tool: &str, concurrency: usize, duration: Duration) -> Measured {
-    let start = Arc::new(Barrier::new(concurrency + 1));
-    let workers: Vec<_> = (0..concurrency)
-        .map(|_| {
-            let (url, tool, start) = (url.to_owned(), tool.to_owned(), start.clone());
-            std::thread::spawn(move || {
-                let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().expect("runtime");
-                let mcp = rt.block_on(McpTestClient::connect(&url, Vec::new())).expect("the client connects");
-                start.wait();
-                let deadline = Instant::now() + duration;
-                let (mut latencies, mut errors) = (Vec::new(), 0usize);
-                while Instant::now() < deadline {
-                    let sent = Instant::now();
-                    match rt.block_on(mcp.call_tool(&tool, json!({"text": "saturation"}))) {
-                        Ok(result) if result.is_error != Some(true) => latencies.push(sent.elapsed()),
-                        _ => errors += 1,
+    let rt = tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build().expect("runtime");
+    rt.block_on(async {
+        let mut headers = reqwest::header::HeaderMap::new();
+        headers.insert("accept", reqwest::header::HeaderValue::from_static("application/json, text/event-stream"));
+        headers.insert("mcp-protocol-version", reqwest::header::HeaderValue::from_static("2025-11-25"));
+        let http = reqwest::Client::builder().default_headers(headers).build().expect("HTTP client");
+        let body = json!({"jsonrpc": "2.0", "id": 1, "method": "tools/call",
+            "params": {"name": tool, "arguments": {"text": "saturation"}}})
+        .to_string();
+        let began = Instant::now();
+        let deadline = began + duration;
+        let tasks: Vec<_> = (0..concurrency)
+            .map(|_| {
+                let (http, url, body) = (http.clone(), url.to_owned(), body.clone());
+                tokio::spawn(async move {
+                    let session = open_session(&http, &url).await;
+                    let (mut latencies, mut errors) = (Vec::new(), 0usize);
+                    while Instant::now() < deadline {
+                        let sent = Instant::now();
+                        let answer = http
+                            .post(&url)
+                            .header("mcp-session-id", &session)
+                            .header("content-type", "application/json")
+                            .body(body.clone())
+                            .send()
+                            .await;
+                        let ok = match answer {
+                            Ok(response) if response.status().is_success() => match response.bytes().await {
+                                Ok(bytes) => {
+                                    let text = String::from_utf8_lossy(&bytes);
+                                    text.contains("\"result\"") && !text.contains("\"isError\":true")
+                                }
+                                Err(_) => false,
+                            },
+                            _ => false,
+                        };
+                        if ok {
+                            latencies.push(sent.elapsed());
+                        } else {
+                            errors += 1;
+                        }
                     }
-                }
-                rt.block_on(mcp.close());
-                (latencies, errors)
+                    (latencies, errors)
+                })
             })
-        })
-        .collect();
-    start.wait();
-    let began = Instant::now();
-    let (mut latencies, mut errors) = (Vec::new(), 0);
-    for worker in workers {
-        let (l, e) = worker.join().expect("a worker");
-        latencies.extend(l);
-        errors += e;
-    }
-    let elapsed = began.elapsed();
-    latencies.sort_unstable();
-    let at = |q: f64| latencies.get(((latencies.len() as f64 * q) as usize).min(latencies.len().saturating_sub(1)));
-    Measured {
-        calls: latencies.len(),
-        errors,
-        elapsed,
-        p50: at(0.50).copied().unwrap_or_default(),
-        p99: at(0.99).copied().unwrap_or_default(),
-    }
+            .collect();
+        let (mut latencies, mut errors) = (Vec::new(), 0);
+        for task in tasks {
+            let (l, e) = task.await.expect("a client task");
+            latencies.extend(l);
+            errors += e;
+        }
+        let elapsed = began.elapsed();
+        latencies.sort_unstable();
+        let at = |q: f64| {
+            latencies.get(((latencies.len() as f64 * q) as usize).min(latencies.len().saturating_sub(1))).copied()
+        };
+        Measured {
+            calls: latencies.len(),
+            errors,
+            elapsed,
+            p50: at(0.50).unwrap_or_default(),
+            p99: at(0.99).unwrap_or_default(),
+        }
+    })
 }
