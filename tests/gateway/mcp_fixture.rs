@@ -9,7 +9,6 @@ use crate::common::Service;
 use reqwest::StatusCode;
 use serde_json::{json, Value};
 use support::mcp_peers::{stdio_command, PeerTransport, PythonServer};
-use support::service::client;
 use support::TestCollector;
 
 /// Bound on every wait of these tests.
@@ -47,7 +46,9 @@ pub fn gateway(collector: Option<&TestCollector>, extra: &[(&str, &str)]) -> Ser
 
 /// `POST path` with a JSON body: the status and the JSON answer.
 pub fn admin_post(service: &Service, path: &str, body: &Value) -> (StatusCode, Value) {
-    let response = client().post(service.url(path)).json(body).send().expect("admin API");
+    // Registering a stdio server waits for its process to start and answer discovery.
+    let admin = reqwest::blocking::Client::builder().timeout(WAIT * 2).build().expect("client");
+    let response = admin.post(service.url(path)).json(body).send().expect("admin API");
     let status = response.status();
     (status, response.json().unwrap_or(Value::Null))
 }

@@ -221,7 +221,6 @@ fn arguments_violating_a_pattern_get_32602_naming_keyword_and_path_never_the_val
         assert!(message.contains("/word"), "names the path: {message}");
         assert!(message.contains("pattern"), "names the keyword: {message}");
         assert!(!message.contains(VALUE) && !message.contains("Secret"), "quotes the value: {message}");
-        assert!(!refused.to_string().contains("Secret-Marker"), "{refused}");
         assert_eq!(call_text(results[1]), "FINE", "{}", results[1]);
     }
     // The refused calls never reached an upstream; the valid ones did.

@@ -95,6 +95,9 @@ impl McpTestClient {
 
     /// Connect with every option spelled out.
     pub async fn connect_with(url: &str, options: ClientOptions) -> Result<Self, String> {
+        // The SDK's reqwest is built without a TLS provider in this workspace: name one for the
+        // process (a no-op when one is installed already).
+        let _ = rustls::crypto::ring::default_provider().install_default();
         let config =
             transport_config(url, &options.headers)?.reinit_on_expired_session(options.reinit_on_expired_session);
         let info = ClientConfig::new(ClientCapabilities::default(), Implementation::new(options.client_name, "1.0.0"))
