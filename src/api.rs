@@ -264,6 +264,7 @@ async fn attach_server(
     let owned = name.clone();
     let detail = run(&state, move |c| storage::attach_server(c, &owned, &server)).await?;
     state.endpoints.invalidate(&name);
+    state.gateway.announce(endpoint_changed(&name));
     Ok(HttpResponse::Ok().json(detail))
 }
 
@@ -276,7 +277,18 @@ async fn detach_server(
     let detail = run(&state, move |c| storage::detach_server(c, &owned, &server)).await?;
     state.endpoints.invalidate(&name);
     state.gateway.forget_resolved_tools();
+    state.gateway.announce(endpoint_changed(&name));
     Ok(HttpResponse::Ok().json(detail))
+}
+
+/// Every list of the endpoint `name` changed (its server set did).
+fn endpoint_changed(name: &str) -> crate::service::Change {
+    use crate::upstream::ListKind;
+    crate::service::Change {
+        server: None,
+        endpoint: Some(name.to_owned()),
+        kinds: vec![ListKind::Tools, ListKind::Prompts, ListKind::Resources],
+    }
 }
 
 async fn issue_key(state: web::Data<McpState>, path: web::Path<String>) -> Result<HttpResponse, ApiError> {

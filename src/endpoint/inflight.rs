@@ -63,6 +63,14 @@ impl InFlight {
         token.map(|token| token.cancel()).is_some()
     }
 
+    /// Cancels every running request of session `session` (it ended); returns how many.
+    pub(super) fn cancel_session(&self, session: &str) -> usize {
+        let map = self.map.lock();
+        let tokens: Vec<&CancellationToken> = map.iter().filter(|((s, _), _)| s == session).map(|(_, t)| t).collect();
+        tokens.iter().for_each(|token| token.cancel());
+        tokens.len()
+    }
+
     /// Requests running now.
     pub fn len(&self) -> usize {
         self.map.lock().len()
@@ -94,6 +102,16 @@ mod tests {
         drop(running);
         assert!(inflight.is_empty(), "done: forgotten");
         assert!(!inflight.cancel("s1", &id));
+    }
+
+    #[test]
+    fn a_session_that_ends_cancels_what_it_still_runs() {
+        let inflight = Arc::new(InFlight::default());
+        let (a, b) = (inflight.start("s1", &RequestId::Number(1)), inflight.start("s1", &RequestId::Number(2)));
+        let other = inflight.start("s2", &RequestId::Number(1));
+        assert_eq!(inflight.cancel_session("s1"), 2);
+        assert!(a.token().is_cancelled() && b.token().is_cancelled());
+        assert!(!other.token().is_cancelled());
     }
 
     #[test]

@@ -479,6 +479,11 @@ async fn delete(req: HttpRequest, path: web::Path<String>, state: web::Data<McpS
             .error_response();
     };
     if state.sessions.end(session_id, &endpoint, key) {
+        // Nobody is left to answer: what the session still runs upstream is cancelled.
+        let cancelled = state.inflight.cancel_session(session_id);
+        if cancelled > 0 {
+            tracing::debug!(cancelled, "a deleted session's running requests were cancelled");
+        }
         HttpResponse::NoContent().finish()
     } else {
         ApiError::new(StatusCode::NOT_FOUND, "unknown_session", "no such session on this endpoint").error_response()
