@@ -1,11 +1,14 @@
-//! The endpoint cache: whether an endpoint exists, whether it requires an API key, and its keys'
-//! hashes, read from the database at most every [`ENDPOINT_CACHE_TTL`] per endpoint.
+//! The endpoint cache: whether an endpoint exists, whether it requires an API key, its keys'
+//! hashes and the rate limits, read from the database at most every [`ENDPOINT_CACHE_TTL`] per
+//! endpoint; and the token buckets of those rate limits.
 
 use std::collections::HashMap;
 use std::time::{Duration, Instant};
 
 use parking_lot::Mutex;
 
+use super::auth::{RateLimits, Refusal};
+use crate::ratelimit::RateLimit;
 use crate::service::Gateway;
 use crate::storage::{self, StorageError};
 
@@ -17,8 +20,10 @@ const ENDPOINT_CACHE_TTL: Duration = Duration::from_secs(2);
 pub(super) struct EndpointEntry {
     /// Whether a request needs one of `keys`.
     pub(super) auth_required: bool,
-    /// The endpoint's API keys, hashed.
+    /// The endpoint's API keys, hashed, with their rate limits.
     pub(super) keys: Vec<storage::KeyHash>,
+    /// The endpoint's rate limit, if any.
+    pub(super) rate_limit: Option<RateLimit>,
     fetched: Instant,
 }
 
@@ -28,12 +33,25 @@ pub(super) struct EndpointEntry {
 #[derive(Debug, Default)]
 pub struct EndpointCache {
     map: Mutex<HashMap<String, EndpointEntry>>,
+    limits: RateLimits,
 }
 
 impl EndpointCache {
     /// Forgets `endpoint` (after the admin API changed or deleted it).
     pub fn invalidate(&self, endpoint: &str) {
         self.map.lock().remove(endpoint);
+    }
+
+    /// Admits a request to `endpoint` (described by `entry`, opened with the API key `key`) by
+    /// the key's and the endpoint's rate limits; over one: a 429 [`Refusal`], counted.
+    pub(super) fn check_rate(
+        &self,
+        gateway: &Gateway,
+        endpoint: &str,
+        entry: &EndpointEntry,
+        key: Option<i64>,
+    ) -> Result<(), Refusal> {
+        self.limits.admit(gateway.telemetry(), endpoint, entry, key)
     }
 
     /// The entry of `endpoint`: cached, or read now (`NotFound` when there is no such endpoint).
@@ -49,7 +67,12 @@ impl EndpointCache {
             .run(move |c| {
                 let detail = storage::get_endpoint(c, &owned)?;
                 let keys = storage::api_keys(c, &owned)?;
-                Ok(EndpointEntry { auth_required: detail.endpoint.auth_required, keys, fetched: Instant::now() })
+                Ok(EndpointEntry {
+                    auth_required: detail.endpoint.auth_required,
+                    rate_limit: detail.endpoint.rate_limit(),
+                    keys,
+                    fetched: Instant::now(),
+                })
             })
             .await;
         let entry = match fetched {

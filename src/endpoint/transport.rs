@@ -8,7 +8,7 @@ use actix_web::http::StatusCode;
 use actix_web::{web, HttpRequest, HttpResponse, ResponseError as _};
 use serde_json::{json, Map, Value};
 
-use super::auth::authorize;
+use super::auth::{authorize, Refusal};
 use super::state::McpState;
 use crate::api_error;
 use crate::auth::challenge;
@@ -47,9 +47,10 @@ fn storage_error(err: StorageError, endpoint: &str) -> ApiError {
 
 /// Resolves the endpoint and checks its auth; returns the row id of the API key presented on an
 /// endpoint that requires one (and notes its use).
-async fn admit(state: &McpState, endpoint: &str, headers: &HeaderMap) -> Result<Option<i64>, ApiError> {
+async fn admit(state: &McpState, endpoint: &str, headers: &HeaderMap) -> Result<Option<i64>, Refusal> {
     let entry = state.endpoints.get(&state.gateway, endpoint).await.map_err(|e| storage_error(e, endpoint))?;
     let key = authorize(endpoint, &entry, headers)?;
+    state.endpoints.check_rate(&state.gateway, endpoint, &entry, key)?;
     if let Some(id) = key {
         state.key_usage.note(&state.gateway, id);
     }

@@ -12,6 +12,7 @@ mod gateway_api;
 mod gateway_e2e;
 mod hostile_input;
 mod hygiene;
+mod rate_limits;
 mod security;
 mod servers_transport;
 mod service_process;
