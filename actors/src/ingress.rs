@@ -267,6 +267,9 @@ pub enum MetricEvent {
         /// Duration in seconds.
         duration: f64,
     },
+    /// A measurement of a family the library describes (boxed: it carries up to eight labels,
+    /// and the other events stay small).
+    Labelled(Box<crate::metric_aggregator::LabelledEvent>),
     /// A vector search over the tools registry.
     VectorSearch {
         /// Length of the query in characters.

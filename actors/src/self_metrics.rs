@@ -159,17 +159,21 @@ pub enum CappedLabel {
     ToolName,
     /// `route`, capped by `metrics.max_routes`.
     Route,
+    /// A label of a labelled family (the library's semantic-convention, upstream and rate limit
+    /// families), each capped as the family describes.
+    Attribute,
 }
 
 impl CappedLabel {
     /// Every capped label, in index order.
-    pub const ALL: [CappedLabel; 2] = [CappedLabel::ToolName, CappedLabel::Route];
+    pub const ALL: [CappedLabel; 3] = [CappedLabel::ToolName, CappedLabel::Route, CappedLabel::Attribute];
 
     /// The label value (the name of the capped label).
     pub const fn as_str(self) -> &'static str {
         match self {
             CappedLabel::ToolName => "tool_name",
             CappedLabel::Route => "route",
+            CappedLabel::Attribute => "attribute",
         }
     }
 }
@@ -195,7 +199,7 @@ pub struct SelfMetrics {
     spool: SpoolGauges,
     attributes_truncated: IntCounter,
     span_limit_dropped: [IntCounter; 3],
-    label_overflow: [IntCounter; 2],
+    label_overflow: [IntCounter; 3],
 }
 
 /// The spool's and the exporter's memory figures.

@@ -48,5 +48,40 @@ pub(crate) const CATALOGUE: crate::metric_aggregator::Catalogue = {
         vector_search_duration: family("test_vector_search_duration_seconds", &[], SECONDS),
         vector_search_results: family("test_vector_search_results", &[], &[1.0, 10.0, 100.0]),
         vector_search_query_length: family("test_vector_search_query_length_chars", &[], &[16.0, 256.0]),
+        labelled: LABELLED,
     }
+};
+
+/// Labelled families for the actors' own tests: a histogram with an OTLP name, a gauge, a counter.
+pub(crate) const LABELLED: &[crate::metric_aggregator::LabelledFamily] = {
+    use crate::metric_aggregator::catalogue::Family;
+    use crate::metric_aggregator::{FamilyKind, LabelCap, LabelledFamily, OtlpName};
+    &[
+        LabelledFamily {
+            family: Family {
+                name: "test_op_duration_seconds",
+                help: "A test operation histogram.",
+                labels: &["op_method", "op_target"],
+                buckets: &[0.1, 1.0, 10.0],
+            },
+            kind: FamilyKind::Histogram,
+            caps: &[LabelCap::Values(3), LabelCap::Names],
+            otlp: Some(OtlpName { name: "test.op.duration", unit: "s", attributes: &["op.method", "op.target"] }),
+            max_series: 6,
+        },
+        LabelledFamily {
+            family: Family { name: "test_up", help: "A test gauge.", labels: &["server"], buckets: &[] },
+            kind: FamilyKind::Gauge,
+            caps: &[LabelCap::Names],
+            otlp: None,
+            max_series: 0,
+        },
+        LabelledFamily {
+            family: Family { name: "test_restarts_total", help: "A test counter.", labels: &["server"], buckets: &[] },
+            kind: FamilyKind::Counter,
+            caps: &[LabelCap::Names],
+            otlp: None,
+            max_series: 0,
+        },
+    ]
 };

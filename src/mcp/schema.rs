@@ -1,54 +1,70 @@
-//! Validation of tool arguments against a tool's `inputSchema`, a subset of JSON Schema that
-//! covers what MCP servers publish in practice, so the gateway refuses bad arguments with
-//! `-32602` before calling an upstream.
+//! Validation of tool arguments against a tool's `inputSchema` with the `jsonschema` crate, so
+//! the gateway refuses bad arguments with `-32602` before calling an upstream.
 //!
-//! Supported: `type` (one name or a list; `integer` is a number without a fraction; OpenAPI's
-//! `nullable: true` also admits `null`), `enum`, `const`, `properties`, `required`,
-//! `additionalProperties` (boolean or schema), `minProperties`/`maxProperties`,
-//! `dependentRequired`, `items` (a schema, or a list for tuples with `additionalItems`),
-//! `prefixItems`, `contains`, `minItems`/`maxItems`, `minLength`/`maxLength` (in characters),
-//! `minimum`/`maximum`/`exclusiveMinimum`/`exclusiveMaximum` (numbers, or the draft-4 boolean
-//! form), `multipleOf`, `allOf`/`anyOf`/`oneOf`/`not`, `if`/`then`/`else`, boolean schemas, and
-//! `$ref` to a JSON pointer inside the root schema (`#`, `#/$defs/…`, `#/definitions/…`).
+//! Every keyword of the schema's draft is checked: the draft its `$schema` declares (4, 6, 7,
+//! 2019-09 or 2020-12), 2020-12 when it declares none, as MCP says. `format` is an assertion,
+//! not an annotation (`"format": "email"` refuses what is not an e-mail address); unknown
+//! formats are accepted.
 //!
-//! Accepted without checking, because judging them needs what this crate does not carry (a
-//! regular-expression engine, remote documents): `pattern`, `patternProperties` (and so
-//! `additionalProperties` is not checked beside it), `propertyNames`, `format`, `uniqueItems`,
-//! and `$ref`s that do not start with `#`. Unknown keywords are ignored. A broken local `$ref`
-//! is an error.
+//! Nothing is fetched: a `$ref` to a remote document or a file does not resolve (the crate is
+//! built without its HTTP and file retrievers, and the validator is offline). A schema that
+//! does not compile (not a schema of its draft, an unresolvable `$ref`, a pattern no engine
+//! takes) is not checked at all — the upstream that published it judges its own arguments — and
+//! is logged once.
 //!
-//! Validation is bounded: schemas nested deeper than [`MAX_DEPTH`] (a recursive `$ref`, say)
-//! and more than [`MAX_STEPS`] schema applications stop with an error instead of exhausting the
-//! stack or the CPU, and at most [`MAX_ERRORS`] errors are reported.
+//! Costs stay linear in the arguments: `pattern` and `patternProperties` run on the `regex`
+//! crate (finite automata, no backtracking) within [`REGEX_SIZE_LIMIT`]; a schema whose patterns
+//! need what that engine lacks (look-around, back-references) is compiled with `fancy-regex`
+//! and a backtracking budget of [`BACKTRACK_LIMIT`] per match, past which the value is refused
+//! under `pattern`. A schema whose in-place applicators (`allOf`, `anyOf`, `oneOf`, `not`,
+//! `if`/`then`/`else`, `$ref`, ...) unfold to more than [`MAX_UNFOLDED`] subschemas per value —
+//! a `$ref` cycle, or `anyOf`s that double at every level — is refused at compile time, as is
+//! one nested deeper than [`MAX_DEPTH`]; at most [`MAX_ERRORS`] errors are reported.
+//!
+//! Validators are compiled once per schema and cached ([`MAX_CACHED`] schemas; the cache starts
+//! over when full): validation runs on the request path of every `tools/call`.
 //!
 //! A [`Violation`] never quotes the value it is about: arguments can hold secrets, and the
 //! messages reach the client, spans and the audit log. It names the value's JSON pointer, the
 //! keyword that failed with its place in the schema, and what the schema expected.
 
+use std::collections::HashMap;
 use std::fmt;
+use std::sync::{Arc, LazyLock};
 
-use serde_json::{Map, Value};
+use jsonschema::error::{TypeKind, ValidationErrorKind};
+use jsonschema::{PatternOptions, ValidationError, Validator};
+use parking_lot::RwLock;
+use serde_json::Value;
 
-/// Deepest nesting of schemas applied to one value, `$ref` hops included.
-pub const MAX_DEPTH: usize = 64;
-/// Most schema applications in one validation (guards against `anyOf` blow-ups).
-pub const MAX_STEPS: usize = 1_000_000;
+#[path = "schema_cost.rs"]
+mod cost;
+
+pub use self::cost::{MAX_DEPTH, MAX_UNFOLDED};
+
 /// Most errors reported.
 pub const MAX_ERRORS: usize = 50;
+/// Most compiled schemas kept.
+pub const MAX_CACHED: usize = 4096;
+/// Approximate size limit of one compiled regular expression, in bytes.
+pub const REGEX_SIZE_LIMIT: usize = 1 << 20;
+/// Backtracking steps one `fancy-regex` match may take (patterns the `regex` crate cannot run).
+pub const BACKTRACK_LIMIT: usize = 100_000;
 
 /// Longest detail quoted from the branches of a failed `anyOf`/`oneOf`.
 const MAX_DETAIL: usize = 300;
+/// Longest schema value (an `enum` list, a `const`, a pattern) quoted in a message.
+const MAX_QUOTED: usize = 80;
 
 /// One way the arguments fail their schema. Shown as the JSON pointer of the value it is about
-/// (`/` for the whole instance) and what failed: `/a: expected number, got string`,
-/// `/: missing required property "b"` — never the value itself.
+/// (`/` for the whole instance), what failed, and the failing keyword's place in the schema:
+/// `/a: expected number, got string (at /properties/a/type)` — never the value itself.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Violation {
     /// JSON pointer of the offending value in the instance; empty for the whole instance.
     pub instance_path: String,
-    /// JSON pointer of the failing keyword in the schema, through `$ref`s as JSON Schema's
-    /// `keywordLocation` (`/properties/a/type`, `/properties/p/$ref/required`); empty when the
-    /// validation stopped at a bound rather than at a keyword.
+    /// JSON pointer of the failing keyword in the schema, through `$ref`s (the evaluation path:
+    /// `/properties/a/type`, `/properties/p/$ref/required`).
     pub keyword_path: String,
     /// What failed, in the schema's terms.
     pub message: String,
@@ -56,62 +72,250 @@ pub struct Violation {
 
 impl fmt::Display for Violation {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "{}: {}", display(&self.instance_path), self.message)
+        write!(f, "{}: {}", display(&self.instance_path), self.message)?;
+        if !self.keyword_path.is_empty() {
+            write!(f, " (at {})", self.keyword_path)?;
+        }
+        Ok(())
     }
 }
 
-/// Checks `instance` against `schema`; every failure found (at most [`MAX_ERRORS`]), in schema
-/// order.
-pub fn validate(schema: &Value, instance: &Value) -> Result<(), Vec<Violation>> {
-    let mut validator = Validator { root: schema, steps: 0, aborted: None };
-    let mut errors = Vec::new();
-    validator.check(schema, instance, &At::root(), 0, &mut errors);
-    if let Some(reason) = validator.aborted {
-        errors.truncate(MAX_ERRORS - 1);
-        errors.push(reason);
+impl Violation {
+    /// The keyword that failed: the last segment of [`Violation::keyword_path`].
+    pub fn keyword(&self) -> &str {
+        self.keyword_path.rsplit('/').next().unwrap_or_default()
     }
-    if errors.is_empty() {
+}
+
+/// Checks `instance` against `schema`; every failure found (at most [`MAX_ERRORS`]).
+pub fn validate(schema: &Value, instance: &Value) -> Result<(), Vec<Violation>> {
+    match compiled(&schema.to_string(), || Some(schema.clone())) {
+        Some(validator) => check(&validator, instance),
+        None => Ok(()),
+    }
+}
+
+/// Checks `instance` against the schema in `schema_text` (JSON), compiled once per text. Text
+/// that is not JSON stands for `{"type": "object"}`.
+pub fn validate_text(schema_text: &str, instance: &Value) -> Result<(), Vec<Violation>> {
+    let parse = || Some(serde_json::from_str(schema_text).unwrap_or_else(|_| serde_json::json!({"type": "object"})));
+    match compiled(schema_text, parse) {
+        Some(validator) => check(&validator, instance),
+        None => Ok(()),
+    }
+}
+
+/// Why a schema is not checked.
+#[derive(Debug, thiserror::Error)]
+pub enum CompileError {
+    /// It applies too many subschemas in place, or nests too deep.
+    #[error("{0}")]
+    TooCostly(String),
+    /// The `jsonschema` crate refused it.
+    #[error("{0}")]
+    Invalid(String),
+}
+
+/// Compiles `schema` with the gateway's options: declared draft (2020-12 by default), formats
+/// asserted, offline, patterns on the `regex` crate or, for what it cannot run, `fancy-regex`
+/// with a backtracking budget.
+pub fn compile(schema: &Value) -> Result<Validator, CompileError> {
+    cost::check(schema).map_err(CompileError::TooCostly)?;
+    let options = || {
+        jsonschema::options()
+            .with_draft(declared_draft(schema))
+            .should_validate_formats(true)
+            .should_ignore_unknown_formats(true)
+            .offline()
+    };
+    let linear = PatternOptions::regex().size_limit(REGEX_SIZE_LIMIT).dfa_size_limit(REGEX_SIZE_LIMIT);
+    match options().with_pattern_options(linear).build(schema) {
+        Ok(validator) => Ok(validator),
+        Err(first) => {
+            let bounded = PatternOptions::fancy_regex()
+                .backtrack_limit(BACKTRACK_LIMIT)
+                .size_limit(REGEX_SIZE_LIMIT)
+                .dfa_size_limit(REGEX_SIZE_LIMIT);
+            options()
+                .with_pattern_options(bounded)
+                .build(schema)
+                .map_err(|_| CompileError::Invalid(compile_message(&first)))
+        }
+    }
+}
+
+/// The draft `$schema` names; 2020-12 when it names none or one this crate does not know.
+fn declared_draft(schema: &Value) -> jsonschema::Draft {
+    use jsonschema::Draft;
+    let declared = schema.get("$schema").and_then(Value::as_str).unwrap_or_default();
+    match Draft::default().detect(&serde_json::json!({"$schema": declared})) {
+        Draft::Draft4 => Draft::Draft4,
+        Draft::Draft6 => Draft::Draft6,
+        Draft::Draft7 => Draft::Draft7,
+        Draft::Draft201909 => Draft::Draft201909,
+        _ => Draft::Draft202012,
+    }
+}
+
+/// A compile error in the schema's terms: its keyword and place, never an instance.
+fn compile_message(error: &ValidationError<'_>) -> String {
+    format!("{} at {}", error.kind().keyword(), display(error.schema_path().as_str()))
+}
+
+/// A compiled schema, or `None` for one that is not checked.
+type Entry = Option<Arc<Validator>>;
+
+static CACHE: LazyLock<RwLock<HashMap<Box<str>, Entry>>> = LazyLock::new(|| RwLock::new(HashMap::new()));
+
+/// The cached validator of the schema whose text is `key`, compiling `schema()` on a miss.
+fn compiled(key: &str, schema: impl FnOnce() -> Option<Value>) -> Entry {
+    if let Some(entry) = CACHE.read().get(key) {
+        return entry.clone();
+    }
+    let entry = schema().and_then(|schema| match compile(&schema) {
+        Ok(validator) => Some(Arc::new(validator)),
+        Err(err) => {
+            tracing::warn!(error = %err, "a tool's inputSchema does not compile; its arguments are not checked");
+            None
+        }
+    });
+    let mut cache = CACHE.write();
+    if cache.len() >= MAX_CACHED {
+        cache.clear();
+    }
+    cache.insert(key.into(), entry.clone());
+    entry
+}
+
+/// Runs `validator` over `instance`.
+fn check(validator: &Validator, instance: &Value) -> Result<(), Vec<Violation>> {
+    let mut violations = Vec::new();
+    for error in validator.iter_errors(instance) {
+        violations.extend(violations_of(&error));
+        if violations.len() >= MAX_ERRORS {
+            violations.truncate(MAX_ERRORS);
+            break;
+        }
+    }
+    if violations.is_empty() {
         Ok(())
     } else {
-        Err(errors)
+        Err(violations)
     }
 }
 
-struct Validator<'s> {
-    root: &'s Value,
-    steps: usize,
-    aborted: Option<Violation>,
-}
-
-/// Where a check runs: the instance's JSON pointer and the schema's.
-#[derive(Debug, Clone)]
-struct At {
-    instance: String,
-    schema: String,
-}
-
-impl At {
-    fn root() -> Self {
-        At { instance: String::new(), schema: String::new() }
-    }
-
-    /// One level down in the instance (`segment`) and in the schema (`keywords`, already escaped).
-    fn child(&self, segment: &str, keywords: &str) -> At {
-        At { instance: child(&self.instance, segment), schema: format!("{}/{keywords}", self.schema) }
-    }
-
-    /// The same value under the schema's `keywords` (a subschema: `allOf/0`, `$ref`, `then`).
-    fn under(&self, keywords: &str) -> At {
-        At { instance: self.instance.clone(), schema: format!("{}/{keywords}", self.schema) }
-    }
-
-    /// A violation of `keyword` at this place.
-    fn violation(&self, keyword: &str, message: String) -> Violation {
-        Violation {
-            instance_path: self.instance.clone(),
-            keyword_path: format!("{}/{}", self.schema, escape(keyword)),
-            message,
+/// The violations one error stands for: one per unexpected property, else one.
+fn violations_of(error: &ValidationError<'_>) -> Vec<Violation> {
+    let instance_path = error.instance_path().as_str().to_owned();
+    let keyword_path = error.evaluation_path().as_str().to_owned();
+    let per_property = |names: &[String], message: &str| {
+        names
+            .iter()
+            .map(|name| Violation {
+                instance_path: format!("{instance_path}/{}", escape(name)),
+                keyword_path: keyword_path.clone(),
+                message: message.to_owned(),
+            })
+            .collect()
+    };
+    match error.kind() {
+        ValidationErrorKind::AdditionalProperties { unexpected } => {
+            per_property(unexpected, "unexpected property (additionalProperties is false)")
         }
+        ValidationErrorKind::UnevaluatedProperties { unexpected } => {
+            per_property(unexpected, "unexpected property (unevaluatedProperties)")
+        }
+        _ => vec![Violation { instance_path, keyword_path, message: message(error) }],
+    }
+}
+
+/// What `error` says, without the instance.
+fn message(error: &ValidationError<'_>) -> String {
+    use ValidationErrorKind as K;
+    match error.kind() {
+        K::AdditionalItems { limit } => format!("more items than the {limit} the schema lists"),
+        K::AdditionalProperties { .. } | K::UnevaluatedProperties { .. } => "unexpected property".to_owned(),
+        K::AnyOf { context } => format!("matches no schema of anyOf ({})", branches(context)),
+        K::OneOfNotValid { context } => format!("matches no schema of oneOf ({})", branches(context)),
+        K::OneOfMultipleValid { .. } => "matches more than one schema of oneOf, expected exactly one".to_owned(),
+        K::BacktrackLimitExceeded { .. } => "the pattern needs more backtracking than allowed".to_owned(),
+        K::RegexEngineFailure { .. } => "the pattern could not be evaluated".to_owned(),
+        K::Pattern { pattern } => format!("does not match the pattern {}", quoted(&Value::String(pattern.clone()))),
+        K::Constant { expected_value } => format!("expected the constant {}", quoted(expected_value)),
+        K::Contains => "no item matches the \"contains\" schema".to_owned(),
+        K::ContentEncoding { content_encoding } => format!("not valid {content_encoding} content"),
+        K::FromUtf8 { .. } => "decodes to invalid UTF-8".to_owned(),
+        K::ContentMediaType { content_media_type } => format!("not valid {content_media_type} content"),
+        K::Custom { keyword, .. } => format!("fails {keyword}"),
+        K::Enum { options } => format!("not one of {}", quoted(options)),
+        K::ExclusiveMaximum { limit } => format!("not less than {limit}"),
+        K::ExclusiveMinimum { limit } => format!("not greater than {limit}"),
+        K::Maximum { limit } => format!("greater than the maximum {limit}"),
+        K::Minimum { limit } => format!("less than the minimum {limit}"),
+        K::MultipleOf { multiple_of } => format!("not a multiple of {}", Value::from(*multiple_of)),
+        K::FalseSchema => "no value is allowed here".to_owned(),
+        K::Format { format } => format!("not a valid {format}"),
+        K::MaxItems { limit } => format!("more items than the maximum {limit}"),
+        K::MinItems { limit } => format!("fewer items than the minimum {limit}"),
+        K::MaxLength { limit } => format!("longer than the maximum length {limit}"),
+        K::MinLength { limit } => format!("shorter than the minimum length {limit}"),
+        K::MaxProperties { limit } => format!("more properties than the maximum {limit}"),
+        K::MinProperties { limit } => format!("fewer properties than the minimum {limit}"),
+        K::Not { .. } => "must not match the \"not\" schema".to_owned(),
+        K::PropertyNames { error } => format!("a property name fails propertyNames: {}", message(error)),
+        K::Required { property } => format!("missing required property {}", quoted(property)),
+        K::Type { kind } => format!("expected {}, got {}", type_names(kind), type_name(error.instance())),
+        K::UnevaluatedItems { .. } => "more items than the schema evaluates (unevaluatedItems)".to_owned(),
+        K::UniqueItems => "items are not unique".to_owned(),
+        K::Referencing(_) => "the schema's $ref does not resolve".to_owned(),
+    }
+}
+
+/// The failures of each branch of an `anyOf`/`oneOf`, `|`-separated and capped.
+fn branches(context: &[Vec<ValidationError<'static>>]) -> String {
+    let detail = context
+        .iter()
+        .map(|errors| {
+            errors
+                .iter()
+                .map(|e| format!("{}: {}", display(e.instance_path().as_str()), message(e)))
+                .collect::<Vec<_>>()
+                .join("; ")
+        })
+        .collect::<Vec<_>>()
+        .join(" | ");
+    capped(detail, MAX_DETAIL)
+}
+
+fn type_names(kind: &TypeKind) -> String {
+    match kind {
+        TypeKind::Single(name) => name.to_string(),
+        TypeKind::Multiple(names) => names.iter().map(|name| name.to_string()).collect::<Vec<_>>().join(" or "),
+    }
+}
+
+fn type_name(value: &Value) -> &'static str {
+    match value {
+        Value::Null => "null",
+        Value::Bool(_) => "boolean",
+        Value::Number(n) if n.is_i64() || n.is_u64() => "integer",
+        Value::Number(_) => "number",
+        Value::String(_) => "string",
+        Value::Array(_) => "array",
+        Value::Object(_) => "object",
+    }
+}
+
+/// A value of the schema (never of the instance), shortened.
+fn quoted(value: &Value) -> String {
+    capped(value.to_string(), MAX_QUOTED)
+}
+
+fn capped(text: String, max: usize) -> String {
+    if text.chars().count() > max {
+        text.chars().take(max - 3).collect::<String>() + "..."
+    } else {
+        text
     }
 }
 
@@ -124,417 +328,6 @@ fn display(path: &str) -> &str {
         "/"
     } else {
         path
-    }
-}
-
-fn child(path: &str, segment: &str) -> String {
-    format!("{path}/{}", escape(segment))
-}
-
-fn push(errors: &mut Vec<Violation>, at: &At, keyword: &str, message: impl FnOnce() -> String) {
-    if errors.len() < MAX_ERRORS {
-        errors.push(at.violation(keyword, message()));
-    }
-}
-
-fn type_name(value: &Value) -> &'static str {
-    match value {
-        Value::Null => "null",
-        Value::Bool(_) => "boolean",
-        Value::Number(_) => "number",
-        Value::String(_) => "string",
-        Value::Array(_) => "array",
-        Value::Object(_) => "object",
-    }
-}
-
-fn is_integer(value: &Value) -> bool {
-    match value {
-        Value::Number(n) => n.is_i64() || n.is_u64() || n.as_f64().is_some_and(|f| f.is_finite() && f.fract() == 0.0),
-        _ => false,
-    }
-}
-
-/// Whether `value` has the JSON Schema type `name`; `None` for a name this module does not know.
-fn has_type(name: &str, value: &Value) -> Option<bool> {
-    Some(match name {
-        "null" => value.is_null(),
-        "boolean" => value.is_boolean(),
-        "object" => value.is_object(),
-        "array" => value.is_array(),
-        "string" => value.is_string(),
-        "number" => value.is_number(),
-        "integer" => is_integer(value),
-        _ => return None,
-    })
-}
-
-/// JSON equality where `1` and `1.0` are the same number.
-fn json_eq(a: &Value, b: &Value) -> bool {
-    match (a, b) {
-        (Value::Number(x), Value::Number(y)) => match (x.as_i64(), y.as_i64(), x.as_u64(), y.as_u64()) {
-            (Some(x), Some(y), _, _) => x == y,
-            (_, _, Some(x), Some(y)) => x == y,
-            _ => x.as_f64() == y.as_f64(),
-        },
-        (Value::Array(x), Value::Array(y)) => x.len() == y.len() && x.iter().zip(y).all(|(x, y)| json_eq(x, y)),
-        (Value::Object(x), Value::Object(y)) => {
-            x.len() == y.len() && x.iter().all(|(k, v)| y.get(k).is_some_and(|w| json_eq(v, w)))
-        }
-        _ => a == b,
-    }
-}
-
-fn quoted(value: &Value) -> String {
-    let text = value.to_string();
-    if text.chars().count() > 80 {
-        let cut: String = text.chars().take(77).collect();
-        format!("{cut}...")
-    } else {
-        text
-    }
-}
-
-impl<'s> Validator<'s> {
-    /// Applies `schema` to `instance` at `at`, adding what fails to `errors`.
-    fn check(&mut self, schema: &'s Value, instance: &Value, at: &At, depth: usize, errors: &mut Vec<Violation>) {
-        if self.aborted.is_some() {
-            return;
-        }
-        if depth > MAX_DEPTH {
-            self.aborted = Some(Violation {
-                instance_path: at.instance.clone(),
-                keyword_path: String::new(),
-                message: format!("schema nesting deeper than {MAX_DEPTH} levels"),
-            });
-            return;
-        }
-        self.steps += 1;
-        if self.steps > MAX_STEPS {
-            self.aborted = Some(Violation {
-                instance_path: at.instance.clone(),
-                keyword_path: String::new(),
-                message: format!("validation needs more than {MAX_STEPS} steps"),
-            });
-            return;
-        }
-        let schema = match schema {
-            Value::Bool(true) => return,
-            Value::Bool(false) => {
-                if errors.len() < MAX_ERRORS {
-                    errors.push(Violation {
-                        instance_path: at.instance.clone(),
-                        keyword_path: at.schema.clone(),
-                        message: "no value is allowed here".to_owned(),
-                    });
-                }
-                return;
-            }
-            Value::Object(schema) => schema,
-            // Not a schema: nothing to check.
-            _ => return,
-        };
-        self.check_ref(schema, instance, at, depth, errors);
-        Self::check_type(schema, instance, at, errors);
-        Self::check_values(schema, instance, at, errors);
-        match instance {
-            Value::Number(_) => Self::check_number(schema, instance, at, errors),
-            Value::String(text) => Self::check_string(schema, text, at, errors),
-            Value::Array(items) => self.check_array(schema, items, at, depth, errors),
-            Value::Object(object) => self.check_object(schema, object, at, depth, errors),
-            _ => {}
-        }
-        self.check_combinators(schema, instance, at, depth, errors);
-    }
-
-    /// Applies `schema` to `instance` and says whether it passed, keeping the errors apart.
-    fn passes(&mut self, schema: &'s Value, instance: &Value, at: &At, depth: usize) -> (bool, Vec<Violation>) {
-        let mut errors = Vec::new();
-        self.check(schema, instance, at, depth, &mut errors);
-        (errors.is_empty() && self.aborted.is_none(), errors)
-    }
-
-    fn check_ref(
-        &mut self,
-        schema: &'s Map<String, Value>,
-        instance: &Value,
-        at: &At,
-        depth: usize,
-        errors: &mut Vec<Violation>,
-    ) {
-        let Some(reference) = schema.get("$ref").and_then(Value::as_str) else { return };
-        let Some(pointer) = reference.strip_prefix('#') else { return };
-        match self.root.pointer(pointer) {
-            Some(target) => self.check(target, instance, &at.under("$ref"), depth + 1, errors),
-            None => push(errors, at, "$ref", || format!("the schema's $ref \"{reference}\" does not resolve")),
-        }
-    }
-
-    fn check_type(schema: &Map<String, Value>, instance: &Value, at: &At, errors: &mut Vec<Violation>) {
-        let names: Vec<&str> = match schema.get("type") {
-            Some(Value::String(name)) => vec![name.as_str()],
-            Some(Value::Array(names)) => names.iter().filter_map(Value::as_str).collect(),
-            _ => return,
-        };
-        if names.is_empty() || (instance.is_null() && schema.get("nullable") == Some(&Value::Bool(true))) {
-            return;
-        }
-        let mut matched = false;
-        for name in &names {
-            match has_type(name, instance) {
-                Some(true) | None => matched = true,
-                Some(false) => {}
-            }
-        }
-        if !matched {
-            push(errors, at, "type", || format!("expected {}, got {}", names.join(" or "), type_name(instance)));
-        }
-    }
-
-    fn check_values(schema: &Map<String, Value>, instance: &Value, at: &At, errors: &mut Vec<Violation>) {
-        if let Some(Value::Array(allowed)) = schema.get("enum") {
-            if !allowed.iter().any(|value| json_eq(value, instance)) {
-                let list = quoted(&Value::Array(allowed.clone()));
-                push(errors, at, "enum", || format!("not one of {list}"));
-            }
-        }
-        if let Some(expected) = schema.get("const") {
-            if !json_eq(expected, instance) {
-                push(errors, at, "const", || format!("expected the constant {}", quoted(expected)));
-            }
-        }
-    }
-
-    fn check_number(schema: &Map<String, Value>, instance: &Value, at: &At, errors: &mut Vec<Violation>) {
-        let Some(n) = instance.as_f64() else { return };
-        let bound = |key: &str| schema.get(key).and_then(|v| v.as_f64().map(|f| (f, v)));
-        let flag = |key: &str| schema.get(key) == Some(&Value::Bool(true));
-        if let Some((min, shown)) = bound("minimum") {
-            if flag("exclusiveMinimum") && n <= min {
-                push(errors, at, "minimum", || format!("not greater than {shown}"));
-            } else if n < min {
-                push(errors, at, "minimum", || format!("less than the minimum {shown}"));
-            }
-        }
-        if let Some((max, shown)) = bound("maximum") {
-            if flag("exclusiveMaximum") && n >= max {
-                push(errors, at, "maximum", || format!("not less than {shown}"));
-            } else if n > max {
-                push(errors, at, "maximum", || format!("greater than the maximum {shown}"));
-            }
-        }
-        if let Some((min, shown)) = bound("exclusiveMinimum") {
-            if n <= min {
-                push(errors, at, "exclusiveMinimum", || format!("not greater than {shown}"));
-            }
-        }
-        if let Some((max, shown)) = bound("exclusiveMaximum") {
-            if n >= max {
-                push(errors, at, "exclusiveMaximum", || format!("not less than {shown}"));
-            }
-        }
-        if let Some((step, shown)) = bound("multipleOf").filter(|(step, _)| *step > 0.0) {
-            let exact = match (instance.as_i64(), schema.get("multipleOf").and_then(Value::as_i64)) {
-                (Some(n), Some(step)) => n % step == 0,
-                _ => {
-                    let quotient = n / step;
-                    (quotient - quotient.round()).abs() <= 1e-9 * quotient.abs().max(1.0)
-                }
-            };
-            if !exact {
-                push(errors, at, "multipleOf", || format!("not a multiple of {shown}"));
-            }
-        }
-    }
-
-    fn check_string(schema: &Map<String, Value>, text: &str, at: &At, errors: &mut Vec<Violation>) {
-        let min = schema.get("minLength").and_then(Value::as_u64);
-        let max = schema.get("maxLength").and_then(Value::as_u64);
-        if min.is_none() && max.is_none() {
-            return;
-        }
-        let length = text.chars().count() as u64;
-        if let Some(min) = min.filter(|min| length < *min) {
-            push(errors, at, "minLength", || format!("shorter than the minimum length {min}"));
-        }
-        if let Some(max) = max.filter(|max| length > *max) {
-            push(errors, at, "maxLength", || format!("longer than the maximum length {max}"));
-        }
-    }
-
-    fn check_array(
-        &mut self,
-        schema: &'s Map<String, Value>,
-        items: &[Value],
-        at: &At,
-        depth: usize,
-        errors: &mut Vec<Violation>,
-    ) {
-        let count = items.len() as u64;
-        if let Some(min) = schema.get("minItems").and_then(Value::as_u64).filter(|min| count < *min) {
-            push(errors, at, "minItems", || format!("fewer items than the minimum {min}"));
-        }
-        if let Some(max) = schema.get("maxItems").and_then(Value::as_u64).filter(|max| count > *max) {
-            push(errors, at, "maxItems", || format!("more items than the maximum {max}"));
-        }
-        // Positional schemas: `prefixItems` (2020-12) or `items` as a list (drafts 4 to 2019-09).
-        let (positional, positional_keyword, rest, rest_keyword) =
-            match (schema.get("prefixItems"), schema.get("items")) {
-                (Some(Value::Array(prefix)), rest) => (prefix.as_slice(), "prefixItems", rest, "items"),
-                (_, Some(Value::Array(tuple))) => {
-                    (tuple.as_slice(), "items", schema.get("additionalItems"), "additionalItems")
-                }
-                (_, rest) => (&[][..], "items", rest, "items"),
-            };
-        for (index, (item, item_schema)) in items.iter().zip(positional).enumerate() {
-            let index = index.to_string();
-            let at = at.child(&index, &format!("{positional_keyword}/{index}"));
-            self.check(item_schema, item, &at, depth + 1, errors);
-        }
-        if let Some(rest) = rest.filter(|rest| rest.is_object() || rest.is_boolean()) {
-            for (index, item) in items.iter().enumerate().skip(positional.len()) {
-                self.check(rest, item, &at.child(&index.to_string(), rest_keyword), depth + 1, errors);
-                if self.aborted.is_some() {
-                    return;
-                }
-            }
-        }
-        if let Some(contains) = schema.get("contains") {
-            let mut found = false;
-            for (index, item) in items.iter().enumerate() {
-                if self.passes(contains, item, &at.child(&index.to_string(), "contains"), depth + 1).0 {
-                    found = true;
-                    break;
-                }
-            }
-            if !found && self.aborted.is_none() {
-                push(errors, at, "contains", || "no item matches the \"contains\" schema".to_owned());
-            }
-        }
-    }
-
-    fn check_object(
-        &mut self,
-        schema: &'s Map<String, Value>,
-        object: &Map<String, Value>,
-        at: &At,
-        depth: usize,
-        errors: &mut Vec<Violation>,
-    ) {
-        if let Some(Value::Array(required)) = schema.get("required") {
-            for name in required.iter().filter_map(Value::as_str) {
-                if !object.contains_key(name) {
-                    push(errors, at, "required", || format!("missing required property \"{name}\""));
-                }
-            }
-        }
-        if let Some(Value::Object(dependencies)) = schema.get("dependentRequired") {
-            for (present, needed) in dependencies.iter().filter(|(name, _)| object.contains_key(name.as_str())) {
-                for name in needed.as_array().into_iter().flatten().filter_map(Value::as_str) {
-                    if !object.contains_key(name) {
-                        let keyword = format!("dependentRequired/{}", escape(present));
-                        push(errors, at, &keyword, || {
-                            format!("missing property \"{name}\", required with \"{present}\"")
-                        });
-                    }
-                }
-            }
-        }
-        let count = object.len() as u64;
-        if let Some(min) = schema.get("minProperties").and_then(Value::as_u64).filter(|min| count < *min) {
-            push(errors, at, "minProperties", || format!("fewer properties than the minimum {min}"));
-        }
-        if let Some(max) = schema.get("maxProperties").and_then(Value::as_u64).filter(|max| count > *max) {
-            push(errors, at, "maxProperties", || format!("more properties than the maximum {max}"));
-        }
-        let properties = schema.get("properties").and_then(Value::as_object);
-        if let Some(properties) = properties {
-            for (name, property_schema) in properties {
-                if let Some(value) = object.get(name) {
-                    let at = at.child(name, &format!("properties/{}", escape(name)));
-                    self.check(property_schema, value, &at, depth + 1, errors);
-                }
-            }
-        }
-        // Which names `patternProperties` covers cannot be told without regular expressions.
-        if schema.contains_key("patternProperties") {
-            return;
-        }
-        let Some(additional) = schema.get("additionalProperties") else { return };
-        let extra = object.iter().filter(|(name, _)| !properties.is_some_and(|p| p.contains_key(name.as_str())));
-        for (name, value) in extra {
-            let at = at.child(name, "additionalProperties");
-            if additional == &Value::Bool(false) {
-                // The path names the property; the keyword path is the schema's.
-                if errors.len() < MAX_ERRORS {
-                    errors.push(Violation {
-                        instance_path: at.instance.clone(),
-                        keyword_path: at.schema.clone(),
-                        message: "unexpected property (additionalProperties is false)".to_owned(),
-                    });
-                }
-            } else {
-                self.check(additional, value, &at, depth + 1, errors);
-            }
-            if self.aborted.is_some() {
-                return;
-            }
-        }
-    }
-
-    fn check_combinators(
-        &mut self,
-        schema: &'s Map<String, Value>,
-        instance: &Value,
-        at: &At,
-        depth: usize,
-        errors: &mut Vec<Violation>,
-    ) {
-        if let Some(Value::Array(all)) = schema.get("allOf") {
-            for (index, sub) in all.iter().enumerate() {
-                self.check(sub, instance, &at.under(&format!("allOf/{index}")), depth + 1, errors);
-            }
-        }
-        for keyword in ["anyOf", "oneOf"] {
-            let Some(Value::Array(branches)) = schema.get(keyword) else { continue };
-            let mut passed = 0;
-            let mut details = Vec::new();
-            for (index, branch) in branches.iter().enumerate() {
-                let (ok, branch_errors) =
-                    self.passes(branch, instance, &at.under(&format!("{keyword}/{index}")), depth + 1);
-                if ok {
-                    passed += 1;
-                    if keyword == "anyOf" {
-                        break;
-                    }
-                } else {
-                    details.push(branch_errors.iter().map(ToString::to_string).collect::<Vec<_>>().join("; "));
-                }
-            }
-            if self.aborted.is_some() {
-                return;
-            }
-            if passed == 0 && !branches.is_empty() {
-                let mut detail = details.join(" | ");
-                if detail.chars().count() > MAX_DETAIL {
-                    detail = detail.chars().take(MAX_DETAIL - 3).collect::<String>() + "...";
-                }
-                push(errors, at, keyword, || format!("matches no schema of {keyword} ({detail})"));
-            } else if keyword == "oneOf" && passed > 1 {
-                push(errors, at, keyword, || format!("matches {passed} schemas of oneOf, expected exactly one"));
-            }
-        }
-        if let Some(not) = schema.get("not") {
-            if self.passes(not, instance, &at.under("not"), depth + 1).0 {
-                push(errors, at, "not", || "must not match the \"not\" schema".to_owned());
-            }
-        }
-        if let Some(condition) = schema.get("if") {
-            let branch = if self.passes(condition, instance, &at.under("if"), depth + 1).0 { "then" } else { "else" };
-            if let Some(sub) = schema.get(branch) {
-                self.check(sub, instance, &at.under(branch), depth + 1, errors);
-            }
-        }
     }
 }
 

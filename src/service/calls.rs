@@ -206,8 +206,7 @@ impl Gateway {
         let Some((server, tool)) = found.filter(|(server, tool)| server.enabled && tool.enabled) else {
             return Err(ExecuteError::UnknownTool(name.to_owned()));
         };
-        let schema: Value = serde_json::from_str(&tool.input_schema).unwrap_or_else(|_| json!({"type": "object"}));
-        schema::validate(&schema, &Value::Object(arguments.clone()))
+        schema::validate_text(&tool.input_schema, &Value::Object(arguments.clone()))
             .map_err(|errors| ExecuteError::InvalidArguments { tool: name.to_owned(), errors })?;
         let timeout = self.timeout_of(&server);
         let target = UpstreamTarget { name: &server.name, url: server.url.as_deref().unwrap_or_default(), timeout };

@@ -1,9 +1,10 @@
 //! The metric catalogue of MetaMCP, handed to the pipeline at start: the six `metamcp_*` metrics
-//! of the seed, the database and vector search histograms, their second-scale buckets, and the
-//! `metamcp_telemetry_*` prefix of the pipeline's own metrics. These names are the contract that
-//! dashboards, alerts and `docs/metrics.md` rely on.
+//! of the seed, the database and vector search histograms, their second-scale buckets, the MCP
+//! semantic-convention histograms (`mcp.{server,client}.{operation,session}.duration`), the
+//! upstream and rate limit families, and the `metamcp_telemetry_*` prefix of the pipeline's own
+//! metrics. These names are the contract that dashboards, alerts and `docs/metrics.md` rely on.
 
-use metamcp_telemetry_actors::metric_aggregator::{Catalogue, Family};
+use metamcp_telemetry_actors::metric_aggregator::{Catalogue, Family, FamilyKind, LabelCap, LabelledFamily, OtlpName};
 
 /// HTTP server duration buckets: the OpenTelemetry semantic-convention bounds, in seconds.
 pub const HTTP_BUCKETS: &[f64] = &[0.005, 0.01, 0.025, 0.05, 0.075, 0.1, 0.25, 0.5, 0.75, 1.0, 2.5, 5.0, 7.5, 10.0];
@@ -19,6 +20,176 @@ pub const DB_BUCKETS: &[f64] =
 pub const RESULT_COUNT_BUCKETS: &[f64] = &[0.0, 1.0, 2.0, 3.0, 5.0, 10.0, 20.0, 50.0, 100.0];
 /// Vector search query length buckets, in characters.
 pub const QUERY_LENGTH_BUCKETS: &[f64] = &[8.0, 16.0, 32.0, 64.0, 128.0, 256.0, 512.0, 1024.0];
+
+/// MCP operation and session duration buckets, in seconds: the boundaries the MCP semantic
+/// conventions recommend.
+pub const MCP_BUCKETS: &[f64] = &[0.01, 0.02, 0.05, 0.1, 0.2, 0.5, 1.0, 2.0, 5.0, 10.0, 30.0, 60.0, 120.0, 300.0];
+
+/// Prometheus labels of `mcp_server_operation_duration_seconds`, in event order.
+pub const MCP_SERVER_OPERATION_LABELS: &[&str] = &[
+    "mcp_method_name",
+    "gen_ai_tool_name",
+    "gen_ai_prompt_name",
+    "mcp_protocol_version",
+    "network_transport",
+    "error_type",
+];
+/// Prometheus labels of `mcp_client_operation_duration_seconds`: the server's, and the peer's
+/// address and port.
+pub const MCP_CLIENT_OPERATION_LABELS: &[&str] = &[
+    "mcp_method_name",
+    "gen_ai_tool_name",
+    "gen_ai_prompt_name",
+    "mcp_protocol_version",
+    "network_transport",
+    "error_type",
+    "server_address",
+    "server_port",
+];
+/// Prometheus labels of the session duration histograms.
+pub const MCP_SESSION_LABELS: &[&str] = &["mcp_protocol_version", "network_transport", "error_type"];
+
+/// Distinct MCP method names kept (the protocol has about 25; a peer may send any string).
+const METHOD_CAP: LabelCap = LabelCap::Values(32);
+/// Distinct protocol versions kept.
+const VERSION_CAP: LabelCap = LabelCap::Values(8);
+/// Distinct network transports kept (`pipe`, `tcp`, …).
+const TRANSPORT_CAP: LabelCap = LabelCap::Values(4);
+/// Distinct error types kept.
+const ERROR_CAP: LabelCap = LabelCap::Values(32);
+/// Label combinations an operation histogram keeps before further ones fold into one series
+/// whose labels read `other` (each label is capped on its own as well).
+pub const MAX_OPERATION_SERIES: usize = 2_000;
+
+const fn mcp_histogram(
+    name: &'static str,
+    help: &'static str,
+    otlp_name: &'static str,
+    labels: &'static [&'static str],
+    attributes: &'static [&'static str],
+    caps: &'static [LabelCap],
+    max_series: usize,
+) -> LabelledFamily {
+    LabelledFamily {
+        family: Family { name, help, labels, buckets: MCP_BUCKETS },
+        kind: FamilyKind::Histogram,
+        caps,
+        otlp: Some(OtlpName { name: otlp_name, unit: "s", attributes }),
+        max_series,
+    }
+}
+
+/// Index of each labelled family in [`LABELLED`] (the events name their family by it).
+pub(crate) mod labelled_index {
+    pub(crate) const MCP_SERVER_OPERATION: u16 = 0;
+    pub(crate) const MCP_CLIENT_OPERATION: u16 = 1;
+    pub(crate) const MCP_SERVER_SESSION: u16 = 2;
+    pub(crate) const MCP_CLIENT_SESSION: u16 = 3;
+    pub(crate) const UPSTREAM_UP: u16 = 4;
+    pub(crate) const UPSTREAM_RESTARTS: u16 = 5;
+    pub(crate) const RATE_LIMITED: u16 = 6;
+}
+
+/// The MCP semantic-convention histograms, the upstream families and the rate limit counter.
+pub const LABELLED: &[LabelledFamily] = &[
+    mcp_histogram(
+        "mcp_server_operation_duration_seconds",
+        "MCP request duration on the server side (a client's request to an endpoint), in seconds.",
+        "mcp.server.operation.duration",
+        MCP_SERVER_OPERATION_LABELS,
+        &[
+            "mcp.method.name",
+            "gen_ai.tool.name",
+            "gen_ai.prompt.name",
+            "mcp.protocol.version",
+            "network.transport",
+            "error.type",
+        ],
+        &[METHOD_CAP, LabelCap::Names, LabelCap::Names, VERSION_CAP, TRANSPORT_CAP, ERROR_CAP],
+        MAX_OPERATION_SERIES,
+    ),
+    mcp_histogram(
+        "mcp_client_operation_duration_seconds",
+        "MCP request duration on the client side (the gateway's request to an upstream server), in seconds.",
+        "mcp.client.operation.duration",
+        MCP_CLIENT_OPERATION_LABELS,
+        &[
+            "mcp.method.name",
+            "gen_ai.tool.name",
+            "gen_ai.prompt.name",
+            "mcp.protocol.version",
+            "network.transport",
+            "error.type",
+            "server.address",
+            "server.port",
+        ],
+        &[
+            METHOD_CAP,
+            LabelCap::Names,
+            LabelCap::Names,
+            VERSION_CAP,
+            TRANSPORT_CAP,
+            ERROR_CAP,
+            LabelCap::Names,
+            LabelCap::Names,
+        ],
+        MAX_OPERATION_SERIES,
+    ),
+    mcp_histogram(
+        "mcp_server_session_duration_seconds",
+        "MCP session duration on the server side (a client's session with an endpoint), in seconds.",
+        "mcp.server.session.duration",
+        MCP_SESSION_LABELS,
+        &["mcp.protocol.version", "network.transport", "error.type"],
+        &[VERSION_CAP, TRANSPORT_CAP, ERROR_CAP],
+        0,
+    ),
+    mcp_histogram(
+        "mcp_client_session_duration_seconds",
+        "MCP session duration on the client side (the gateway's session with an upstream server), in seconds.",
+        "mcp.client.session.duration",
+        MCP_SESSION_LABELS,
+        &["mcp.protocol.version", "network.transport", "error.type"],
+        &[VERSION_CAP, TRANSPORT_CAP, ERROR_CAP],
+        0,
+    ),
+    LabelledFamily {
+        family: Family {
+            name: "metamcp_upstream_up",
+            help: "Whether the gateway's session with an upstream server works (1) or fails (0).",
+            labels: &["server"],
+            buckets: &[],
+        },
+        kind: FamilyKind::Gauge,
+        caps: &[LabelCap::Names],
+        otlp: None,
+        max_series: 0,
+    },
+    LabelledFamily {
+        family: Family {
+            name: "metamcp_upstream_restarts_total",
+            help: "Restarts of an upstream server's session or process (a stdio server that exited, say).",
+            labels: &["server"],
+            buckets: &[],
+        },
+        kind: FamilyKind::Counter,
+        caps: &[LabelCap::Names],
+        otlp: None,
+        max_series: 0,
+    },
+    LabelledFamily {
+        family: Family {
+            name: "metamcp_rate_limited_total",
+            help: "Requests refused with 429 by a rate limit, by scope (endpoint, api_key) and its name.",
+            labels: &["scope", "name"],
+            buckets: &[],
+        },
+        kind: FamilyKind::Counter,
+        caps: &[LabelCap::Values(8), LabelCap::Names],
+        otlp: None,
+        max_series: 0,
+    },
+];
 
 /// Prefix of the pipeline's own metrics (`metamcp_telemetry_dropped_total`, …).
 pub const SELF_METRICS_PREFIX: &str = "metamcp_telemetry";
@@ -80,6 +251,7 @@ pub const METAMCP: Catalogue = Catalogue {
         labels: &[],
         buckets: QUERY_LENGTH_BUCKETS,
     },
+    labelled: LABELLED,
 };
 
 #[cfg(test)]
@@ -92,14 +264,26 @@ mod tests {
     #[test]
     fn the_catalogue_registers_and_its_series_bound_follows_the_caps() {
         ServiceMetrics::register(&prometheus::Registry::new(), &METAMCP).unwrap();
-        for buckets in
-            [HTTP_BUCKETS, TOOL_BUCKETS, SEARCH_BUCKETS, DB_BUCKETS, RESULT_COUNT_BUCKETS, QUERY_LENGTH_BUCKETS]
-        {
+        for buckets in [
+            HTTP_BUCKETS,
+            TOOL_BUCKETS,
+            SEARCH_BUCKETS,
+            DB_BUCKETS,
+            RESULT_COUNT_BUCKETS,
+            QUERY_LENGTH_BUCKETS,
+            MCP_BUCKETS,
+        ] {
             assert!(buckets.windows(2).all(|w| w[0] < w[1]));
         }
         // With the default caps: 10 methods × 201 routes × (62 + 1) statuses, the request duration
         // histogram (10 × 201 × 17), tools (201 × 2 + 201 × 18), the database histogram (24 × 19) and
-        // the four vector search families (1 + 16 + 12 + 11).
-        assert_eq!(METAMCP.max_series(&MetricsConfig::default()), 126_630 + 34_170 + 402 + 3_618 + 456 + 40);
+        // the four vector search families (1 + 16 + 12 + 11); the two operation histograms
+        // (2 001 series × 17 lines each), the two session histograms (9 versions × 5 transports ×
+        // 33 error types × 17), the two upstream families (201 each) and the rate limit counter
+        // (9 scopes × 201 names).
+        assert_eq!(
+            METAMCP.max_series(&MetricsConfig::default()),
+            126_630 + 34_170 + 402 + 3_618 + 456 + 40 + 2 * 34_017 + 2 * 25_245 + 2 * 201 + 1_809
+        );
     }
 }

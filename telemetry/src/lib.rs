@@ -34,6 +34,7 @@ mod header_capture;
 pub mod http;
 pub mod logging;
 mod manager;
+mod mcp;
 mod metrics_server;
 pub mod middleware;
 mod origins;
@@ -46,6 +47,8 @@ pub mod status;
 
 pub use capture::{RecordedRequest, RecordedToolExecution, RecordedVectorSearch, TestTelemetry};
 pub use manager::{resource, InitError, TelemetryManager, SCOPE_NAME};
+pub use mcp::{McpOperation, McpSession, McpSide};
 pub use metamcp_telemetry_actors as actors;
+pub use metamcp_telemetry_actors::health_check::{Component, ComponentSource};
 pub use metamcp_telemetry_actors::span_buffer::FlushError;
 pub use middleware::{RequestId, TelemetryMiddleware};

@@ -58,7 +58,7 @@ pub(crate) enum Mode {
 pub(crate) struct Inner {
     pub(crate) mode: Mode,
     pub(crate) tracer: Option<SdkTracer>,
-    sink: Sink,
+    pub(crate) sink: Sink,
     pub(crate) started: Instant,
     /// Request headers the middleware records (`telemetry.capture_request_headers`).
     pub(crate) capture_headers: Arc<[crate::header_capture::CapturedHeader]>,
@@ -66,7 +66,7 @@ pub(crate) struct Inner {
     propagate_baggage: bool,
 }
 
-enum Sink {
+pub(crate) enum Sink {
     None,
     Ingress(MetricIngress),
     Capture(Arc<Capture>),
@@ -74,7 +74,7 @@ enum Sink {
 
 impl Sink {
     #[inline]
-    fn record(&self, event: impl FnOnce() -> MetricEvent) {
+    pub(crate) fn record(&self, event: impl FnOnce() -> MetricEvent) {
         match self {
             Sink::None => {}
             Sink::Ingress(ingress) => {

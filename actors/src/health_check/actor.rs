@@ -9,8 +9,9 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 use actix::prelude::*;
 use tokio::sync::oneshot;
 
+use super::components::{add_components, ComponentSource};
 use super::config::HealthConfig;
-use super::messages::{AddProbe, CheckNow, GetHealth};
+use super::messages::{AddComponents, AddProbe, CheckNow, GetHealth};
 use super::report::{ComponentHealth, HealthReport, HealthStatus, SignalHealth};
 use crate::exporter::{self, Exporter, ExporterStatus};
 use crate::metric_aggregator::{self, AggregatorStatus, MetricAggregator};
@@ -55,6 +56,8 @@ pub struct HealthCheck {
     aggregator: Addr<MetricAggregator>,
     exporter: Addr<Exporter>,
     probes: Vec<Arc<dyn ReadinessProbe>>,
+    /// Sources of further components (they count for the status, not for readiness).
+    sources: Vec<Arc<dyn ComponentSource>>,
     metrics: Arc<SelfMetrics>,
     started: Instant,
     version: &'static str,
@@ -96,6 +99,7 @@ impl HealthCheck {
             aggregator,
             exporter,
             probes,
+            sources: Vec::new(),
             metrics,
             started: Instant::now(),
             version,
@@ -318,6 +322,8 @@ impl HealthCheck {
             components.insert(name.to_owned(), component);
         }
 
+        add_components(&mut components, &self.sources);
+
         let pipeline_up = [ActorKind::SpanBuffer, ActorKind::MetricAggregator, ActorKind::Exporter]
             .iter()
             .all(|kind| components.get(kind.as_str()).is_some_and(|c| c.status != HealthStatus::Unhealthy));
@@ -396,6 +402,14 @@ impl Handler<AddProbe> for HealthCheck {
         if !self.probes.iter().any(|known| known.name() == probe.name()) {
             self.probes.push(probe);
         }
+    }
+}
+
+impl Handler<AddComponents> for HealthCheck {
+    type Result = ();
+
+    fn handle(&mut self, AddComponents(source): AddComponents, _: &mut Context<Self>) {
+        self.sources.push(source);
     }
 }
 

@@ -25,3 +25,14 @@ impl std::fmt::Debug for AddProbe {
 #[derive(Debug, Clone, Copy, Message)]
 #[rtype(result = "HealthReport")]
 pub struct CheckNow;
+
+/// Adds a source of components (an application's upstream servers, say) to every later gathering.
+#[derive(Clone, Message)]
+#[rtype(result = "()")]
+pub struct AddComponents(pub std::sync::Arc<dyn crate::health_check::ComponentSource>);
+
+impl std::fmt::Debug for AddComponents {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_tuple("AddComponents").finish_non_exhaustive()
+    }
+}

@@ -2,6 +2,7 @@
 //! `/health`, `/health/live` and `/health/ready` from the latest gathering.
 
 mod actor;
+pub mod components;
 pub mod config;
 pub mod messages;
 pub mod report;
@@ -10,5 +11,6 @@ pub mod report;
 mod tests;
 
 pub use actor::{HealthCheck, ProbeError, ReadinessProbe};
-pub use messages::{AddProbe, CheckNow, GetHealth};
+pub use components::{Component, ComponentSource};
+pub use messages::{AddComponents, AddProbe, CheckNow, GetHealth};
 pub use report::{ComponentHealth, HealthReport, HealthStatus, SignalHealth};

@@ -64,3 +64,45 @@ async fn a_panicking_actor_is_restarted_and_counted() {
     assert!(report.ready, "{report:?}");
     pipeline.shutdown(Duration::from_millis(200)).await;
 }
+
+struct Upstreams(Vec<components::Component>);
+
+impl ComponentSource for Upstreams {
+    fn components(&self) -> Vec<components::Component> {
+        self.0.clone()
+    }
+}
+
+#[actix_rt::test]
+async fn a_failing_component_degrades_the_report_but_not_readiness() {
+    let resource = opentelemetry_sdk::Resource::builder_empty().build();
+    let pipeline = Pipeline::start(config(), &resource, Registry::new(), Vec::new()).unwrap();
+    let source = Upstreams(vec![
+        components::Component {
+            name: "upstream:ok".into(),
+            healthy: true,
+            details: serde_json::json!({"connected": true, "transport": "stdio", "restarts": 2, "env": {"TOKEN": "x"}}),
+        },
+        components::Component {
+            name: "upstream:down".into(),
+            healthy: false,
+            details: serde_json::json!({"connected": false, "last_error_kind": "connect", "consecutive_failures": 3}),
+        },
+        components::Component { name: "exporter".into(), healthy: false, details: serde_json::json!({}) },
+    ]);
+    pipeline.health.do_send(AddComponents(std::sync::Arc::new(source)));
+    let report = pipeline.check_health(Duration::from_secs(2)).await.unwrap();
+    let ok = &report.components["upstream:ok"];
+    assert_eq!(ok.status, HealthStatus::Healthy);
+    assert_eq!(ok.restarts, 2);
+    assert_eq!(ok.details["transport"], "stdio");
+    assert!(!ok.details.contains_key("env"), "only the listed keys are shown");
+    let down = &report.components["upstream:down"];
+    assert_eq!(down.status, HealthStatus::Degraded);
+    assert_eq!(down.reason.as_deref(), Some("failing: connect"));
+    assert_eq!(down.details["consecutive_failures"], 3);
+    assert_eq!(report.status.max(HealthStatus::Degraded), HealthStatus::Degraded, "never unhealthy: {report:?}");
+    assert!(report.components["exporter"].signals.contains_key("traces"), "a pipeline name is not taken over");
+    assert!(report.ready);
+    pipeline.shutdown(Duration::from_millis(200)).await;
+}

@@ -12,6 +12,7 @@ use rustc_hash::FxHashMap as HashMap;
 
 use super::catalogue::{status_label, ServiceMetrics, OTHER};
 use super::config::MetricsConfig;
+use super::labelled::LabelledState;
 use super::messages::{AggregatorStatus, DeclareDbSystem, DeclareTools, Drain, ExportNow, GetStatus};
 use super::otlp;
 use crate::exporter::{ExportBatch, Exporter};
@@ -43,6 +44,8 @@ pub struct MetricAggregator {
     /// Cached children of the database histogram (a bounded key space: system × operation × outcome).
     db_queries: HashMap<(DbSystem, DbOperation, bool), Histogram>,
     tool_names: HashMap<LabelValue, LabelValue>,
+    /// The labelled families, in catalogue order.
+    labelled: Vec<LabelledState>,
     events_folded: u64,
     snapshots_sent: u64,
 }
@@ -71,7 +74,9 @@ impl MetricAggregator {
         resource: Arc<ResourceAttributesWithSchema>,
         metrics: Arc<SelfMetrics>,
     ) -> Self {
+        let labelled = service.labelled.iter().map(|handle| LabelledState::new(handle.clone(), &config)).collect();
         Self {
+            labelled,
             config,
             rx,
             wake,
@@ -170,6 +175,15 @@ impl MetricAggregator {
                 histogram.observe(duration);
                 self.db_queries.insert(key, histogram);
             }
+            MetricEvent::Labelled(event) => {
+                let event = *event;
+                if let Some(state) = self.labelled.get_mut(usize::from(event.family)) {
+                    let folded = state.apply(event.labels, event.op);
+                    if folded.overflowed > 0 {
+                        self.metrics.label_overflow(CappedLabel::Attribute).inc_by(folded.overflowed);
+                    }
+                }
+            }
             MetricEvent::VectorSearch { query_length, result_count, duration } => {
                 self.service.vector_searches_total.inc();
                 self.service.vector_search_duration.observe(duration);
@@ -209,7 +223,9 @@ impl MetricAggregator {
             return;
         }
         let families = self.registry.gather();
-        let (request, points) = otlp::to_request(&families, &self.resource, self.start_time_unix_nano, unix_nanos());
+        let renames: Vec<_> = self.labelled.iter().map(|state| *state.family()).collect();
+        let (request, points) =
+            otlp::to_request(&families, &renames, &self.resource, self.start_time_unix_nano, unix_nanos());
         if points == 0 {
             return;
         }

@@ -3,6 +3,7 @@
 //! (a request, a tool execution, a database query, a vector search), never a product's metric
 //! names. Also the label bounds every catalogue shares (`other`, `_OTHER`, registered status codes).
 
+use super::labelled::{LabelledFamily, LabelledHandle};
 use prometheus::{Histogram, HistogramOpts, HistogramVec, IntCounter, IntCounterVec, Opts, Registry};
 
 /// One metric family: its name, help text, label names and (for histograms) bucket bounds.
@@ -44,6 +45,9 @@ pub struct Catalogue {
     pub vector_search_results: Family,
     /// Histogram of vector search query lengths in characters; no labels.
     pub vector_search_query_length: Family,
+    /// Families the library describes entirely (labels, caps, OTLP names), fed by
+    /// [`LabelledEvent`](super::labelled::LabelledEvent)s that name them by index in this list.
+    pub labelled: &'static [LabelledFamily],
 }
 
 /// The label value that stands for every value beyond a cardinality cap.
@@ -75,8 +79,8 @@ impl Catalogue {
     /// The most series the service metrics can show under `config`: every label is bounded —
     /// method by [`METHOD_VALUES`], route by `max_routes` plus `other`, status code by the
     /// registered codes plus `_OTHER`, tool name by `max_tool_names` plus `other`, the database
-    /// labels by their enums — and a histogram series is one line per bucket plus `+Inf`, `_sum`
-    /// and `_count`.
+    /// labels by their enums, each label of a labelled family by its cap plus `other` — and a
+    /// histogram series is one line per bucket plus `+Inf`, `_sum` and `_count`.
     pub fn max_series(&self, config: &super::config::MetricsConfig) -> usize {
         let histogram = |family: &Family| family.buckets.len() + 3;
         let routes = config.max_routes + 1;
@@ -92,6 +96,7 @@ impl Catalogue {
             + histogram(&self.vector_search_duration)
             + histogram(&self.vector_search_results)
             + histogram(&self.vector_search_query_length)
+            + self.labelled.iter().map(|family| family.max_series(config)).fold(0, usize::saturating_add)
     }
 }
 
@@ -154,6 +159,8 @@ pub struct ServiceMetrics {
     pub vector_search_results: Histogram,
     /// [`Catalogue::vector_search_query_length`]
     pub vector_search_query_length: Histogram,
+    /// [`Catalogue::labelled`], in the same order.
+    pub labelled: Vec<LabelledHandle>,
 }
 
 impl ServiceMetrics {
@@ -169,6 +176,7 @@ impl ServiceMetrics {
             vector_search_duration: catalogue.vector_search_duration.histogram()?,
             vector_search_results: catalogue.vector_search_results.histogram()?,
             vector_search_query_length: catalogue.vector_search_query_length.histogram()?,
+            labelled: Vec::new(),
         };
         registry.register(Box::new(metrics.requests_total.clone()))?;
         registry.register(Box::new(metrics.request_duration.clone()))?;
@@ -179,6 +187,7 @@ impl ServiceMetrics {
         registry.register(Box::new(metrics.vector_search_duration.clone()))?;
         registry.register(Box::new(metrics.vector_search_results.clone()))?;
         registry.register(Box::new(metrics.vector_search_query_length.clone()))?;
-        Ok(metrics)
+        let labelled = super::labelled::register_all(registry, catalogue.labelled)?;
+        Ok(Self { labelled, ..metrics })
     }
 }

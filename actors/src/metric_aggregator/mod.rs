@@ -5,6 +5,7 @@
 mod actor;
 pub mod catalogue;
 pub mod config;
+pub mod labelled;
 pub mod messages;
 pub mod otlp;
 
@@ -13,4 +14,5 @@ mod tests;
 
 pub use actor::MetricAggregator;
 pub use catalogue::{Catalogue, Family, ServiceMetrics};
+pub use labelled::{FamilyKind, LabelCap, LabelSet, LabelledEvent, LabelledFamily, LabelledOp, OtlpName};
 pub use messages::{AggregatorStatus, DeclareDbSystem, DeclareTools, Drain, ExportNow, GetStatus};

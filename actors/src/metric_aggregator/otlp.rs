@@ -1,5 +1,7 @@
 //! Prometheus registry → OTLP metrics request (cumulative temporality), so the OTLP export and
-//! `/metrics` are two renderings of the same numbers.
+//! `/metrics` are two renderings of the same numbers. A labelled family with an OTLP identity is
+//! exported under its OpenTelemetry instrument name, unit and attribute keys, and a label with an
+//! empty value (an absent attribute) is left out of its data points.
 
 use opentelemetry_proto::tonic::collector::metrics::v1::ExportMetricsServiceRequest;
 use opentelemetry_proto::tonic::common::v1::{any_value, AnyValue, InstrumentationScope, KeyValue};
@@ -11,12 +13,16 @@ use opentelemetry_proto::tonic::resource::v1::Resource;
 use opentelemetry_proto::transform::common::tonic::ResourceAttributesWithSchema;
 use prometheus::proto::{LabelPair, MetricFamily, MetricType};
 
+use super::labelled::{LabelledFamily, OtlpName};
+
 /// The instrumentation scope the metrics are exported under.
 pub const SCOPE_NAME: &str = "metamcp-telemetry";
 
-/// Builds one OTLP request from gathered families; returns it with its data point count.
+/// Builds one OTLP request from gathered families, renaming those `renames` gives an OTLP
+/// identity; returns it with its data point count.
 pub fn to_request(
     families: &[MetricFamily],
+    renames: &[LabelledFamily],
     resource: &ResourceAttributesWithSchema,
     start_time_unix_nano: u64,
     now_unix_nano: u64,
@@ -25,12 +31,16 @@ pub fn to_request(
     let metrics: Vec<Metric> = families
         .iter()
         .filter_map(|family| {
-            let (data, count) = convert(family, start_time_unix_nano, now_unix_nano)?;
+            let rename = renames
+                .iter()
+                .find(|r| r.family.name == family.name())
+                .and_then(|r| r.otlp.map(|otlp| Rename { otlp, labels: r.family.labels }));
+            let (data, count) = convert(family, rename.as_ref(), start_time_unix_nano, now_unix_nano)?;
             points += count;
             Some(Metric {
-                name: family.name().to_owned(),
+                name: rename.as_ref().map_or(family.name(), |r| r.otlp.name).to_owned(),
                 description: family.help().to_owned(),
-                unit: unit_of(family.name()).to_owned(),
+                unit: rename.as_ref().map_or(unit_of(family.name()), |r| r.otlp.unit).to_owned(),
                 data: Some(data),
                 ..Default::default()
             })
@@ -64,22 +74,38 @@ fn unit_of(name: &str) -> &'static str {
     }
 }
 
-fn attributes(labels: &[LabelPair]) -> Vec<KeyValue> {
+/// The OTLP identity of one family and its Prometheus label names.
+struct Rename {
+    otlp: OtlpName,
+    labels: &'static [&'static str],
+}
+
+impl Rename {
+    fn key<'a>(&self, label: &'a str) -> &'a str {
+        match self.labels.iter().position(|name| *name == label) {
+            Some(index) => self.otlp.attributes[index],
+            None => label,
+        }
+    }
+}
+
+fn attributes(labels: &[LabelPair], rename: Option<&Rename>) -> Vec<KeyValue> {
     labels
         .iter()
+        .filter(|label| rename.is_none() || !label.value().is_empty())
         .map(|label| KeyValue {
-            key: label.name().to_owned(),
+            key: rename.map_or(label.name(), |r| r.key(label.name())).to_owned(),
             value: Some(AnyValue { value: Some(any_value::Value::StringValue(label.value().to_owned())) }),
             ..Default::default()
         })
         .collect()
 }
 
-fn convert(family: &MetricFamily, start: u64, now: u64) -> Option<(metric::Data, u64)> {
+fn convert(family: &MetricFamily, rename: Option<&Rename>, start: u64, now: u64) -> Option<(metric::Data, u64)> {
     let series = family.get_metric();
     let count = series.len() as u64;
     let number = |labels: &[LabelPair], value: f64| NumberDataPoint {
-        attributes: attributes(labels),
+        attributes: attributes(labels, rename),
         start_time_unix_nano: start,
         time_unix_nano: now,
         value: Some(number_data_point::Value::AsDouble(value)),
@@ -111,7 +137,7 @@ fn convert(family: &MetricFamily, start: u64, now: u64) -> Option<(metric::Data,
                     }
                     bucket_counts.push(histogram.get_sample_count().saturating_sub(previous));
                     HistogramDataPoint {
-                        attributes: attributes(m.get_label()),
+                        attributes: attributes(m.get_label(), rename),
                         start_time_unix_nano: start,
                         time_unix_nano: now,
                         count: histogram.get_sample_count(),

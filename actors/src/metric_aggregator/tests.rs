@@ -7,6 +7,7 @@ use prometheus::Registry;
 
 use super::*;
 use crate::ingress::{metric_channel, HttpMethod, LabelValue, MetricEvent};
+use crate::metric_aggregator::labelled;
 use crate::self_metrics::SelfMetrics;
 use crate::test_support::CATALOGUE;
 
@@ -82,7 +83,7 @@ async fn the_otlp_snapshot_carries_the_registry_values() {
     }
     addr.send(Drain).await.unwrap();
     let resource = ResourceAttributesWithSchema::from(&opentelemetry_sdk::Resource::builder_empty().build());
-    let (request, points) = otlp::to_request(&registry.gather(), &resource, 1, 2);
+    let (request, points) = otlp::to_request(&registry.gather(), &[], &resource, 1, 2);
     assert!(points >= 2);
     let metrics = &request.resource_metrics[0].scope_metrics[0].metrics;
     let histogram = metrics.iter().find(|m| m.name == CATALOGUE.request_duration.name).unwrap();
@@ -135,8 +136,9 @@ fn registered_status_codes_are_sorted_and_the_series_bound_follows_the_caps() {
     assert!(smaller < defaults);
     // With the default caps: 10 methods × 201 routes × (62 + 1) statuses, the request duration
     // histogram (10 × 201 × 14), tools (201 × 2 + 201 × 14), the database histogram (24 × 14) and
-    // the four vector search families (1 + 14 + 6 + 5).
-    assert_eq!(defaults, 126_630 + 28_140 + 402 + 2_814 + 336 + 26);
+    // the four vector search families (1 + 14 + 6 + 5), and the labelled families: a histogram
+    // bounded to 6 series plus the all-`other` one × 6 lines, a gauge and a counter of 201 servers.
+    assert_eq!(defaults, 126_630 + 28_140 + 402 + 2_814 + 336 + 26 + 42 + 201 + 201);
 }
 
 #[actix_rt::test]
@@ -217,4 +219,97 @@ fn no_source_file_names_a_product_metric() {
     walk(&src, &mut found, &mut scanned);
     assert!(scanned > 20, "only {scanned} source files under {}", src.display());
     assert!(found.is_empty(), "product metric names in the actors crate:\n{}", found.join("\n"));
+}
+
+fn labelled_event(family: u16, labels: &[&str], op: LabelledOp) -> MetricEvent {
+    MetricEvent::Labelled(Box::new(LabelledEvent { family, labels: LabelSet::new(labels), op }))
+}
+
+fn labelled_metric(service: &ServiceMetrics, index: usize) -> &labelled::LabelledMetric {
+    &service.labelled[index].metric
+}
+
+#[actix_rt::test]
+async fn labelled_families_fold_their_caps_and_export_under_their_otlp_names() {
+    let config = config::MetricsConfig { max_tool_names: 2, ..Default::default() };
+    let (addr, ingress, registry, service, metrics) = aggregator_with_self_metrics(config);
+    // Methods are capped at 3: "d" folds. Targets at max_tool_names = 2: "z" folds.
+    for (method, target, seconds) in
+        [("a", "x", 0.05), ("a", "x", 0.5), ("b", "y", 5.0), ("c", "", 50.0), ("d", "x", 0.05), ("a", "z", 0.05)]
+    {
+        ingress.record(labelled_event(0, &[method, target], LabelledOp::Observe(seconds)));
+    }
+    ingress.record(labelled_event(1, &["s1"], LabelledOp::Set(1.0)));
+    ingress.record(labelled_event(1, &["s2"], LabelledOp::Set(0.0)));
+    ingress.record(labelled_event(2, &["s1"], LabelledOp::Touch));
+    ingress.record(labelled_event(2, &["s2"], LabelledOp::Inc(1)));
+    ingress.record(labelled_event(2, &["s2"], LabelledOp::Inc(1)));
+    // A wrong label count is ignored, as is an unknown family.
+    ingress.record(labelled_event(1, &["s1", "extra"], LabelledOp::Set(7.0)));
+    ingress.record(labelled_event(9, &["s1"], LabelledOp::Set(7.0)));
+    addr.send(Drain).await.unwrap();
+
+    let labelled::LabelledMetric::Histogram(ops) = labelled_metric(&service, 0) else { panic!("histogram") };
+    assert_eq!(ops.with_label_values(&["a", "x"]).get_sample_count(), 2);
+    assert_eq!(ops.with_label_values(&["b", "y"]).get_sample_count(), 1);
+    assert_eq!(ops.with_label_values(&["c", ""]).get_sample_count(), 1);
+    assert_eq!(ops.with_label_values(&[catalogue::OTHER, "x"]).get_sample_count(), 1);
+    assert_eq!(ops.with_label_values(&["a", catalogue::OTHER]).get_sample_count(), 1);
+    assert_eq!(metrics.label_overflow(crate::self_metrics::CappedLabel::Attribute).get(), 2);
+    let labelled::LabelledMetric::Gauge(up) = labelled_metric(&service, 1) else { panic!("gauge") };
+    assert_eq!(up.with_label_values(&["s1"]).get(), 1.0);
+    assert_eq!(up.with_label_values(&["s2"]).get(), 0.0);
+    let labelled::LabelledMetric::Counter(restarts) = labelled_metric(&service, 2) else { panic!("counter") };
+    assert_eq!(restarts.with_label_values(&["s2"]).get(), 2);
+
+    let resource = ResourceAttributesWithSchema::from(&opentelemetry_sdk::Resource::builder_empty().build());
+    let (request, _) = otlp::to_request(&registry.gather(), crate::test_support::LABELLED, &resource, 1, 2);
+    let exported = &request.resource_metrics[0].scope_metrics[0].metrics;
+    let histogram = exported.iter().find(|m| m.name == "test.op.duration").expect("the OTLP name");
+    assert_eq!(histogram.unit, "s");
+    assert!(exported.iter().all(|m| m.name != "test_op_duration_seconds"));
+    let Some(Data::Histogram(histogram)) = &histogram.data else { panic!("not a histogram") };
+    let point = histogram
+        .data_points
+        .iter()
+        .find(|p| p.attributes.iter().any(|kv| kv.key == "op.method" && kv.value == Some(string_value("c"))))
+        .expect("the series of method c");
+    assert_eq!(point.attributes.len(), 1, "an empty label is an absent attribute: {:?}", point.attributes);
+    assert_eq!(point.explicit_bounds, vec![0.1, 1.0, 10.0]);
+    assert_eq!(point.bucket_counts, vec![0, 0, 0, 1]);
+    let counter = exported.iter().find(|m| m.name == "test_restarts_total").expect("counters keep their name");
+    assert!(matches!(&counter.data, Some(Data::Sum(sum)) if sum.data_points.len() == 2));
+    // Forget removes the series and gives the slot back: a new server keeps its own name.
+    ingress.record(labelled_event(1, &["s1"], LabelledOp::Forget));
+    ingress.record(labelled_event(2, &["s1"], LabelledOp::Forget));
+    ingress.record(labelled_event(1, &["s3"], LabelledOp::Set(1.0)));
+    addr.send(Drain).await.unwrap();
+    let text = prometheus::TextEncoder::new().encode_to_string(&registry.gather()).unwrap();
+    assert!(!text.contains(r#"test_up{server="s1"}"#), "{text}");
+    assert!(!text.contains(r#"test_restarts_total{server="s1"}"#), "{text}");
+    assert!(text.contains(r#"test_up{server="s3"} 1"#), "{text}");
+    assert!(text.contains(r#"test_restarts_total{server="s2"} 2"#), "{text}");
+}
+
+fn string_value(value: &str) -> opentelemetry_proto::tonic::common::v1::AnyValue {
+    use opentelemetry_proto::tonic::common::v1::{any_value, AnyValue};
+    AnyValue { value: Some(any_value::Value::StringValue(value.to_owned())) }
+}
+
+#[actix_rt::test]
+async fn combinations_beyond_a_familys_series_bound_fold_into_one_other_series() {
+    let (addr, ingress, _registry, service, metrics) = aggregator_with_self_metrics(config::MetricsConfig::default());
+    // The test histogram keeps 6 combinations: 3 methods × 2 targets fill it, the 7th folds.
+    for method in ["a", "b", "c"] {
+        for target in ["x", "y"] {
+            ingress.record(labelled_event(0, &[method, target], LabelledOp::Observe(0.05)));
+        }
+    }
+    ingress.record(labelled_event(0, &["a", "w"], LabelledOp::Observe(0.05)));
+    ingress.record(labelled_event(0, &["a", "x"], LabelledOp::Observe(0.05)));
+    addr.send(Drain).await.unwrap();
+    let labelled::LabelledMetric::Histogram(ops) = labelled_metric(&service, 0) else { panic!("histogram") };
+    assert_eq!(ops.with_label_values(&["a", "x"]).get_sample_count(), 2);
+    assert_eq!(ops.with_label_values(&[catalogue::OTHER, catalogue::OTHER]).get_sample_count(), 1);
+    assert_eq!(metrics.label_overflow(crate::self_metrics::CappedLabel::Attribute).get(), 1);
 }
