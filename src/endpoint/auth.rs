@@ -147,8 +147,10 @@ impl RateLimits {
     }
 }
 
-/// The refusal of a request over the limit of `scope` `name`, counted.
-fn refused(_telemetry: &TelemetryManager, scope: &'static str, name: &str, limited: Limited) -> Refusal {
+/// The refusal of a request over the limit of `scope` `name`, counted in
+/// `metamcp_rate_limited_total{scope, name}`.
+fn refused(telemetry: &TelemetryManager, scope: &'static str, name: &str, limited: Limited) -> Refusal {
+    telemetry.record_rate_limited(scope, name);
     tracing::debug!(scope, name, retry_after_ms = limited.retry_after.as_millis() as u64, "rate limited");
     Refusal::Limited { scope, name: name.to_owned(), retry_after_secs: limited.retry_after_secs() }
 }

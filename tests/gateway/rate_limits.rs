@@ -3,6 +3,8 @@
 //! endpoints and other keys are unaffected; limits set, changed and removed through the admin
 //! API take effect at once; bad limits get a 400 naming the field.
 
+use std::time::Duration;
+
 use crate::common::Service;
 use reqwest::blocking::Response;
 use reqwest::StatusCode;
@@ -57,6 +59,18 @@ fn assert_limited(response: Response, scope: &str) -> u64 {
     retry_after
 }
 
+/// Waits until `metamcp_rate_limited_total{scope, name}` reads `expected` on the scrape.
+fn assert_counted(service: &Service, scope: &str, name: &str, expected: f64) {
+    let mut last = String::new();
+    let counted = support::wait::wait_until(Duration::from_secs(10), Duration::from_millis(50), || {
+        let scrape = support::prom::scrape_blocking(&service.metrics_url());
+        let value = support::prom::value(&scrape, "metamcp_rate_limited_total", &[("scope", scope), ("name", name)]);
+        last = scrape.body;
+        value == Some(expected)
+    });
+    assert!(counted, "metamcp_rate_limited_total{{scope={scope:?}, name={name:?}}} is not {expected}:\n{last}");
+}
+
 fn issue_key(service: &Service, endpoint: &str, body: Value) -> (String, String) {
     let (status, issued) = admin(service, reqwest::Method::POST, &format!("/api/endpoints/{endpoint}/keys"), body);
     assert_eq!(status, StatusCode::CREATED, "{issued}");
@@ -97,6 +111,8 @@ fn the_request_past_the_burst_gets_429_and_other_endpoints_are_unaffected() {
         assert_eq!(initialize(&service, "free", None).status(), StatusCode::OK);
     }
     assert_limited(initialize(&service, "limited", None), "endpoint");
+    assert_counted(&service, "endpoint", "limited", 3.0);
+    assert_counted(&service, "endpoint", "free", 1.0);
 }
 
 #[test]
@@ -138,6 +154,9 @@ fn api_keys_have_their_own_limits() {
     assert_eq!(keys["items"][1]["rate_limit_rps"], Value::Null, "{keys}");
     assert_eq!(initialize(&service, "team", Some(&limited)).status(), StatusCode::OK);
     assert_limited(initialize(&service, "team", Some(&limited)), "api_key");
+    assert_counted(&service, "api_key", &prefix, 2.0);
+    let scrape = support::prom::scrape_blocking(&service.metrics_url());
+    assert!(!scrape.body.contains(&limited), "the key itself is never a label");
 }
 
 #[test]
