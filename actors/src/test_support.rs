@@ -66,7 +66,12 @@ pub(crate) const LABELLED: &[crate::metric_aggregator::LabelledFamily] = {
             },
             kind: FamilyKind::Histogram,
             caps: &[LabelCap::Values(3), LabelCap::Names],
-            otlp: Some(OtlpName { name: "test.op.duration", unit: "s", attributes: &["op.method", "op.target"] }),
+            otlp: Some(OtlpName {
+                name: "test.op.duration",
+                unit: "s",
+                attributes: &["op.method", "op.target"],
+                integers: &[],
+            }),
             max_series: 6,
         },
         LabelledFamily {

@@ -5,6 +5,7 @@ use std::collections::HashMap;
 use std::time::{Duration, Instant};
 
 use parking_lot::Mutex;
+use rmcp::model::ProtocolVersion;
 
 use crate::auth::random_token;
 
@@ -12,7 +13,7 @@ use crate::auth::random_token;
 #[derive(Debug, Clone)]
 pub(super) struct Session {
     /// The revision negotiated by `initialize`.
-    pub(super) protocol_version: &'static str,
+    pub(super) protocol_version: ProtocolVersion,
     last_seen: Instant,
     /// The API key (row id) that opened it, on an endpoint that requires one: only that key may
     /// use it.
@@ -39,7 +40,7 @@ impl Sessions {
 
     /// A new session of `endpoint`, opened with the API key `key` (its row id) if any. The
     /// endpoint's idle sessions are forgotten first; at its cap, its least recently used one.
-    pub(super) fn create(&self, endpoint: &str, protocol_version: &'static str, key: Option<i64>) -> String {
+    pub(super) fn create(&self, endpoint: &str, protocol_version: ProtocolVersion, key: Option<i64>) -> String {
         let id = random_token(16);
         let mut map = self.map.lock();
         let now = Instant::now();
@@ -116,19 +117,21 @@ impl Sessions {
 mod tests {
     use std::time::Duration;
 
+    use rmcp::model::ProtocolVersion;
+
     use super::Sessions;
 
     #[test]
     fn sessions_are_bounded_and_bound_to_their_endpoint() {
         let sessions = Sessions::new(2, Duration::from_secs(60));
-        let a = sessions.create("one", "2025-11-25", None);
-        let b = sessions.create("one", "2025-11-25", None);
+        let a = sessions.create("one", ProtocolVersion::V_2025_11_25, None);
+        let b = sessions.create("one", ProtocolVersion::V_2025_11_25, None);
         assert!(sessions.touch(&a, "one", None).is_some());
         assert!(sessions.touch(&a, "two", None).is_none(), "a session belongs to its endpoint");
-        let c = sessions.create("one", "2025-06-18", None);
+        let c = sessions.create("one", ProtocolVersion::V_2025_06_18, None);
         assert_eq!(sessions.len(), 2);
         assert!(sessions.touch(&b, "one", None).is_none(), "the least recently used session went first");
-        assert_eq!(sessions.touch(&c, "one", None).map(|s| s.protocol_version), Some("2025-06-18"));
+        assert_eq!(sessions.touch(&c, "one", None).map(|s| s.protocol_version), Some(ProtocolVersion::V_2025_06_18));
         assert!(sessions.end(&c, "one", None));
         assert!(!sessions.end(&c, "one", None));
     }
@@ -136,9 +139,9 @@ mod tests {
     #[test]
     fn the_cap_and_its_eviction_are_per_endpoint() {
         let sessions = Sessions::new(2, Duration::from_secs(60));
-        let locked = sessions.create("locked", "2025-11-25", Some(7));
+        let locked = sessions.create("locked", ProtocolVersion::V_2025_11_25, Some(7));
         for _ in 0..100 {
-            sessions.create("default", "2025-11-25", None);
+            sessions.create("default", ProtocolVersion::V_2025_11_25, None);
         }
         assert_eq!(sessions.len(), 3, "two on default, one on locked");
         assert!(sessions.touch(&locked, "locked", Some(7)).is_some(), "default's clients cannot evict it");
@@ -147,8 +150,8 @@ mod tests {
     #[test]
     fn a_session_is_bound_to_the_key_that_opened_it() {
         let sessions = Sessions::new(10, Duration::from_secs(60));
-        let a = sessions.create("locked", "2025-11-25", Some(1));
-        let b = sessions.create("locked", "2025-11-25", Some(2));
+        let a = sessions.create("locked", ProtocolVersion::V_2025_11_25, Some(1));
+        let b = sessions.create("locked", ProtocolVersion::V_2025_11_25, Some(2));
         assert!(sessions.touch(&a, "locked", Some(2)).is_none(), "another key of the endpoint");
         assert!(sessions.touch(&a, "locked", None).is_none(), "no key");
         assert!(!sessions.end(&a, "locked", Some(2)), "another key cannot end it");
@@ -164,7 +167,7 @@ mod tests {
     fn idle_sessions_expire() {
         let idle = Duration::from_millis(50);
         let sessions = Sessions::new(10, idle);
-        let a = sessions.create("one", "2025-11-25", None);
+        let a = sessions.create("one", ProtocolVersion::V_2025_11_25, None);
         // Past the idle limit, one touch finds it expired (a touch in time would refresh it).
         std::thread::sleep(idle * 2);
         assert!(sessions.touch(&a, "one", None).is_none(), "the session never expired");

@@ -6,22 +6,22 @@
 use actix_web::http::header::{self, HeaderMap, HeaderValue};
 use actix_web::http::StatusCode;
 use actix_web::{web, HttpRequest, HttpResponse, ResponseError as _};
-use serde_json::{json, Map, Value};
+use rmcp::model::{
+    ClientJsonRpcMessage, ClientNotification, ClientRequest, ConstString as _, ErrorCode, ErrorData, Implementation,
+    InitializeResult, JsonRpcMessage, JsonRpcRequest, ProtocolVersion, RequestId, ServerJsonRpcMessage, ServerResult,
+};
+use serde_json::Value;
 
+use super::aggregate;
 use super::auth::{authorize, Refusal};
+use super::dispatch::{self, Caller};
+use super::observe::{self, Operation, ServerSpan};
+use super::rpc::{self, Body, MCP_PROTOCOL_VERSION, MCP_SESSION_ID};
 use super::state::McpState;
 use crate::api_error;
 use crate::auth::challenge;
-use crate::mcp::jsonrpc::{self, Incoming, Request, RequestId};
-use crate::mcp::protocol::{self, MCP_PROTOCOL_VERSION, MCP_SESSION_ID, SUPPORTED_VERSIONS};
-use crate::service::{violations_text, CallOrigin, ExecuteError};
 use crate::storage::StorageError;
 use metamcp_telemetry::http::ApiError;
-
-/// JSON-RPC error code of a failed upstream call (implementation-defined server error range).
-pub const UPSTREAM_ERROR: i64 = -32000;
-/// JSON-RPC error code when the gateway's own storage is unavailable.
-pub const UNAVAILABLE_ERROR: i64 = -32001;
 
 /// Adds `POST`, `GET` and `DELETE /metamcp/{endpoint}/mcp`.
 pub fn routes(cfg: &mut web::ServiceConfig) {
@@ -57,13 +57,13 @@ async fn admit(state: &McpState, endpoint: &str, headers: &HeaderMap) -> Result<
     Ok(key)
 }
 
-fn rpc_response(status: StatusCode, body: Value, session: Option<&str>) -> HttpResponse {
+fn rpc_response(status: StatusCode, message: &ServerJsonRpcMessage, session: Option<&str>) -> HttpResponse {
     let mut builder = HttpResponse::build(status);
     builder.content_type(header::ContentType::json());
     if let Some(id) = session {
         builder.insert_header((MCP_SESSION_ID, id));
     }
-    builder.body(body.to_string())
+    builder.body(rpc::to_bytes(message))
 }
 
 /// Reads the body up to `limit` bytes; a larger one is a JSON 413, a broken one a JSON 400.
@@ -103,168 +103,232 @@ async fn post(
         Ok(body) => body,
         Err(response) => return response,
     };
-    let message = match jsonrpc::parse_message(&body) {
-        Ok(message) => message,
-        Err(err) => return rpc_response(StatusCode::BAD_REQUEST, err.into_value(), None),
+    let message = match rpc::parse(&body) {
+        Ok(Body::Single(message)) => *message,
+        Ok(Body::Batch(items)) => return batch(&state, &endpoint, key, req.headers(), items).await,
+        Err(refused) => return rpc_response(StatusCode::BAD_REQUEST, &refused.into_message(), None),
     };
-    let request = match message {
-        Incoming::Request(request) => request,
-        Incoming::Notification(notification) => {
-            // Notifications (`notifications/initialized`, cancellations) and responses are
-            // accepted without a body; a known session is kept alive by them.
+    let (id, request) = match message {
+        JsonRpcMessage::Request(JsonRpcRequest { id, request, .. }) => (id, request),
+        JsonRpcMessage::Notification(notification) => {
+            // Notifications (`notifications/initialized`, cancellations) are accepted without a
+            // body; a known session is kept alive by them.
             if let Some(id) = header_str(req.headers(), MCP_SESSION_ID) {
                 state.sessions.touch(id, &endpoint, key);
             }
-            tracing::debug!(method = %notification.method, "MCP notification accepted");
+            tracing::debug!(method = %notification_method(&notification.notification), "MCP notification accepted");
             return HttpResponse::Accepted().finish();
         }
-        Incoming::Response(_) => return HttpResponse::Accepted().finish(),
+        // Responses to requests the gateway never sends its clients.
+        JsonRpcMessage::Response(_) | JsonRpcMessage::Error(_) => return HttpResponse::Accepted().finish(),
     };
-    if request.method == "initialize" {
-        return initialize(&state, &endpoint, &request, key);
+    if let Some(requested) = initialize_version(&request) {
+        let parent = observe::parent_of(&request);
+        let span = ServerSpan::start(state.gateway.telemetry(), &parent, &Operation::of(&request), &id, None, None);
+        let (response, outcome) = initialize(&state, &endpoint, id, requested, key).await;
+        span.finish(&outcome);
+        return response;
     }
-    let Some(session_id) = header_str(req.headers(), MCP_SESSION_ID) else {
-        let body = jsonrpc::error(
-            Some(request.id.clone()),
-            jsonrpc::INVALID_REQUEST,
-            "Bad Request: Mcp-Session-Id header is required; send initialize first",
-            None,
-        );
-        return rpc_response(StatusCode::BAD_REQUEST, body, None);
+    let session = match session_of(&state, &endpoint, key, req.headers()) {
+        Ok(session) => session,
+        Err(refused) => return refused.respond(Some(id)),
+    };
+    let caller = Caller { endpoint: &endpoint, session_id: &session.id, protocol_version: &session.protocol_version };
+    let outcome = dispatch::handle(&state, &caller, &id, request).await;
+    rpc_response(StatusCode::OK, &rpc::answer(id, outcome), Some(&session.id))
+}
+
+/// A session a request names, checked: its id header, the session itself (of this endpoint, and
+/// opened with this key), and the revision header when sent.
+struct OpenSession {
+    id: String,
+    protocol_version: ProtocolVersion,
+}
+
+/// Why a request has no session to run in: the HTTP status and the JSON-RPC error to answer.
+struct NoSession {
+    status: StatusCode,
+    error: ErrorData,
+    session: Option<String>,
+}
+
+impl NoSession {
+    fn respond(self, request: Option<RequestId>) -> HttpResponse {
+        rpc_response(self.status, &ServerJsonRpcMessage::error(self.error, request), self.session.as_deref())
+    }
+}
+
+fn session_of(
+    state: &McpState,
+    endpoint: &str,
+    key: Option<i64>,
+    headers: &HeaderMap,
+) -> Result<OpenSession, NoSession> {
+    let Some(session_id) = header_str(headers, MCP_SESSION_ID) else {
+        return Err(NoSession {
+            status: StatusCode::BAD_REQUEST,
+            error: rpc::error(
+                ErrorCode::INVALID_REQUEST,
+                "Bad Request: Mcp-Session-Id header is required; send initialize first",
+                None,
+            ),
+            session: None,
+        });
     };
     // A session opened with another key (or a session of another endpoint) is not this
     // client's: it is answered as unknown.
-    let Some(session) = state.sessions.touch(session_id, &endpoint, key) else {
-        let body = jsonrpc::error(
-            Some(request.id.clone()),
-            jsonrpc::INVALID_REQUEST,
-            "Session not found: it ended or expired; send initialize to start a new one",
-            None,
-        );
-        return rpc_response(StatusCode::NOT_FOUND, body, None);
-    };
-    if let Some(version) = header_str(req.headers(), MCP_PROTOCOL_VERSION) {
-        if !SUPPORTED_VERSIONS.contains(&version) {
-            let body = jsonrpc::error(
-                Some(request.id.clone()),
-                jsonrpc::INVALID_REQUEST,
-                &format!("Unsupported MCP-Protocol-Version {version:?}; supported: {}", SUPPORTED_VERSIONS.join(", ")),
+    let Some(session) = state.sessions.touch(session_id, endpoint, key) else {
+        return Err(NoSession {
+            status: StatusCode::NOT_FOUND,
+            error: rpc::error(
+                ErrorCode::INVALID_REQUEST,
+                "Session not found: it ended or expired; send initialize to start a new one",
                 None,
-            );
-            return rpc_response(StatusCode::BAD_REQUEST, body, Some(session_id));
+            ),
+            session: None,
+        });
+    };
+    if let Some(version) = header_str(headers, MCP_PROTOCOL_VERSION) {
+        if !rpc::is_supported(version) {
+            let supported: Vec<&str> = rpc::SUPPORTED_VERSIONS.iter().map(ProtocolVersion::as_str).collect();
+            return Err(NoSession {
+                status: StatusCode::BAD_REQUEST,
+                error: rpc::error(
+                    ErrorCode::INVALID_REQUEST,
+                    format!("Unsupported MCP-Protocol-Version {version:?}; supported: {}", supported.join(", ")),
+                    None,
+                ),
+                session: Some(session_id.to_owned()),
+            });
         }
     }
-    let origin = CallOrigin {
-        endpoint: Some(endpoint.clone()),
-        session_id: Some(session_id.to_owned()),
-        request_id: Some(request_id_text(&request.id)),
-        protocol_version: Some(session.protocol_version.to_owned()),
+    Ok(OpenSession { id: session_id.to_owned(), protocol_version: session.protocol_version })
+}
+
+/// A JSON-RPC batch: only sessions of the revision that had them (2025-03-26) may send one.
+/// Each element is answered in order; notifications and responses get no answer, and a batch
+/// of only those is a 202.
+async fn batch(
+    state: &McpState,
+    endpoint: &str,
+    key: Option<i64>,
+    headers: &HeaderMap,
+    items: Vec<Result<ClientJsonRpcMessage, rpc::Refused>>,
+) -> HttpResponse {
+    let session = match session_of(state, endpoint, key, headers) {
+        Ok(session) => session,
+        Err(refused) => return refused.respond(None),
     };
-    let body = handle_request(&state, &endpoint, request, &origin).await;
-    rpc_response(StatusCode::OK, body, Some(session_id))
+    if !rpc::allows_batches(&session.protocol_version) {
+        let error = rpc::error(
+            ErrorCode::INVALID_REQUEST,
+            format!(
+                "Invalid Request: batches are not supported in protocol revision {} (only in 2025-03-26)",
+                session.protocol_version
+            ),
+            None,
+        );
+        return rpc_response(StatusCode::BAD_REQUEST, &ServerJsonRpcMessage::error(error, None), Some(&session.id));
+    }
+    let caller = Caller { endpoint, session_id: &session.id, protocol_version: &session.protocol_version };
+    let mut answers = Vec::new();
+    for item in items {
+        match item {
+            Err(refused) => answers.push(refused.into_message()),
+            Ok(JsonRpcMessage::Request(JsonRpcRequest { id, request, .. })) => {
+                let outcome = if initialize_version(&request).is_some() {
+                    Err(rpc::error(ErrorCode::INVALID_REQUEST, "initialize cannot be part of a batch", None))
+                } else {
+                    dispatch::handle(state, &caller, &id, request).await
+                };
+                answers.push(rpc::answer(id, outcome));
+            }
+            Ok(_) => {}
+        }
+    }
+    if answers.is_empty() {
+        return HttpResponse::Accepted().finish();
+    }
+    let mut body = Vec::with_capacity(64 * answers.len());
+    body.push(b'[');
+    for (i, answer) in answers.iter().enumerate() {
+        if i > 0 {
+            body.push(b',');
+        }
+        body.extend_from_slice(&rpc::to_bytes(answer));
+    }
+    body.push(b']');
+    let mut builder = HttpResponse::Ok();
+    builder.content_type(header::ContentType::json()).insert_header((MCP_SESSION_ID, session.id.as_str()));
+    builder.body(body)
 }
 
 fn header_str<'a>(headers: &'a HeaderMap, name: &str) -> Option<&'a str> {
     headers.get(name).and_then(|v| v.to_str().ok()).map(str::trim).filter(|v| !v.is_empty())
 }
 
-fn request_id_text(id: &RequestId) -> String {
-    match id {
-        RequestId::String(s) => s.clone(),
-        RequestId::Number(n) => n.to_string(),
+fn notification_method(notification: &ClientNotification) -> &str {
+    match notification {
+        ClientNotification::CancelledNotification(n) => n.method.as_str(),
+        ClientNotification::ProgressNotification(n) => n.method.as_str(),
+        ClientNotification::InitializedNotification(n) => n.method.as_str(),
+        ClientNotification::RootsListChangedNotification(n) => n.method.as_str(),
+        ClientNotification::CustomNotification(n) => n.method.as_str(),
+        _ => "(other)",
     }
 }
 
-fn initialize(state: &McpState, endpoint: &str, request: &Request, key: Option<i64>) -> HttpResponse {
-    let requested = request.params.as_ref().and_then(|p| p.get("protocolVersion")).and_then(Value::as_str);
-    let Some(requested) = requested else {
-        let body = jsonrpc::error(
-            Some(request.id.clone()),
-            jsonrpc::INVALID_PARAMS,
-            "initialize needs params.protocolVersion (a string)",
-            None,
-        );
-        return rpc_response(StatusCode::OK, body, None);
+/// The revision an `initialize` request asks for: `Some(Ok(version))` for an `initialize`,
+/// `Some(Err(error))` for one without `params.protocolVersion`, `None` for other methods. Only
+/// `protocolVersion` is needed: a client that sends less than the rest still gets a session.
+fn initialize_version(request: &ClientRequest) -> Option<Result<String, ErrorData>> {
+    match request {
+        ClientRequest::InitializeRequest(init) => Some(Ok(init.params.protocol_version.as_str().to_owned())),
+        ClientRequest::CustomRequest(custom) if custom.method == "initialize" => {
+            let version = custom.params.as_ref().and_then(|p| p.get("protocolVersion")).and_then(Value::as_str);
+            Some(
+                version
+                    .map(str::to_owned)
+                    .ok_or_else(|| rpc::invalid_params("initialize needs params.protocolVersion (a string)")),
+            )
+        }
+        _ => None,
+    }
+}
+
+/// Opens a session; the answer, and the outcome for the span.
+async fn initialize(
+    state: &McpState,
+    endpoint: &str,
+    id: RequestId,
+    requested: Result<String, ErrorData>,
+    key: Option<i64>,
+) -> (HttpResponse, Result<ServerResult, ErrorData>) {
+    let requested = match requested {
+        Ok(requested) => requested,
+        Err(error) => {
+            let response = rpc_response(StatusCode::OK, &ServerJsonRpcMessage::error(error.clone(), Some(id)), None);
+            return (response, Err(error));
+        }
     };
-    let version = protocol::negotiate(requested);
+    let version = rpc::negotiate(&requested);
+    let result = ServerResult::InitializeResult(initialize_result(state, endpoint, version.clone()).await);
     let session = state.sessions.create(endpoint, version, key);
+    let response = rpc_response(StatusCode::OK, &rpc::answer(id, Ok(result.clone())), Some(&session));
+    (response, Ok(result))
+}
+
+/// What `initialize` answers: the revision, the capabilities the endpoint's servers provide
+/// (tools always, for the built-ins), the gateway's name and version, and instructions.
+pub(super) async fn initialize_result(_state: &McpState, endpoint: &str, version: ProtocolVersion) -> InitializeResult {
     let instructions = format!(
         "MetaMCP endpoint {endpoint:?}: the tools of its upstream servers as server__tool, plus the built-in \
          calculator and search_tools (find a tool by describing the task)."
     );
-    let result =
-        protocol::initialize_result(version, "metamcp-telemetry", env!("CARGO_PKG_VERSION"), Some(&instructions));
-    rpc_response(StatusCode::OK, jsonrpc::success(request.id.clone(), result), Some(&session))
-}
-
-async fn handle_request(state: &McpState, endpoint: &str, request: Request, origin: &CallOrigin) -> Value {
-    let id = request.id.clone();
-    match request.method.as_str() {
-        "ping" => jsonrpc::success(id, json!({})),
-        "tools/list" => match state.gateway.endpoint_tools(endpoint).await {
-            Ok(tools) => jsonrpc::success(id, json!({ "tools": tools })),
-            Err(err) => execute_error(id, &err),
-        },
-        "tools/call" => {
-            let params = request.params.unwrap_or_default();
-            let Some(name) = params.get("name").and_then(Value::as_str) else {
-                return jsonrpc::error(
-                    Some(id),
-                    jsonrpc::INVALID_PARAMS,
-                    "tools/call needs params.name (a string)",
-                    None,
-                );
-            };
-            let arguments = match params.get("arguments") {
-                None | Some(Value::Null) => Map::new(),
-                Some(Value::Object(arguments)) => arguments.clone(),
-                Some(_) => {
-                    return jsonrpc::error(
-                        Some(id),
-                        jsonrpc::INVALID_PARAMS,
-                        "tools/call params.arguments must be an object",
-                        None,
-                    )
-                }
-            };
-            match state.gateway.call_tool(name, arguments, origin).await {
-                Ok(result) => jsonrpc::success(id, serde_json::to_value(&result).unwrap_or(Value::Null)),
-                Err(err) => execute_error(id, &err),
-            }
-        }
-        other => jsonrpc::error(Some(id), jsonrpc::METHOD_NOT_FOUND, &format!("Method not found: {other}"), None),
-    }
-}
-
-/// The JSON-RPC error of a failed call.
-fn execute_error(id: RequestId, err: &ExecuteError) -> Value {
-    match err {
-        ExecuteError::UnknownTool(name) => {
-            jsonrpc::error(Some(id), jsonrpc::INVALID_PARAMS, &format!("Unknown tool: {name}"), None)
-        }
-        ExecuteError::InvalidArguments { tool, errors } => jsonrpc::error(
-            Some(id),
-            jsonrpc::INVALID_PARAMS,
-            &format!("Invalid arguments for tool {tool}: {}", violations_text(errors)),
-            Some(json!({ "errors": errors.iter().map(ToString::to_string).collect::<Vec<_>>() })),
-        ),
-        ExecuteError::Upstream { server, source } => jsonrpc::error(
-            Some(id),
-            UPSTREAM_ERROR,
-            &format!("Upstream server {server} failed: {source}"),
-            Some(json!({ "server": server, "kind": source.kind() })),
-        ),
-        ExecuteError::Storage(err) if err.is_unavailable() => {
-            jsonrpc::error(Some(id), UNAVAILABLE_ERROR, &format!("The gateway's database is unavailable: {err}"), None)
-        }
-        ExecuteError::Storage(StorageError::NotFound(what)) => {
-            jsonrpc::error(Some(id), jsonrpc::INVALID_PARAMS, &format!("Not found: {what}"), None)
-        }
-        other => {
-            tracing::error!(error = %other, "an MCP request failed inside the gateway");
-            jsonrpc::error(Some(id), jsonrpc::INTERNAL_ERROR, &format!("Internal error: {other}"), None)
-        }
-    }
+    InitializeResult::new(aggregate::capabilities([]))
+        .with_protocol_version(version)
+        .with_server_info(Implementation::new("metamcp-telemetry", env!("CARGO_PKG_VERSION")))
+        .with_instructions(instructions)
 }
 
 async fn get(req: HttpRequest, path: web::Path<String>, state: web::Data<McpState>) -> HttpResponse {

@@ -4,6 +4,7 @@
 use std::sync::{Arc, Mutex, MutexGuard, OnceLock};
 use std::time::Duration;
 
+use metamcp_telemetry_actors::health_check::ComponentSource;
 use metamcp_telemetry_actors::ingress::MetricEvent;
 use opentelemetry::Context;
 use opentelemetry_sdk::error::OTelSdkResult;
@@ -14,6 +15,7 @@ use opentelemetry_sdk::trace::{Span, SpanData, SpanProcessor};
 pub(crate) struct Capture {
     spans: Mutex<Vec<SpanData>>,
     events: Mutex<Vec<MetricEvent>>,
+    sources: Mutex<Vec<Arc<dyn ComponentSource>>>,
     provider: OnceLock<SdkTracerProvider>,
 }
 
@@ -25,6 +27,14 @@ fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
 impl Capture {
     pub(crate) fn record_event(&self, event: MetricEvent) {
         lock(&self.events).push(event);
+    }
+
+    pub(crate) fn add_source(&self, source: Arc<dyn ComponentSource>) {
+        lock(&self.sources).push(source);
+    }
+
+    pub(crate) fn sources(&self) -> Vec<Arc<dyn ComponentSource>> {
+        lock(&self.sources).clone()
     }
 
     pub(crate) fn keep_provider(&self, provider: SdkTracerProvider) {
@@ -101,6 +111,10 @@ pub struct TestTelemetry {
 impl TestTelemetry {
     pub(crate) fn new(capture: Arc<Capture>) -> Self {
         Self { capture }
+    }
+
+    pub(crate) fn capture(&self) -> &Capture {
+        &self.capture
     }
 
     /// Every finished span, in the order they ended.

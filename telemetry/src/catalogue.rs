@@ -74,7 +74,7 @@ const fn mcp_histogram(
         family: Family { name, help, labels, buckets: MCP_BUCKETS },
         kind: FamilyKind::Histogram,
         caps,
-        otlp: Some(OtlpName { name: otlp_name, unit: "s", attributes }),
+        otlp: Some(OtlpName { name: otlp_name, unit: "s", attributes, integers: &["server.port"] }),
         max_series,
     }
 }

@@ -28,6 +28,7 @@
 
 mod api_error;
 mod capture;
+mod capture_mcp;
 pub mod catalogue;
 pub mod gate;
 mod header_capture;
@@ -46,6 +47,7 @@ pub mod spool;
 pub mod status;
 
 pub use capture::{RecordedRequest, RecordedToolExecution, RecordedVectorSearch, TestTelemetry};
+pub use capture_mcp::{RecordedMcpOperation, RecordedMcpSession, RecordedUpstreamEvent};
 pub use manager::{resource, InitError, TelemetryManager, SCOPE_NAME};
 pub use mcp::{McpOperation, McpSession, McpSide};
 pub use metamcp_telemetry_actors as actors;

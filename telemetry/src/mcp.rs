@@ -12,7 +12,7 @@ use metamcp_telemetry_actors::ingress::MetricEvent;
 use metamcp_telemetry_actors::metric_aggregator::{LabelSet, LabelledEvent, LabelledOp};
 
 use crate::catalogue::labelled_index as index;
-use crate::manager::TelemetryManager;
+use crate::manager::{Sink, TelemetryManager};
 
 /// Which side of an MCP exchange a measurement is from.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -163,12 +163,19 @@ impl TelemetryManager {
     /// `degraded`, never `unhealthy`; `/health/live` and `/health/ready` ignore them) and as rows
     /// of the status page. Name components `upstream:<name>` and the like; only the detail keys
     /// of [`DETAIL_KEYS`](metamcp_telemetry_actors::health_check::components::DETAIL_KEYS) are
-    /// shown, and every string is redacted. Takes effect from the next health gathering. A no-op
-    /// unless the pipeline runs.
+    /// shown, and every string is redacted. Takes effect from the next health gathering. In test
+    /// mode the source is kept for [`TestTelemetry::components`](crate::TestTelemetry::components);
+    /// a no-op when telemetry is disabled.
     pub fn register_components(&self, source: Arc<dyn ComponentSource>) {
-        if let Some(pipeline) = self.pipeline() {
-            // Set-up, not the hot path: the health check's mailbox.
-            pipeline.health.do_send(AddComponents(source));
+        match &self.inner.sink {
+            // Test mode keeps the source, for `TestTelemetry::components`.
+            Sink::Capture(capture) => capture.add_source(source),
+            _ => {
+                if let Some(pipeline) = self.pipeline() {
+                    // Set-up, not the hot path: the health check's mailbox.
+                    pipeline.health.do_send(AddComponents(source));
+                }
+            }
         }
     }
 }

@@ -66,6 +66,23 @@ fn spans_named(collector: &TestCollector, name: &str) -> Vec<ReceivedSpan> {
     collector.spans().into_iter().filter(|s| s.name == name).collect()
 }
 
+/// The span with `name` and `kind` (the MCP server span and the tool's execution span share
+/// the name `tools/call {tool}`), and its parent.
+fn span_of_kind(collector: &TestCollector, name: &str, kind: SpanKind) -> ReceivedSpan {
+    spans_named(collector, name)
+        .into_iter()
+        .find(|s| s.kind == kind)
+        .unwrap_or_else(|| panic!("no {kind:?} span {name}"))
+}
+
+fn parent_of(collector: &TestCollector, span: &ReceivedSpan) -> ReceivedSpan {
+    collector
+        .spans()
+        .into_iter()
+        .find(|s| Some(s.span_id_hex()) == span.parent_span_id_hex())
+        .unwrap_or_else(|| panic!("the parent of {} arrives", span.name))
+}
+
 fn executions(service: &Service, query: &str) -> Value {
     client().get(service.url(&format!("/api/executions{query}"))).send().expect("executions").json().expect("JSON")
 }
@@ -123,24 +140,30 @@ fn official_sdks_on_both_sides_see_one_trace_and_matching_metrics_and_audit() {
     let parts: Vec<&str> = upstream_parent.split('-').collect();
     assert_eq!(parts[1], TRACE_ID, "the upstream call continues the client's trace");
 
-    // One trace: client → gateway SERVER span → tool span → upstream CLIENT span.
-    assert_eventually(WAIT, POLL, "the upstream client span arrives", || {
-        spans_named(&collector, "tools/call add").len() == 1
+    // One trace: client → gateway HTTP SERVER span → MCP SERVER span → tool span → upstream
+    // CLIENT span.
+    // Two calls of up__add (one refused for its arguments), each an MCP server span and an
+    // execution span.
+    assert_eventually(WAIT, POLL, "the upstream client span and the MCP server spans arrive", || {
+        spans_named(&collector, "tools/call add").len() == 1 && spans_named(&collector, "tools/call up__add").len() == 4
     });
     let upstream_span = spans_named(&collector, "tools/call add").remove(0);
     assert_eq!(upstream_span.trace_id_hex(), TRACE_ID);
     assert_eq!(upstream_span.span_id_hex(), parts[2], "the upstream's parent is our CLIENT span");
     assert_eq!(upstream_span.kind, SpanKind::Client);
     assert_eq!(upstream_span.attr("mcp.method.name").as_deref(), Some("tools/call"));
-    let tool_span = spans_named(&collector, "tools/call up__add").remove(0);
-    assert_eq!(upstream_span.parent_span_id_hex().as_deref(), Some(tool_span.span_id_hex().as_str()));
+    let tool_span = parent_of(&collector, &upstream_span);
+    assert_eq!((tool_span.name.as_str(), tool_span.kind), ("tools/call up__add", SpanKind::Internal));
     assert_eq!(tool_span.attr("gen_ai.tool.name").as_deref(), Some("up__add"));
     assert!(tool_span.attr("mcp.session.id").is_some_and(|s| !s.is_empty()));
-    let server_span = collector
-        .spans()
-        .into_iter()
-        .find(|s| Some(s.span_id_hex()) == tool_span.parent_span_id_hex())
-        .expect("the tool span's parent arrives");
+    let mcp_span = parent_of(&collector, &tool_span);
+    assert_eq!((mcp_span.name.as_str(), mcp_span.kind), ("tools/call up__add", SpanKind::Server));
+    assert_eq!(mcp_span.attr("mcp.method.name").as_deref(), Some("tools/call"));
+    assert_eq!(mcp_span.attr("gen_ai.tool.name").as_deref(), Some("up__add"));
+    assert_eq!(mcp_span.attr("network.transport").as_deref(), Some("tcp"));
+    assert_eq!(mcp_span.attr("mcp.protocol.version").as_deref(), Some("2025-11-25"));
+    assert!(mcp_span.attr("jsonrpc.request.id").is_some());
+    let server_span = parent_of(&collector, &mcp_span);
     assert_eq!(server_span.name, "POST /metamcp/{endpoint}/mcp");
     assert_eq!(server_span.kind, SpanKind::Server);
     assert_eq!(server_span.trace_id_hex(), TRACE_ID);
@@ -202,15 +225,11 @@ fn an_incoming_tracestate_reaches_the_server_span_and_the_upstream() {
     assert_eq!(meta.as_deref(), Some(TRACESTATE), "params._meta.tracestate at the upstream");
 
     // The server span, and the spans under it, carry it too.
-    assert_eventually(WAIT, POLL, "the upstream client span arrives", || {
-        spans_named(&collector, "tools/call add").len() == 1
+    assert_eventually(WAIT, POLL, "the upstream client span and the MCP server span arrive", || {
+        spans_named(&collector, "tools/call add").len() == 1 && spans_named(&collector, "tools/call up__add").len() == 2
     });
-    let tool_span = spans_named(&collector, "tools/call up__add").remove(0);
-    let server_span = collector
-        .spans()
-        .into_iter()
-        .find(|s| Some(s.span_id_hex()) == tool_span.parent_span_id_hex())
-        .expect("the tool span's parent arrives");
+    let tool_span = span_of_kind(&collector, "tools/call up__add", SpanKind::Internal);
+    let server_span = parent_of(&collector, &tool_span);
     assert_eq!(server_span.kind, SpanKind::Server);
     assert_eq!(server_span.trace_id_hex(), TRACE);
     assert_eq!(server_span.span.trace_state, TRACESTATE, "the server span's trace_state");
@@ -268,13 +287,20 @@ fn upstream_faults_become_json_rpc_errors_with_failure_metrics() {
         "{slow_row}"
     );
 
-    // The tool spans carry error.type.
+    // The tool spans carry error.type: the execution's the kind of failure, the MCP server
+    // span's the JSON-RPC error code (or tool_error).
     assert_eventually(WAIT, POLL, "the failed tool spans arrive", || {
-        spans_named(&collector, "tools/call flaky__slow").len() == 1
-            && spans_named(&collector, "tools/call flaky__echo").len() == 1
+        spans_named(&collector, "tools/call flaky__slow").len() == 2
+            && spans_named(&collector, "tools/call flaky__echo").len() == 2
+            && spans_named(&collector, "tools/call flaky__fail").len() == 2
     });
-    assert_eq!(spans_named(&collector, "tools/call flaky__slow")[0].attr("error.type").as_deref(), Some("timeout"));
-    assert_eq!(spans_named(&collector, "tools/call flaky__fail")[0].attr("error.type").as_deref(), Some("tool_error"));
+    let error_type = |name: &str, kind: SpanKind| span_of_kind(&collector, name, kind).attr("error.type");
+    assert_eq!(error_type("tools/call flaky__slow", SpanKind::Internal).as_deref(), Some("timeout"));
+    assert_eq!(error_type("tools/call flaky__slow", SpanKind::Server).as_deref(), Some("-32000"));
+    let slow = span_of_kind(&collector, "tools/call flaky__slow", SpanKind::Server);
+    assert_eq!(slow.attr("rpc.response.status_code").as_deref(), Some("-32000"));
+    assert_eq!(error_type("tools/call flaky__fail", SpanKind::Internal).as_deref(), Some("tool_error"));
+    assert_eq!(error_type("tools/call flaky__fail", SpanKind::Server).as_deref(), Some("tool_error"));
 }
 
 #[test]
@@ -358,7 +384,7 @@ fn the_gateway_runs_the_same_on_postgresql() {
 }
 
 #[test]
-fn a_built_in_call_costs_exactly_two_spans_in_its_trace() {
+fn a_built_in_call_costs_exactly_three_spans_in_its_trace() {
     let collector = TestCollector::start(Transport::Grpc);
     let service = gateway(&collector, &[]);
     let url = service.url("/metamcp/default/mcp");
@@ -382,16 +408,17 @@ fn a_built_in_call_costs_exactly_two_spans_in_its_trace() {
         .json()
         .unwrap();
     assert_eq!(response["result"]["content"][0]["text"], "1024");
-    // The server span ends last; once it is here, everything of this request is.
-    assert_eventually(WAIT, POLL, "the request's server span arrives", || {
-        collector.spans().iter().any(|s| s.trace_id_hex() == trace && s.kind == SpanKind::Server)
+    // The HTTP server span ends last; once it is here, everything of this request is.
+    assert_eventually(WAIT, POLL, "the request's HTTP server span arrives", || {
+        collector.spans().iter().any(|s| s.trace_id_hex() == trace && s.name.starts_with("POST "))
     });
-    let mut names: Vec<String> =
-        collector.spans().into_iter().filter(|s| s.trace_id_hex() == trace).map(|s| s.name).collect();
-    names.sort();
-    assert_eq!(
-        names,
-        ["POST /metamcp/{endpoint}/mcp", "tools/call calculator"],
-        "no database span on the request path"
-    );
+    let spans: Vec<_> = collector.spans().into_iter().filter(|s| s.trace_id_hex() == trace).collect();
+    let mut kinds: Vec<(SpanKind, String)> = spans.iter().map(|s| (s.kind, s.name.clone())).collect();
+    kinds.sort_by(|a, b| a.1.cmp(&b.1).then((a.0 as i32).cmp(&(b.0 as i32))));
+    // The HTTP request, the MCP request (the semantic conventions' server span) and the tool's
+    // execution inside it; no database span on the request path.
+    assert_eq!(spans.len(), 3, "{kinds:?}");
+    assert!(kinds.contains(&(SpanKind::Server, "POST /metamcp/{endpoint}/mcp".to_owned())), "{kinds:?}");
+    assert!(kinds.contains(&(SpanKind::Server, "tools/call calculator".to_owned())), "{kinds:?}");
+    assert_eq!(kinds.iter().filter(|(kind, _)| *kind == SpanKind::Internal).count(), 1, "{kinds:?}");
 }

@@ -58,6 +58,9 @@ pub struct OtlpName {
     pub unit: &'static str,
     /// The attribute key of each label, in label order (`mcp.method.name`, …).
     pub attributes: &'static [&'static str],
+    /// Attribute keys whose values are integers (`server.port`): exported as integer attributes
+    /// when the label value parses as one.
+    pub integers: &'static [&'static str],
 }
 
 /// A family the library describes entirely: Prometheus shape, label bounds, OTLP identity.

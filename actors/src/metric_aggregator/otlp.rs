@@ -93,10 +93,15 @@ fn attributes(labels: &[LabelPair], rename: Option<&Rename>) -> Vec<KeyValue> {
     labels
         .iter()
         .filter(|label| rename.is_none() || !label.value().is_empty())
-        .map(|label| KeyValue {
-            key: rename.map_or(label.name(), |r| r.key(label.name())).to_owned(),
-            value: Some(AnyValue { value: Some(any_value::Value::StringValue(label.value().to_owned())) }),
-            ..Default::default()
+        .map(|label| {
+            let key = rename.map_or(label.name(), |r| r.key(label.name()));
+            let integer =
+                rename.filter(|r| r.otlp.integers.contains(&key)).and_then(|_| label.value().parse::<i64>().ok());
+            let value = match integer {
+                Some(number) => any_value::Value::IntValue(number),
+                None => any_value::Value::StringValue(label.value().to_owned()),
+            };
+            KeyValue { key: key.to_owned(), value: Some(AnyValue { value: Some(value) }), ..Default::default() }
         })
         .collect()
 }

@@ -32,6 +32,8 @@ pub struct StatusJson {
     pub refresh_seconds: u64,
     /// Pipeline health; `null` when telemetry is disabled or the health check did not answer.
     pub health: Option<HealthJson>,
+    /// The upstream servers (the `upstream:<name>` components of `/health`), by name.
+    pub upstreams: Vec<super::upstreams::UpstreamJson>,
     /// Pipeline queues, by name.
     pub queues: Vec<QueueJson>,
     /// Dropped items by signal and reason; `null` when telemetry is disabled.
@@ -332,7 +334,7 @@ fn queues(families: Families<'_>, report: Option<&HealthReport>) -> Vec<QueueJso
 }
 
 /// `text` with credentials masked, then cut (masking first: a cut URL might hide its `@`).
-fn shorten(text: &str) -> String {
+pub(super) fn shorten(text: &str) -> String {
     let text = crate::redact::redact(text);
     match text.char_indices().nth(MAX_ERROR_CHARS) {
         Some((cut, _)) => format!("{}…", &text[..cut]),
@@ -398,6 +400,7 @@ pub fn disabled_json(uptime: Duration) -> StatusJson {
         generated_at_unix: unix_now(),
         refresh_seconds: REFRESH_SECONDS,
         health: None,
+        upstreams: Vec::new(),
         queues: Vec::new(),
         drops: None,
         export: None,
@@ -481,6 +484,7 @@ pub fn build(
         generated_at_unix: unix_now(),
         refresh_seconds: REFRESH_SECONDS,
         health: report.map(health_json),
+        upstreams: super::upstreams::upstreams(report),
         queues: queues(families, report),
         drops: Some(DropsJson {
             total: sample.dropped,

@@ -21,6 +21,7 @@
 
 mod families;
 mod json;
+mod upstreams;
 mod window;
 
 use std::sync::Arc;
@@ -39,6 +40,7 @@ pub use json::{
     build, disabled_json, ComponentJson, DropsJson, ExportJson, HealthJson, ProcessJson, QueueJson, RateJson,
     RouteJson, SpoolJson, StatusJson, TrafficJson,
 };
+pub use upstreams::{UpstreamJson, UPSTREAM_PREFIX};
 pub use window::{Baseline, Sample, Window, MAX_SAMPLES, MIN_BASELINE_AGE, MIN_SAMPLE_SPACING, WINDOW};
 
 /// The page, embedded in the binary.

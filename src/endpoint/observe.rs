@@ -1,0 +1,167 @@
+//! The server side of the OpenTelemetry MCP semantic conventions: one SERVER span per request a
+//! client sends an endpoint, named `{mcp.method.name} {target}` (the tool or prompt name, else
+//! just the method), with `mcp.method.name`, `gen_ai.tool.name` / `gen_ai.prompt.name`,
+//! `jsonrpc.request.id`, `mcp.protocol.version`, `mcp.session.id` (a fingerprint, never the id),
+//! `network.transport` and, on failure, `error.type` and `rpc.response.status_code` (a tool's
+//! `isError` result is `error.type = tool_error`). Its parent is the `traceparent` (and
+//! `tracestate`) the client put in `params._meta` when it sent one, else the HTTP request's span.
+
+use std::borrow::Cow;
+
+use opentelemetry::propagation::{Extractor, TextMapPropagator as _};
+use opentelemetry::trace::{SpanKind, Status, TraceContextExt as _, Tracer as _};
+use opentelemetry::{Context, KeyValue};
+use opentelemetry_sdk::propagation::TraceContextPropagator;
+use rmcp::model::{ClientRequest, ErrorData, GetMeta as _, ProtocolVersion, RequestId, ServerResult};
+
+use super::rpc;
+use crate::mcp::protocol::session_fingerprint;
+use metamcp_telemetry::TelemetryManager;
+
+/// Longest `traceparent` or `tracestate` read from `_meta` (the W3C limits are 55 and 512).
+const MAX_META_CONTEXT: usize = 1024;
+
+/// What names and describes a request's span.
+#[derive(Debug, Clone)]
+pub(super) struct Operation {
+    /// `mcp.method.name`.
+    pub(super) method: String,
+    /// The tool of a `tools/call`.
+    pub(super) tool: Option<String>,
+    /// The prompt of a `prompts/get`.
+    pub(super) prompt: Option<String>,
+}
+
+impl Operation {
+    /// The operation of `request`.
+    pub(super) fn of(request: &ClientRequest) -> Self {
+        let (tool, prompt) = match request {
+            ClientRequest::CallToolRequest(call) => (Some(call.params.name.to_string()), None),
+            ClientRequest::GetPromptRequest(get) => (None, Some(get.params.name.clone())),
+            ClientRequest::CustomRequest(custom) => {
+                let name =
+                    || custom.params.as_ref().and_then(|p| p.get("name")).and_then(|n| n.as_str()).map(str::to_owned);
+                match custom.method.as_str() {
+                    "tools/call" => (name(), None),
+                    "prompts/get" => (None, name()),
+                    _ => (None, None),
+                }
+            }
+            _ => (None, None),
+        };
+        Self { method: request.method().to_owned(), tool, prompt }
+    }
+
+    fn span_name(&self) -> String {
+        match self.tool.as_deref().or(self.prompt.as_deref()) {
+            Some(target) => format!("{} {target}", self.method),
+            None => self.method.clone(),
+        }
+    }
+}
+
+/// The `_meta` of a request as a W3C trace-context carrier.
+struct MetaCarrier<'a>(&'a serde_json::Map<String, serde_json::Value>);
+
+impl Extractor for MetaCarrier<'_> {
+    fn get(&self, key: &str) -> Option<&str> {
+        self.0.get(key).and_then(|v| v.as_str()).filter(|v| v.len() <= MAX_META_CONTEXT)
+    }
+
+    fn keys(&self) -> Vec<&str> {
+        self.0.keys().map(String::as_str).collect()
+    }
+}
+
+/// The parent a request's span takes: the client's `params._meta.traceparent` when valid, else
+/// the current context (the HTTP request's span).
+pub(super) fn parent_of(request: &ClientRequest) -> Context {
+    let meta = request.get_meta();
+    if meta.get_traceparent().is_some() {
+        let cx = TraceContextPropagator::new().extract_with_context(&Context::current(), &MetaCarrier(&meta.0 .0));
+        if cx.span().span_context().is_valid() {
+            return cx;
+        }
+    }
+    Context::current()
+}
+
+/// A started server span (or nothing, when telemetry records no spans).
+pub(super) struct ServerSpan {
+    cx: Option<Context>,
+}
+
+impl ServerSpan {
+    /// Starts the span of `operation` under `parent`.
+    pub(super) fn start(
+        telemetry: &TelemetryManager,
+        parent: &Context,
+        operation: &Operation,
+        id: &RequestId,
+        version: Option<&ProtocolVersion>,
+        session_id: Option<&str>,
+    ) -> Self {
+        let Some(tracer) = telemetry.tracer() else { return Self { cx: None } };
+        let mut attributes = Vec::with_capacity(8);
+        attributes.push(KeyValue::new("mcp.method.name", operation.method.clone()));
+        if let Some(tool) = &operation.tool {
+            attributes.push(KeyValue::new("gen_ai.tool.name", tool.clone()));
+            attributes.push(KeyValue::new("gen_ai.operation.name", "execute_tool"));
+        }
+        if let Some(prompt) = &operation.prompt {
+            attributes.push(KeyValue::new("gen_ai.prompt.name", prompt.clone()));
+        }
+        attributes.push(KeyValue::new("jsonrpc.request.id", rpc::id_text(id)));
+        if let Some(version) = version {
+            attributes.push(KeyValue::new("mcp.protocol.version", version.as_str().to_owned()));
+        }
+        if let Some(session) = session_id {
+            attributes.push(KeyValue::new("mcp.session.id", session_fingerprint(session)));
+        }
+        attributes.push(KeyValue::new("network.transport", "tcp"));
+        let span = tracer
+            .span_builder(Cow::Owned(operation.span_name()))
+            .with_kind(SpanKind::Server)
+            .with_attributes(attributes)
+            .start_with_context(tracer, parent);
+        Self { cx: Some(parent.with_span(span)) }
+    }
+
+    /// The context to run the request in (its spans become children of this one).
+    pub(super) fn context(&self) -> Context {
+        self.cx.clone().unwrap_or_else(Context::current)
+    }
+
+    /// Ends the span with the request's outcome; returns the `error.type` it recorded.
+    pub(super) fn finish(self, outcome: &Result<ServerResult, ErrorData>) -> Option<String> {
+        let error_type = error_type(outcome);
+        let Some(cx) = self.cx else { return error_type };
+        let span = cx.span();
+        match outcome {
+            Err(error) => {
+                let code = error.code.0.to_string();
+                span.set_attribute(KeyValue::new("error.type", code.clone()));
+                span.set_attribute(KeyValue::new("rpc.response.status_code", code));
+                // The message can quote what the client sent: the span keeps the code only.
+                span.set_status(Status::error(format!("JSON-RPC error {}", error.code.0)));
+            }
+            Ok(ServerResult::CallToolResult(result)) if result.is_error == Some(true) => {
+                span.set_attribute(KeyValue::new("error.type", "tool_error"));
+                span.set_status(Status::error("the tool returned an error result"));
+            }
+            Ok(_) => {}
+        }
+        span.end();
+        error_type
+    }
+}
+
+/// The `error.type` of an outcome: the JSON-RPC error code, `tool_error` for an `isError`
+/// result, none for a success.
+pub(super) fn error_type(outcome: &Result<ServerResult, ErrorData>) -> Option<String> {
+    match outcome {
+        Err(error) => Some(error.code.0.to_string()),
+        Ok(ServerResult::CallToolResult(result)) if result.is_error == Some(true) => Some("tool_error".to_owned()),
+        Ok(_) => None,
+    }
+}
