@@ -12,8 +12,13 @@ use std::collections::HashMap;
 use std::hash::{BuildHasher, Hash};
 use std::time::{Duration, Instant};
 
+use actix_web::http::header;
+use actix_web::HttpResponse;
 use parking_lot::Mutex;
 
+/// JSON-RPC error code of a request refused by a rate limit (implementation-defined server error
+/// range; 429 in its last digits).
+pub const RATE_LIMITED: i64 = -32029;
 /// Largest accepted `rate_limit_rps`.
 pub const MAX_RPS: f64 = 1_000_000.0;
 /// Largest accepted `rate_limit_burst`.
@@ -145,6 +150,42 @@ impl Limited {
     pub fn retry_after_secs(&self) -> u64 {
         let secs = self.retry_after.as_secs() + u64::from(self.retry_after.subsec_nanos() > 0);
         secs.max(1)
+    }
+}
+
+/// A request refused by the rate limit of an endpoint or an API key, as answered: 429 with
+/// `Retry-After` and a JSON-RPC error ([`RATE_LIMITED`]) whose `id` is null (the request was not
+/// read).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RateLimited {
+    /// `endpoint` or `api_key`.
+    pub scope: &'static str,
+    /// The endpoint's name or the key's prefix (never the key).
+    pub name: String,
+    /// Whole seconds until a token is there (at least 1).
+    pub retry_after_secs: u64,
+}
+
+impl RateLimited {
+    /// The 429 answer.
+    pub fn response(&self) -> HttpResponse {
+        let whose = match self.scope {
+            "api_key" => format!("API key {}", self.name),
+            _ => format!("endpoint {:?}", self.name),
+        };
+        let body = serde_json::json!({
+            "jsonrpc": "2.0",
+            "id": null,
+            "error": {
+                "code": RATE_LIMITED,
+                "message": format!("rate limit of {whose} exceeded; retry after {} s", self.retry_after_secs),
+                "data": { "scope": self.scope, "retry_after": self.retry_after_secs },
+            },
+        });
+        HttpResponse::TooManyRequests()
+            .insert_header((header::RETRY_AFTER, self.retry_after_secs.to_string()))
+            .content_type(header::ContentType::json())
+            .body(body.to_string())
     }
 }
 

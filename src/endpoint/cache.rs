@@ -7,8 +7,9 @@ use std::time::{Duration, Instant};
 
 use parking_lot::Mutex;
 
-use super::auth::{RateLimits, Refusal};
-use crate::ratelimit::RateLimit;
+use metamcp_telemetry::TelemetryManager;
+
+use crate::ratelimit::{Limited, RateLimit, RateLimited, RateLimiter};
 use crate::service::Gateway;
 use crate::storage::{self, StorageError};
 
@@ -27,6 +28,55 @@ pub(super) struct EndpointEntry {
     fetched: Instant,
 }
 
+/// The token buckets of the endpoints and of the API keys with a rate limit.
+#[derive(Debug, Default)]
+struct RateLimits {
+    endpoints: RateLimiter<String>,
+    keys: RateLimiter<i64>,
+}
+
+impl RateLimits {
+    /// Takes a token from the bucket of `key` (when it has a limit), then from the bucket of
+    /// `endpoint` (when it has one); the first without a token refuses the request, gives back
+    /// what the other took, and counts the refusal.
+    fn admit(
+        &self,
+        telemetry: &TelemetryManager,
+        endpoint: &str,
+        entry: &EndpointEntry,
+        key: Option<i64>,
+    ) -> Result<(), RateLimited> {
+        let now = Instant::now();
+        let keyed = key.and_then(|id| entry.keys.iter().find(|known| known.id == id));
+        let mut taken_from_key = None;
+        if let Some(known) = keyed {
+            if let Some(limit) = known.rate_limit() {
+                self.keys
+                    .check(&known.id, limit, now)
+                    .map_err(|limited| refused(telemetry, "api_key", &known.prefix, limited))?;
+                taken_from_key = Some(known.id);
+            }
+        }
+        if let Some(limit) = entry.rate_limit {
+            if let Err(limited) = self.endpoints.check(endpoint, limit, now) {
+                if let Some(id) = taken_from_key {
+                    self.keys.refund(&id);
+                }
+                return Err(refused(telemetry, "endpoint", endpoint, limited));
+            }
+        }
+        Ok(())
+    }
+}
+
+/// The refusal of a request over the limit of `scope` `name`, counted in
+/// `metamcp_rate_limited_total{scope, name}`.
+fn refused(telemetry: &TelemetryManager, scope: &'static str, name: &str, limited: Limited) -> RateLimited {
+    telemetry.record_rate_limited(scope, name);
+    tracing::debug!(scope, name, retry_after_ms = limited.retry_after.as_millis() as u64, "rate limited");
+    RateLimited { scope, name: name.to_owned(), retry_after_secs: limited.retry_after_secs() }
+}
+
 /// Endpoint lookups (existence, auth flag, key hashes), cached for a short time so a call does
 /// not read them on every request. The admin API drops an entry when it changes the endpoint.
 /// While the database is unavailable the last good entry is served.
@@ -43,14 +93,14 @@ impl EndpointCache {
     }
 
     /// Admits a request to `endpoint` (described by `entry`, opened with the API key `key`) by
-    /// the key's and the endpoint's rate limits; over one: a 429 [`Refusal`], counted.
+    /// the key's and the endpoint's rate limits; over one: [`RateLimited`] (a 429), counted.
     pub(super) fn check_rate(
         &self,
         gateway: &Gateway,
         endpoint: &str,
         entry: &EndpointEntry,
         key: Option<i64>,
-    ) -> Result<(), Refusal> {
+    ) -> Result<(), RateLimited> {
         self.limits.admit(gateway.telemetry(), endpoint, entry, key)
     }
 
