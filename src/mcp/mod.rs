@@ -4,7 +4,6 @@
 
 pub mod client;
 pub mod jsonrpc;
-pub mod legacy_sse;
 pub mod outbound;
 pub mod protocol;
 pub mod schema;

@@ -26,7 +26,7 @@ use std::time::Duration;
 
 use ipnet::IpNet;
 use metamcp_telemetry_actors::ConfigError;
-use reqwest::Url;
+use url::Url;
 
 /// Ranges refused unless an allow range admits them: link-local (where cloud metadata services
 /// answer, `169.254.169.254`) and the metadata addresses outside it (Alibaba Cloud's
@@ -192,20 +192,35 @@ impl PolicyResolver {
     }
 }
 
+impl PolicyResolver {
+    /// The admitted addresses of `name`, or the refusal.
+    async fn admitted(
+        policy: Arc<OutboundPolicy>,
+        name: String,
+    ) -> Result<Vec<SocketAddr>, Box<dyn std::error::Error + Send + Sync>> {
+        let resolved = resolve(name.clone()).await?;
+        let refused = resolved.iter().find(|address| !policy.permits(address.ip())).map(SocketAddr::ip);
+        let admitted: Vec<SocketAddr> = resolved.into_iter().filter(|address| policy.permits(address.ip())).collect();
+        match (admitted.is_empty(), refused) {
+            (true, Some(address)) => Err(Box::new(Refusal { host: name, address })),
+            _ => Ok(admitted),
+        }
+    }
+}
+
 impl reqwest::dns::Resolve for PolicyResolver {
     fn resolve(&self, name: reqwest::dns::Name) -> reqwest::dns::Resolving {
-        let policy = self.policy.clone();
-        let name = name.as_str().to_owned();
-        Box::pin(async move {
-            let resolved = resolve(name.clone()).await?;
-            let refused = resolved.iter().find(|address| !policy.permits(address.ip())).map(SocketAddr::ip);
-            let admitted: Vec<SocketAddr> =
-                resolved.into_iter().filter(|address| policy.permits(address.ip())).collect();
-            match (admitted.is_empty(), refused) {
-                (true, Some(address)) => Err(Box::new(Refusal { host: name, address }) as _),
-                _ => Ok(Box::new(admitted.into_iter()) as reqwest::dns::Addrs),
-            }
-        })
+        let future = Self::admitted(self.policy.clone(), name.as_str().to_owned());
+        Box::pin(async move { future.await.map(|admitted| Box::new(admitted.into_iter()) as reqwest::dns::Addrs) })
+    }
+}
+
+impl reqwest_upstream::dns::Resolve for PolicyResolver {
+    fn resolve(&self, name: reqwest_upstream::dns::Name) -> reqwest_upstream::dns::Resolving {
+        let future = Self::admitted(self.policy.clone(), name.as_str().to_owned());
+        Box::pin(
+            async move { future.await.map(|admitted| Box::new(admitted.into_iter()) as reqwest_upstream::dns::Addrs) },
+        )
     }
 }
 
@@ -308,7 +323,7 @@ mod tests {
 
     #[tokio::test]
     async fn the_resolver_hands_out_only_admitted_addresses() {
-        use reqwest::dns::Resolve as _;
+        use reqwest_upstream::dns::Resolve as _;
         let resolver = PolicyResolver::new(Arc::new(
             OutboundPolicy::new(&[], &["127.0.0.0/8".to_owned(), "::1/128".to_owned()]).unwrap(),
         ));

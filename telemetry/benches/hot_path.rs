@@ -43,7 +43,7 @@ use criterion::{criterion_group, criterion_main, BenchmarkGroup, Criterion};
 mod common;
 use metamcp_telemetry::actors::self_metrics::{DropReason, Signal};
 use metamcp_telemetry::actors::span_buffer::{Flush, GetStatus};
-use metamcp_telemetry::TelemetryManager;
+use metamcp_telemetry::{McpOperation, McpSide, TelemetryManager};
 use opentelemetry::trace::Tracer as _;
 use opentelemetry::trace::{Span as _, SpanContext, SpanId, SpanKind, Status, TraceFlags, TraceId, TraceState};
 use opentelemetry::{InstrumentationScope, KeyValue};
@@ -182,16 +182,30 @@ enum Call {
     Request,
     ToolExecution,
     VectorSearch,
+    McpOperation,
 }
 
+/// A client-side MCP operation with every attribute set (eight labels).
+const MCP_OPERATION: McpOperation<'static> = McpOperation {
+    method: "tools/call",
+    tool_name: Some("search_repositories"),
+    prompt_name: None,
+    protocol_version: Some("2025-06-18"),
+    network_transport: "tcp",
+    error_type: None,
+    server_address: Some("github-mcp.internal"),
+    server_port: Some(8443),
+};
+
 impl Call {
-    const ALL: [Call; 3] = [Call::Request, Call::ToolExecution, Call::VectorSearch];
+    const ALL: [Call; 4] = [Call::Request, Call::ToolExecution, Call::VectorSearch, Call::McpOperation];
 
     fn name(self) -> &'static str {
         match self {
             Call::Request => "record_request",
             Call::ToolExecution => "record_tool_execution",
             Call::VectorSearch => "record_vector_search",
+            Call::McpOperation => "record_mcp_operation",
         }
     }
 
@@ -209,6 +223,9 @@ impl Call {
                 manager.record_tool_execution(black_box("github__search_repositories"), true, Duration::from_millis(3))
             }
             Call::VectorSearch => manager.record_vector_search(black_box(24), black_box(5), Duration::from_micros(800)),
+            Call::McpOperation => {
+                manager.record_mcp_operation(McpSide::Client, black_box(&MCP_OPERATION), Duration::from_millis(3))
+            }
         }
     }
 
@@ -219,6 +236,10 @@ impl Call {
             Call::Request => manager.record_request("POST", "/api/tools/search", 200, Duration::from_micros(90)),
             Call::ToolExecution => manager.record_tool_execution("calculator", true, Duration::from_micros(40)),
             Call::VectorSearch => manager.record_vector_search(12, 3, Duration::from_micros(300)),
+            Call::McpOperation => {
+                let op = McpOperation { method: "tools/list", tool_name: None, ..MCP_OPERATION };
+                manager.record_mcp_operation(McpSide::Server, &op, Duration::from_micros(300))
+            }
         }
     }
 }

@@ -341,21 +341,34 @@ impl LabelledState {
     }
 
     /// Removes the series of `labels` (and every cached raw set that resolved to it); a label
-    /// value no remaining series uses gives its slot back.
+    /// value no remaining series uses gives its slot back. Only a series of its own is removed:
+    /// labels that were never seen, or that fold into `other`, leave everything as it is.
     fn forget(&mut self, labels: &LabelSet) {
-        let Some((_, kept, _)) = self.resolve(labels) else { return };
+        if labels.as_slice().len() != self.caps.len() {
+            return;
+        }
+        let mut kept = Vec::with_capacity(self.caps.len());
+        for (index, raw) in labels.as_slice().iter().enumerate() {
+            let own = raw.as_str().is_empty() || self.kept[index].get(raw).is_some_and(|k| k == raw);
+            if !own || raw.as_str() == OTHER {
+                return;
+            }
+            kept.push(raw.clone());
+        }
+        if self.handle.family.max_series > 0 && !self.series.contains(&kept) {
+            return;
+        }
         let values: Vec<&str> = kept.iter().map(LabelValue::as_str).collect();
-        let removed = match &self.handle.metric {
+        // An error only says the series did not exist (never observed since its values were kept).
+        let _ = match &self.handle.metric {
             LabelledMetric::Counter(vec) => vec.remove_label_values(&values),
             LabelledMetric::Gauge(vec) => vec.remove_label_values(&values),
             LabelledMetric::Histogram(vec) => vec.remove_label_values(&values),
         };
-        // A series that never existed was just created by resolve; removing it is the point.
-        let _ = removed;
         self.children.retain(|_, (_, cached, _)| cached != &kept);
         self.series.remove(&kept);
         for (index, value) in kept.iter().enumerate() {
-            if value.as_str() == OTHER || value.as_str().is_empty() {
+            if value.as_str().is_empty() {
                 continue;
             }
             let still_used = self.children.values().any(|(_, cached, _)| &cached[index] == value);

@@ -313,3 +313,25 @@ async fn combinations_beyond_a_familys_series_bound_fold_into_one_other_series()
     assert_eq!(ops.with_label_values(&[catalogue::OTHER, catalogue::OTHER]).get_sample_count(), 1);
     assert_eq!(metrics.label_overflow(crate::self_metrics::CappedLabel::Attribute).get(), 1);
 }
+
+#[actix_rt::test]
+async fn forgetting_a_value_that_folded_into_other_keeps_the_other_series() {
+    let config = config::MetricsConfig { max_tool_names: 1, ..Default::default() };
+    let (addr, ingress, registry, _service, _metrics) = aggregator_with_self_metrics(config);
+    ingress.record(labelled_event(1, &["s1"], LabelledOp::Set(1.0)));
+    ingress.record(labelled_event(1, &["s2"], LabelledOp::Set(0.0)));
+    // s2 folded into other; forgetting it, or a server never seen, removes nothing.
+    ingress.record(labelled_event(1, &["s2"], LabelledOp::Forget));
+    ingress.record(labelled_event(1, &["never"], LabelledOp::Forget));
+    addr.send(Drain).await.unwrap();
+    let text = prometheus::TextEncoder::new().encode_to_string(&registry.gather()).unwrap();
+    assert!(text.contains(r#"test_up{server="s1"} 1"#), "{text}");
+    assert!(text.contains(r#"test_up{server="other"} 0"#), "{text}");
+    // Forgetting s1 frees its slot: the next server keeps its own name.
+    ingress.record(labelled_event(1, &["s1"], LabelledOp::Forget));
+    ingress.record(labelled_event(1, &["s3"], LabelledOp::Set(1.0)));
+    addr.send(Drain).await.unwrap();
+    let text = prometheus::TextEncoder::new().encode_to_string(&registry.gather()).unwrap();
+    assert!(!text.contains(r#"server="s1""#), "{text}");
+    assert!(text.contains(r#"test_up{server="s3"} 1"#), "{text}");
+}

@@ -26,7 +26,8 @@
 //! - **Nothing secret in errors.** Errors name origins and statuses, never a URL (the endpoint's
 //!   query holds the session id) and never a message's content.
 //!
-//! The module depends on `rmcp`, `reqwest`, `sse-stream` and `memchr` only, no other gateway code.
+//! The module depends on `rmcp`, `reqwest`, `sse-stream` and `memchr`, and on the gateway's upstream
+//! HTTP client only for [`LegacySseTransport::http_client`].
 
 use std::borrow::Cow;
 use std::fmt;
@@ -37,8 +38,8 @@ use std::time::Duration;
 
 use futures_util::stream::{self, BoxStream, Stream, StreamExt as _};
 use metamcp_telemetry_actors::internal_events::LogLimit;
-use reqwest::header::{HeaderMap, HeaderName, HeaderValue, ACCEPT, CACHE_CONTROL, CONTENT_TYPE};
-use reqwest::{StatusCode, Url};
+use reqwest_upstream::header::{HeaderMap, HeaderName, HeaderValue, ACCEPT, CACHE_CONTROL, CONTENT_TYPE};
+use reqwest_upstream::{StatusCode, Url};
 use rmcp::model::{ClientJsonRpcMessage, ServerJsonRpcMessage};
 use rmcp::transport::Transport;
 use rmcp::RoleClient;
@@ -146,7 +147,7 @@ fn is_traceparent(text: &str) -> bool {
 pub enum LegacySseError {
     /// The HTTP client could not be built (its TLS backend did not start).
     #[error("cannot build the HTTP client: {0}")]
-    Client(#[source] reqwest::Error),
+    Client(#[source] reqwest_upstream::Error),
     /// The SSE URL is not `http` or `https`.
     #[error("the SSE URL must be http or https, not {scheme}")]
     UnsupportedScheme {
@@ -155,7 +156,7 @@ pub enum LegacySseError {
     },
     /// The `GET` that opens the stream failed.
     #[error("cannot open the event stream: {0}")]
-    Open(#[source] reqwest::Error),
+    Open(#[source] reqwest_upstream::Error),
     /// The `GET` answered something other than 200.
     #[error("the event stream answered HTTP {status}")]
     OpenStatus {
@@ -208,7 +209,7 @@ pub enum LegacySseError {
     Encode(#[source] serde_json::Error),
     /// The `POST` failed on the way.
     #[error("the message POST failed: {0}")]
-    Post(#[source] reqwest::Error),
+    Post(#[source] reqwest_upstream::Error),
     /// The `POST` took longer than [`LegacySseConfig::post_timeout`].
     #[error("the message POST took longer than {timeout:?}")]
     PostTimeout {
@@ -277,7 +278,7 @@ impl fmt::Debug for LegacySseTransport {
 
 /// Everything a `POST` needs, shared by the send futures.
 struct Poster {
-    http: reqwest::Client,
+    http: reqwest_upstream::Client,
     endpoint: Url,
     headers: HeaderMap,
     request_headers: Option<RequestHeaders>,
@@ -287,14 +288,14 @@ struct Poster {
 impl LegacySseTransport {
     /// A client fit for this transport: it follows no redirect, so neither the stream nor a
     /// `POST` can be sent to another origin by the server's answers.
-    pub fn http_client() -> Result<reqwest::Client, LegacySseError> {
-        reqwest::Client::builder().redirect(reqwest::redirect::Policy::none()).build().map_err(LegacySseError::Client)
+    pub fn http_client() -> Result<reqwest_upstream::Client, LegacySseError> {
+        super::http::client(Arc::new(crate::mcp::outbound::OutboundPolicy::default())).map_err(LegacySseError::Client)
     }
 
     /// Open the stream with `http` and wait for its `endpoint` event. `http` must not follow
     /// redirects ([`Self::http_client`]) and must have no overall request timeout (it would cut
     /// the stream); the per-`POST` bound is [`LegacySseConfig::post_timeout`].
-    pub async fn connect(http: reqwest::Client, config: LegacySseConfig) -> Result<Self, LegacySseError> {
+    pub async fn connect(http: reqwest_upstream::Client, config: LegacySseConfig) -> Result<Self, LegacySseError> {
         if !matches!(config.url.scheme(), "http" | "https") {
             return Err(LegacySseError::UnsupportedScheme { scheme: config.url.scheme().to_owned() });
         }
@@ -304,7 +305,7 @@ impl LegacySseTransport {
             .unwrap_or(Err(LegacySseError::EndpointTimeout { timeout }))
     }
 
-    async fn open(http: reqwest::Client, config: LegacySseConfig) -> Result<Self, LegacySseError> {
+    async fn open(http: reqwest_upstream::Client, config: LegacySseConfig) -> Result<Self, LegacySseError> {
         let mut headers = config.headers.clone();
         if let Some(request_headers) = &config.request_headers {
             headers.extend(request_headers(None));
@@ -422,7 +423,7 @@ impl Poster {
         headers.insert(CONTENT_TYPE, HeaderValue::from_static("application/json"));
         let body = serde_json::to_vec(&wire).map_err(LegacySseError::Encode)?;
         let timeout = self.timeout;
-        let failed = |e: reqwest::Error| {
+        let failed = |e: reqwest_upstream::Error| {
             if e.is_timeout() {
                 LegacySseError::PostTimeout { timeout }
             } else {
@@ -552,7 +553,7 @@ impl Drop for LegacySseTransport {
 
 /// The response body as server-sent events, an event's lines bounded by `max_event_bytes`.
 fn bounded_events(
-    response: reqwest::Response,
+    response: reqwest_upstream::Response,
     max_event_bytes: usize,
 ) -> BoxStream<'static, Result<Sse, sse_stream::Error>> {
     let chunks = stream::unfold(Some(response), |response| async move {
