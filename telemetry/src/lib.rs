@@ -49,7 +49,7 @@ pub mod status;
 pub use capture::{RecordedRequest, RecordedToolExecution, RecordedVectorSearch, TestTelemetry};
 pub use capture_mcp::{RecordedMcpOperation, RecordedMcpSession, RecordedUpstreamEvent};
 pub use manager::{resource, InitError, TelemetryManager, SCOPE_NAME};
-pub use mcp::{McpOperation, McpSession, McpSide};
+pub use mcp::{upstream_component, McpOperation, McpSession, McpSide, UpstreamStatus};
 pub use metamcp_telemetry_actors as actors;
 pub use metamcp_telemetry_actors::health_check::{Component, ComponentSource};
 pub use metamcp_telemetry_actors::span_buffer::FlushError;

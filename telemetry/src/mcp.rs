@@ -7,7 +7,7 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use metamcp_telemetry_actors::health_check::{AddComponents, ComponentSource};
+use metamcp_telemetry_actors::health_check::{AddComponents, Component, ComponentSource};
 use metamcp_telemetry_actors::ingress::MetricEvent;
 use metamcp_telemetry_actors::metric_aggregator::{LabelSet, LabelledEvent, LabelledOp};
 
@@ -53,6 +53,38 @@ pub struct McpSession<'a> {
     pub network_transport: &'a str,
     /// `error.type` when the session ended on an error.
     pub error_type: Option<&'a str>,
+}
+
+/// The state of one upstream MCP server, as its `/health` component and status page row show it.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct UpstreamStatus<'a> {
+    /// Whether the gateway's session with it works.
+    pub connected: bool,
+    /// Its transport: `stdio`, `sse` or `streamable_http`.
+    pub transport: &'a str,
+    /// The kind of the last error (`connect`, `timeout`, `exited`, …), never its message.
+    pub last_error_kind: Option<&'a str>,
+    /// Failed attempts in a row (0 after a success).
+    pub consecutive_failures: u64,
+    /// Restarts of its session or process.
+    pub restarts: u64,
+}
+
+/// The `/health` component of upstream server `server`: named `upstream:<server>`, healthy while
+/// connected, with the detail keys the status page's "Upstream servers" row reads. What a
+/// [`ComponentSource`] of a gateway answers for each upstream.
+pub fn upstream_component(server: &str, status: &UpstreamStatus<'_>) -> Component {
+    Component {
+        name: format!("{}{server}", crate::status::UPSTREAM_PREFIX),
+        healthy: status.connected,
+        details: serde_json::json!({
+            "connected": status.connected,
+            "transport": status.transport,
+            "last_error_kind": status.last_error_kind,
+            "consecutive_failures": status.consecutive_failures,
+            "restarts": status.restarts,
+        }),
+    }
 }
 
 /// `port` in decimal, on the stack.
@@ -183,6 +215,22 @@ impl TelemetryManager {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn an_upstream_component_is_named_and_healthy_while_connected() {
+        let status = UpstreamStatus {
+            connected: false,
+            transport: "stdio",
+            last_error_kind: Some("exited"),
+            consecutive_failures: 2,
+            restarts: 1,
+        };
+        let component = upstream_component("files", &status);
+        assert_eq!(component.name, "upstream:files");
+        assert!(!component.healthy);
+        assert_eq!(component.details["last_error_kind"], "exited");
+        assert_eq!(component.details["restarts"], 1);
+    }
 
     #[test]
     fn ports_print_in_decimal() {

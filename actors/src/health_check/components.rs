@@ -51,6 +51,9 @@ pub(crate) fn component_health(component: &Component) -> ComponentHealth {
     let mut reason = None;
     if let serde_json::Value::Object(map) = &component.details {
         for (key, value) in map {
+            if value.is_null() {
+                continue;
+            }
             if key == "reason" {
                 reason = value.as_str().map(str::to_owned);
             } else if let Some(key) = DETAIL_KEYS.iter().copied().find(|k| *k == key) {
