@@ -89,7 +89,9 @@ fn the_request_past_the_burst_gets_429_and_other_endpoints_are_unaffected() {
         assert_eq!(initialize(&service, "limited", None).status(), StatusCode::OK, "request {n} of the burst");
     }
     assert_limited(initialize(&service, "limited", None), "endpoint");
-    assert_limited(initialize(&service, "limited", None), "endpoint");
+    // Every route of the endpoint is admitted alike: the legacy SSE transport's stream too.
+    let legacy = client().get(service.url("/metamcp/limited/sse")).header("accept", "text/event-stream").send();
+    assert_limited(legacy.expect("GET the legacy SSE stream"), "endpoint");
     // Other endpoints: as many as they like.
     for _ in 0..10 {
         assert_eq!(initialize(&service, "free", None).status(), StatusCode::OK);
