@@ -121,7 +121,10 @@ impl GatewayApp {
         if let Err(err) = telemetry.register_collector(pruned) {
             tracing::warn!(error = %err, "the audit pruning counter could not be registered");
         }
-        let sessions = Arc::new(Sessions::new(settings.gateway.max_sessions, settings.gateway.session_idle_timeout));
+        let sessions = Arc::new(
+            Sessions::new(settings.gateway.max_sessions, settings.gateway.session_idle_timeout)
+                .recording(telemetry.clone()),
+        );
         Ok(Self {
             state: McpState {
                 gateway,

@@ -7,16 +7,17 @@
 //! `tracestate`) the client put in `params._meta` when it sent one, else the HTTP request's span.
 
 use std::borrow::Cow;
+use std::time::Instant;
 
 use opentelemetry::propagation::{Extractor, TextMapPropagator as _};
 use opentelemetry::trace::{SpanKind, Status, TraceContextExt as _, Tracer as _};
 use opentelemetry::{Context, KeyValue};
 use opentelemetry_sdk::propagation::TraceContextPropagator;
-use rmcp::model::{ClientRequest, ErrorData, GetMeta as _, ProtocolVersion, RequestId, ServerResult};
+use rmcp::model::{ClientRequest, ErrorCode, ErrorData, GetMeta as _, ProtocolVersion, RequestId, ServerResult};
 
 use super::rpc;
 use crate::mcp::protocol::session_fingerprint;
-use metamcp_telemetry::TelemetryManager;
+use metamcp_telemetry::{McpOperation, McpSide, TelemetryManager};
 
 /// Longest `traceparent` or `tracestate` read from `_meta` (the W3C limits are 55 and 512).
 const MAX_META_CONTEXT: usize = 1024;
@@ -86,9 +87,14 @@ pub(super) fn parent_of(request: &ClientRequest) -> Context {
     Context::current()
 }
 
-/// A started server span (or nothing, when telemetry records no spans).
+/// A started server span (or nothing, when telemetry records no spans), and the clock of the
+/// request's `mcp.server.operation.duration`.
 pub(super) struct ServerSpan {
     cx: Option<Context>,
+    telemetry: TelemetryManager,
+    operation: Operation,
+    protocol_version: Option<ProtocolVersion>,
+    started: Instant,
 }
 
 impl ServerSpan {
@@ -101,7 +107,14 @@ impl ServerSpan {
         version: Option<&ProtocolVersion>,
         session_id: Option<&str>,
     ) -> Self {
-        let Some(tracer) = telemetry.tracer() else { return Self { cx: None } };
+        let mut started = Self {
+            cx: None,
+            telemetry: telemetry.clone(),
+            operation: operation.clone(),
+            protocol_version: version.cloned(),
+            started: Instant::now(),
+        };
+        let Some(tracer) = telemetry.tracer() else { return started };
         let mut attributes = Vec::with_capacity(8);
         attributes.push(KeyValue::new("mcp.method.name", operation.method.clone()));
         if let Some(tool) = &operation.tool {
@@ -124,7 +137,8 @@ impl ServerSpan {
             .with_kind(SpanKind::Server)
             .with_attributes(attributes)
             .start_with_context(tracer, parent);
-        Self { cx: Some(parent.with_span(span)) }
+        started.cx = Some(parent.with_span(span));
+        started
     }
 
     /// The context to run the request in (its spans become children of this one).
@@ -132,9 +146,26 @@ impl ServerSpan {
         self.cx.clone().unwrap_or_else(Context::current)
     }
 
-    /// Ends the span with the request's outcome; returns the `error.type` it recorded.
+    /// Ends the span with the request's outcome and records its duration; returns the
+    /// `error.type` it recorded.
     pub(super) fn finish(self, outcome: &Result<ServerResult, ErrorData>) -> Option<String> {
         let error_type = error_type(outcome);
+        // A name the client made up (an unknown tool or prompt, refused as invalid params) is
+        // no metric label.
+        let named = !matches!(outcome, Err(error) if error.code == ErrorCode::INVALID_PARAMS || error.code == ErrorCode::METHOD_NOT_FOUND);
+        // Nor is a method it made up.
+        let known = !matches!(outcome, Err(error) if error.code == ErrorCode::METHOD_NOT_FOUND);
+        let measured = McpOperation {
+            method: if known { &self.operation.method } else { "_OTHER" },
+            tool_name: self.operation.tool.as_deref().filter(|_| named),
+            prompt_name: self.operation.prompt.as_deref().filter(|_| named),
+            protocol_version: self.protocol_version.as_ref().map(ProtocolVersion::as_str),
+            network_transport: "tcp",
+            error_type: error_type.as_deref(),
+            server_address: None,
+            server_port: None,
+        };
+        self.telemetry.record_mcp_operation(McpSide::Server, &measured, self.started.elapsed());
         let Some(cx) = self.cx else { return error_type };
         let span = cx.span();
         match outcome {

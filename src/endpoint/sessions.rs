@@ -1,23 +1,91 @@
-//! The MCP sessions of the endpoints: opened by `initialize`, bound to their endpoint and to the
-//! API key that opened them, bounded in number per endpoint and in idle time.
+//! The MCP sessions of the endpoints: opened by `initialize` (or by the legacy SSE stream),
+//! bound to their endpoint and to the API key that opened them, bounded in number per endpoint
+//! and in idle time. A session may hold one server stream (the `GET` SSE stream, or the legacy
+//! transport's event stream): a bounded queue of SSE events the session's notifications go
+//! through. When a session ends (deleted, evicted, expired, its key revoked or its endpoint
+//! deleted) its queue closes and the stream ends with it; its duration is recorded as
+//! `mcp.server.session.duration`.
 
 use std::collections::HashMap;
 use std::time::{Duration, Instant};
 
+use actix_web::web::Bytes;
+use metamcp_telemetry::{McpSession, McpSide, TelemetryManager};
 use parking_lot::Mutex;
 use rmcp::model::ProtocolVersion;
+use tokio::sync::mpsc;
 
 use crate::auth::random_token;
 
+/// Events a session's stream holds before new ones are dropped (a client that does not read
+/// loses notifications, never the gateway's memory).
+pub(super) const STREAM_QUEUE: usize = 64;
+
+/// Which list changes a session hears of: the lists its `initialize` advertised.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub(super) struct Lists {
+    /// `notifications/tools/list_changed`.
+    pub(super) tools: bool,
+    /// `notifications/prompts/list_changed`.
+    pub(super) prompts: bool,
+    /// `notifications/resources/list_changed`.
+    pub(super) resources: bool,
+}
+
 /// One MCP session.
-#[derive(Debug, Clone)]
-pub(super) struct Session {
+#[derive(Debug)]
+struct Session {
     /// The revision negotiated by `initialize`.
-    pub(super) protocol_version: ProtocolVersion,
+    protocol_version: ProtocolVersion,
+    created: Instant,
     last_seen: Instant,
     /// The API key (row id) that opened it, on an endpoint that requires one: only that key may
     /// use it.
     key: Option<i64>,
+    /// The lists whose changes it hears of.
+    lists: Lists,
+    /// Its server stream, while one is open.
+    stream: Option<mpsc::Sender<Bytes>>,
+    /// Opened by the legacy HTTP+SSE transport: it lives as long as its event stream.
+    legacy: bool,
+}
+
+impl Session {
+    fn streaming(&self) -> bool {
+        self.stream.as_ref().is_some_and(|s| !s.is_closed())
+    }
+
+    /// Idle: unused for `idle` and no stream open (a legacy session is over once its stream is).
+    fn expired(&self, now: Instant, idle: Duration) -> bool {
+        if self.legacy {
+            return !self.streaming();
+        }
+        now.duration_since(self.last_seen) >= idle && !self.streaming()
+    }
+}
+
+/// What a request learns of its session.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(super) struct SessionView {
+    /// The revision negotiated by `initialize`.
+    pub(super) protocol_version: ProtocolVersion,
+    /// Whether the legacy HTTP+SSE transport opened it.
+    pub(super) legacy: bool,
+}
+
+/// Why a stream could not be opened.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(super) enum StreamRefused {
+    /// No such session (for this endpoint and key).
+    Unknown,
+    /// The session already has an open stream.
+    AlreadyOpen,
+}
+
+/// A session that ended, for its duration metric.
+struct Ended {
+    protocol_version: ProtocolVersion,
+    lasted: Duration,
 }
 
 /// The MCP sessions, bounded in number per endpoint and in idle time. Each endpoint has its own
@@ -29,77 +97,211 @@ pub struct Sessions {
     map: Mutex<HashMap<String, HashMap<String, Session>>>,
     max_per_endpoint: usize,
     idle: Duration,
+    telemetry: Option<TelemetryManager>,
 }
 
 impl Sessions {
     /// At most `max_per_endpoint` sessions on each endpoint, each forgotten after `idle` without
-    /// a request.
+    /// a request (and without an open stream).
     pub fn new(max_per_endpoint: usize, idle: Duration) -> Self {
-        Self { map: Mutex::new(HashMap::new()), max_per_endpoint: max_per_endpoint.max(1), idle }
+        Self { map: Mutex::new(HashMap::new()), max_per_endpoint: max_per_endpoint.max(1), idle, telemetry: None }
+    }
+
+    /// The same, recording each session's duration when it ends.
+    pub fn recording(mut self, telemetry: TelemetryManager) -> Self {
+        self.telemetry = Some(telemetry);
+        self
+    }
+
+    fn record(&self, ended: Vec<Ended>) {
+        let Some(telemetry) = &self.telemetry else { return };
+        for session in ended {
+            let attributes = McpSession {
+                protocol_version: Some(session.protocol_version.as_str()),
+                network_transport: "tcp",
+                error_type: None,
+            };
+            telemetry.record_mcp_session(McpSide::Server, &attributes, session.lasted);
+        }
     }
 
     /// A new session of `endpoint`, opened with the API key `key` (its row id) if any. The
     /// endpoint's idle sessions are forgotten first; at its cap, its least recently used one.
-    pub(super) fn create(&self, endpoint: &str, protocol_version: ProtocolVersion, key: Option<i64>) -> String {
+    pub(super) fn create(
+        &self,
+        endpoint: &str,
+        protocol_version: ProtocolVersion,
+        key: Option<i64>,
+        lists: Lists,
+    ) -> String {
+        self.insert(endpoint, protocol_version, key, lists, None)
+    }
+
+    /// A new legacy (HTTP+SSE) session of `endpoint`, with its stream: it lives as long as the
+    /// stream. Its revision is set by its `initialize`.
+    pub(super) fn create_legacy(&self, endpoint: &str, key: Option<i64>) -> (String, mpsc::Receiver<Bytes>) {
+        let (sender, receiver) = mpsc::channel(STREAM_QUEUE);
+        let id = self.insert(endpoint, ProtocolVersion::V_2024_11_05, key, Lists::default(), Some(sender));
+        (id, receiver)
+    }
+
+    fn insert(
+        &self,
+        endpoint: &str,
+        protocol_version: ProtocolVersion,
+        key: Option<i64>,
+        lists: Lists,
+        stream: Option<mpsc::Sender<Bytes>>,
+    ) -> String {
         let id = random_token(16);
-        let mut map = self.map.lock();
         let now = Instant::now();
-        let sessions = map.entry(endpoint.to_owned()).or_default();
-        sessions.retain(|_, s| now.duration_since(s.last_seen) < self.idle);
-        if sessions.len() >= self.max_per_endpoint {
-            if let Some(oldest) = sessions.iter().min_by_key(|(_, s)| s.last_seen).map(|(id, _)| id.clone()) {
-                sessions.remove(&oldest);
+        let legacy = stream.is_some();
+        let mut ended = Vec::new();
+        {
+            let mut map = self.map.lock();
+            let sessions = map.entry(endpoint.to_owned()).or_default();
+            sessions.retain(|_, s| {
+                let expired = s.expired(now, self.idle);
+                if expired {
+                    ended.push(Ended { protocol_version: s.protocol_version.clone(), lasted: lasted(s) });
+                }
+                !expired
+            });
+            if sessions.len() >= self.max_per_endpoint {
+                if let Some(oldest) = sessions.iter().min_by_key(|(_, s)| s.last_seen).map(|(id, _)| id.clone()) {
+                    if let Some(s) = sessions.remove(&oldest) {
+                        ended.push(Ended {
+                            protocol_version: s.protocol_version,
+                            lasted: now.duration_since(s.created),
+                        });
+                    }
+                }
             }
+            let session = Session { protocol_version, created: now, last_seen: now, key, lists, stream, legacy };
+            sessions.insert(id.clone(), session);
         }
-        sessions.insert(id.clone(), Session { protocol_version, last_seen: now, key });
+        self.record(ended);
         id
     }
 
     /// The session `id` of `endpoint`, refreshed; `None` when unknown, idle too long, of another
     /// endpoint, or opened with another API key than `key`.
-    pub(super) fn touch(&self, id: &str, endpoint: &str, key: Option<i64>) -> Option<Session> {
-        let mut map = self.map.lock();
+    pub(super) fn touch(&self, id: &str, endpoint: &str, key: Option<i64>) -> Option<SessionView> {
         let now = Instant::now();
+        let mut map = self.map.lock();
         let sessions = map.get_mut(endpoint)?;
         let session = sessions.get_mut(id)?;
-        if now.duration_since(session.last_seen) >= self.idle {
-            sessions.remove(id);
+        if session.expired(now, self.idle) {
+            let ended =
+                sessions.remove(id).map(|s| Ended { protocol_version: s.protocol_version.clone(), lasted: lasted(&s) });
+            drop(map);
+            self.record(ended.into_iter().collect());
             return None;
         }
         if session.key != key {
             return None;
         }
         session.last_seen = now;
-        Some(session.clone())
+        Some(SessionView { protocol_version: session.protocol_version.clone(), legacy: session.legacy })
+    }
+
+    /// Sets the revision of a legacy session (its `initialize` chose it) and the lists it hears
+    /// of.
+    pub(super) fn initialized(&self, id: &str, endpoint: &str, protocol_version: ProtocolVersion, lists: Lists) {
+        if let Some(session) = self.map.lock().get_mut(endpoint).and_then(|s| s.get_mut(id)) {
+            session.protocol_version = protocol_version;
+            session.lists = lists;
+        }
+    }
+
+    /// Opens the stream of session `id`: its event queue. One per session; a stream whose
+    /// client went away can be opened again.
+    pub(super) fn open_stream(
+        &self,
+        id: &str,
+        endpoint: &str,
+        key: Option<i64>,
+    ) -> Result<mpsc::Receiver<Bytes>, StreamRefused> {
+        let mut map = self.map.lock();
+        let session = map
+            .get_mut(endpoint)
+            .and_then(|s| s.get_mut(id))
+            .filter(|s| s.key == key && !s.legacy)
+            .ok_or(StreamRefused::Unknown)?;
+        if session.streaming() {
+            return Err(StreamRefused::AlreadyOpen);
+        }
+        let (sender, receiver) = mpsc::channel(STREAM_QUEUE);
+        session.stream = Some(sender);
+        session.last_seen = Instant::now();
+        Ok(receiver)
+    }
+
+    /// Queues `event` on the stream of session `id`; `false` when it has none open or the queue
+    /// is full.
+    pub(super) fn send(&self, id: &str, endpoint: &str, event: Bytes) -> bool {
+        let sender = self.map.lock().get(endpoint).and_then(|s| s.get(id)).and_then(|s| s.stream.clone());
+        sender.is_some_and(|sender| sender.try_send(event).is_ok())
     }
 
     /// Ends the session `id` of `endpoint` if `key` opened it.
     pub(super) fn end(&self, id: &str, endpoint: &str, key: Option<i64>) -> bool {
-        let mut map = self.map.lock();
-        let Some(sessions) = map.get_mut(endpoint) else { return false };
-        if sessions.get(id).is_none_or(|s| s.key != key) {
-            return false;
-        }
-        sessions.remove(id);
-        if sessions.is_empty() {
-            map.remove(endpoint);
-        }
+        let ended = {
+            let mut map = self.map.lock();
+            let Some(sessions) = map.get_mut(endpoint) else { return false };
+            if sessions.get(id).is_none_or(|s| s.key != key) {
+                return false;
+            }
+            let ended = sessions.remove(id);
+            if sessions.is_empty() {
+                map.remove(endpoint);
+            }
+            ended
+        };
+        let now = Instant::now();
+        self.record(
+            ended
+                .map(|s| Ended { protocol_version: s.protocol_version, lasted: now.duration_since(s.created) })
+                .into_iter()
+                .collect(),
+        );
         true
     }
 
     /// Ends every session of `endpoint` that the API key `key` opened (the key was revoked);
     /// returns how many.
     pub fn end_for_key(&self, endpoint: &str, key: i64) -> usize {
-        let mut map = self.map.lock();
-        let Some(sessions) = map.get_mut(endpoint) else { return 0 };
-        let before = sessions.len();
-        sessions.retain(|_, s| s.key != Some(key));
-        before - sessions.len()
+        let now = Instant::now();
+        let mut ended = Vec::new();
+        {
+            let mut map = self.map.lock();
+            let Some(sessions) = map.get_mut(endpoint) else { return 0 };
+            sessions.retain(|_, s| {
+                let revoked = s.key == Some(key);
+                if revoked {
+                    ended.push(Ended {
+                        protocol_version: s.protocol_version.clone(),
+                        lasted: now.duration_since(s.created),
+                    });
+                }
+                !revoked
+            });
+        }
+        let count = ended.len();
+        self.record(ended);
+        count
     }
 
     /// Ends every session of `endpoint` (it was deleted).
     pub fn end_endpoint(&self, endpoint: &str) {
-        self.map.lock().remove(endpoint);
+        let now = Instant::now();
+        let removed = self.map.lock().remove(endpoint);
+        let ended = removed
+            .into_iter()
+            .flat_map(HashMap::into_values)
+            .map(|s| Ended { protocol_version: s.protocol_version, lasted: now.duration_since(s.created) })
+            .collect();
+        self.record(ended);
     }
 
     /// Sessions held now, over every endpoint.
@@ -113,22 +315,35 @@ impl Sessions {
     }
 }
 
+/// How long an expired session lasted: until its last use (or until now, for a stream that
+/// just closed).
+fn lasted(session: &Session) -> Duration {
+    if session.legacy {
+        session.created.elapsed()
+    } else {
+        session.last_seen.duration_since(session.created)
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use std::time::Duration;
 
+    use actix_web::web::Bytes;
     use rmcp::model::ProtocolVersion;
 
-    use super::Sessions;
+    use super::{Lists, Sessions, StreamRefused};
+
+    const ALL: Lists = Lists { tools: true, prompts: true, resources: true };
 
     #[test]
     fn sessions_are_bounded_and_bound_to_their_endpoint() {
         let sessions = Sessions::new(2, Duration::from_secs(60));
-        let a = sessions.create("one", ProtocolVersion::V_2025_11_25, None);
-        let b = sessions.create("one", ProtocolVersion::V_2025_11_25, None);
+        let a = sessions.create("one", ProtocolVersion::V_2025_11_25, None, ALL);
+        let b = sessions.create("one", ProtocolVersion::V_2025_11_25, None, ALL);
         assert!(sessions.touch(&a, "one", None).is_some());
         assert!(sessions.touch(&a, "two", None).is_none(), "a session belongs to its endpoint");
-        let c = sessions.create("one", ProtocolVersion::V_2025_06_18, None);
+        let c = sessions.create("one", ProtocolVersion::V_2025_06_18, None, ALL);
         assert_eq!(sessions.len(), 2);
         assert!(sessions.touch(&b, "one", None).is_none(), "the least recently used session went first");
         assert_eq!(sessions.touch(&c, "one", None).map(|s| s.protocol_version), Some(ProtocolVersion::V_2025_06_18));
@@ -139,9 +354,9 @@ mod tests {
     #[test]
     fn the_cap_and_its_eviction_are_per_endpoint() {
         let sessions = Sessions::new(2, Duration::from_secs(60));
-        let locked = sessions.create("locked", ProtocolVersion::V_2025_11_25, Some(7));
+        let locked = sessions.create("locked", ProtocolVersion::V_2025_11_25, Some(7), ALL);
         for _ in 0..100 {
-            sessions.create("default", ProtocolVersion::V_2025_11_25, None);
+            sessions.create("default", ProtocolVersion::V_2025_11_25, None, ALL);
         }
         assert_eq!(sessions.len(), 3, "two on default, one on locked");
         assert!(sessions.touch(&locked, "locked", Some(7)).is_some(), "default's clients cannot evict it");
@@ -150,11 +365,12 @@ mod tests {
     #[test]
     fn a_session_is_bound_to_the_key_that_opened_it() {
         let sessions = Sessions::new(10, Duration::from_secs(60));
-        let a = sessions.create("locked", ProtocolVersion::V_2025_11_25, Some(1));
-        let b = sessions.create("locked", ProtocolVersion::V_2025_11_25, Some(2));
+        let a = sessions.create("locked", ProtocolVersion::V_2025_11_25, Some(1), ALL);
+        let b = sessions.create("locked", ProtocolVersion::V_2025_11_25, Some(2), ALL);
         assert!(sessions.touch(&a, "locked", Some(2)).is_none(), "another key of the endpoint");
         assert!(sessions.touch(&a, "locked", None).is_none(), "no key");
         assert!(!sessions.end(&a, "locked", Some(2)), "another key cannot end it");
+        assert_eq!(sessions.open_stream(&a, "locked", Some(2)).unwrap_err(), StreamRefused::Unknown);
         assert!(sessions.touch(&a, "locked", Some(1)).is_some());
         assert_eq!(sessions.end_for_key("locked", 1), 1, "revoking the key ends its sessions");
         assert!(sessions.touch(&a, "locked", Some(1)).is_none());
@@ -164,13 +380,39 @@ mod tests {
     }
 
     #[test]
-    fn idle_sessions_expire() {
+    fn idle_sessions_expire_unless_a_stream_is_open() {
         let idle = Duration::from_millis(50);
         let sessions = Sessions::new(10, idle);
-        let a = sessions.create("one", ProtocolVersion::V_2025_11_25, None);
+        let a = sessions.create("one", ProtocolVersion::V_2025_11_25, None, ALL);
+        let b = sessions.create("one", ProtocolVersion::V_2025_11_25, None, ALL);
+        let stream = sessions.open_stream(&b, "one", None).expect("a stream");
         // Past the idle limit, one touch finds it expired (a touch in time would refresh it).
         std::thread::sleep(idle * 2);
         assert!(sessions.touch(&a, "one", None).is_none(), "the session never expired");
-        assert!(sessions.is_empty(), "the expired session is forgotten");
+        assert!(sessions.touch(&b, "one", None).is_some(), "a session with an open stream is not idle");
+        drop(stream);
+        std::thread::sleep(idle * 2);
+        assert!(sessions.touch(&b, "one", None).is_none(), "its stream closed: idle again");
+        assert!(sessions.is_empty(), "the expired sessions are forgotten");
+    }
+
+    #[test]
+    fn a_legacy_session_lives_as_long_as_its_stream() {
+        let sessions = Sessions::new(10, Duration::from_secs(60));
+        let (id, stream) = sessions.create_legacy("one", None);
+        assert_eq!(
+            sessions.touch(&id, "one", None).map(|s| (s.protocol_version, s.legacy)),
+            Some((ProtocolVersion::V_2024_11_05, true))
+        );
+        assert_eq!(
+            sessions.open_stream(&id, "one", None).unwrap_err(),
+            StreamRefused::Unknown,
+            "its stream is the SSE one"
+        );
+        sessions.initialized(&id, "one", ProtocolVersion::V_2024_11_05, ALL);
+        assert!(sessions.send(&id, "one", Bytes::from_static(b"answer")));
+        drop(stream);
+        assert!(!sessions.send(&id, "one", Bytes::from_static(b"answer")));
+        assert!(sessions.touch(&id, "one", None).is_none(), "its stream closed: the session is over");
     }
 }

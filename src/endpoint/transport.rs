@@ -8,7 +8,8 @@ use actix_web::http::StatusCode;
 use actix_web::{web, HttpRequest, HttpResponse, ResponseError as _};
 use rmcp::model::{
     ClientJsonRpcMessage, ClientNotification, ClientRequest, ConstString as _, ErrorCode, ErrorData, Implementation,
-    InitializeResult, JsonRpcMessage, JsonRpcRequest, ProtocolVersion, RequestId, ServerJsonRpcMessage, ServerResult,
+    InitializeResult, JsonRpcMessage, JsonRpcRequest, ProtocolVersion, RequestId, ServerCapabilities,
+    ServerJsonRpcMessage, ServerResult,
 };
 use serde_json::Value;
 
@@ -17,14 +18,16 @@ use super::auth::authorize;
 use super::dispatch::{self, Caller};
 use super::observe::{self, Operation, ServerSpan};
 use super::rpc::{self, Body, MCP_PROTOCOL_VERSION, MCP_SESSION_ID};
+use super::sessions::{Lists, StreamRefused};
 use super::state::McpState;
+use super::stream;
 use crate::api_error;
 use crate::auth::challenge;
 use crate::storage::StorageError;
 use metamcp_telemetry::http::ApiError;
 
 /// Adds `POST`, `GET` and `DELETE /metamcp/{endpoint}/mcp`.
-pub fn routes(cfg: &mut web::ServiceConfig) {
+pub(super) fn routes(cfg: &mut web::ServiceConfig) {
     cfg.service(
         web::resource("/metamcp/{endpoint}/mcp")
             .route(web::post().to(post))
@@ -47,7 +50,7 @@ fn storage_error(err: StorageError, endpoint: &str) -> ApiError {
 
 /// Resolves the endpoint and checks its auth; returns the row id of the API key presented on an
 /// endpoint that requires one (and notes its use).
-async fn admit(state: &McpState, endpoint: &str, headers: &HeaderMap) -> Result<Option<i64>, ApiError> {
+pub(super) async fn admit(state: &McpState, endpoint: &str, headers: &HeaderMap) -> Result<Option<i64>, ApiError> {
     let entry = state.endpoints.get(&state.gateway, endpoint).await.map_err(|e| storage_error(e, endpoint))?;
     let key = authorize(endpoint, &entry, headers)?;
     if let Some(id) = key {
@@ -56,7 +59,7 @@ async fn admit(state: &McpState, endpoint: &str, headers: &HeaderMap) -> Result<
     Ok(key)
 }
 
-fn rpc_response(status: StatusCode, message: &ServerJsonRpcMessage, session: Option<&str>) -> HttpResponse {
+pub(super) fn rpc_response(status: StatusCode, message: &ServerJsonRpcMessage, session: Option<&str>) -> HttpResponse {
     let mut builder = HttpResponse::build(status);
     builder.content_type(header::ContentType::json());
     if let Some(id) = session {
@@ -66,7 +69,7 @@ fn rpc_response(status: StatusCode, message: &ServerJsonRpcMessage, session: Opt
 }
 
 /// Reads the body up to `limit` bytes; a larger one is a JSON 413, a broken one a JSON 400.
-async fn read_body(mut payload: web::Payload, limit: usize) -> Result<web::BytesMut, HttpResponse> {
+pub(super) async fn read_body(mut payload: web::Payload, limit: usize) -> Result<web::BytesMut, HttpResponse> {
     use futures_util::StreamExt as _;
     let mut body = web::BytesMut::new();
     while let Some(chunk) = payload.next().await {
@@ -262,7 +265,7 @@ async fn batch(
     builder.body(body)
 }
 
-fn header_str<'a>(headers: &'a HeaderMap, name: &str) -> Option<&'a str> {
+pub(super) fn header_str<'a>(headers: &'a HeaderMap, name: &str) -> Option<&'a str> {
     headers.get(name).and_then(|v| v.to_str().ok()).map(str::trim).filter(|v| !v.is_empty())
 }
 
@@ -280,7 +283,7 @@ fn notification_method(notification: &ClientNotification) -> &str {
 /// The revision an `initialize` request asks for: `Some(Ok(version))` for an `initialize`,
 /// `Some(Err(error))` for one without `params.protocolVersion`, `None` for other methods. Only
 /// `protocolVersion` is needed: a client that sends less than the rest still gets a session.
-fn initialize_version(request: &ClientRequest) -> Option<Result<String, ErrorData>> {
+pub(super) fn initialize_version(request: &ClientRequest) -> Option<Result<String, ErrorData>> {
     match request {
         ClientRequest::InitializeRequest(init) => Some(Ok(init.params.protocol_version.as_str().to_owned())),
         ClientRequest::CustomRequest(custom) if custom.method == "initialize" => {
@@ -311,10 +314,20 @@ async fn initialize(
         }
     };
     let version = rpc::negotiate(&requested);
-    let result = ServerResult::InitializeResult(initialize_result(state, endpoint, version.clone()).await);
-    let session = state.sessions.create(endpoint, version, key);
+    let result = initialize_result(state, endpoint, version.clone()).await;
+    let session = state.sessions.create(endpoint, version, key, lists_of(&result.capabilities));
+    let result = ServerResult::InitializeResult(result);
     let response = rpc_response(StatusCode::OK, &rpc::answer(id, Ok(result.clone())), Some(&session));
     (response, Ok(result))
+}
+
+/// The lists whose changes a session hears of: those its capabilities advertise.
+pub(super) fn lists_of(capabilities: &ServerCapabilities) -> Lists {
+    Lists {
+        tools: capabilities.tools.is_some(),
+        prompts: capabilities.prompts.is_some(),
+        resources: capabilities.resources.is_some(),
+    }
 }
 
 /// What `initialize` answers: the revision, the capabilities the endpoint's servers provide
@@ -330,22 +343,61 @@ pub(super) async fn initialize_result(_state: &McpState, endpoint: &str, version
         .with_instructions(instructions)
 }
 
+/// `GET`: the session's stream of server messages (list changes), `text/event-stream`, one per
+/// session.
 async fn get(req: HttpRequest, path: web::Path<String>, state: web::Data<McpState>) -> HttpResponse {
     let endpoint = path.into_inner();
-    if let Err(err) = admit(&state, &endpoint, req.headers()).await {
-        return challenge(&err);
+    let key = match admit(&state, &endpoint, req.headers()).await {
+        Ok(key) => key,
+        Err(err) => return challenge(&err),
+    };
+    if !stream::accepts_events(req.headers()) {
+        return ApiError::new(
+            StatusCode::NOT_ACCEPTABLE,
+            "not_acceptable",
+            "GET opens the session's event stream: it needs Accept: text/event-stream",
+        )
+        .error_response();
     }
-    method_not_allowed().await
+    let Some(session_id) = header_str(req.headers(), MCP_SESSION_ID) else {
+        return ApiError::new(
+            StatusCode::BAD_REQUEST,
+            "missing_session",
+            "GET opens a session's event stream: it needs the Mcp-Session-Id header; send initialize first",
+        )
+        .error_response();
+    };
+    if let Some(version) = header_str(req.headers(), MCP_PROTOCOL_VERSION).filter(|v| !rpc::is_supported(v)) {
+        return ApiError::new(
+            StatusCode::BAD_REQUEST,
+            "unsupported_protocol_version",
+            format!("unsupported MCP-Protocol-Version {version:?}"),
+        )
+        .error_response();
+    }
+    match state.sessions.open_stream(session_id, &endpoint, key) {
+        Ok(receiver) => stream::response(receiver, Some(session_id)),
+        Err(StreamRefused::Unknown) => {
+            ApiError::new(StatusCode::NOT_FOUND, "unknown_session", "no such session on this endpoint").error_response()
+        }
+        Err(StreamRefused::AlreadyOpen) => ApiError::new(
+            StatusCode::CONFLICT,
+            "stream_open",
+            "this session's event stream is already open (one per session)",
+        )
+        .error_response(),
+    }
 }
 
 async fn method_not_allowed() -> HttpResponse {
     let mut response = ApiError::new(
         StatusCode::METHOD_NOT_ALLOWED,
         "method_not_allowed",
-        "this MCP endpoint takes POST (JSON-RPC messages) and DELETE (end the session); it offers no SSE stream",
+        "this MCP endpoint takes POST (JSON-RPC messages), GET (the session's event stream) and DELETE (end the \
+         session)",
     )
     .error_response();
-    response.headers_mut().insert(header::ALLOW, HeaderValue::from_static("POST, DELETE"));
+    response.headers_mut().insert(header::ALLOW, HeaderValue::from_static("GET, POST, DELETE"));
     response
 }
 

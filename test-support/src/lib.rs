@@ -6,7 +6,8 @@
 //!   [`raw`]: HTTP exchanges written byte by byte on a socket;
 //! - [`app`]: an instrumented actix-web app in-process and pipeline settings for it;
 //! - [`prom`]: scraping and parsing Prometheus text;
-//! - [`mcp_peers`]: an MCP upstream server and client on the official SDK (`rmcp`);
+//! - [`mcp_peers`]: an MCP upstream server and client on the official SDK (`rmcp`), and the
+//!   peers on the official Python SDK (`tests/peers/python`);
 //! - [`ops`]: the PromQL of the Grafana dashboards and alert rules under `docker/`;
 //! - [`wait`]: bounded waits for a condition; [`prereq`]: the skip-or-fail decision for a
 //!   prerequisite the repository does not hold.

@@ -274,10 +274,12 @@ fn json_rpc_errors_are_exactly_as_the_spec_says() {
     let response = mcp.post_raw(json!({"jsonrpc": "2.0", "id": 9, "method": "ping"}).to_string());
     assert_eq!(response.status(), StatusCode::NOT_FOUND, "the session ended");
 
-    // GET offers no stream: 405 with Allow.
+    // GET opens a session's stream: it needs the session; other methods are 405 with Allow.
     let response =
         client().get(service.url("/metamcp/default/mcp")).header("accept", "text/event-stream").send().unwrap();
-    assert_eq!(response.headers()["allow"], "POST, DELETE");
+    error_of(response, StatusCode::BAD_REQUEST);
+    let response = client().put(service.url("/metamcp/default/mcp")).send().unwrap();
+    assert_eq!(response.headers()["allow"], "GET, POST, DELETE");
     error_of(response, StatusCode::METHOD_NOT_ALLOWED);
 
     // Unknown endpoint: 404 with a JSON error.

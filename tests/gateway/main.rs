@@ -12,6 +12,7 @@ mod gateway_api;
 mod gateway_e2e;
 mod hostile_input;
 mod hygiene;
+mod legacy_sse_server;
 mod security;
 mod servers_transport;
 mod service_process;

@@ -19,8 +19,9 @@ use std::time::Duration;
 
 use http::{HeaderName, HeaderValue};
 use rmcp::model::{
-    CallToolRequestParams, CallToolResult, ClientCapabilities, ClientConfig, Implementation, ListToolsResult,
-    MetaObject, PaginatedRequestParams, ProtocolVersion, RequestMetaObject, Tool,
+    CallToolRequestParams, CallToolResult, ClientCapabilities, ClientConfig, GetPromptRequestParams, GetPromptResult,
+    Implementation, ListToolsResult, MetaObject, PaginatedRequestParams, Prompt, ProtocolVersion,
+    ReadResourceRequestParams, ReadResourceResult, RequestMetaObject, Resource, ResourceTemplate, Tool,
 };
 use rmcp::service::{Peer, RunningService};
 use rmcp::transport::streamable_http_client::StreamableHttpClientTransportConfig;
@@ -94,6 +95,9 @@ impl McpTestClient {
 
     /// Connect with every option spelled out.
     pub async fn connect_with(url: &str, options: ClientOptions) -> Result<Self, String> {
+        // The SDK's reqwest is built without a TLS provider in this workspace: name one for the
+        // process (a no-op when one is installed already).
+        let _ = rustls::crypto::ring::default_provider().install_default();
         let config =
             transport_config(url, &options.headers)?.reinit_on_expired_session(options.reinit_on_expired_session);
         let info = ClientConfig::new(ClientCapabilities::default(), Implementation::new(options.client_name, "1.0.0"))
@@ -153,6 +157,61 @@ impl McpTestClient {
         let peer = self.peer.clone();
         let name = params.name.to_string();
         self.run(async move { peer.call_tool(params).await.map_err(|e| format!("tools/call {name}: {e}")) }).await
+    }
+
+    /// Every prompt, following `nextCursor` through all pages.
+    pub async fn list_prompts(&self) -> Result<Vec<Prompt>, String> {
+        let peer = self.peer.clone();
+        self.run(async move { peer.list_all_prompts().await.map_err(|e| format!("prompts/list: {e}")) }).await
+    }
+
+    /// `prompts/get` with `arguments` (a JSON object, or `null` for none).
+    pub async fn get_prompt(&self, name: &str, arguments: Value) -> Result<GetPromptResult, String> {
+        let mut params = GetPromptRequestParams::new(name.to_string());
+        match arguments {
+            Value::Null => {}
+            Value::Object(map) => params = params.with_arguments(map),
+            other => return Err(format!("prompts/get {name}: arguments must be a JSON object, not {other}")),
+        }
+        let peer = self.peer.clone();
+        let name = name.to_string();
+        self.run(async move { peer.get_prompt(params).await.map_err(|e| format!("prompts/get {name}: {e}")) }).await
+    }
+
+    /// Every resource, following `nextCursor` through all pages.
+    pub async fn list_resources(&self) -> Result<Vec<Resource>, String> {
+        let peer = self.peer.clone();
+        self.run(async move { peer.list_all_resources().await.map_err(|e| format!("resources/list: {e}")) }).await
+    }
+
+    /// Every resource template, following `nextCursor` through all pages.
+    pub async fn list_resource_templates(&self) -> Result<Vec<ResourceTemplate>, String> {
+        let peer = self.peer.clone();
+        self.run(async move {
+            peer.list_all_resource_templates().await.map_err(|e| format!("resources/templates/list: {e}"))
+        })
+        .await
+    }
+
+    /// `resources/read` of `uri`.
+    pub async fn read_resource(&self, uri: &str) -> Result<ReadResourceResult, String> {
+        let peer = self.peer.clone();
+        let params = ReadResourceRequestParams::new(uri.to_string());
+        let uri = uri.to_string();
+        self.run(async move { peer.read_resource(params).await.map_err(|e| format!("resources/read {uri}: {e}")) })
+            .await
+    }
+
+    /// `completion/complete` of a prompt's argument: the values offered.
+    pub async fn complete_prompt(&self, prompt: &str, argument: &str, value: &str) -> Result<Vec<String>, String> {
+        let peer = self.peer.clone();
+        let (prompt, argument, value) = (prompt.to_string(), argument.to_string(), value.to_string());
+        self.run(async move {
+            peer.complete_prompt_simple(prompt.clone(), argument, value)
+                .await
+                .map_err(|e| format!("completion/complete {prompt}: {e}"))
+        })
+        .await
     }
 
     /// The protocol version the server answered `initialize` with.

@@ -33,12 +33,18 @@
 //!   media types 406 (a non-JSON `Content-Type` 415 and a non-loopback `Host` 403, source). Tool
 //!   arguments that fail to deserialize give an `isError` result; an unknown tool a JSON-RPC error.
 mod client;
+mod python;
 mod recorded;
+mod stdio;
 mod tools;
 mod upstream;
 
 pub use client::{ClientOptions, McpTestClient, DEFAULT_TIMEOUT};
+pub use python::{
+    client_script, records, run_client, server_script, stdio_command, ClientRun, PeerTransport, PythonServer,
+};
 pub use recorded::ReceivedRequest;
+pub use stdio::serve_stdio;
 pub use tools::{expected_tool_names, BUILTIN_TOOLS, FAILURE_TEXT, WEATHER_DESCRIPTION};
 pub use upstream::{McpUpstream, UpstreamOptions, MCP_PATH};
 
