@@ -13,6 +13,7 @@ mod gateway_e2e;
 mod hostile_input;
 mod hygiene;
 mod legacy_sse_server;
+mod rate_limits;
 mod security;
 mod servers_transport;
 mod service_process;
