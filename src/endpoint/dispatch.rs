@@ -39,6 +39,7 @@ impl Caller<'_> {
             session_id: Some(self.session_id.to_owned()),
             request_id: Some(rpc::id_text(id)),
             protocol_version: Some(self.protocol_version.as_str().to_owned()),
+            ..CallOrigin::default()
         }
     }
 }

@@ -16,6 +16,7 @@ mod legacy_sse_server;
 mod mcp_fixture;
 mod mcp_trace;
 mod mcp_validation;
+mod rate_limits;
 mod security;
 mod servers_transport;
 mod service_process;
