@@ -23,6 +23,7 @@ use crate::storage::{self, ExecutionFilter, NewEndpoint, Page, StorageError, Too
 use crate::upstream::Transport;
 use metamcp_telemetry::http::ApiError;
 
+mod limits;
 mod server_body;
 
 /// Prefix of the API keys the gateway issues.
@@ -53,11 +54,13 @@ pub fn routes(cfg: &mut web::ServiceConfig) {
             .route("/endpoints", web::post().to(create_endpoint))
             .route("/endpoints/{name}", web::get().to(get_endpoint))
             .route("/endpoints/{name}", web::delete().to(delete_endpoint))
+            .route("/endpoints/{name}", web::patch().to(patch_endpoint))
             .route("/endpoints/{name}/servers/{server}", web::put().to(attach_server))
             .route("/endpoints/{name}/servers/{server}", web::delete().to(detach_server))
             .route("/endpoints/{name}/keys", web::get().to(list_keys))
             .route("/endpoints/{name}/keys", web::post().to(issue_key))
             .route("/endpoints/{name}/keys/{prefix}", web::delete().to(revoke_key))
+            .route("/endpoints/{name}/keys/{prefix}", web::patch().to(patch_key))
             .route("/tools", web::get().to(list_tools))
             .route("/tools/search", web::post().to(search_tools))
             .route("/tools/{name}", web::get().to(get_tool))
@@ -222,6 +225,8 @@ struct CreateEndpoint {
     servers: Vec<String>,
     #[serde(default)]
     auth_required: bool,
+    rate_limit_rps: Option<f64>,
+    rate_limit_burst: Option<i64>,
 }
 
 async fn list_endpoints(state: web::Data<McpState>, query: web::Query<PageQuery>) -> Result<HttpResponse, ApiError> {
@@ -234,7 +239,14 @@ async fn create_endpoint(
     body: web::Json<CreateEndpoint>,
 ) -> Result<HttpResponse, ApiError> {
     let body = body.into_inner();
-    let new = NewEndpoint { name: body.name, description: body.description, auth_required: body.auth_required };
+    let limit = limits::from_fields(body.rate_limit_rps, body.rate_limit_burst)?;
+    let new = NewEndpoint {
+        name: body.name,
+        description: body.description,
+        auth_required: body.auth_required,
+        rate_limit_rps: limit.map(|limit| limit.rps()),
+        rate_limit_burst: limit.map(|limit| i64::from(limit.burst())),
+    };
     let servers = body.servers;
     let detail = run(&state, move |c| storage::create_endpoint(c, &new, &servers)).await?;
     state.endpoints.invalidate(&detail.endpoint.name);
@@ -281,6 +293,7 @@ async fn detach_server(
     Ok(HttpResponse::Ok().json(detail))
 }
 
+<<<<<<< HEAD
 /// Every list of the endpoint `name` changed (its server set did).
 fn endpoint_changed(name: &str) -> crate::service::Change {
     use crate::upstream::ListKind;
@@ -292,6 +305,43 @@ fn endpoint_changed(name: &str) -> crate::service::Change {
 }
 
 async fn issue_key(state: web::Data<McpState>, path: web::Path<String>) -> Result<HttpResponse, ApiError> {
+=======
+/// `PATCH /api/endpoints/{name}`: sets or removes the endpoint's rate limit.
+async fn patch_endpoint(
+    state: web::Data<McpState>,
+    path: web::Path<String>,
+    body: web::Json<Map<String, Value>>,
+) -> Result<HttpResponse, ApiError> {
+    let name = path.into_inner();
+    let limit = limits::from_body(&body, true)?;
+    let owned = name.clone();
+    let detail = run(&state, move |c| storage::set_endpoint_rate_limit(c, &owned, limit)).await?;
+    state.endpoints.invalidate(&name);
+    Ok(HttpResponse::Ok().json(detail))
+}
+
+/// `PATCH /api/endpoints/{name}/keys/{prefix}`: sets or removes the key's rate limit.
+async fn patch_key(
+    state: web::Data<McpState>,
+    path: web::Path<(String, String)>,
+    body: web::Json<Map<String, Value>>,
+) -> Result<HttpResponse, ApiError> {
+    let (name, prefix) = path.into_inner();
+    let limit = limits::from_body(&body, true)?;
+    let owned = name.clone();
+    let key = run(&state, move |c| storage::set_api_key_rate_limit(c, &owned, &prefix, limit)).await?;
+    state.endpoints.invalidate(&name);
+    Ok(HttpResponse::Ok().json(key))
+}
+
+/// `POST /api/endpoints/{name}/keys`, with an optional body giving the key's rate limit.
+async fn issue_key(
+    state: web::Data<McpState>,
+    path: web::Path<String>,
+    body: web::Bytes,
+) -> Result<HttpResponse, ApiError> {
+    let limit = limits::from_body(&limits::optional_object(&body)?, false)?;
+>>>>>>> main
     let name = path.into_inner();
     let key = format!("{API_KEY_PREFIX}{}", random_token(24));
     let hash = hash_key(&key);
@@ -299,13 +349,15 @@ async fn issue_key(state: web::Data<McpState>, path: web::Path<String>) -> Resul
     // in a list and to revoke one by it, useless to an attacker.
     let prefix: String = key.chars().take(KEY_PREFIX_CHARS).collect();
     let owned = name.clone();
-    let info = run(&state, move |c| storage::add_api_key(c, &owned, &hash, &prefix)).await?;
+    let info = run(&state, move |c| storage::add_api_key(c, &owned, &hash, &prefix, limit)).await?;
     state.endpoints.invalidate(&name);
     Ok(HttpResponse::Created().json(json!({
         "key": key,
         "id": info.id,
         "prefix": info.prefix,
         "created_at": info.created_at,
+        "rate_limit_rps": info.rate_limit_rps,
+        "rate_limit_burst": info.rate_limit_burst,
         "note": "the key is shown only once; the gateway keeps its SHA-256 hash"
     })))
 }

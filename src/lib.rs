@@ -15,6 +15,7 @@ pub mod auth;
 pub mod config;
 pub mod endpoint;
 pub mod mcp;
+pub mod ratelimit;
 pub mod retention;
 pub mod service;
 pub mod settings;

@@ -19,9 +19,14 @@ use serde_json::Value;
 use tokio::sync::mpsc;
 
 use super::aggregate;
+<<<<<<< HEAD
 use super::auth::authorize;
 use super::content::Offer;
 use super::dispatch::{self, Caller, ProgressSink};
+=======
+use super::auth::{authorize, Refusal};
+use super::dispatch::{self, Caller};
+>>>>>>> main
 use super::observe::{self, Operation, ServerSpan};
 use super::rpc::{self, Body, MCP_PROTOCOL_VERSION, MCP_SESSION_ID};
 use super::sessions::{Lists, StreamRefused, STREAM_QUEUE};
@@ -56,9 +61,10 @@ fn storage_error(err: StorageError, endpoint: &str) -> ApiError {
 
 /// Resolves the endpoint and checks its auth; returns the row id of the API key presented on an
 /// endpoint that requires one (and notes its use).
-pub(super) async fn admit(state: &McpState, endpoint: &str, headers: &HeaderMap) -> Result<Option<i64>, ApiError> {
+pub(super) async fn admit(state: &McpState, endpoint: &str, headers: &HeaderMap) -> Result<Option<i64>, Refusal> {
     let entry = state.endpoints.get(&state.gateway, endpoint).await.map_err(|e| storage_error(e, endpoint))?;
     let key = authorize(endpoint, &entry, headers)?;
+    state.endpoints.check_rate(&state.gateway, endpoint, &entry, key)?;
     if let Some(id) = key {
         state.key_usage.note(&state.gateway, id);
     }

@@ -58,3 +58,53 @@ pub(super) fn upstreams(report: Option<&HealthReport>) -> Vec<UpstreamJson> {
         })
         .collect()
 }
+
+#[cfg(test)]
+mod tests {
+    use std::collections::BTreeMap;
+
+    use super::*;
+
+    fn component(status: HealthStatus, details: serde_json::Value, restarts: u64) -> ComponentHealth {
+        let mut c = ComponentHealth::new(restarts);
+        c.status = status;
+        if let serde_json::Value::Object(map) = details {
+            for (key, value) in map {
+                let key: &'static str = Box::leak(key.into_boxed_str());
+                c.details.insert(key, value);
+            }
+        }
+        c
+    }
+
+    #[test]
+    fn upstream_components_become_rows_and_the_others_do_not() {
+        let mut components = BTreeMap::new();
+        components.insert("exporter".to_owned(), ComponentHealth::new(0));
+        components.insert(
+            "upstream:b".to_owned(),
+            component(HealthStatus::Degraded, serde_json::json!({"transport": "sse", "consecutive_failures": 4}), 0),
+        );
+        // Reported healthy but not connected: still failing on the page.
+        components.insert(
+            "upstream:a".to_owned(),
+            component(HealthStatus::Healthy, serde_json::json!({"connected": false, "transport": "stdio"}), 3),
+        );
+        components.insert("upstream:c".to_owned(), component(HealthStatus::Healthy, serde_json::json!({}), 0));
+        let report = HealthReport {
+            status: HealthStatus::Degraded,
+            uptime_seconds: 1,
+            version: "test",
+            checked_at_unix: 0,
+            ready: true,
+            components,
+        };
+        let rows = upstreams(Some(&report));
+        let names: Vec<&str> = rows.iter().map(|r| r.name.as_str()).collect();
+        assert_eq!(names, ["a", "b", "c"]);
+        assert_eq!((rows[0].state, rows[0].restarts, rows[0].transport.as_deref()), ("failing", 3, Some("stdio")));
+        assert_eq!((rows[1].state, rows[1].consecutive_failures), ("failing", 4));
+        assert_eq!((rows[2].state, rows[2].transport.as_deref()), ("connected", None));
+        assert!(upstreams(None).is_empty());
+    }
+}
