@@ -293,7 +293,6 @@ async fn detach_server(
     Ok(HttpResponse::Ok().json(detail))
 }
 
-<<<<<<< HEAD
 /// Every list of the endpoint `name` changed (its server set did).
 fn endpoint_changed(name: &str) -> crate::service::Change {
     use crate::upstream::ListKind;
@@ -304,8 +303,6 @@ fn endpoint_changed(name: &str) -> crate::service::Change {
     }
 }
 
-async fn issue_key(state: web::Data<McpState>, path: web::Path<String>) -> Result<HttpResponse, ApiError> {
-=======
 /// `PATCH /api/endpoints/{name}`: sets or removes the endpoint's rate limit.
 async fn patch_endpoint(
     state: web::Data<McpState>,
@@ -341,7 +338,6 @@ async fn issue_key(
     body: web::Bytes,
 ) -> Result<HttpResponse, ApiError> {
     let limit = limits::from_body(&limits::optional_object(&body)?, false)?;
->>>>>>> main
     let name = path.into_inner();
     let key = format!("{API_KEY_PREFIX}{}", random_token(24));
     let hash = hash_key(&key);

@@ -19,14 +19,9 @@ use serde_json::Value;
 use tokio::sync::mpsc;
 
 use super::aggregate;
-<<<<<<< HEAD
-use super::auth::authorize;
+use super::auth::{authorize, Refusal};
 use super::content::Offer;
 use super::dispatch::{self, Caller, ProgressSink};
-=======
-use super::auth::{authorize, Refusal};
-use super::dispatch::{self, Caller};
->>>>>>> main
 use super::observe::{self, Operation, ServerSpan};
 use super::rpc::{self, Body, MCP_PROTOCOL_VERSION, MCP_SESSION_ID};
 use super::sessions::{Lists, StreamRefused, STREAM_QUEUE};
