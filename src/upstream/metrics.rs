@@ -12,8 +12,7 @@ use metamcp_telemetry::{Component, ComponentSource, McpOperation, McpSession, Mc
 use rmcp::model::ServerResult;
 use serde_json::json;
 
-use super::request::Target;
-use super::{Inner, Slot, UpstreamError};
+use super::{Inner, Slot, Target, UpstreamError};
 
 /// The `error.type` of an outcome: the JSON-RPC error code of an error response, `tool_error`
 /// for a tool result with `isError`, else the failure's kind.

@@ -71,7 +71,7 @@ use metamcp_telemetry::TelemetryManager;
 
 pub use self::discovery::{Discovery, MAX_ITEMS, MAX_PAGES};
 pub use self::error::UpstreamError;
-use self::request::{Outgoing, Target};
+use self::request::Outgoing;
 pub use self::spec::{ServerSpec, Transport};
 
 /// Largest answer read from an upstream (a JSON body, or one event of a stream): 16 MiB.
@@ -210,6 +210,17 @@ impl Drop for Inner {
             slot.stop.cancel();
         }
     }
+}
+
+/// What a request names, for its span.
+#[derive(Clone, Copy)]
+enum Target<'a> {
+    /// A tool (`gen_ai.tool.name`).
+    Tool(&'a str),
+    /// A prompt (`gen_ai.prompt.name`).
+    Prompt(&'a str),
+    /// Nothing beyond the method.
+    None,
 }
 
 /// An open session.

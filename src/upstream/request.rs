@@ -13,18 +13,7 @@ use rmcp::model::{
 use rmcp::service::{Peer, PeerRequestOptions, RoleClient};
 use serde_json::Value;
 
-use super::{metrics, CallContext, Inner, Live, Slot, UpstreamError, Upstreams};
-
-/// What a request names, for its span.
-#[derive(Clone, Copy)]
-pub(super) enum Target<'a> {
-    /// A tool (`gen_ai.tool.name`).
-    Tool(&'a str),
-    /// A prompt (`gen_ai.prompt.name`).
-    Prompt(&'a str),
-    /// Nothing beyond the method.
-    None,
-}
+use super::{metrics, CallContext, Inner, Live, Slot, Target, UpstreamError, Upstreams};
 
 /// A request to send.
 pub(super) struct Outgoing<'a> {

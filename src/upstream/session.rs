@@ -25,8 +25,7 @@ use super::error::io_kind_words;
 use super::handler::{GatewayClient, ProgressTap};
 use super::http::TracedHttp;
 use super::legacy_sse::{LegacySseConfig, LegacySseTransport};
-use super::request::Target;
-use super::{Discovery, Inner, Live, ServerSpec, Slot, UpstreamError};
+use super::{Discovery, Inner, Live, ServerSpec, Slot, Target, UpstreamError};
 
 /// A running session of the SDK with the gateway's handler.
 pub(super) type Running = RunningService<RoleClient, GatewayClient>;
