@@ -14,6 +14,7 @@ mod hostile_input;
 mod hygiene;
 mod legacy_sse_server;
 mod mcp_fixture;
+mod mcp_stream;
 mod mcp_trace;
 mod mcp_validation;
 mod rate_limits;
