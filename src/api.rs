@@ -18,11 +18,13 @@ use serde_json::{json, Map, Value};
 use crate::api_error::{execute_error, storage_error};
 use crate::auth::{bearer, challenge, constant_time_eq, hash_key, random_token};
 use crate::endpoint::McpState;
+use crate::service::Change;
 use crate::service::{aggregated_name, builtin_tools, CallOrigin, TOOL_SEPARATOR};
 use crate::storage::{self, ExecutionFilter, NewEndpoint, Page, StorageError, ToolFilter};
-use crate::upstream::Transport;
+use crate::upstream::{ListKind, Transport};
 use metamcp_telemetry::http::ApiError;
 
+mod limits;
 mod server_body;
 
 /// Prefix of the API keys the gateway issues.
@@ -53,11 +55,13 @@ pub fn routes(cfg: &mut web::ServiceConfig) {
             .route("/endpoints", web::post().to(create_endpoint))
             .route("/endpoints/{name}", web::get().to(get_endpoint))
             .route("/endpoints/{name}", web::delete().to(delete_endpoint))
+            .route("/endpoints/{name}", web::patch().to(patch_endpoint))
             .route("/endpoints/{name}/servers/{server}", web::put().to(attach_server))
             .route("/endpoints/{name}/servers/{server}", web::delete().to(detach_server))
             .route("/endpoints/{name}/keys", web::get().to(list_keys))
             .route("/endpoints/{name}/keys", web::post().to(issue_key))
             .route("/endpoints/{name}/keys/{prefix}", web::delete().to(revoke_key))
+            .route("/endpoints/{name}/keys/{prefix}", web::patch().to(patch_key))
             .route("/tools", web::get().to(list_tools))
             .route("/tools/search", web::post().to(search_tools))
             .route("/tools/{name}", web::get().to(get_tool))
@@ -222,6 +226,8 @@ struct CreateEndpoint {
     servers: Vec<String>,
     #[serde(default)]
     auth_required: bool,
+    rate_limit_rps: Option<f64>,
+    rate_limit_burst: Option<i64>,
 }
 
 async fn list_endpoints(state: web::Data<McpState>, query: web::Query<PageQuery>) -> Result<HttpResponse, ApiError> {
@@ -234,7 +240,14 @@ async fn create_endpoint(
     body: web::Json<CreateEndpoint>,
 ) -> Result<HttpResponse, ApiError> {
     let body = body.into_inner();
-    let new = NewEndpoint { name: body.name, description: body.description, auth_required: body.auth_required };
+    let limit = limits::from_fields(body.rate_limit_rps, body.rate_limit_burst)?;
+    let new = NewEndpoint {
+        name: body.name,
+        description: body.description,
+        auth_required: body.auth_required,
+        rate_limit_rps: limit.map(|limit| limit.rps()),
+        rate_limit_burst: limit.map(|limit| i64::from(limit.burst())),
+    };
     let servers = body.servers;
     let detail = run(&state, move |c| storage::create_endpoint(c, &new, &servers)).await?;
     state.endpoints.invalidate(&detail.endpoint.name);
@@ -264,6 +277,7 @@ async fn attach_server(
     let owned = name.clone();
     let detail = run(&state, move |c| storage::attach_server(c, &owned, &server)).await?;
     state.endpoints.invalidate(&name);
+    announce_lists_of(&state, name);
     Ok(HttpResponse::Ok().json(detail))
 }
 
@@ -276,10 +290,52 @@ async fn detach_server(
     let detail = run(&state, move |c| storage::detach_server(c, &owned, &server)).await?;
     state.endpoints.invalidate(&name);
     state.gateway.forget_resolved_tools();
+    announce_lists_of(&state, name);
     Ok(HttpResponse::Ok().json(detail))
 }
 
-async fn issue_key(state: web::Data<McpState>, path: web::Path<String>) -> Result<HttpResponse, ApiError> {
+/// Tells the sessions of `endpoint` that its tools, prompts and resources changed (a server was
+/// attached or detached): `notifications/*/list_changed` on their streams.
+fn announce_lists_of(state: &McpState, endpoint: String) {
+    let kinds = vec![ListKind::Tools, ListKind::Prompts, ListKind::Resources];
+    state.gateway.announce(Change { server: None, endpoint: Some(endpoint), kinds });
+}
+
+/// `PATCH /api/endpoints/{name}`: sets or removes the endpoint's rate limit.
+async fn patch_endpoint(
+    state: web::Data<McpState>,
+    path: web::Path<String>,
+    body: web::Json<Map<String, Value>>,
+) -> Result<HttpResponse, ApiError> {
+    let name = path.into_inner();
+    let limit = limits::from_body(&body, true)?;
+    let owned = name.clone();
+    let detail = run(&state, move |c| storage::set_endpoint_rate_limit(c, &owned, limit)).await?;
+    state.endpoints.invalidate(&name);
+    Ok(HttpResponse::Ok().json(detail))
+}
+
+/// `PATCH /api/endpoints/{name}/keys/{prefix}`: sets or removes the key's rate limit.
+async fn patch_key(
+    state: web::Data<McpState>,
+    path: web::Path<(String, String)>,
+    body: web::Json<Map<String, Value>>,
+) -> Result<HttpResponse, ApiError> {
+    let (name, prefix) = path.into_inner();
+    let limit = limits::from_body(&body, true)?;
+    let owned = name.clone();
+    let key = run(&state, move |c| storage::set_api_key_rate_limit(c, &owned, &prefix, limit)).await?;
+    state.endpoints.invalidate(&name);
+    Ok(HttpResponse::Ok().json(key))
+}
+
+/// `POST /api/endpoints/{name}/keys`, with an optional body giving the key's rate limit.
+async fn issue_key(
+    state: web::Data<McpState>,
+    path: web::Path<String>,
+    body: web::Bytes,
+) -> Result<HttpResponse, ApiError> {
+    let limit = limits::from_body(&limits::optional_object(&body)?, false)?;
     let name = path.into_inner();
     let key = format!("{API_KEY_PREFIX}{}", random_token(24));
     let hash = hash_key(&key);
@@ -287,13 +343,15 @@ async fn issue_key(state: web::Data<McpState>, path: web::Path<String>) -> Resul
     // in a list and to revoke one by it, useless to an attacker.
     let prefix: String = key.chars().take(KEY_PREFIX_CHARS).collect();
     let owned = name.clone();
-    let info = run(&state, move |c| storage::add_api_key(c, &owned, &hash, &prefix)).await?;
+    let info = run(&state, move |c| storage::add_api_key(c, &owned, &hash, &prefix, limit)).await?;
     state.endpoints.invalidate(&name);
     Ok(HttpResponse::Created().json(json!({
         "key": key,
         "id": info.id,
         "prefix": info.prefix,
         "created_at": info.created_at,
+        "rate_limit_rps": info.rate_limit_rps,
+        "rate_limit_burst": info.rate_limit_burst,
         "note": "the key is shown only once; the gateway keeps its SHA-256 hash"
     })))
 }
@@ -474,4 +532,52 @@ async fn list_executions(
     state.gateway.audit().flush(std::time::Duration::from_secs(5)).await;
     let filter = ExecutionFilter { tool: query.tool, endpoint: query.endpoint, success: query.success };
     Ok(listed(run(&state, move |c| storage::list_executions(c, &filter, page)).await?, page))
+}
+
+#[cfg(test)]
+mod tests {
+    use actix_web::test;
+
+    use super::*;
+    use crate::settings::Settings;
+    use crate::upstream::ServerSpec;
+    use metamcp_telemetry::TelemetryManager;
+
+    /// Attaching and detaching a server announces that endpoint's lists as changed, for its
+    /// sessions' streams.
+    #[actix_rt::test]
+    async fn attach_and_detach_announce_the_endpoint_lists() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut settings = Settings::default();
+        settings.database.url = format!("sqlite://{}", dir.path().join("api.db").display());
+        settings.admin.token = "admin-token".to_owned();
+        let gateway = crate::GatewayApp::start(&settings, &TelemetryManager::disabled()).await.unwrap();
+        let spec = ServerSpec::StreamableHttp { url: "http://127.0.0.1:9/mcp".to_owned() };
+        gateway
+            .state
+            .gateway
+            .store()
+            .run(move |c| storage::create_server(c, &storage::NewServer::with_spec("up", spec)))
+            .await
+            .unwrap();
+        let mut changes = gateway.state.gateway.changes();
+        let app = test::init_service(actix_web::App::new().configure(|cfg| gateway.configure(cfg))).await;
+
+        for method in [actix_web::http::Method::PUT, actix_web::http::Method::DELETE] {
+            let request = test::TestRequest::default()
+                .method(method.clone())
+                .uri("/api/endpoints/default/servers/up")
+                .insert_header(("authorization", "Bearer admin-token"))
+                .insert_header(("content-type", "application/json"))
+                .to_request();
+            let response = test::call_service(&app, request).await;
+            assert_eq!(response.status(), StatusCode::OK, "{method}");
+            let change = tokio::time::timeout(std::time::Duration::from_secs(5), changes.recv())
+                .await
+                .expect("a change within seconds")
+                .expect("the change bus is open");
+            assert_eq!(change.endpoint.as_deref(), Some("default"), "{method}: {change:?}");
+            assert_eq!(change.kinds, [ListKind::Tools, ListKind::Prompts, ListKind::Resources]);
+        }
+    }
 }

@@ -34,6 +34,9 @@ pub fn execute_error(err: ExecuteError) -> ApiError {
         ExecuteError::UnknownTool(name) => {
             ApiError::new(StatusCode::NOT_FOUND, "unknown_tool", format!("no tool named {name:?}"))
         }
+        ExecuteError::UnknownServer(name) => {
+            ApiError::new(StatusCode::NOT_FOUND, "unknown_server", format!("no server named {name:?}"))
+        }
         ExecuteError::InvalidArguments { tool, errors } => ApiError::new(
             StatusCode::UNPROCESSABLE_ENTITY,
             "invalid_arguments",

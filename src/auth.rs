@@ -51,13 +51,26 @@ pub fn random_token(bytes: usize) -> String {
     buf.iter().map(|b| format!("{b:02x}")).collect()
 }
 
-/// The answer of `err`; a 401 carries the challenge `WWW-Authenticate: Bearer`.
-pub fn challenge(err: &ApiError) -> HttpResponse {
-    let mut response = err.error_response();
-    if response.status() == StatusCode::UNAUTHORIZED {
-        response.headers_mut().insert(header::WWW_AUTHENTICATE, HeaderValue::from_static("Bearer"));
+/// The answer of `err`: a 401 carries the challenge `WWW-Authenticate: Bearer` (see [`Refused`]).
+pub fn challenge<E: Refused + ?Sized>(err: &E) -> HttpResponse {
+    err.response()
+}
+
+/// A refused request, as answered over HTTP.
+pub trait Refused {
+    /// The answer.
+    fn response(&self) -> HttpResponse;
+}
+
+impl Refused for ApiError {
+    /// The JSON error; a 401 carries the challenge `WWW-Authenticate: Bearer`.
+    fn response(&self) -> HttpResponse {
+        let mut response = self.error_response();
+        if response.status() == StatusCode::UNAUTHORIZED {
+            response.headers_mut().insert(header::WWW_AUTHENTICATE, HeaderValue::from_static("Bearer"));
+        }
+        response
     }
-    response
 }
 
 #[cfg(test)]

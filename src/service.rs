@@ -7,11 +7,23 @@
 //! schema keywords that failed. Never a tool's result text, an upstream's words, or an argument
 //! a validator or the calculator would quote.
 //!
+//! The upstream servers are reached through [`Upstreams`] (one session per server, whatever its
+//! transport); the gateway connects every enabled server at start, again when one is
+//! registered or refreshed, and disconnects it when deleted. What changes the lists an endpoint
+//! offers is announced on the change bus ([`Gateway::announce`], [`Gateway::changes`]): the
+//! registry's own changes, and the upstreams' `list_changed` (a tools change also refreshes the
+//! stored tools and the vector index).
+//!
 //! - `registry`: upstream servers, their tools, and the vector index kept in step with them;
 //! - `calls`: executing a tool, built-in or upstream, with its span, metric and audit row;
+//! - `content`: an endpoint's servers and what they offer, and the prompts, resources and
+//!   completions of its servers;
+//! - `changes`: the change bus and what the upstreams' events change;
 //! - `search`: vector search over the tools registry.
 
 mod calls;
+mod changes;
+mod content;
 mod registry;
 mod search;
 
@@ -20,20 +32,23 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use parking_lot::RwLock;
-use serde_json::{json, Value};
+use rmcp::model::{CallToolResult, Tool};
+use serde_json::{json, Map, Value};
+use tokio::sync::broadcast;
 
 use crate::audit::AuditLog;
 use crate::config::{GatewaySettings, VectorSettings};
-use crate::mcp::client::{ClientConfig, UpstreamClient, UpstreamError};
 use crate::mcp::outbound::{OutboundPolicy, Refusal};
-use crate::mcp::protocol::{CallToolResult, Tool};
 use crate::mcp::schema::Violation;
 use crate::storage::{self, Server, StorageError, Store};
 use crate::tools::calculator;
 use crate::tools::embedder::{EmbedError, Embedder};
 use crate::tools::index::ToolIndex;
+use crate::upstream::{UpstreamError, Upstreams, UpstreamsConfig};
 use metamcp_telemetry::TelemetryManager;
 
+pub use self::changes::Change;
+pub use self::content::EndpointServer;
 pub use self::search::SearchResult;
 
 /// Separator between the server name and the tool name in an aggregated tool name.
@@ -82,6 +97,9 @@ pub enum ExecuteError {
     /// The embedder failed (vector search).
     #[error("embedding failed: {0}")]
     Embed(#[from] EmbedError),
+    /// No such server on this endpoint (or disabled), for a prompt, a resource or a completion.
+    #[error("unknown server {0:?}")]
+    UnknownServer(String),
 }
 
 impl ExecuteError {
@@ -95,6 +113,7 @@ impl ExecuteError {
             Self::Storage(_) => "storage",
             Self::Embed(_) => "embedding",
             Self::Config(_) => "config",
+            Self::UnknownServer(_) => "unknown_server",
         }
     }
 
@@ -117,6 +136,7 @@ impl ExecuteError {
             Self::Storage(err) => format!("storage: {err}"),
             Self::Embed(err) => format!("embedding failed ({})", err.kind()),
             Self::Config(err) => err.to_string(),
+            Self::UnknownServer(_) => "unknown server".to_owned(),
         }
     }
 }
@@ -126,7 +146,8 @@ pub fn violations_text(violations: &[Violation]) -> String {
     violations.iter().map(ToString::to_string).collect::<Vec<_>>().join("; ")
 }
 
-/// Where a call comes from: the endpoint (None for the admin API) and the MCP session.
+/// Where a call comes from: the endpoint (None for the admin API) and the MCP session, and
+/// where the upstream's progress goes and what cancels the call.
 #[derive(Debug, Clone, Default)]
 pub struct CallOrigin {
     /// The endpoint whose servers may be called; `None` allows every server (admin API).
@@ -137,6 +158,24 @@ pub struct CallOrigin {
     pub request_id: Option<String>,
     /// The negotiated protocol version, for the span.
     pub protocol_version: Option<String>,
+    /// Where the upstream's `notifications/progress` for this call go (the token is the
+    /// gateway's; the receiver writes its caller's).
+    pub progress: Option<tokio::sync::mpsc::UnboundedSender<rmcp::model::ProgressNotificationParam>>,
+    /// Cancelled: the upstream gets `notifications/cancelled` and the call ends.
+    pub cancel: Option<tokio_util::sync::CancellationToken>,
+}
+
+impl CallOrigin {
+    /// The upstream call's context: its progress route, its cancellation, and the caller's
+    /// request id and session (as a fingerprint) for the client span.
+    pub(crate) fn call_context(&self) -> crate::upstream::CallContext {
+        crate::upstream::CallContext {
+            progress: self.progress.clone(),
+            cancel: self.cancel.clone(),
+            request_id: self.request_id.clone(),
+            session_fingerprint: self.session_id.as_deref().map(crate::mcp::protocol::session_fingerprint),
+        }
+    }
 }
 
 /// A tool as an endpoint lists it.
@@ -152,7 +191,7 @@ type ResolvedKey = (Option<String>, String);
 /// Most remembered upstream resolutions; beyond it the memory starts over.
 const MAX_RESOLVED: usize = 10_000;
 
-/// The gateway: storage, the upstream client, the embedder and the index, and telemetry.
+/// The gateway: storage, the upstream clients, the embedder and the index, and telemetry.
 #[derive(Clone)]
 pub struct Gateway {
     inner: Arc<Inner>,
@@ -161,7 +200,9 @@ pub struct Gateway {
 struct Inner {
     store: Store,
     telemetry: TelemetryManager,
-    upstream: UpstreamClient,
+    upstreams: Upstreams,
+    /// The change bus: what changed the lists of which servers or endpoints.
+    changes: broadcast::Sender<Change>,
     embedder: Arc<dyn Embedder>,
     index: ToolIndex,
     /// Description and schema of every indexed tool, by aggregated name.
@@ -199,10 +240,19 @@ fn builtins() -> &'static [Tool] {
     BUILTINS.get_or_init(make_builtins)
 }
 
+/// An MCP tool with a JSON Schema given as a value (an object; anything else reads as `{}`).
+pub(crate) fn tool(name: &str, description: &str, schema: Value) -> Tool {
+    let schema = match schema {
+        Value::Object(map) => map,
+        _ => Map::new(),
+    };
+    Tool::new(name.to_owned(), description.to_owned(), Arc::new(schema))
+}
+
 fn make_builtins() -> Vec<Tool> {
     vec![
-        Tool::new(CALCULATOR, calculator::DESCRIPTION, calculator::input_schema()),
-        Tool::new(
+        tool(CALCULATOR, calculator::DESCRIPTION, calculator::input_schema()),
+        tool(
             SEARCH_TOOLS,
             "Find the tools of this endpoint that fit a task, by semantic similarity of their names and \
              descriptions to a query. Returns names, descriptions and scores.",
@@ -242,10 +292,18 @@ impl Gateway {
         };
         let index = ToolIndex::new(dimensions.max(1));
         let policy = Arc::new(settings.outbound_policy()?);
-        let client = ClientConfig { policy: policy.clone(), ..ClientConfig::default() };
+        let config = UpstreamsConfig {
+            policy: policy.clone(),
+            stdio_enabled: settings.stdio_enabled,
+            stdio_allowed_commands: settings.stdio_allowed_commands.clone(),
+            ..UpstreamsConfig::default()
+        };
+        let upstreams = Upstreams::new(telemetry.clone(), config);
+        let (changes, _) = broadcast::channel(changes::CHANGE_CAPACITY);
         let gateway = Self {
             inner: Arc::new(Inner {
-                upstream: UpstreamClient::with_config(telemetry.clone(), client),
+                upstreams,
+                changes,
                 policy,
                 audit: AuditLog::start(store.clone()),
                 store,
@@ -260,7 +318,14 @@ impl Gateway {
         };
         gateway.index_builtins().await?;
         gateway.load_index().await?;
+        gateway.follow_upstreams();
+        gateway.connect_stored_servers().await;
         Ok(gateway)
+    }
+
+    /// The clients of the upstream servers.
+    pub fn upstreams(&self) -> &Upstreams {
+        &self.inner.upstreams
     }
 
     /// The store.
@@ -325,7 +390,7 @@ impl Gateway {
         let mut out = builtin_tools();
         out.extend(tools.items.into_iter().filter(|t| enabled.contains(t.server_name.as_str())).map(|t| {
             let schema = serde_json::from_str(&t.input_schema).unwrap_or_else(|_| json!({"type": "object"}));
-            Tool::new(aggregated_name(&t.server_name, &t.name), &t.description, schema)
+            tool(&aggregated_name(&t.server_name, &t.name), &t.description, schema)
         }));
         Ok(out)
     }
@@ -333,5 +398,5 @@ impl Gateway {
 
 /// The text contents of a result, joined.
 pub fn result_text(result: &CallToolResult) -> String {
-    result.content.iter().filter_map(|c| c.get("text").and_then(Value::as_str)).collect::<Vec<_>>().join("\n")
+    result.content.iter().filter_map(|c| c.as_text()).map(|t| t.text.as_str()).collect::<Vec<_>>().join("\n")
 }

@@ -1,17 +1,22 @@
-//! Who may use an endpoint: an endpoint that requires auth admits a request whose bearer token
-//! is one of its API keys (compared by SHA-256, in constant time, every key each time), and the
-//! last use of each key is written at most once per [`KEY_USE_RESOLUTION`].
+//! Who may use an endpoint, and how often: an endpoint that requires auth admits a request whose
+//! bearer token is one of its API keys (compared by SHA-256, in constant time, every key each
+//! time); the key's and the endpoint's rate limits, when set, admit it only while their token
+//! buckets hold a token (kept beside the endpoint cache; over the limit: 429 with `Retry-After`
+//! and a JSON-RPC error, [`RateLimited`]); the last use of each key is written at most once per
+//! [`KEY_USE_RESOLUTION`].
 
 use std::collections::HashMap;
 use std::time::{Duration, Instant};
 
 use actix_web::http::header::HeaderMap;
 use actix_web::http::StatusCode;
+use actix_web::HttpResponse;
 use metamcp_telemetry::http::ApiError;
 use parking_lot::Mutex;
 
 use super::cache::EndpointEntry;
-use crate::auth::{bearer, find_match, hash_key};
+use crate::auth::{bearer, find_match, hash_key, Refused};
+use crate::ratelimit::RateLimited;
 use crate::service::Gateway;
 use crate::storage;
 
@@ -39,6 +44,37 @@ pub(super) fn authorize(endpoint: &str, entry: &EndpointEntry, headers: &HeaderM
         Some(id) => Ok(Some(id)),
         None => {
             Err(ApiError::new(StatusCode::UNAUTHORIZED, "unauthorized", "the API key is not valid for this endpoint"))
+        }
+    }
+}
+
+/// Why the admission of a request failed: the endpoint lookup or its auth (a JSON error), or a
+/// rate limit (429 with `Retry-After` and a JSON-RPC error).
+#[derive(Debug)]
+pub(crate) enum Refusal {
+    /// Unknown endpoint, no or a wrong key, the database unavailable, ...
+    Denied(ApiError),
+    /// A rate limit has no token left.
+    Limited(RateLimited),
+}
+
+impl From<ApiError> for Refusal {
+    fn from(err: ApiError) -> Refusal {
+        Refusal::Denied(err)
+    }
+}
+
+impl From<RateLimited> for Refusal {
+    fn from(limited: RateLimited) -> Refusal {
+        Refusal::Limited(limited)
+    }
+}
+
+impl Refused for Refusal {
+    fn response(&self) -> HttpResponse {
+        match self {
+            Refusal::Denied(err) => err.response(),
+            Refusal::Limited(limited) => limited.response(),
         }
     }
 }

@@ -1,8 +1,7 @@
 //! The Model Context Protocol over Streamable HTTP: JSON-RPC messages, the protocol types the
-//! gateway uses, the client of upstream MCP servers with its outbound policy, and the validation
-//! of tool arguments.
+//! gateway uses, the outbound policy of the upstream clients (`crate::upstream`), and the
+//! validation of tool arguments.
 
-pub mod client;
 pub mod jsonrpc;
 pub mod outbound;
 pub mod protocol;

@@ -208,13 +208,6 @@ impl PolicyResolver {
     }
 }
 
-impl reqwest::dns::Resolve for PolicyResolver {
-    fn resolve(&self, name: reqwest::dns::Name) -> reqwest::dns::Resolving {
-        let future = Self::admitted(self.policy.clone(), name.as_str().to_owned());
-        Box::pin(async move { future.await.map(|admitted| Box::new(admitted.into_iter()) as reqwest::dns::Addrs) })
-    }
-}
-
 impl reqwest_upstream::dns::Resolve for PolicyResolver {
     fn resolve(&self, name: reqwest_upstream::dns::Name) -> reqwest_upstream::dns::Resolving {
         let future = Self::admitted(self.policy.clone(), name.as_str().to_owned());

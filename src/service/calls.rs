@@ -11,8 +11,9 @@ use serde_json::{json, Map, Value};
 use super::{
     builtins, CallOrigin, ExecuteError, Gateway, ResolvedKey, CALCULATOR, MAX_RESOLVED, SEARCH_TOOLS, TOOL_SEPARATOR,
 };
-use crate::mcp::client::UpstreamTarget;
-use crate::mcp::protocol::{session_fingerprint, CallToolResult};
+use rmcp::model::{CallToolResult, ContentBlock};
+
+use crate::mcp::protocol::session_fingerprint;
 use crate::mcp::schema;
 use crate::storage::{self, NewExecution, StorageError};
 use crate::tools::calculator;
@@ -66,7 +67,7 @@ impl Gateway {
         // The audit row gets the gateway's own words only: never the result's text (a tool's
         // error text may echo its arguments) nor what an upstream said.
         let (success, error_type, error_message) = match &dispatched {
-            Ok(Dispatched { result, note }) if result.is_error => (
+            Ok(Dispatched { result, note }) if result.is_error == Some(true) => (
                 false,
                 Some("tool_error"),
                 Some(note.clone().unwrap_or_else(|| "the tool returned an error result".to_owned())),
@@ -74,7 +75,11 @@ impl Gateway {
             Ok(_) => (true, None, None),
             Err(err) => (false, Some(err.kind()), Some(err.audit_message())),
         };
-        let outcome = dispatched.map(|dispatched| dispatched.result);
+        // `isError` is always written, `false` too, as the gateway always answered.
+        let outcome = dispatched.map(|Dispatched { mut result, .. }| {
+            result.is_error = Some(result.is_error == Some(true));
+            result
+        });
         let span = cx.span();
         if let Some(kind) = error_type {
             span.set_attribute(KeyValue::new("error.type", kind));
@@ -120,11 +125,11 @@ impl Gateway {
                 validate_builtin(name, &arguments)?;
                 let expression = arguments.get("expression").and_then(Value::as_str).unwrap_or_default();
                 Ok(match calculator::evaluate(expression) {
-                    Ok(value) => CallToolResult::text(format_number(value)).into(),
+                    Ok(value) => text_result(format_number(value)).into(),
                     // The caller reads the whole message (it quotes their own expression); the
                     // audit row gets the summary, which quotes nothing of it.
                     Err(err) => Dispatched {
-                        result: CallToolResult::error_text(err.to_string()),
+                        result: CallToolResult::error(vec![ContentBlock::text(err.to_string())]),
                         note: Some(format!("calculator: {}", err.summary())),
                     },
                 })
@@ -136,7 +141,7 @@ impl Gateway {
                 let threshold = arguments.get("threshold").and_then(Value::as_f64);
                 let results = self.search(query, limit, threshold, origin.endpoint.as_deref()).await?;
                 let text = serde_json::to_string_pretty(&results).unwrap_or_default();
-                let mut result = CallToolResult::text(text);
+                let mut result = text_result(text);
                 result.structured_content = Some(json!({ "results": results }));
                 Ok(result.into())
             }
@@ -208,11 +213,10 @@ impl Gateway {
         };
         schema::validate_text(&tool.input_schema, &Value::Object(arguments.clone()))
             .map_err(|errors| ExecuteError::InvalidArguments { tool: name.to_owned(), errors })?;
-        let timeout = self.timeout_of(&server);
-        let target = UpstreamTarget { name: &server.name, url: server.url.as_deref().unwrap_or_default(), timeout };
+        self.ensure_connected(&server).await?;
         self.inner
-            .upstream
-            .call_tool(&target, tool_name, arguments)
+            .upstreams
+            .call_tool(&server.name, tool_name, arguments, origin.call_context())
             .await
             .map_err(|source| ExecuteError::Upstream { server: server.name.clone(), source })
     }
@@ -231,10 +235,18 @@ impl From<CallToolResult> for Dispatched {
     }
 }
 
+/// A successful result with one text block.
+fn text_result(text: String) -> CallToolResult {
+    CallToolResult::success(vec![ContentBlock::text(text)])
+}
+
 /// Validates a built-in tool's arguments against its own schema.
 fn validate_builtin(name: &str, arguments: &Map<String, Value>) -> Result<(), ExecuteError> {
-    let schema = builtins().iter().find(|t| t.name == name).map_or(&Value::Null, |t| &t.input_schema);
-    schema::validate(schema, &Value::Object(arguments.clone()))
+    let schema = builtins()
+        .iter()
+        .find(|t| t.name == name)
+        .map_or(Value::Null, |t| Value::Object(t.input_schema.as_ref().clone()));
+    schema::validate(&schema, &Value::Object(arguments.clone()))
         .map_err(|errors| ExecuteError::InvalidArguments { tool: name.to_owned(), errors })
 }
 

@@ -42,6 +42,10 @@ diesel::table! {
         auth_required -> Bool,
         /// Unix milliseconds.
         created_at -> BigInt,
+        /// Requests per second the endpoint admits on average; none: unlimited.
+        rate_limit_rps -> Nullable<Double>,
+        /// Requests the endpoint admits at once; set with `rate_limit_rps`.
+        rate_limit_burst -> Nullable<BigInt>,
     }
 }
 
@@ -70,6 +74,10 @@ diesel::table! {
         created_at -> BigInt,
         /// Unix milliseconds of the last request the key opened (to the minute); none if never.
         last_used_at -> Nullable<BigInt>,
+        /// Requests per second the key opens on average; none: unlimited.
+        rate_limit_rps -> Nullable<Double>,
+        /// Requests the key opens at once; set with `rate_limit_rps`.
+        rate_limit_burst -> Nullable<BigInt>,
     }
 }
 

@@ -138,6 +138,7 @@ on_both_backends!(
     spool_queries_are_unrecorded,
     servers_of_every_transport,
     migration_keeps_existing_servers_tools_and_links,
+    rate_limits_of_endpoints_and_keys,
 );
 
 fn server(name: &str) -> NewServer {
@@ -145,7 +146,13 @@ fn server(name: &str) -> NewServer {
 }
 
 fn endpoint(name: &str) -> NewEndpoint {
-    NewEndpoint { name: name.to_owned(), description: format!("{name} endpoint"), auth_required: true }
+    NewEndpoint {
+        name: name.to_owned(),
+        description: format!("{name} endpoint"),
+        auth_required: true,
+        rate_limit_rps: None,
+        rate_limit_burst: None,
+    }
 }
 
 fn new_tool(name: &str, description: &str) -> NewTool {
@@ -251,13 +258,13 @@ fn endpoints_keys_and_cascades(db: TestDb) {
             assert_eq!(names(&endpoint_servers(c, "team")?, |s| &s.name), ["a", "c"]);
 
             let hash = "AB".repeat(32);
-            let key = add_api_key(c, "team", &hash, "mmcp_abc")?;
+            let key = add_api_key(c, "team", &hash, "mmcp_abc", None)?;
             assert_eq!(key.prefix, "mmcp_abc");
             assert_eq!(api_key_hashes(c, "team")?, ["ab".repeat(32)]);
-            assert!(matches!(add_api_key(c, "team", &hash, "mmcp_abc"), Err(StorageError::Conflict(_))));
-            assert!(matches!(add_api_key(c, "team", "abc", "x"), Err(StorageError::Invalid(_))));
+            assert!(matches!(add_api_key(c, "team", &hash, "mmcp_abc", None), Err(StorageError::Conflict(_))));
+            assert!(matches!(add_api_key(c, "team", "abc", "x", None), Err(StorageError::Invalid(_))));
             assert!(matches!(
-                add_api_key(c, "team", &"c".repeat(64), "a-too-long-prefix"),
+                add_api_key(c, "team", &"c".repeat(64), "a-too-long-prefix", None),
                 Err(StorageError::Invalid(_))
             ));
             assert!(matches!(api_key_hashes(c, "nope"), Err(StorageError::NotFound(_))));
@@ -1047,9 +1054,9 @@ fn api_keys_are_listed_used_and_revoked_by_prefix(db: TestDb) {
         .run_blocking(|c| {
             create_endpoint(c, &endpoint("team"), &[])?;
             create_endpoint(c, &endpoint("other"), &[])?;
-            let first = add_api_key(c, "team", &"a".repeat(64), "mmcp_aaa1111")?;
-            let second = add_api_key(c, "team", &"b".repeat(64), "mmcp_aaa2222")?;
-            let elsewhere = add_api_key(c, "other", &"c".repeat(64), "mmcp_aaa3333")?;
+            let first = add_api_key(c, "team", &"a".repeat(64), "mmcp_aaa1111", None)?;
+            let second = add_api_key(c, "team", &"b".repeat(64), "mmcp_aaa2222", None)?;
+            let elsewhere = add_api_key(c, "other", &"c".repeat(64), "mmcp_aaa3333", None)?;
             assert_eq!(first.last_used_at, None);
 
             let listed = list_api_keys(c, "team", Page::ALL)?;
@@ -1184,7 +1191,7 @@ fn servers_of_every_transport(db: TestDb) {
             let listed = list_servers(c, Page::ALL)?;
             assert_eq!(names(&listed.items, |s| &s.name), ["http", "legacy", "local"]);
             assert_eq!(listed.items[2], local);
-            create_endpoint(c, &NewEndpoint { name: "mixed".to_owned(), description: String::new(), auth_required: false }, &[
+            create_endpoint(c, &NewEndpoint { auth_required: false, ..endpoint("mixed") }, &[
                 "local".to_owned(),
                 "legacy".to_owned(),
             ])?;
@@ -1281,6 +1288,51 @@ fn migration_keeps_existing_servers_tools_and_links(db: TestDb) {
             assert_eq!(names(&endpoint_servers(c, "e")?, |s| &s.name), ["beta"]);
             let added = create_server(c, &stdio("gamma"))?;
             assert!(added.id > beta.id);
+            Ok(())
+        })
+        .unwrap();
+}
+
+fn rate_limits_of_endpoints_and_keys(db: TestDb) {
+    use crate::ratelimit::RateLimit;
+    let store = db.open();
+    store
+        .run_blocking(|c| {
+            let limited = NewEndpoint { rate_limit_rps: Some(2.5), rate_limit_burst: Some(4), ..endpoint("limited") };
+            let created = create_endpoint(c, &limited, &[])?;
+            assert_eq!(created.endpoint.rate_limit(), Some(RateLimit::new(2.5, 4).unwrap()));
+            assert_eq!(get_endpoint(c, "limited")?, created);
+            let free = create_endpoint(c, &endpoint("free"), &[])?;
+            assert_eq!(free.endpoint.rate_limit(), None);
+            let shown = serde_json::to_value(&created).unwrap();
+            assert_eq!((shown["rate_limit_rps"].as_f64(), shown["rate_limit_burst"].as_i64()), (Some(2.5), Some(4)));
+
+            let changed = set_endpoint_rate_limit(c, "free", Some(RateLimit::new(0.5, 1).unwrap()))?;
+            assert_eq!(changed.endpoint.rate_limit(), Some(RateLimit::new(0.5, 1).unwrap()));
+            assert_eq!(set_endpoint_rate_limit(c, "limited", None)?.endpoint.rate_limit(), None);
+            assert!(matches!(set_endpoint_rate_limit(c, "nope", None), Err(StorageError::NotFound(_))));
+            for (rps, burst) in [(None, Some(3)), (Some(0.0), Some(1)), (Some(1.0), Some(0)), (Some(f64::NAN), None)] {
+                let bad = NewEndpoint { rate_limit_rps: rps, rate_limit_burst: burst, ..endpoint("bad") };
+                let err = create_endpoint(c, &bad, &[]).unwrap_err();
+                assert!(matches!(err, StorageError::Invalid(ref m) if m.contains("rate_limit_")), "{err:?}");
+            }
+
+            let limit = RateLimit::new(1.0, 2).unwrap();
+            let keyed = add_api_key(c, "free", &"d".repeat(64), "mmcp_ddd1111", Some(limit))?;
+            assert_eq!((keyed.rate_limit_rps, keyed.rate_limit_burst), (Some(1.0), Some(2)));
+            add_api_key(c, "free", &"e".repeat(64), "mmcp_eee2222", None)?;
+            let hashes = api_keys(c, "free")?;
+            assert_eq!(
+                hashes.iter().map(|k| (k.prefix.as_str(), k.rate_limit())).collect::<Vec<_>>(),
+                [("mmcp_ddd1111", Some(limit)), ("mmcp_eee2222", None)]
+            );
+            let unlimited = set_api_key_rate_limit(c, "free", "mmcp_ddd", None)?;
+            assert_eq!((unlimited.prefix.as_str(), unlimited.rate_limit_rps), ("mmcp_ddd1111", None));
+            let relimited = set_api_key_rate_limit(c, "free", "mmcp_eee", Some(limit))?;
+            assert_eq!(relimited.rate_limit_burst, Some(2));
+            assert!(matches!(set_api_key_rate_limit(c, "free", "mmcp_", None), Err(StorageError::Conflict(_))));
+            assert!(matches!(set_api_key_rate_limit(c, "free", "mmcp_x", None), Err(StorageError::NotFound(_))));
+            assert_eq!(list_api_keys(c, "free", Page::ALL)?.items[1].rate_limit_rps, Some(1.0));
             Ok(())
         })
         .unwrap();

@@ -14,6 +14,9 @@ use crate::mcp::outbound::Refusal;
 
 use super::legacy_sse::LegacySseError;
 
+/// What a call says when the session closed under it, cause unknown.
+const CONNECTION_CLOSED: &str = "the connection closed";
+
 /// Why a call to an upstream MCP server failed.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum UpstreamError {
@@ -96,11 +99,16 @@ impl UpstreamError {
         )
     }
 
+    /// Whether all that is known is that the session closed under the call.
+    pub(crate) fn is_connection_closed(&self) -> bool {
+        matches!(self, UpstreamError::Connect(words) if words == CONNECTION_CLOSED)
+    }
+
     /// The error of a request the SDK sent, classified.
     pub(crate) fn from_service(err: &ServiceError, timeout: Duration, max_bytes: usize) -> Self {
         match err {
             ServiceError::McpError(data) => UpstreamError::Rpc { code: i64::from(data.code.0) },
-            ServiceError::TransportClosed => UpstreamError::Connect("the connection closed".to_owned()),
+            ServiceError::TransportClosed => UpstreamError::Connect(CONNECTION_CLOSED.to_owned()),
             ServiceError::Timeout { .. } => UpstreamError::Timeout(timeout),
             ServiceError::Cancelled { .. } => UpstreamError::Cancelled,
             ServiceError::UnexpectedResponse => {
@@ -240,7 +248,7 @@ fn classify_streamable(err: &StreamableHttpError<reqwest_upstream::Error>, max_b
 
 /// An SSE error of the Streamable HTTP client: an event over the size bound (the SDK's bound
 /// says so in its message, which holds no upstream bytes), or a malformed stream.
-fn sse_error(err: &sse_stream::Error, max_bytes: usize) -> UpstreamError {
+pub(crate) fn sse_error(err: &sse_stream::Error, max_bytes: usize) -> UpstreamError {
     match err {
         sse_stream::Error::Body(body) if body.to_string().contains("exceeded the maximum size") => {
             UpstreamError::TooLarge { limit: max_bytes }

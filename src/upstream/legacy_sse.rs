@@ -10,7 +10,7 @@
 //! - **Same origin.** The `endpoint` URL is resolved against the SSE URL and must have its
 //!   origin (scheme, host, port) and the same credentials, or the connection is refused: an
 //!   upstream cannot send our messages (and the headers that ride on them) anywhere else. A
-//!   client that follows no redirects keeps it so ([`LegacySseTransport::http_client`]).
+//!   client that follows no redirects keeps it so (the upstreams' [`client`](super::http::client)).
 //! - **Bounded events, linear time.** Events are parsed by `sse-stream` (one pass over each byte,
 //!   line buffers that grow by amortised doubling); an event whose retained lines pass
 //!   [`LegacySseConfig::max_event_bytes`] ends the stream, so memory stays bounded too.
@@ -26,8 +26,7 @@
 //! - **Nothing secret in errors.** Errors name origins and statuses, never a URL (the endpoint's
 //!   query holds the session id) and never a message's content.
 //!
-//! The module depends on `rmcp`, `reqwest`, `sse-stream` and `memchr`, and on the gateway's upstream
-//! HTTP client only for [`LegacySseTransport::http_client`].
+//! The module depends on `rmcp`, `reqwest`, `sse-stream` and `memchr` only, no other gateway code.
 
 use std::borrow::Cow;
 use std::fmt;
@@ -286,14 +285,8 @@ struct Poster {
 }
 
 impl LegacySseTransport {
-    /// A client fit for this transport: it follows no redirect, so neither the stream nor a
-    /// `POST` can be sent to another origin by the server's answers.
-    pub fn http_client() -> Result<reqwest_upstream::Client, LegacySseError> {
-        super::http::client(Arc::new(crate::mcp::outbound::OutboundPolicy::default())).map_err(LegacySseError::Client)
-    }
-
     /// Open the stream with `http` and wait for its `endpoint` event. `http` must not follow
-    /// redirects ([`Self::http_client`]) and must have no overall request timeout (it would cut
+    /// redirects (the upstreams' [`client`](super::http::client)) and must have no overall request timeout (it would cut
     /// the stream); the per-`POST` bound is [`LegacySseConfig::post_timeout`].
     pub async fn connect(http: reqwest_upstream::Client, config: LegacySseConfig) -> Result<Self, LegacySseError> {
         if !matches!(config.url.scheme(), "http" | "https") {

@@ -30,6 +30,11 @@ use tokio::sync::mpsc;
 use super::*;
 use crate::test_prereq;
 
+/// The upstreams' HTTP client (no redirects), with the default outbound policy.
+fn http_client() -> reqwest_upstream::Client {
+    crate::upstream::http::client(Arc::new(crate::mcp::outbound::OutboundPolicy::default())).unwrap()
+}
+
 /// Bound on every wait in this file; generous for a loaded 2-core machine.
 const WAIT: Duration = Duration::from_secs(20);
 const TRACEPARENT: &str = "00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01";
@@ -329,7 +334,7 @@ fn config(url: Url) -> LegacySseConfig {
 }
 
 async fn connect(config: LegacySseConfig) -> Result<LegacySseTransport, LegacySseError> {
-    LegacySseTransport::connect(LegacySseTransport::http_client().unwrap(), config).await
+    LegacySseTransport::connect(http_client(), config).await
 }
 
 async fn serve(transport: LegacySseTransport) -> RunningService<RoleClient, ClientConfig> {

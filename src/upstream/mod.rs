@@ -241,6 +241,12 @@ struct Slot {
     health: Health,
     /// The process id of a stdio server's child (0: none).
     pid: AtomicU32,
+    /// What the HTTP exchanges told: the upstream's session, what broke it.
+    observed: Arc<http::Observed>,
+    /// How the event stream of a legacy SSE session ended.
+    legacy_end: Mutex<Option<legacy_sse::StreamEndWatch>>,
+    /// [`UpstreamsConfig::max_response_bytes`].
+    max_bytes: usize,
 }
 
 #[derive(Default)]
@@ -264,6 +270,24 @@ impl Slot {
     fn failed(&self, err: &UpstreamError) {
         self.health.consecutive_failures.fetch_add(1, Ordering::Relaxed);
         *self.health.last_error_kind.lock() = Some(err.kind());
+    }
+
+    /// What broke the session, when a call only learnt that it closed.
+    fn explain(&self, err: UpstreamError) -> UpstreamError {
+        if !err.is_connection_closed() {
+            return err;
+        }
+        if let Some(failure) = self.observed.take_failure() {
+            return failure;
+        }
+        let end = self.legacy_end.lock().as_ref().and_then(legacy_sse::StreamEndWatch::get);
+        match end {
+            Some(legacy_sse::StreamEnd::EventTooLarge) => UpstreamError::TooLarge { limit: self.max_bytes },
+            Some(legacy_sse::StreamEnd::Malformed(_)) => {
+                UpstreamError::Protocol("the event stream is malformed".to_owned())
+            }
+            _ => err,
+        }
     }
 }
 
@@ -315,6 +339,9 @@ impl Upstreams {
             supervisor: Mutex::new(None),
             health: Health::default(),
             pid: AtomicU32::new(0),
+            observed: Arc::new(http::Observed::default()),
+            legacy_end: Mutex::new(None),
+            max_bytes: self.inner.config.max_response_bytes,
         });
         let previous = self.inner.servers.write().insert(server.to_owned(), slot.clone());
         if let Some(previous) = previous {

@@ -217,6 +217,7 @@ impl Inner {
                 }
             }
         };
+        let outcome = outcome.map_err(|err| slot.explain(err));
         if let Some(cx) = &cx {
             finish_span(cx, &outcome);
         }
@@ -260,6 +261,9 @@ impl Inner {
             if let Some(port) = port {
                 attributes.push(KeyValue::new("server.port", i64::from(*port)));
             }
+        }
+        if let Some(session) = slot.observed.session_fingerprint() {
+            attributes.push(KeyValue::new("mcp.session.id", session));
         }
         if let Some(id) = &ctx.request_id {
             attributes.push(KeyValue::new("metamcp.caller.request_id", id.clone()));

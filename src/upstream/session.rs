@@ -159,7 +159,8 @@ async fn open(inner: &Inner, slot: &Arc<Slot>, handler: GatewayClient) -> Result
                 // The upstream's words never reach an error of ours: read no diagnostic body.
                 .max_error_response_size(0)
                 .reinit_on_expired_session(true);
-            let transport = StreamableHttpClientTransport::with_client(TracedHttp(http), config);
+            let client = TracedHttp { client: http, observed: slot.observed.clone(), max_bytes: max };
+            let transport = StreamableHttpClientTransport::with_client(client, config);
             handler.serve(ProgressTap { inner: transport, slot: Arc::downgrade(slot) }).await
         }
         ServerSpec::Sse { url } => {
@@ -172,6 +173,7 @@ async fn open(inner: &Inner, slot: &Arc<Slot>, handler: GatewayClient) -> Result
             let transport = LegacySseTransport::connect(http, config)
                 .await
                 .map_err(|err| err.classify().unwrap_or_else(|| super::error::classify(&err, timeout, max)))?;
+            *slot.legacy_end.lock() = Some(transport.stream_end());
             handler.serve(ProgressTap { inner: transport, slot: Arc::downgrade(slot) }).await
         }
         ServerSpec::Stdio { command, args, env, cwd } => {

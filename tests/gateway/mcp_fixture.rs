@@ -15,12 +15,8 @@ use support::TestCollector;
 pub const WAIT: Duration = Duration::from_secs(30);
 /// Poll interval of the bounded waits.
 pub const POLL: Duration = Duration::from_millis(50);
-/// What `server.py`'s `peer://readme` says.
-pub const README_TEXT: &str = "This server is a test peer of the gateway; it is built on the official Python MCP SDK.";
 /// The tools `server.py` offers.
 pub const PEER_TOOLS: &[&str] = &["add", "add_tool", "echo", "echo_meta", "fail", "shout", "slow"];
-/// The gateway's own tools.
-pub const BUILTIN_TOOLS: &[&str] = &["calculator", "search_tools"];
 
 /// A current-thread runtime for the `rmcp` client's futures.
 pub fn runtime() -> tokio::runtime::Runtime {
@@ -94,10 +90,4 @@ pub fn temp_file(name: &str) -> (tempfile::TempDir, PathBuf) {
     let dir = tempfile::tempdir().expect("temp dir");
     let path = dir.path().join(name);
     (dir, path)
-}
-
-/// The URI under which the endpoint publishes `original` of `server`: rewritten as
-/// `metamcp://{server}/{original}` when several of its servers list the same URI.
-pub fn published_uri(server: &str, original: &str) -> String {
-    format!("metamcp://{server}/{original}")
 }

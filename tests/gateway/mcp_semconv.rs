@@ -5,7 +5,8 @@
 //! exact counts of `mcp.{server,client}.operation.duration` over OTLP and of
 //! `mcp_{server,client}_operation_duration_seconds` in a scrape.
 
-use crate::mcp_fixture::{create_endpoint, gateway, published_uri, register_http, register_stdio, runtime, POLL, WAIT};
+use crate::mcp_fixture::{create_endpoint, gateway, register_http, register_stdio, runtime, POLL, WAIT};
+use crate::mcp_python_e2e::published_uri;
 use opentelemetry_proto::tonic::trace::v1::span::SpanKind;
 use serde_json::json;
 use support::mcp_peers::{McpTestClient, PeerTransport, PythonServer};

@@ -152,7 +152,12 @@ fn keys_are_listed_with_their_last_use_and_a_revoked_key_stops_at_once() {
         assert_eq!(item["prefix"], issued["prefix"], "{item}");
         assert_eq!(item["created_at"], issued["created_at"], "{item}");
         assert_eq!(item["last_used_at"], Value::Null, "{item}");
-        assert_eq!(item.as_object().unwrap().len(), 4, "id, prefix, created_at, last_used_at only: {item}");
+        assert_eq!(item["rate_limit_rps"], Value::Null, "{item}");
+        assert_eq!(
+            item.as_object().unwrap().len(),
+            6,
+            "id, prefix, created_at, last_used_at, rate_limit_rps, rate_limit_burst only: {item}"
+        );
     }
     let prefix_a = issued[0]["prefix"].as_str().unwrap().to_owned();
     assert!(a.starts_with(&prefix_a) && prefix_a.len() == 12, "{prefix_a}");

@@ -51,12 +51,15 @@ pub fn create_endpoint(
     servers: &[String],
 ) -> Result<EndpointDetail, StorageError> {
     check_name("endpoint", &new.name)?;
+    let limit = checked_rate_limit(new.rate_limit_rps, new.rate_limit_burst)?;
     write_transaction(conn, |conn| {
         let row = EndpointRow {
             name: &new.name,
             description: &new.description,
             auth_required: new.auth_required,
             created_at: now_ms(),
+            rate_limit_rps: limit.map(|limit| limit.rps()),
+            rate_limit_burst: limit.map(|limit| i64::from(limit.burst())),
         };
         let endpoint = diesel::insert_into(endpoints::table)
             .values(&row)
@@ -103,6 +106,25 @@ pub fn delete_endpoint(conn: &mut DbConnection, name: &str) -> Result<(), Storag
         return Err(endpoint_not_found(name));
     }
     Ok(())
+}
+
+/// Sets (or with `None` removes) the rate limit of `endpoint`.
+pub fn set_endpoint_rate_limit(
+    conn: &mut DbConnection,
+    endpoint: &str,
+    limit: Option<RateLimit>,
+) -> Result<EndpointDetail, StorageError> {
+    write_transaction(conn, |conn| {
+        let found = find_endpoint(conn, endpoint)?;
+        let updated = diesel::update(endpoints::table.filter(endpoints::id.eq(found.id)))
+            .set((
+                endpoints::rate_limit_rps.eq(limit.map(|limit| limit.rps())),
+                endpoints::rate_limit_burst.eq(limit.map(|limit| i64::from(limit.burst()))),
+            ))
+            .returning(ENDPOINT_COLUMNS)
+            .get_result::<Endpoint>(conn)?;
+        detail(conn, updated)
+    })
 }
 
 /// Adds `server` to `endpoint`; attaching an attached server changes nothing.
@@ -172,6 +194,8 @@ pub fn ensure_default_endpoint(conn: &mut DbConnection) -> Result<(), StorageErr
         description: DEFAULT_ENDPOINT_DESCRIPTION,
         auth_required: false,
         created_at: now_ms(),
+        rate_limit_rps: None,
+        rate_limit_burst: None,
     };
     match diesel::insert_into(endpoints::table).values(&row).execute(conn) {
         Ok(_) => Ok(()),

@@ -21,6 +21,7 @@ use super::schema::{
     endpoint_api_keys as keys, endpoint_servers as links, endpoints, mcp_servers as servers,
     tool_executions as executions, tools,
 };
+use crate::ratelimit::RateLimit;
 
 /// Name of the endpoint that always exists: the gateway's built-in tools.
 pub const DEFAULT_ENDPOINT: &str = "default";
@@ -51,6 +52,17 @@ pub struct Endpoint {
     pub auth_required: bool,
     /// Unix milliseconds.
     pub created_at: i64,
+    /// Requests per second it admits on average; `None`: unlimited.
+    pub rate_limit_rps: Option<f64>,
+    /// Requests it admits at once.
+    pub rate_limit_burst: Option<i64>,
+}
+
+impl Endpoint {
+    /// Its rate limit, if any.
+    pub fn rate_limit(&self) -> Option<RateLimit> {
+        stored_rate_limit(self.rate_limit_rps, self.rate_limit_burst)
+    }
 }
 
 /// An API key of an endpoint as shown to operators: never the key nor its hash.
@@ -65,15 +77,42 @@ pub struct ApiKeyInfo {
     pub created_at: i64,
     /// Unix milliseconds of the last request it opened (to the minute); `None` if never used.
     pub last_used_at: Option<i64>,
+    /// Requests per second it opens on average; `None`: unlimited.
+    pub rate_limit_rps: Option<f64>,
+    /// Requests it opens at once.
+    pub rate_limit_burst: Option<i64>,
 }
 
-/// An API key as the endpoint check needs it: its row id and hash.
-#[derive(Debug, Clone, PartialEq, Eq, Queryable)]
+/// An API key as the endpoint check needs it: its row id, hash, prefix and rate limit.
+#[derive(Debug, Clone, PartialEq, Queryable)]
 pub struct KeyHash {
     /// Row id.
     pub id: i64,
     /// Hex SHA-256 of the key.
     pub hash: String,
+    /// The key's first characters (shown, and the name of its rate-limit metric).
+    pub prefix: String,
+    /// Requests per second it opens on average; `None`: unlimited.
+    pub rate_limit_rps: Option<f64>,
+    /// Requests it opens at once.
+    pub rate_limit_burst: Option<i64>,
+}
+
+impl KeyHash {
+    /// Its rate limit, if any.
+    pub fn rate_limit(&self) -> Option<RateLimit> {
+        stored_rate_limit(self.rate_limit_rps, self.rate_limit_burst)
+    }
+}
+
+/// The limit of stored fields (checked when written; a row that breaks the rule is unlimited).
+fn stored_rate_limit(rps: Option<f64>, burst: Option<i64>) -> Option<RateLimit> {
+    RateLimit::from_fields(rps, burst).ok().flatten()
+}
+
+/// The limit of fields to store, or [`Invalid`](StorageError::Invalid) naming the field.
+fn checked_rate_limit(rps: Option<f64>, burst: Option<i64>) -> Result<Option<RateLimit>, StorageError> {
+    RateLimit::from_fields(rps, burst).map_err(|err| StorageError::Invalid(err.to_string()))
 }
 
 /// Longest `prefix` [`revoke_api_key`] takes.
@@ -104,6 +143,12 @@ pub struct NewEndpoint {
     pub description: String,
     /// Whether requests need one of its API keys.
     pub auth_required: bool,
+    /// Requests per second it admits on average (above 0); `None`: unlimited.
+    #[serde(default)]
+    pub rate_limit_rps: Option<f64>,
+    /// Requests it admits at once (at least 1; default `rate_limit_rps` rounded up).
+    #[serde(default)]
+    pub rate_limit_burst: Option<i64>,
 }
 
 #[derive(Insertable)]
@@ -113,6 +158,8 @@ struct EndpointRow<'a> {
     description: &'a str,
     auth_required: bool,
     created_at: i64,
+    rate_limit_rps: Option<f64>,
+    rate_limit_burst: Option<i64>,
 }
 
 /// A tool of an upstream server.
@@ -296,7 +343,25 @@ const ENDPOINT_COLUMNS: (
     endpoints::description,
     endpoints::auth_required,
     endpoints::created_at,
-) = (endpoints::id, endpoints::name, endpoints::description, endpoints::auth_required, endpoints::created_at);
+    endpoints::rate_limit_rps,
+    endpoints::rate_limit_burst,
+) = (
+    endpoints::id,
+    endpoints::name,
+    endpoints::description,
+    endpoints::auth_required,
+    endpoints::created_at,
+    endpoints::rate_limit_rps,
+    endpoints::rate_limit_burst,
+);
+const API_KEY_COLUMNS: (
+    keys::id,
+    keys::prefix,
+    keys::created_at,
+    keys::last_used_at,
+    keys::rate_limit_rps,
+    keys::rate_limit_burst,
+) = (keys::id, keys::prefix, keys::created_at, keys::last_used_at, keys::rate_limit_rps, keys::rate_limit_burst);
 
 fn now_ms() -> i64 {
     SystemTime::now().duration_since(UNIX_EPOCH).map_or(0, |d| i64::try_from(d.as_millis()).unwrap_or(i64::MAX))
