@@ -539,3 +539,38 @@ async fn the_outbound_policy_refuses_http_upstreams() {
         assert_eq!(err, UpstreamError::Refused, "{spec:?}");
     }
 }
+
+/// A loopback HTTP server that answers every request with `response`, as raw bytes.
+async fn raw_http_server(response: &'static str) -> String {
+    use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let address = listener.local_addr().unwrap();
+    tokio::spawn(async move {
+        while let Ok((mut socket, _)) = listener.accept().await {
+            tokio::spawn(async move {
+                let mut buffer = vec![0u8; 65536];
+                let _ = socket.read(&mut buffer).await;
+                let _ = socket.write_all(response.as_bytes()).await;
+                let _ = socket.shutdown().await;
+            });
+        }
+    });
+    format!("http://{address}/mcp")
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_upstream_error_status_is_reported_without_its_body() {
+    let url = raw_http_server(
+        "HTTP/1.1 500 Internal Server Error\r\ncontent-type: application/json\r\ncontent-length: 45\r\n\
+         connection: close\r\n\r\n{\"error\": \"SECRET-BODY-FROM-SOME-OTHER-API\"}\n",
+    )
+    .await;
+    let upstreams = upstreams();
+    for spec in [ServerSpec::StreamableHttp { url: url.clone() }, ServerSpec::Sse { url: url.clone() }] {
+        let err = upstreams.connect("raw", &spec, Duration::from_secs(5)).await.unwrap_err();
+        assert_eq!(err, UpstreamError::Http { status: 500 }, "{spec:?}");
+        assert!(!format!("{err} {err:?}").contains("SECRET"), "{err}");
+    }
+    let health = upstreams.health();
+    assert_eq!(health[0].last_error_kind, Some("http"));
+}
