@@ -7,9 +7,6 @@
 //!
 //! [`Gateway::changes`]: crate::service::Gateway::changes
 
-use std::collections::{HashMap, HashSet};
-
-use parking_lot::Mutex;
 use tokio::sync::broadcast::error::RecvError;
 
 use super::state::McpState;
@@ -17,30 +14,6 @@ use super::stream::{self, Changed};
 use crate::service::Change;
 use crate::storage;
 use crate::upstream::ListKind;
-
-/// Endpoints whose server sets are remembered at most; past it the memory starts over.
-const MAX_REMEMBERED: usize = 10_000;
-
-/// The servers each endpoint had when last looked at.
-#[derive(Debug, Default)]
-pub struct Announcer {
-    known: Mutex<HashMap<String, HashSet<String>>>,
-}
-
-impl Announcer {
-    /// Remembers that `endpoint` has `servers`.
-    pub(super) fn note(&self, endpoint: &str, servers: impl IntoIterator<Item = String>) {
-        let mut known = self.known.lock();
-        if known.len() >= MAX_REMEMBERED && !known.contains_key(endpoint) {
-            known.clear();
-        }
-        known.insert(endpoint.to_owned(), servers.into_iter().collect());
-    }
-
-    fn had(&self, endpoint: &str, server: &str) -> bool {
-        self.known.lock().get(endpoint).is_some_and(|servers| servers.contains(server))
-    }
-}
 
 fn changed(kind: ListKind) -> Changed {
     match kind {

@@ -12,7 +12,7 @@ use rmcp::model::{
 };
 
 use super::aggregate::{self, ListName, ResourceCatalog, ServerLists};
-use super::dispatch::execute_error;
+use super::failure::execute_error;
 use super::rpc::invalid_params;
 use super::state::McpState;
 use crate::service::{CallOrigin, EndpointServer};

@@ -11,22 +11,18 @@ use rmcp::model::{
     GetPromptRequestParams, ListToolsResult, PaginatedRequestParams, ProgressNotification, ProgressNotificationParam,
     ProgressToken, ProtocolVersion, ReadResourceRequestParams, RequestId, ServerJsonRpcMessage, ServerResult,
 };
-use serde_json::{json, Map, Value};
+use serde_json::{Map, Value};
 use tokio::sync::mpsc;
 
 use super::aggregate::{self, ListName};
 use super::content;
+use super::failure::execute_error;
 use super::observe::{self, Operation, ServerSpan};
 use super::rpc::{self, invalid_params};
 use super::state::McpState;
 use super::stream;
-use crate::service::{violations_text, CallOrigin, ExecuteError};
-use crate::storage::StorageError;
+use crate::service::CallOrigin;
 
-/// JSON-RPC error code of a failed upstream call (implementation-defined server error range).
-pub const UPSTREAM_ERROR: i32 = -32000;
-/// JSON-RPC error code when the gateway's own storage is unavailable.
-pub const UNAVAILABLE_ERROR: i32 = -32001;
 /// JSON-RPC error code of a request the client cancelled (sent only where an answer is owed:
 /// a plain JSON `POST`; an event stream ends without one).
 pub const REQUEST_CANCELLED: i32 = -32800;
@@ -233,8 +229,8 @@ fn method_not_found(method: &str) -> ErrorData {
 }
 
 /// The page size of the endpoints' lists (`gateway.list_page_size`).
-fn page_size(_state: &McpState) -> usize {
-    aggregate::DEFAULT_LIST_PAGE_SIZE
+fn page_size(state: &McpState) -> usize {
+    usize::try_from(state.gateway.settings().list_page_size).unwrap_or(aggregate::DEFAULT_LIST_PAGE_SIZE).max(1)
 }
 
 async fn list_tools(
@@ -260,30 +256,5 @@ async fn call_tool(
     match state.gateway.call_tool(&params.name, arguments, origin).await {
         Ok(result) => Ok(ServerResult::CallToolResult(result)),
         Err(err) => Err(execute_error(&err)),
-    }
-}
-
-/// The JSON-RPC error of a failed call.
-pub(super) fn execute_error(err: &ExecuteError) -> ErrorData {
-    match err {
-        ExecuteError::UnknownTool(name) => invalid_params(format!("Unknown tool: {name}")),
-        ExecuteError::InvalidArguments { tool, errors } => rpc::error(
-            ErrorCode::INVALID_PARAMS,
-            format!("Invalid arguments for tool {tool}: {}", violations_text(errors)),
-            Some(json!({ "errors": errors.iter().map(ToString::to_string).collect::<Vec<_>>() })),
-        ),
-        ExecuteError::Upstream { server, source } => rpc::error(
-            ErrorCode(UPSTREAM_ERROR),
-            format!("Upstream server {server} failed: {source}"),
-            Some(json!({ "server": server, "kind": source.kind() })),
-        ),
-        ExecuteError::Storage(err) if err.is_unavailable() => {
-            rpc::error(ErrorCode(UNAVAILABLE_ERROR), format!("The gateway's database is unavailable: {err}"), None)
-        }
-        ExecuteError::Storage(StorageError::NotFound(what)) => invalid_params(format!("Not found: {what}")),
-        other => {
-            tracing::error!(error = %other, "an MCP request failed inside the gateway");
-            rpc::error(ErrorCode::INTERNAL_ERROR, format!("Internal error: {other}"), None)
-        }
     }
 }

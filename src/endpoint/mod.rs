@@ -45,6 +45,7 @@
 //! - `aggregate`: what an endpoint offers over its servers (names, URIs, pages, capabilities);
 //! - `content`: prompts, resources and completions over the servers' discovery;
 //! - `dispatch`: the MCP methods of an open session, progress and cancellation;
+//! - `failure`: the JSON-RPC errors of what failed in the gateway or upstream;
 //! - `inflight`: the running requests of each session, for cancellation;
 //! - `observe`: the server spans and operation durations of the MCP semantic conventions;
 //! - `sessions`: the MCP sessions, bounded per endpoint and in idle time, with their streams;
@@ -62,6 +63,7 @@ mod auth;
 mod cache;
 mod content;
 mod dispatch;
+mod failure;
 mod inflight;
 mod legacy_sse_server;
 mod observe;
@@ -71,13 +73,13 @@ mod state;
 mod stream;
 mod transport;
 
-pub use announce::Announcer;
 pub use auth::{KeyUsage, KEY_USE_RESOLUTION};
 pub use cache::EndpointCache;
-pub use dispatch::{REQUEST_CANCELLED, UNAVAILABLE_ERROR, UPSTREAM_ERROR};
+pub use dispatch::REQUEST_CANCELLED;
+pub use failure::{UNAVAILABLE_ERROR, UPSTREAM_ERROR};
 pub use inflight::InFlight;
 pub use sessions::Sessions;
-pub use state::McpState;
+pub use state::{Announcer, McpState};
 /// Adds the routes of the MCP endpoints: Streamable HTTP and the legacy HTTP+SSE transport.
 pub fn routes(cfg: &mut actix_web::web::ServiceConfig) {
     transport::routes(cfg);

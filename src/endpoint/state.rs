@@ -1,8 +1,10 @@
 //! What the MCP endpoints (and the admin API, which changes them) share as app data.
 
+use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
 
-use super::announce::Announcer;
+use parking_lot::Mutex;
+
 use super::auth::KeyUsage;
 use super::cache::EndpointCache;
 use super::inflight::InFlight;
@@ -37,5 +39,29 @@ impl McpState {
             inflight: Arc::default(),
             announcer: Arc::default(),
         }
+    }
+}
+
+/// Endpoints whose server sets are remembered at most; past it the memory starts over.
+const MAX_REMEMBERED: usize = 10_000;
+
+/// The servers each endpoint had when last looked at.
+#[derive(Debug, Default)]
+pub struct Announcer {
+    known: Mutex<HashMap<String, HashSet<String>>>,
+}
+
+impl Announcer {
+    /// Remembers that `endpoint` has `servers`.
+    pub(super) fn note(&self, endpoint: &str, servers: impl IntoIterator<Item = String>) {
+        let mut known = self.known.lock();
+        if known.len() >= MAX_REMEMBERED && !known.contains_key(endpoint) {
+            known.clear();
+        }
+        known.insert(endpoint.to_owned(), servers.into_iter().collect());
+    }
+
+    pub(super) fn had(&self, endpoint: &str, server: &str) -> bool {
+        self.known.lock().get(endpoint).is_some_and(|servers| servers.contains(server))
     }
 }
