@@ -18,9 +18,10 @@ use serde_json::{json, Map, Value};
 use crate::api_error::{execute_error, storage_error};
 use crate::auth::{bearer, challenge, constant_time_eq, hash_key, random_token};
 use crate::endpoint::McpState;
+use crate::service::Change;
 use crate::service::{aggregated_name, builtin_tools, CallOrigin, TOOL_SEPARATOR};
 use crate::storage::{self, ExecutionFilter, NewEndpoint, Page, StorageError, ToolFilter};
-use crate::upstream::Transport;
+use crate::upstream::{ListKind, Transport};
 use metamcp_telemetry::http::ApiError;
 
 mod limits;
@@ -276,6 +277,7 @@ async fn attach_server(
     let owned = name.clone();
     let detail = run(&state, move |c| storage::attach_server(c, &owned, &server)).await?;
     state.endpoints.invalidate(&name);
+    announce_lists_of(&state, name);
     Ok(HttpResponse::Ok().json(detail))
 }
 
@@ -288,7 +290,15 @@ async fn detach_server(
     let detail = run(&state, move |c| storage::detach_server(c, &owned, &server)).await?;
     state.endpoints.invalidate(&name);
     state.gateway.forget_resolved_tools();
+    announce_lists_of(&state, name);
     Ok(HttpResponse::Ok().json(detail))
+}
+
+/// Tells the sessions of `endpoint` that its tools, prompts and resources changed (a server was
+/// attached or detached): `notifications/*/list_changed` on their streams.
+fn announce_lists_of(state: &McpState, endpoint: String) {
+    let kinds = vec![ListKind::Tools, ListKind::Prompts, ListKind::Resources];
+    state.gateway.announce(Change { server: None, endpoint: Some(endpoint), kinds });
 }
 
 /// `PATCH /api/endpoints/{name}`: sets or removes the endpoint's rate limit.
@@ -522,4 +532,52 @@ async fn list_executions(
     state.gateway.audit().flush(std::time::Duration::from_secs(5)).await;
     let filter = ExecutionFilter { tool: query.tool, endpoint: query.endpoint, success: query.success };
     Ok(listed(run(&state, move |c| storage::list_executions(c, &filter, page)).await?, page))
+}
+
+#[cfg(test)]
+mod tests {
+    use actix_web::test;
+
+    use super::*;
+    use crate::settings::Settings;
+    use crate::upstream::ServerSpec;
+    use metamcp_telemetry::TelemetryManager;
+
+    /// Attaching and detaching a server announces that endpoint's lists as changed, for its
+    /// sessions' streams.
+    #[actix_rt::test]
+    async fn attach_and_detach_announce_the_endpoint_lists() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut settings = Settings::default();
+        settings.database.url = format!("sqlite://{}", dir.path().join("api.db").display());
+        settings.admin.token = "admin-token".to_owned();
+        let gateway = crate::GatewayApp::start(&settings, &TelemetryManager::disabled()).await.unwrap();
+        let spec = ServerSpec::StreamableHttp { url: "http://127.0.0.1:9/mcp".to_owned() };
+        gateway
+            .state
+            .gateway
+            .store()
+            .run(move |c| storage::create_server(c, &storage::NewServer::with_spec("up", spec)))
+            .await
+            .unwrap();
+        let mut changes = gateway.state.gateway.changes();
+        let app = test::init_service(actix_web::App::new().configure(|cfg| gateway.configure(cfg))).await;
+
+        for method in [actix_web::http::Method::PUT, actix_web::http::Method::DELETE] {
+            let request = test::TestRequest::default()
+                .method(method.clone())
+                .uri("/api/endpoints/default/servers/up")
+                .insert_header(("authorization", "Bearer admin-token"))
+                .insert_header(("content-type", "application/json"))
+                .to_request();
+            let response = test::call_service(&app, request).await;
+            assert_eq!(response.status(), StatusCode::OK, "{method}");
+            let change = tokio::time::timeout(std::time::Duration::from_secs(5), changes.recv())
+                .await
+                .expect("a change within seconds")
+                .expect("the change bus is open");
+            assert_eq!(change.endpoint.as_deref(), Some("default"), "{method}: {change:?}");
+            assert_eq!(change.kinds, [ListKind::Tools, ListKind::Prompts, ListKind::Resources]);
+        }
+    }
 }

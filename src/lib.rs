@@ -31,7 +31,7 @@ use std::sync::Arc;
 use actix_web::web;
 
 use crate::settings::Settings;
-use endpoint::{EndpointCache, KeyUsage, McpState, Sessions};
+use endpoint::{McpState, Sessions};
 use metamcp_telemetry::TelemetryManager;
 use service::Gateway;
 
@@ -126,13 +126,11 @@ impl GatewayApp {
             Sessions::new(settings.gateway.max_sessions, settings.gateway.session_idle_timeout)
                 .recording(telemetry.clone()),
         );
+        let state = McpState::new(gateway, sessions);
+        // The sessions' streams hear of every list change from now on.
+        state.follow_changes();
         Ok(Self {
-            state: McpState {
-                gateway,
-                sessions,
-                endpoints: Arc::new(EndpointCache::default()),
-                key_usage: Arc::new(KeyUsage::default()),
-            },
+            state,
             admin: api::AdminAuth { token: settings.admin.token.clone() },
             max_body_bytes: settings.gateway.max_body_bytes,
         })

@@ -1,25 +1,40 @@
 //! The MCP methods of an endpoint, after `initialize`: each request of a session answered with a
-//! [`ServerResult`] or a JSON-RPC error ([`ErrorData`]), in `rmcp`'s model types.
+//! [`ServerResult`] or a JSON-RPC error ([`ErrorData`]), in `rmcp`'s model types, inside its
+//! server span. A request that reaches an upstream (`tools/call`, `prompts/get`,
+//! `resources/read`, `completion/complete`) can be cancelled by the client while it runs, and
+//! the upstream's progress notifications reach the client under the client's own token.
 
-use rmcp::model::{
-    CallToolRequestParams, ClientRequest, CompleteRequestParams, ErrorCode, ErrorData, GetPromptRequestParams,
-    ListToolsResult, PaginatedRequestParams, ProtocolVersion, ReadResourceRequestParams, RequestId, ServerResult, Tool,
-};
-use serde_json::{json, Map, Value};
-
+use actix_web::web::Bytes;
 use opentelemetry::trace::FutureExt as _;
+use rmcp::model::{
+    CallToolRequestParams, ClientRequest, CompleteRequestParams, ErrorCode, ErrorData, GetMeta as _,
+    GetPromptRequestParams, ListToolsResult, PaginatedRequestParams, ProgressNotification, ProgressNotificationParam,
+    ProgressToken, ProtocolVersion, ReadResourceRequestParams, RequestId, ServerJsonRpcMessage, ServerResult,
+};
+use serde_json::{Map, Value};
+use tokio::sync::mpsc;
 
 use super::aggregate::{self, ListName};
+use super::content;
+use super::failure::execute_error;
 use super::observe::{self, Operation, ServerSpan};
 use super::rpc::{self, invalid_params};
 use super::state::McpState;
-use crate::service::{violations_text, CallOrigin, ExecuteError};
-use crate::storage::StorageError;
+use super::stream;
+use crate::service::CallOrigin;
 
-/// JSON-RPC error code of a failed upstream call (implementation-defined server error range).
-pub const UPSTREAM_ERROR: i32 = -32000;
-/// JSON-RPC error code when the gateway's own storage is unavailable.
-pub const UNAVAILABLE_ERROR: i32 = -32001;
+/// JSON-RPC error code of a request the client cancelled (sent only where an answer is owed:
+/// a plain JSON `POST`; an event stream ends without one).
+pub const REQUEST_CANCELLED: i32 = -32800;
+
+/// Where the progress notifications of a request go.
+#[derive(Debug, Clone)]
+pub(super) enum ProgressSink {
+    /// The `POST`'s own event stream.
+    Stream(mpsc::Sender<Bytes>),
+    /// The session's stream (the `GET` stream, or the legacy transport's).
+    Session,
+}
 
 /// Who asks: the endpoint and session a request came through.
 #[derive(Debug, Clone)]
@@ -30,6 +45,8 @@ pub(super) struct Caller<'a> {
     pub(super) session_id: &'a str,
     /// The revision the session negotiated.
     pub(super) protocol_version: &'a ProtocolVersion,
+    /// Where the request's progress goes, if anywhere.
+    pub(super) progress: Option<ProgressSink>,
 }
 
 impl Caller<'_> {
@@ -42,6 +59,22 @@ impl Caller<'_> {
             ..CallOrigin::default()
         }
     }
+}
+
+/// Whether a request's outcome says the client cancelled it.
+pub(super) fn was_cancelled(outcome: &Result<ServerResult, ErrorData>) -> bool {
+    matches!(outcome, Err(error) if error.code == ErrorCode(REQUEST_CANCELLED))
+}
+
+/// Whether `request` goes to an upstream (and so may report progress and be cancelled).
+fn reaches_upstream(request: &ClientRequest) -> bool {
+    matches!(
+        request,
+        ClientRequest::CallToolRequest(_)
+            | ClientRequest::GetPromptRequest(_)
+            | ClientRequest::ReadResourceRequest(_)
+            | ClientRequest::CompleteRequest(_)
+    )
 }
 
 /// Answers `request` (anything but `initialize`, which opens the session) inside its server
@@ -62,21 +95,98 @@ pub(super) async fn handle(
         Some(caller.protocol_version),
         Some(caller.session_id),
     );
-    let outcome = run(state, caller, id, request).with_context(span.context()).await;
+    let outcome = if reaches_upstream(&request) {
+        upstream_bound(state, caller, id, request).with_context(span.context()).await
+    } else {
+        run(state, caller, request, CallOrigin::default()).with_context(span.context()).await
+    };
     span.finish(&outcome);
     outcome
 }
 
-async fn run(
+/// A request bound for an upstream: registered for cancellation, its progress forwarded.
+async fn upstream_bound(
     state: &McpState,
     caller: &Caller<'_>,
     id: &RequestId,
     request: ClientRequest,
 ) -> Result<ServerResult, ErrorData> {
+    let running = state.inflight.start(caller.session_id, id);
+    let mut origin = caller.origin(id);
+    origin.cancel = Some(running.token().clone());
+    let token = request.get_meta().get_progress_token();
+    let route = token.zip(caller.progress.clone());
+    let (sender, mut progress) = mpsc::unbounded_channel();
+    if route.is_some() {
+        origin.progress = Some(sender);
+    } else {
+        drop(sender);
+    }
+    let work = run(state, caller, request, origin);
+    let mut work = std::pin::pin!(work);
+    let outcome = loop {
+        tokio::select! {
+            outcome = &mut work => {
+                while let Ok(update) = progress.try_recv() {
+                    forward(state, caller, route.as_ref(), update);
+                }
+                break outcome;
+            }
+            Some(update) = progress.recv() => forward(state, caller, route.as_ref(), update),
+        }
+    };
+    if running.token().is_cancelled() {
+        return Err(rpc::error(ErrorCode(REQUEST_CANCELLED), "Request cancelled by the client", None));
+    }
+    outcome
+}
+
+/// One upstream progress notification, under the client's token, to where it goes.
+fn forward(
+    state: &McpState,
+    caller: &Caller<'_>,
+    route: Option<&(ProgressToken, ProgressSink)>,
+    mut update: ProgressNotificationParam,
+) {
+    let Some((token, sink)) = route else { return };
+    update.progress_token = token.clone();
+    let message = ServerJsonRpcMessage::notification(ProgressNotification::new(update).into());
+    let event = stream::event(&message);
+    let delivered = match sink {
+        ProgressSink::Stream(stream) => stream.try_send(event).is_ok(),
+        ProgressSink::Session => state.sessions.send(caller.session_id, caller.endpoint, event),
+    };
+    if !delivered {
+        tracing::debug!(endpoint = caller.endpoint, "a progress notification was dropped: its stream is full or gone");
+    }
+}
+
+async fn run(
+    state: &McpState,
+    caller: &Caller<'_>,
+    request: ClientRequest,
+    origin: CallOrigin,
+) -> Result<ServerResult, ErrorData> {
+    let page_size = page_size(state);
+    let endpoint = caller.endpoint;
     match request {
         ClientRequest::PingRequest(_) => Ok(ServerResult::empty(())),
-        ClientRequest::ListToolsRequest(request) => list_tools(state, caller, request.params.as_ref()).await,
-        ClientRequest::CallToolRequest(request) => call_tool(state, caller, id, request.params).await,
+        ClientRequest::ListToolsRequest(request) => list_tools(state, endpoint, request.params.as_ref()).await,
+        ClientRequest::CallToolRequest(request) => call_tool(state, request.params, &origin).await,
+        ClientRequest::ListPromptsRequest(request) => {
+            content::list_prompts(state, endpoint, request.params.as_ref(), page_size).await
+        }
+        ClientRequest::GetPromptRequest(request) => content::get_prompt(state, endpoint, request.params, &origin).await,
+        ClientRequest::ListResourcesRequest(request) => {
+            content::list_resources(state, endpoint, request.params.as_ref(), page_size).await
+        }
+        ClientRequest::ListResourceTemplatesRequest(request) => {
+            content::list_resource_templates(state, endpoint, request.params.as_ref(), page_size).await
+        }
+        ClientRequest::ReadResourceRequest(request) => {
+            content::read_resource(state, endpoint, request.params, &origin).await
+        }
+        ClientRequest::CompleteRequest(request) => content::complete(state, endpoint, request.params, &origin).await,
         ClientRequest::InitializeRequest(_) => {
             Err(rpc::error(ErrorCode::INVALID_REQUEST, "initialize was already sent: this session is open", None))
         }
@@ -118,23 +228,19 @@ fn method_not_found(method: &str) -> ErrorData {
     rpc::error(ErrorCode::METHOD_NOT_FOUND, format!("Method not found: {method}"), None)
 }
 
-/// The page size of the endpoints' lists.
-fn page_size(_state: &McpState) -> usize {
-    aggregate::DEFAULT_LIST_PAGE_SIZE
-}
-
-fn cursor_of(params: Option<&PaginatedRequestParams>) -> Option<&str> {
-    params.and_then(|p| p.cursor.as_deref())
+/// The page size of the endpoints' lists (`gateway.list_page_size`).
+fn page_size(state: &McpState) -> usize {
+    usize::try_from(state.gateway.settings().list_page_size).unwrap_or(aggregate::DEFAULT_LIST_PAGE_SIZE).max(1)
 }
 
 async fn list_tools(
     state: &McpState,
-    caller: &Caller<'_>,
+    endpoint: &str,
     params: Option<&PaginatedRequestParams>,
 ) -> Result<ServerResult, ErrorData> {
-    let tools = state.gateway.endpoint_tools(caller.endpoint).await.map_err(|err| execute_error(&err))?;
-    let tools: Vec<Tool> = tools.into_iter().map(convert).collect::<Result<_, _>>()?;
-    let (page, next) = aggregate::paginate(ListName::Tools, tools, cursor_of(params), page_size(state))
+    let tools = state.gateway.endpoint_tools(endpoint).await.map_err(|err| execute_error(&err))?;
+    let cursor = params.and_then(|p| p.cursor.as_deref());
+    let (page, next) = aggregate::paginate(ListName::Tools, tools, cursor, page_size(state))
         .map_err(|err| invalid_params(err.to_string()))?;
     let mut result = ListToolsResult::with_all_items(page);
     result.next_cursor = next;
@@ -143,48 +249,12 @@ async fn list_tools(
 
 async fn call_tool(
     state: &McpState,
-    caller: &Caller<'_>,
-    id: &RequestId,
     params: CallToolRequestParams,
+    origin: &CallOrigin,
 ) -> Result<ServerResult, ErrorData> {
     let arguments = params.arguments.unwrap_or_default();
-    let origin = caller.origin(id);
-    match state.gateway.call_tool(&params.name, arguments, &origin).await {
-        Ok(result) => Ok(ServerResult::CallToolResult(convert(result)?)),
+    match state.gateway.call_tool(&params.name, arguments, origin).await {
+        Ok(result) => Ok(ServerResult::CallToolResult(result)),
         Err(err) => Err(execute_error(&err)),
-    }
-}
-
-/// The same value in `rmcp`'s type (the service speaks the gateway's own types until it moves
-/// onto `rmcp`'s; both read and write the same JSON).
-fn convert<T: serde::Serialize, U: serde::de::DeserializeOwned>(value: T) -> Result<U, ErrorData> {
-    serde_json::to_value(value).and_then(serde_json::from_value).map_err(|err| {
-        tracing::error!(error = %err, "a result could not be carried over into the MCP model");
-        rpc::error(ErrorCode::INTERNAL_ERROR, "Internal error: a result could not be encoded", None)
-    })
-}
-
-/// The JSON-RPC error of a failed call.
-pub(super) fn execute_error(err: &ExecuteError) -> ErrorData {
-    match err {
-        ExecuteError::UnknownTool(name) => invalid_params(format!("Unknown tool: {name}")),
-        ExecuteError::InvalidArguments { tool, errors } => rpc::error(
-            ErrorCode::INVALID_PARAMS,
-            format!("Invalid arguments for tool {tool}: {}", violations_text(errors)),
-            Some(json!({ "errors": errors.iter().map(ToString::to_string).collect::<Vec<_>>() })),
-        ),
-        ExecuteError::Upstream { server, source } => rpc::error(
-            ErrorCode(UPSTREAM_ERROR),
-            format!("Upstream server {server} failed: {source}"),
-            Some(json!({ "server": server, "kind": source.kind() })),
-        ),
-        ExecuteError::Storage(err) if err.is_unavailable() => {
-            rpc::error(ErrorCode(UNAVAILABLE_ERROR), format!("The gateway's database is unavailable: {err}"), None)
-        }
-        ExecuteError::Storage(StorageError::NotFound(what)) => invalid_params(format!("Not found: {what}")),
-        other => {
-            tracing::error!(error = %other, "an MCP request failed inside the gateway");
-            rpc::error(ErrorCode::INTERNAL_ERROR, format!("Internal error: {other}"), None)
-        }
     }
 }

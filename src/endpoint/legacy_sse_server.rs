@@ -16,12 +16,12 @@ use rmcp::model::{
 };
 use serde::Deserialize;
 
-use super::dispatch::{self, Caller};
+use super::dispatch::{self, Caller, ProgressSink};
 use super::observe::{self, Operation, ServerSpan};
 use super::rpc::{self, Body};
 use super::state::McpState;
 use super::stream;
-use super::transport::{admit, initialize_result, initialize_version, lists_of, read_body, rpc_response};
+use super::transport::{admit, initialize_result, initialize_version, lists_of, notified, read_body, rpc_response};
 use crate::auth::challenge;
 
 /// Adds `GET /metamcp/{endpoint}/sse` and `POST /metamcp/{endpoint}/message`.
@@ -98,9 +98,14 @@ async fn post(
         }
         Err(refused) => return rpc_response(StatusCode::BAD_REQUEST, &refused.into_message(), None),
     };
-    let JsonRpcMessage::Request(JsonRpcRequest { id, request, .. }) = message else {
-        // Notifications and responses: nothing to answer.
-        return HttpResponse::Accepted().finish();
+    let (id, request) = match message {
+        JsonRpcMessage::Request(JsonRpcRequest { id, request, .. }) => (id, request),
+        JsonRpcMessage::Notification(notification) => {
+            notified(&state, &session_id, &notification.notification);
+            return HttpResponse::Accepted().finish();
+        }
+        // Responses to requests the gateway never sends its clients.
+        JsonRpcMessage::Response(_) | JsonRpcMessage::Error(_) => return HttpResponse::Accepted().finish(),
     };
     let state = state.into_inner();
     let protocol_version = session.protocol_version;
@@ -110,9 +115,17 @@ async fn post(
             let answer = if let Some(requested) = initialize_version(&request) {
                 initialize(&state, &endpoint, &session_id, id, &request, requested).await
             } else {
-                let caller =
-                    Caller { endpoint: &endpoint, session_id: &session_id, protocol_version: &protocol_version };
+                let progress = Some(ProgressSink::Session);
+                let caller = Caller {
+                    endpoint: &endpoint,
+                    session_id: &session_id,
+                    protocol_version: &protocol_version,
+                    progress,
+                };
                 let outcome = dispatch::handle(&state, &caller, &id, request).await;
+                if dispatch::was_cancelled(&outcome) {
+                    return;
+                }
                 rpc::answer(id, outcome)
             };
             if !state.sessions.send(&session_id, &endpoint, stream::event(&answer)) {

@@ -244,6 +244,32 @@ impl Sessions {
         sender.is_some_and(|sender| sender.try_send(event).is_ok())
     }
 
+    /// Queues the event `kind` says (a list change) on the streams of every session of
+    /// `endpoint` that hears of it; returns how many took it.
+    pub(super) fn notify(&self, endpoint: &str, hears: impl Fn(&Lists) -> bool, event: &Bytes) -> usize {
+        let map = self.map.lock();
+        let Some(sessions) = map.get(endpoint) else { return 0 };
+        let mut delivered = 0;
+        for session in sessions.values().filter(|s| hears(&s.lists)) {
+            let Some(stream) = &session.stream else { continue };
+            match stream.try_send(event.clone()) {
+                Ok(()) => delivered += 1,
+                // The client does not read: a list change is already waiting for it.
+                Err(mpsc::error::TrySendError::Full(_)) => {
+                    tracing::debug!(endpoint, "a session's stream is full; a list change was not queued");
+                }
+                Err(mpsc::error::TrySendError::Closed(_)) => {}
+            }
+        }
+        delivered
+    }
+
+    /// The endpoints that have sessions with an open stream.
+    pub(super) fn streaming_endpoints(&self) -> Vec<String> {
+        let map = self.map.lock();
+        map.iter().filter(|(_, sessions)| sessions.values().any(Session::streaming)).map(|(e, _)| e.clone()).collect()
+    }
+
     /// Ends the session `id` of `endpoint` if `key` opened it.
     pub(super) fn end(&self, id: &str, endpoint: &str, key: Option<i64>) -> bool {
         let ended = {
@@ -394,6 +420,43 @@ mod tests {
         std::thread::sleep(idle * 2);
         assert!(sessions.touch(&b, "one", None).is_none(), "its stream closed: idle again");
         assert!(sessions.is_empty(), "the expired sessions are forgotten");
+    }
+
+    #[test]
+    fn one_stream_per_session_carries_the_changes_it_hears_of() {
+        let sessions = Sessions::new(10, Duration::from_secs(60));
+        let tools_only = Lists { tools: true, ..Lists::default() };
+        let a = sessions.create("one", ProtocolVersion::V_2025_11_25, None, ALL);
+        let b = sessions.create("one", ProtocolVersion::V_2025_11_25, None, tools_only);
+        let _quiet = sessions.create("one", ProtocolVersion::V_2025_11_25, None, ALL);
+        let mut stream_a = sessions.open_stream(&a, "one", None).unwrap();
+        assert_eq!(sessions.open_stream(&a, "one", None).unwrap_err(), StreamRefused::AlreadyOpen);
+        let mut stream_b = sessions.open_stream(&b, "one", None).unwrap();
+        assert_eq!(sessions.streaming_endpoints(), ["one"]);
+
+        let prompts = Bytes::from_static(b"prompts");
+        assert_eq!(
+            sessions.notify("one", |l| l.prompts, &prompts),
+            1,
+            "only a hears of prompts; the third has no stream"
+        );
+        assert_eq!(sessions.notify("one", |l| l.tools, &Bytes::from_static(b"tools")), 2);
+        assert_eq!(sessions.notify("two", |l| l.tools, &Bytes::from_static(b"tools")), 0);
+        assert_eq!(stream_a.try_recv().unwrap(), prompts);
+        assert_eq!(stream_a.try_recv().unwrap(), Bytes::from_static(b"tools"));
+        assert_eq!(stream_b.try_recv().unwrap(), Bytes::from_static(b"tools"));
+
+        // Bounded: a stream nobody reads takes STREAM_QUEUE events, then drops.
+        for _ in 0..super::STREAM_QUEUE + 10 {
+            sessions.notify("one", |l| l.tools, &Bytes::from_static(b"x"));
+        }
+        assert_eq!(std::iter::from_fn(|| stream_b.try_recv().ok()).count(), super::STREAM_QUEUE);
+
+        // A stream whose reader went away can be opened again; ending the session ends it.
+        drop(stream_a);
+        let mut again = sessions.open_stream(&a, "one", None).expect("reopened");
+        assert!(sessions.end(&a, "one", None));
+        assert!(again.try_recv().is_err() && again.is_closed(), "the session's end closes its stream");
     }
 
     #[test]

@@ -2,7 +2,8 @@
 //! and the legacy transport's `GET /metamcp/{endpoint}/sse`), and the answer to a `POST` whose
 //! request asked for progress. Events are written with `sse-stream`; a stream sends a comment
 //! every [`KEEP_ALIVE`] while it has nothing else to say, so proxies keep it open and a client
-//! that went away is noticed (its queue then closes).
+//! that went away is noticed (its queue then closes). The list-changed notifications reach
+//! every open session stream of an endpoint through [`announce`].
 
 use std::convert::Infallible;
 use std::time::Duration;
@@ -11,11 +12,15 @@ use actix_web::http::header;
 use actix_web::web::Bytes;
 use actix_web::HttpResponse;
 use futures_util::Stream;
-use rmcp::model::ServerJsonRpcMessage;
+use rmcp::model::{
+    PromptListChangedNotification, ResourceListChangedNotification, ServerJsonRpcMessage, ServerNotification,
+    ToolListChangedNotification,
+};
 use sse_stream::Sse;
 use tokio::sync::mpsc;
 
 use super::rpc::{self, MCP_SESSION_ID};
+use super::sessions::{Lists, Sessions};
 
 /// How often a quiet stream sends a keep-alive comment.
 pub(super) const KEEP_ALIVE: Duration = Duration::from_secs(15);
@@ -67,19 +72,55 @@ pub(super) fn accepts_events(headers: &header::HeaderMap) -> bool {
     })
 }
 
+/// Which list changed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub(super) enum Changed {
+    /// The tools.
+    Tools,
+    /// The prompts.
+    Prompts,
+    /// The resources (and resource templates).
+    Resources,
+}
+
+impl Changed {
+    fn notification(self) -> ServerNotification {
+        match self {
+            Self::Tools => ToolListChangedNotification::default().into(),
+            Self::Prompts => PromptListChangedNotification::default().into(),
+            Self::Resources => ResourceListChangedNotification::default().into(),
+        }
+    }
+
+    fn heard_by(self, lists: &Lists) -> bool {
+        match self {
+            Self::Tools => lists.tools,
+            Self::Prompts => lists.prompts,
+            Self::Resources => lists.resources,
+        }
+    }
+}
+
+/// Sends `notifications/{kind}/list_changed` to every open stream of `endpoint` whose session
+/// advertised that list; returns how many streams took it.
+pub(super) fn announce(sessions: &Sessions, endpoint: &str, changed: Changed) -> usize {
+    let event = event(&ServerJsonRpcMessage::notification(changed.notification()));
+    sessions.notify(endpoint, |lists| changed.heard_by(lists), &event)
+}
+
 #[cfg(test)]
 mod tests {
     use std::time::Duration;
 
     use actix_web::http::header::{HeaderMap, HeaderValue, ACCEPT};
     use futures_util::StreamExt as _;
+    use rmcp::model::ProtocolVersion;
 
     use super::*;
 
     #[test]
     fn events_are_sse_message_events_of_one_json_line() {
-        let notification = rmcp::model::ToolListChangedNotification::default();
-        let bytes = event(&ServerJsonRpcMessage::notification(notification.into()));
+        let bytes = event(&ServerJsonRpcMessage::notification(Changed::Tools.notification()));
         assert_eq!(
             std::str::from_utf8(&bytes).unwrap(),
             "event: message\ndata: {\"jsonrpc\":\"2.0\",\"method\":\"notifications/tools/list_changed\"}\n\n"
@@ -109,5 +150,17 @@ mod tests {
         assert_eq!(stream.next().await.unwrap().unwrap(), Bytes::from_static(b"e"));
         drop(sender);
         assert!(stream.next().await.is_none());
+    }
+
+    #[test]
+    fn list_changes_reach_the_sessions_that_advertised_the_list() {
+        let sessions = Sessions::new(10, Duration::from_secs(60));
+        let with_prompts = Lists { tools: true, prompts: true, resources: false };
+        let id = sessions.create("e", ProtocolVersion::V_2025_11_25, None, with_prompts);
+        let mut stream = sessions.open_stream(&id, "e", None).unwrap();
+        assert_eq!(announce(&sessions, "e", Changed::Prompts), 1);
+        assert_eq!(announce(&sessions, "e", Changed::Resources), 0, "it did not advertise resources");
+        let received = stream.try_recv().unwrap();
+        assert!(std::str::from_utf8(&received).unwrap().contains("notifications/prompts/list_changed"));
     }
 }

@@ -1,24 +1,30 @@
-//! The HTTP side of the MCP endpoints, Streamable HTTP: `POST` carries JSON-RPC messages
-//! (`initialize`, `ping`, `tools/list`, `tools/call`; notifications and responses are accepted),
-//! `DELETE` ends a session, `GET` offers no stream. Every request is admitted by the endpoint's
-//! auth first.
+//! The HTTP side of the MCP endpoints, Streamable HTTP: `POST` carries JSON-RPC messages (a
+//! request is answered with JSON, or with an event stream when it asked for progress and the
+//! client takes one; notifications and responses get `202`), `GET` opens the session's event
+//! stream, `DELETE` ends the session. Every request is admitted by the endpoint's auth first.
+
+use std::sync::Arc;
 
 use actix_web::http::header::{self, HeaderMap, HeaderValue};
 use actix_web::http::StatusCode;
 use actix_web::{web, HttpRequest, HttpResponse, ResponseError as _};
+use opentelemetry::trace::FutureExt as _;
+use opentelemetry::Context;
 use rmcp::model::{
-    ClientJsonRpcMessage, ClientNotification, ClientRequest, ConstString as _, ErrorCode, ErrorData, Implementation,
-    InitializeResult, JsonRpcMessage, JsonRpcRequest, ProtocolVersion, RequestId, ServerCapabilities,
+    ClientJsonRpcMessage, ClientNotification, ClientRequest, ConstString as _, ErrorCode, ErrorData, GetMeta as _,
+    Implementation, InitializeResult, JsonRpcMessage, JsonRpcRequest, ProtocolVersion, RequestId, ServerCapabilities,
     ServerJsonRpcMessage, ServerResult,
 };
 use serde_json::Value;
+use tokio::sync::mpsc;
 
 use super::aggregate;
 use super::auth::{authorize, Refusal};
-use super::dispatch::{self, Caller};
+use super::content::Offer;
+use super::dispatch::{self, Caller, ProgressSink};
 use super::observe::{self, Operation, ServerSpan};
 use super::rpc::{self, Body, MCP_PROTOCOL_VERSION, MCP_SESSION_ID};
-use super::sessions::{Lists, StreamRefused};
+use super::sessions::{Lists, StreamRefused, STREAM_QUEUE};
 use super::state::McpState;
 use super::stream;
 use crate::api_error;
@@ -117,7 +123,9 @@ async fn post(
             // Notifications (`notifications/initialized`, cancellations) are accepted without a
             // body; a known session is kept alive by them.
             if let Some(id) = header_str(req.headers(), MCP_SESSION_ID) {
-                state.sessions.touch(id, &endpoint, key);
+                if state.sessions.touch(id, &endpoint, key).is_some() {
+                    notified(&state, id, &notification.notification);
+                }
             }
             tracing::debug!(method = %notification_method(&notification.notification), "MCP notification accepted");
             return HttpResponse::Accepted().finish();
@@ -136,9 +144,59 @@ async fn post(
         Ok(session) => session,
         Err(refused) => return refused.respond(Some(id)),
     };
-    let caller = Caller { endpoint: &endpoint, session_id: &session.id, protocol_version: &session.protocol_version };
+    let wants_progress = request.get_meta().get_progress_token().is_some();
+    if wants_progress && stream::accepts_events(req.headers()) {
+        return answer_on_stream(state.into_inner(), endpoint, session, id, request);
+    }
+    // Progress a JSON answer cannot carry goes on the session's stream, when one is open.
+    let progress = wants_progress.then_some(ProgressSink::Session);
+    let caller =
+        Caller { endpoint: &endpoint, session_id: &session.id, protocol_version: &session.protocol_version, progress };
     let outcome = dispatch::handle(&state, &caller, &id, request).await;
     rpc_response(StatusCode::OK, &rpc::answer(id, outcome), Some(&session.id))
+}
+
+/// A request that asked for progress, answered with an event stream: the progress
+/// notifications under the client's token, then the answer (none when the client cancelled the
+/// request), then the end of the stream.
+fn answer_on_stream(
+    state: Arc<McpState>,
+    endpoint: String,
+    session: OpenSession,
+    id: RequestId,
+    request: ClientRequest,
+) -> HttpResponse {
+    let (sender, receiver) = mpsc::channel(STREAM_QUEUE);
+    let response = stream::response(receiver, Some(&session.id));
+    actix_rt::spawn(
+        async move {
+            let progress = Some(ProgressSink::Stream(sender.clone()));
+            let caller = Caller {
+                endpoint: &endpoint,
+                session_id: &session.id,
+                protocol_version: &session.protocol_version,
+                progress,
+            };
+            let outcome = dispatch::handle(&state, &caller, &id, request).await;
+            if !dispatch::was_cancelled(&outcome) {
+                // A client that went away no longer reads: nothing to do about it.
+                let _ = sender.send(stream::event(&rpc::answer(id, outcome))).await;
+            }
+        }
+        // Its spans are children of this request's (or of the client's `_meta.traceparent`).
+        .with_context(Context::current()),
+    );
+    response
+}
+
+/// What a client's notification does: `notifications/cancelled` stops the request it names.
+pub(super) fn notified(state: &McpState, session: &str, notification: &ClientNotification) {
+    if let ClientNotification::CancelledNotification(cancelled) = notification {
+        if let Some(id) = &cancelled.params.request_id {
+            let stopped = state.inflight.cancel(session, id);
+            tracing::debug!(request = %rpc::id_text(id), stopped, "the client cancelled a request");
+        }
+    }
 }
 
 /// A session a request names, checked: its id header, the session itself (of this endpoint, and
@@ -233,7 +291,8 @@ async fn batch(
         );
         return rpc_response(StatusCode::BAD_REQUEST, &ServerJsonRpcMessage::error(error, None), Some(&session.id));
     }
-    let caller = Caller { endpoint, session_id: &session.id, protocol_version: &session.protocol_version };
+    let progress = Some(ProgressSink::Session);
+    let caller = Caller { endpoint, session_id: &session.id, protocol_version: &session.protocol_version, progress };
     let mut answers = Vec::new();
     for item in items {
         match item {
@@ -333,12 +392,20 @@ pub(super) fn lists_of(capabilities: &ServerCapabilities) -> Lists {
 
 /// What `initialize` answers: the revision, the capabilities the endpoint's servers provide
 /// (tools always, for the built-ins), the gateway's name and version, and instructions.
-pub(super) async fn initialize_result(_state: &McpState, endpoint: &str, version: ProtocolVersion) -> InitializeResult {
+pub(super) async fn initialize_result(state: &McpState, endpoint: &str, version: ProtocolVersion) -> InitializeResult {
+    let capabilities = match Offer::of(state, endpoint).await {
+        Ok(offer) => offer.capabilities(),
+        Err(error) => {
+            tracing::warn!(endpoint, error = %error.message, "the endpoint's servers are unknown; initialize offers tools only");
+            aggregate::capabilities([])
+        }
+    };
     let instructions = format!(
-        "MetaMCP endpoint {endpoint:?}: the tools of its upstream servers as server__tool, plus the built-in \
-         calculator and search_tools (find a tool by describing the task)."
+        "MetaMCP endpoint {endpoint:?}: the tools, prompts and resources of its upstream servers (tools and \
+         prompts as server__name), plus the built-in calculator and search_tools (find a tool by describing the \
+         task)."
     );
-    InitializeResult::new(aggregate::capabilities([]))
+    InitializeResult::new(capabilities)
         .with_protocol_version(version)
         .with_server_info(Implementation::new("metamcp-telemetry", env!("CARGO_PKG_VERSION")))
         .with_instructions(instructions)
@@ -413,6 +480,11 @@ async fn delete(req: HttpRequest, path: web::Path<String>, state: web::Data<McpS
             .error_response();
     };
     if state.sessions.end(session_id, &endpoint, key) {
+        // Nobody is left to answer: what the session still runs upstream is cancelled.
+        let cancelled = state.inflight.cancel_session(session_id);
+        if cancelled > 0 {
+            tracing::debug!(cancelled, "a deleted session's running requests were cancelled");
+        }
         HttpResponse::NoContent().finish()
     } else {
         ApiError::new(StatusCode::NOT_FOUND, "unknown_session", "no such session on this endpoint").error_response()

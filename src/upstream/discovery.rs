@@ -8,8 +8,8 @@ use rmcp::model::{
     PaginatedRequestParams, Prompt, Resource, ResourceTemplate, ServerCapabilities, ServerResult, Tool,
 };
 
-use super::request::{Outgoing, Target};
-use super::{CallContext, Inner, ListKind, Slot, UpstreamError};
+use super::request::Outgoing;
+use super::{CallContext, Inner, ListKind, Slot, Target, UpstreamError};
 
 /// Most pages of one list followed before the upstream is judged broken.
 pub const MAX_PAGES: usize = 100;

@@ -27,19 +27,23 @@
 //!   sends `notifications/cancelled` to the upstream.
 //! - **Telemetry.** Every request is a CLIENT span `{mcp.method.name} {target}` with the MCP
 //!   semantic-convention attributes, and carries its context in `params._meta`
-//!   (`traceparent`, `tracestate`) and, over HTTP, in headers.
+//!   (`traceparent`, `tracestate`) and, over HTTP, in headers. Requests and sessions are
+//!   measured (`mcp.client.operation.duration`, `mcp.client.session.duration`), each server is a
+//!   `/health` component and a gauge (`metamcp_upstream_up`), its restarts a counter.
 //!
 //! Files: `spec` (what a server is), `error`, `http` (the HTTP client and the traced Streamable
 //! HTTP client), `legacy_sse` (the legacy transport), `session` (starting a session of each
 //! transport, stdio's child and its stderr), `handler` (the SDK's client handler: notifications
 //! and the upstream's requests), `request` (one request: span, `_meta`, progress, cancellation,
-//! timeout), `supervisor` (restarts), `discovery`.
+//! timeout), `supervisor` (restarts), `discovery`, `metrics` (what is recorded through the
+//! telemetry library).
 
 mod discovery;
 mod error;
 mod handler;
 pub mod http;
 pub mod legacy_sse;
+mod metrics;
 mod request;
 mod session;
 mod spec;
@@ -67,7 +71,7 @@ use metamcp_telemetry::TelemetryManager;
 
 pub use self::discovery::{Discovery, MAX_ITEMS, MAX_PAGES};
 pub use self::error::UpstreamError;
-use self::request::{Outgoing, Target};
+use self::request::Outgoing;
 pub use self::spec::{ServerSpec, Transport};
 
 /// Largest answer read from an upstream (a JSON body, or one event of a stream): 16 MiB.
@@ -208,6 +212,17 @@ impl Drop for Inner {
     }
 }
 
+/// What a request names, for its span.
+#[derive(Clone, Copy)]
+enum Target<'a> {
+    /// A tool (`gen_ai.tool.name`).
+    Tool(&'a str),
+    /// A prompt (`gen_ai.prompt.name`).
+    Prompt(&'a str),
+    /// Nothing beyond the method.
+    None,
+}
+
 /// An open session.
 #[derive(Clone)]
 struct Live {
@@ -302,16 +317,16 @@ impl Upstreams {
             }
         };
         let (events, _) = broadcast::channel(EVENT_CAPACITY);
-        Self {
-            inner: Arc::new(Inner {
-                propagator: telemetry.outgoing_propagator(),
-                telemetry,
-                config,
-                http,
-                servers: RwLock::new(HashMap::new()),
-                events,
-            }),
-        }
+        let inner = Arc::new(Inner {
+            propagator: telemetry.outgoing_propagator(),
+            telemetry,
+            config,
+            http,
+            servers: RwLock::new(HashMap::new()),
+            events,
+        });
+        inner.telemetry.register_components(Arc::new(metrics::UpstreamComponents(Arc::downgrade(&inner))));
+        Self { inner }
     }
 
     /// Starts (or replaces) the session of `server` (a stdio server's child is spawned and
@@ -367,11 +382,12 @@ impl Upstreams {
         self.connect(server, spec, timeout).await.map(|_| ())
     }
 
-    /// Ends the session of `server` and forgets it; a stdio child is stopped.
+    /// Ends the session of `server` and forgets it (its series too); a stdio child is stopped.
     pub async fn disconnect(&self, server: &str) {
         let slot = self.inner.servers.write().remove(server);
         if let Some(slot) = slot {
             stop_slot(&slot).await;
+            self.inner.telemetry.forget_upstream(server);
         }
     }
 

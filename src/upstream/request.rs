@@ -13,18 +13,7 @@ use rmcp::model::{
 use rmcp::service::{Peer, PeerRequestOptions, RoleClient};
 use serde_json::Value;
 
-use super::{CallContext, Inner, Live, Slot, UpstreamError, Upstreams};
-
-/// What a request names, for its span.
-#[derive(Clone, Copy)]
-pub(super) enum Target<'a> {
-    /// A tool (`gen_ai.tool.name`).
-    Tool(&'a str),
-    /// A prompt (`gen_ai.prompt.name`).
-    Prompt(&'a str),
-    /// Nothing beyond the method.
-    None,
-}
+use super::{metrics, CallContext, Inner, Live, Slot, Target, UpstreamError, Upstreams};
 
 /// A request to send.
 pub(super) struct Outgoing<'a> {
@@ -218,10 +207,12 @@ impl Inner {
             }
         };
         let outcome = outcome.map_err(|err| slot.explain(err));
+        let error_type = metrics::error_type(&outcome);
         if let Some(cx) = &cx {
-            finish_span(cx, &outcome);
+            finish_span(cx, &outcome, error_type.as_deref());
         }
-        self.record_operation(slot, live, out.method, out.target, &outcome, started.elapsed());
+        let version = Some(live.protocol_version.as_str());
+        self.record_operation(slot, out.method, out.target, version, error_type.as_deref(), started.elapsed());
         outcome
     }
 
@@ -278,18 +269,6 @@ impl Inner {
             .start_with_context(tracer, parent);
         Some(parent.with_span(span))
     }
-
-    /// The client operation's duration, for `mcp.client.operation.duration`.
-    fn record_operation(
-        &self,
-        _slot: &Slot,
-        _live: &Live,
-        _method: &str,
-        _target: Target<'_>,
-        _outcome: &Result<ServerResult, UpstreamError>,
-        _duration: Duration,
-    ) {
-    }
 }
 
 /// Timeouts beyond this (`Duration::MAX`, say) are cut to it, so a deadline can always be set.
@@ -303,21 +282,11 @@ pub(super) fn request_id_text(id: &RequestId) -> String {
     }
 }
 
-/// The `error.type` of an outcome: the error's kind, or `tool_error` for a tool result with
-/// `isError`.
-pub(super) fn error_type(outcome: &Result<ServerResult, UpstreamError>) -> Option<&'static str> {
-    match outcome {
-        Ok(ServerResult::CallToolResult(result)) if result.is_error == Some(true) => Some("tool_error"),
-        Ok(_) => None,
-        Err(err) => Some(err.kind()),
-    }
-}
-
 /// Records the outcome on the span and ends it.
-fn finish_span(cx: &Context, outcome: &Result<ServerResult, UpstreamError>) {
+fn finish_span(cx: &Context, outcome: &Result<ServerResult, UpstreamError>, error_type: Option<&str>) {
     let span = cx.span();
-    if let Some(kind) = error_type(outcome) {
-        span.set_attribute(KeyValue::new("error.type", kind));
+    if let Some(kind) = error_type {
+        span.set_attribute(KeyValue::new("error.type", kind.to_owned()));
         match outcome {
             Err(UpstreamError::Rpc { code }) => {
                 span.set_attribute(KeyValue::new("rpc.response.status_code", code.to_string()));

@@ -25,7 +25,7 @@ use super::error::io_kind_words;
 use super::handler::{GatewayClient, ProgressTap};
 use super::http::TracedHttp;
 use super::legacy_sse::{LegacySseConfig, LegacySseTransport};
-use super::{Discovery, Inner, Live, ServerSpec, Slot, UpstreamError};
+use super::{Discovery, Inner, Live, ServerSpec, Slot, Target, UpstreamError};
 
 /// A running session of the SDK with the gateway's handler.
 pub(super) type Running = RunningService<RoleClient, GatewayClient>;
@@ -57,6 +57,7 @@ pub(super) async fn establish(
     let outcome = tokio::time::timeout(slot.timeout, open_and_discover(inner, slot))
         .await
         .unwrap_or(Err(UpstreamError::Timeout(slot.timeout)));
+    inner.telemetry.set_upstream_up(&slot.name, outcome.is_ok());
     match &outcome {
         Ok(_) => slot.succeeded(),
         Err(err) => {
@@ -82,7 +83,22 @@ async fn open_and_discover(inner: &Arc<Inner>, slot: &Arc<Slot>) -> Result<(Runn
         server: slot.name.clone(),
         initialize_meta: (!meta.is_empty()).then(|| RequestMetaObject(meta.into())),
     };
+    let started = std::time::Instant::now();
     let opened = open(inner, slot, handler).await;
+    let version =
+        opened.as_ref().ok().and_then(|running| running.peer().peer_info()).map(|i| i.protocol_version.to_string());
+    let error_type = opened.as_ref().err().map(|err| match err {
+        UpstreamError::Rpc { code } => code.to_string(),
+        other => other.kind().to_owned(),
+    });
+    inner.record_operation(
+        slot,
+        "initialize",
+        Target::None,
+        version.as_deref(),
+        error_type.as_deref(),
+        started.elapsed(),
+    );
     if let Some(cx) = &cx {
         let span = cx.span();
         match &opened {

@@ -33,9 +33,17 @@ pub(super) async fn supervise(inner: Weak<Inner>, slot: Arc<Slot>, first: Option
     loop {
         if let Some(session) = running.take() {
             let started = Instant::now();
+            let version = session.peer().peer_info().map(|info| info.protocol_version.to_string()).unwrap_or_default();
             let ended_by_us = watch_session(&slot, session).await;
             slot.health.connected.store(false, Ordering::Relaxed);
             slot.state.send_modify(|state| state.live = None);
+            if let Some(strong) = inner.upgrade() {
+                let error_type = (!ended_by_us).then_some("session_ended");
+                strong.record_session(&slot, &version, error_type, started.elapsed());
+                if !ended_by_us {
+                    strong.telemetry.set_upstream_up(&slot.name, false);
+                }
+            }
             if ended_by_us {
                 return;
             }
@@ -71,6 +79,7 @@ pub(super) async fn supervise(inner: Weak<Inner>, slot: Arc<Slot>, first: Option
                 tracing::info!(server = %slot.name, "the upstream session is open again");
                 if had_session {
                     slot.health.restarts.fetch_add(1, Ordering::Relaxed);
+                    strong.telemetry.record_upstream_restart(&slot.name);
                     let _ = strong.events.send(UpstreamEvent::Restarted { server: slot.name.clone() });
                 }
                 announce_changes(&strong, &slot, previous.as_deref(), &discovery);

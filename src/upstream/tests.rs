@@ -208,7 +208,8 @@ async fn an_rmcp_streamable_http_server_is_discovered_and_used() {
 async fn a_stdio_child_killed_with_sigkill_is_restarted_and_serves_again() {
     let Some(python) = test_prereq::python_mcp_sdk() else { return };
     let config = UpstreamsConfig { restart_initial_backoff: Duration::from_millis(50), ..UpstreamsConfig::default() };
-    let upstreams = Upstreams::new(TelemetryManager::disabled(), config);
+    let (telemetry, recorded) = TelemetryManager::for_testing();
+    let upstreams = Upstreams::new(telemetry, config);
     let mut events = upstreams.subscribe();
     upstreams.connect("py", &stdio_spec(&python, "py-stdio", &[]), TIMEOUT).await.unwrap();
     let pid = upstreams.child_pid("py").unwrap();
@@ -233,7 +234,25 @@ async fn a_stdio_child_killed_with_sigkill_is_restarted_and_serves_again() {
         upstreams.call_tool("py", "echo", args(json!({"text": "again"})), CallContext::default()).await.unwrap();
     assert_eq!(text(&echoed), "again");
     assert_eq!(upstreams.health()[0].consecutive_failures, 0);
+
+    // Counted in the metric, the ended session measured, and /health shows the component.
+    use metamcp_telemetry::RecordedUpstreamEvent;
+    let events = recorded.upstream_events();
+    assert!(events.contains(&RecordedUpstreamEvent::Restarted { server: "py".into() }), "{events:?}");
+    assert!(events.contains(&RecordedUpstreamEvent::Up { server: "py".into(), up: false }), "{events:?}");
+    let last_up = events.iter().rev().find(|e| matches!(e, RecordedUpstreamEvent::Up { .. }));
+    assert_eq!(last_up, Some(&RecordedUpstreamEvent::Up { server: "py".into(), up: true }), "{events:?}");
+    let sessions = recorded.mcp_sessions();
+    assert!(sessions.iter().any(|s| s.error_type.as_deref() == Some("session_ended") && s.network_transport == "pipe"));
+    let components = recorded.components();
+    let component = components.iter().find(|c| c.name == "upstream:py").expect("the upstream's component");
+    assert!(component.healthy);
+    assert_eq!(component.details["restarts"], 1);
+    assert_eq!(component.details["transport"], "stdio");
+    assert!(component.details["tools"].as_u64().is_some_and(|n| n >= 7));
     upstreams.disconnect("py").await;
+    assert!(recorded.upstream_events().contains(&RecordedUpstreamEvent::Forgotten { server: "py".into() }));
+    assert!(recorded.components().is_empty(), "a disconnected server is no component");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -415,8 +434,19 @@ async fn a_tool_error_and_a_json_rpc_error_are_marked_on_the_client_span() {
     };
     assert_eq!(error_type("tools/call fail"), (Some("tool_error".into()), None));
     let (kind, code) = error_type("resources/read");
-    assert_eq!(kind.as_deref(), Some("rpc"));
-    assert!(code.is_some_and(|c| c.starts_with('-')));
+    assert!(code.as_deref().is_some_and(|c| c.starts_with('-')), "{code:?}");
+    assert_eq!(kind, code, "a JSON-RPC error's error.type is its code");
+
+    // The same in mcp.client.operation.duration.
+    let ops = recorded.mcp_operations();
+    let op =
+        |method: &str| ops.iter().find(|op| op.method == method).unwrap_or_else(|| panic!("no {method} in {ops:?}"));
+    assert_eq!(op("tools/call").tool_name.as_deref(), Some("fail"));
+    assert_eq!(op("tools/call").error_type.as_deref(), Some("tool_error"));
+    assert_eq!(op("tools/call").network_transport, "pipe");
+    assert_eq!(op("resources/read").error_type, code);
+    assert!(op("initialize").error_type.is_none() && op("initialize").protocol_version.is_some());
+    assert_eq!(op("tools/list").side, metamcp_telemetry::McpSide::Client);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -471,6 +501,29 @@ async fn a_command_that_cannot_start_is_a_failing_upstream() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_failing_upstream_is_an_unhealthy_component_without_secrets() {
+    let (telemetry, recorded) = TelemetryManager::for_testing();
+    let upstreams = Upstreams::new(telemetry, UpstreamsConfig::default());
+    let spec = ServerSpec::Stdio {
+        command: "/nonexistent/mcp-server".into(),
+        args: vec!["--token=secret-arg".into()],
+        env: BTreeMap::from([("API_KEY".into(), "secret-value".into())]),
+        cwd: None,
+    };
+    upstreams.connect("broken", &spec, TIMEOUT).await.unwrap_err();
+    let components = recorded.components();
+    assert_eq!(components.len(), 1);
+    assert_eq!(components[0].name, "upstream:broken");
+    assert!(!components[0].healthy);
+    assert_eq!(components[0].details["last_error_kind"], "spawn");
+    let shown = components[0].details.to_string();
+    assert!(!shown.contains("secret"), "{shown}");
+    assert!(recorded
+        .upstream_events()
+        .contains(&metamcp_telemetry::RecordedUpstreamEvent::Up { server: "broken".into(), up: false }));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_outbound_policy_refuses_http_upstreams() {
     let policy = OutboundPolicy::new(&[], &["127.0.0.0/8".to_owned(), "::1/128".to_owned()]).unwrap();
     let upstreams = Upstreams::new(
@@ -485,4 +538,39 @@ async fn the_outbound_policy_refuses_http_upstreams() {
         let err = upstreams.connect("x", &spec, TIMEOUT).await.unwrap_err();
         assert_eq!(err, UpstreamError::Refused, "{spec:?}");
     }
+}
+
+/// A loopback HTTP server that answers every request with `response`, as raw bytes.
+async fn raw_http_server(response: &'static str) -> String {
+    use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let address = listener.local_addr().unwrap();
+    tokio::spawn(async move {
+        while let Ok((mut socket, _)) = listener.accept().await {
+            tokio::spawn(async move {
+                let mut buffer = vec![0u8; 65536];
+                let _ = socket.read(&mut buffer).await;
+                let _ = socket.write_all(response.as_bytes()).await;
+                let _ = socket.shutdown().await;
+            });
+        }
+    });
+    format!("http://{address}/mcp")
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_upstream_error_status_is_reported_without_its_body() {
+    let url = raw_http_server(
+        "HTTP/1.1 500 Internal Server Error\r\ncontent-type: application/json\r\ncontent-length: 45\r\n\
+         connection: close\r\n\r\n{\"error\": \"SECRET-BODY-FROM-SOME-OTHER-API\"}\n",
+    )
+    .await;
+    let upstreams = upstreams();
+    for spec in [ServerSpec::StreamableHttp { url: url.clone() }, ServerSpec::Sse { url: url.clone() }] {
+        let err = upstreams.connect("raw", &spec, Duration::from_secs(5)).await.unwrap_err();
+        assert_eq!(err, UpstreamError::Http { status: 500 }, "{spec:?}");
+        assert!(!format!("{err} {err:?}").contains("SECRET"), "{err}");
+    }
+    let health = upstreams.health();
+    assert_eq!(health[0].last_error_kind, Some("http"));
 }

@@ -15,6 +15,7 @@
 //! | `record_request`, 1 thread, bursts of 4096 | 38 ns |
 //! | `record_tool_execution`, 1 thread, bursts of 4096 | 21 ns |
 //! | `record_vector_search`, 1 thread, bursts of 4096 | 15 ns |
+//! | `record_mcp_operation` (client side, eight labels), 1 thread, bursts of 4096 | 168 ns (`record_tool_execution` 34 ns in the same run): one boxed event of eight inline label values |
 //! | `record_request`, 2 threads, bursts of 2048 each (not saturated) | 255 ns |
 //! | `record_tool_execution`, 2 threads, bursts of 2048 each (not saturated) | 249 ns |
 //! | `record_vector_search`, 2 threads, bursts of 2048 each (not saturated) | 302 ns |

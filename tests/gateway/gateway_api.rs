@@ -235,8 +235,13 @@ fn json_rpc_errors_are_exactly_as_the_spec_says() {
     }
 
     // Method not found: -32601 in an HTTP 200.
-    let body = mcp.call("resources/read", json!({"uri": "x"}));
+    let body = mcp.call("logging/setLevel", json!({"level": "debug"}));
     assert_eq!(body["error"]["code"], -32601, "{body}");
+    let body = mcp.call("no/such/method", json!({}));
+    assert_eq!(body["error"]["code"], -32601, "{body}");
+    // A resource no server of the endpoint offers: -32002.
+    let body = mcp.call("resources/read", json!({"uri": "x"}));
+    assert_eq!(body["error"]["code"], -32002, "{body}");
 
     // Invalid params: unknown tool, arguments against the schema, missing name.
     let body = mcp.call_tool("nope__missing", json!({}));
