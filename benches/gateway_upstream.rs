@@ -68,8 +68,8 @@ fn main() {
         let collector = telemetry.then(|| TestCollector::start(Transport::Grpc));
         let endpoint = collector.as_ref().map(TestCollector::endpoint);
         let envs: Vec<(&str, &str)> = match &endpoint {
-            Some(endpoint) => vec![("OTLP_ENDPOINT", endpoint.as_str()), ("RUST_LOG", "warn")],
-            None => vec![("TELEMETRY_ENABLED", "false"), ("RUST_LOG", "warn")],
+            Some(endpoint) => vec![("OTLP_ENDPOINT", endpoint.as_str())],
+            None => vec![("TELEMETRY_ENABLED", "false")],
         };
         let service = Service::<Gateway>::start(&envs, &[]);
         register(

@@ -13,6 +13,7 @@ mod gateway_e2e;
 mod hostile_input;
 mod hygiene;
 mod legacy_sse_server;
+mod mcp_aggregate;
 mod mcp_fixture;
 mod mcp_stream;
 mod mcp_trace;
