@@ -17,10 +17,8 @@ use opentelemetry_sdk::trace::{Span, SpanData, SpanProcessor};
 use prometheus::IntCounter;
 use tokio::sync::Notify;
 
+pub use crate::labels::LabelValue;
 use crate::self_metrics::{DropReason, SelfMetrics, Signal};
-
-/// Longest label value kept inline (no allocation on the hot path).
-const INLINE_CAPACITY: usize = 46;
 
 /// How often (in sends, per thread) a producer looks at the queue depth to decide whether to wake
 /// the consumer early. Reading the depth touches the consumer's cache line, so it is not done on
@@ -111,64 +109,6 @@ impl DbOperation {
             Self::Transaction => "TRANSACTION",
             Self::Other => "other",
         }
-    }
-}
-
-/// A label value that crosses the channel without allocating when it is short.
-#[derive(Clone)]
-pub enum LabelValue {
-    /// Up to 46 bytes kept in place.
-    Inline {
-        /// Bytes used.
-        len: u8,
-        /// UTF-8 bytes; only the first `len` count.
-        buf: [u8; INLINE_CAPACITY],
-    },
-    /// A longer value.
-    Heap(Arc<str>),
-}
-
-impl LabelValue {
-    /// Copies `value`; allocates only beyond 46 bytes.
-    #[inline]
-    pub fn new(value: &str) -> Self {
-        let bytes = value.as_bytes();
-        if bytes.len() <= INLINE_CAPACITY {
-            let mut buf = [0u8; INLINE_CAPACITY];
-            buf[..bytes.len()].copy_from_slice(bytes);
-            LabelValue::Inline { len: bytes.len() as u8, buf }
-        } else {
-            LabelValue::Heap(Arc::from(value))
-        }
-    }
-
-    /// The value.
-    pub fn as_str(&self) -> &str {
-        match self {
-            // The bytes were copied from a `&str` whole, so they are valid UTF-8.
-            LabelValue::Inline { len, buf } => std::str::from_utf8(&buf[..*len as usize]).unwrap_or(""),
-            LabelValue::Heap(value) => value,
-        }
-    }
-}
-
-impl fmt::Debug for LabelValue {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        fmt::Debug::fmt(self.as_str(), f)
-    }
-}
-
-impl PartialEq for LabelValue {
-    fn eq(&self, other: &Self) -> bool {
-        self.as_str() == other.as_str()
-    }
-}
-
-impl Eq for LabelValue {}
-
-impl std::hash::Hash for LabelValue {
-    fn hash<H: std::hash::Hasher>(&self, state: &mut H) {
-        self.as_str().hash(state)
     }
 }
 
@@ -269,7 +209,7 @@ pub enum MetricEvent {
     },
     /// A measurement of a family the library describes (boxed: it carries up to eight labels,
     /// and the other events stay small).
-    Labelled(Box<crate::metric_aggregator::LabelledEvent>),
+    Labelled(Box<crate::labels::LabelledEvent>),
     /// A vector search over the tools registry.
     VectorSearch {
         /// Length of the query in characters.

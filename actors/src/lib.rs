@@ -16,6 +16,7 @@ pub mod exporter;
 pub mod health_check;
 pub mod ingress;
 pub mod internal_events;
+pub mod labels;
 pub mod metric_aggregator;
 pub mod otlp;
 pub mod pipeline;

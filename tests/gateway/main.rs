@@ -15,6 +15,8 @@ mod hygiene;
 mod legacy_sse_server;
 mod mcp_aggregate;
 mod mcp_fixture;
+mod mcp_python_e2e;
+mod mcp_semconv;
 mod mcp_stream;
 mod mcp_trace;
 mod mcp_validation;

@@ -3,21 +3,9 @@
 //! (a request, a tool execution, a database query, a vector search), never a product's metric
 //! names. Also the label bounds every catalogue shares (`other`, `_OTHER`, registered status codes).
 
+pub use super::family::{Family, OTHER};
 use super::labelled::{LabelledFamily, LabelledHandle};
 use prometheus::{Histogram, HistogramOpts, HistogramVec, IntCounter, IntCounterVec, Opts, Registry};
-
-/// One metric family: its name, help text, label names and (for histograms) bucket bounds.
-#[derive(Debug, Clone, Copy, PartialEq)]
-pub struct Family {
-    /// The metric name, as Prometheus shows it.
-    pub name: &'static str,
-    /// The help text (`# HELP`, and the OTLP description).
-    pub help: &'static str,
-    /// Label names, in the order the family's event fields fill them.
-    pub labels: &'static [&'static str],
-    /// Upper bucket bounds of a histogram, ascending; empty for counters.
-    pub buckets: &'static [f64],
-}
 
 /// Every family the aggregator keeps, and the prefix of the pipeline's own metrics.
 ///
@@ -50,8 +38,6 @@ pub struct Catalogue {
     pub labelled: &'static [LabelledFamily],
 }
 
-/// The label value that stands for every value beyond a cardinality cap.
-pub const OTHER: &str = "other";
 /// The `status_code` label of a status code no registry lists (as `_OTHER` for methods).
 pub const OTHER_STATUS: &str = "_OTHER";
 

@@ -9,12 +9,10 @@
 use prometheus::{Gauge, GaugeVec, Histogram, HistogramVec, IntCounter, IntCounterVec, Opts, Registry};
 use rustc_hash::FxHashMap as HashMap;
 
-use super::catalogue::{Family, OTHER};
 use super::config::MetricsConfig;
-use crate::ingress::LabelValue;
+use super::family::{Family, OTHER};
+pub use crate::labels::{LabelSet, LabelValue, LabelledEvent, LabelledOp, MAX_LABELS};
 
-/// Most labels a labelled family carries.
-pub const MAX_LABELS: usize = 8;
 /// Cached raw label sets per family, beyond which new sets take the slow path (still counted).
 const MAX_CACHED_KEYS: usize = 4096;
 
@@ -168,56 +166,6 @@ pub fn register_all(
     families: &'static [LabelledFamily],
 ) -> Result<Vec<LabelledHandle>, prometheus::Error> {
     families.iter().map(|family| Ok(LabelledHandle { family: *family, metric: family.register(registry)? })).collect()
-}
-
-/// What a labelled event does to its series.
-#[derive(Debug, Clone, Copy, PartialEq)]
-pub enum LabelledOp {
-    /// Records one observation (histograms).
-    Observe(f64),
-    /// Adds to the count (counters).
-    Inc(u64),
-    /// Sets the value (gauges).
-    Set(f64),
-    /// Creates the series at zero if it does not exist (counters, histograms, gauges).
-    Touch,
-    /// Removes the series and frees the label values it alone used.
-    Forget,
-}
-
-/// One measurement of a labelled family.
-#[derive(Debug, Clone, PartialEq)]
-pub struct LabelledEvent {
-    /// Index of the family in the catalogue's `labelled` list.
-    pub family: u16,
-    /// Label values in label order; an empty value is an absent attribute.
-    pub labels: LabelSet,
-    /// What to do.
-    pub op: LabelledOp,
-}
-
-/// Up to [`MAX_LABELS`] label values, kept in place.
-#[derive(Debug, Clone, PartialEq, Eq, Hash)]
-pub struct LabelSet {
-    len: u8,
-    values: [LabelValue; MAX_LABELS],
-}
-
-impl LabelSet {
-    /// The values of `labels` (at most [`MAX_LABELS`]; further values are ignored).
-    pub fn new(labels: &[&str]) -> Self {
-        let mut values: [LabelValue; MAX_LABELS] = std::array::from_fn(|_| LabelValue::new(""));
-        let len = labels.len().min(MAX_LABELS);
-        for (slot, value) in values.iter_mut().zip(&labels[..len]) {
-            *slot = LabelValue::new(value);
-        }
-        Self { len: len as u8, values }
-    }
-
-    /// The values.
-    pub fn as_slice(&self) -> &[LabelValue] {
-        &self.values[..self.len as usize]
-    }
 }
 
 enum Child {

@@ -5,6 +5,7 @@
 mod actor;
 pub mod catalogue;
 pub mod config;
+pub mod family;
 pub mod labelled;
 pub mod messages;
 pub mod otlp;

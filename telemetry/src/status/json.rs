@@ -9,11 +9,10 @@ use metamcp_telemetry_actors::health_check::{HealthReport, HealthStatus};
 use serde::Serialize;
 
 use super::families::{label_of, names, scalar, Buckets, Families};
+use super::text::shorten;
 use super::window::{Baseline, Sample};
 use super::REFRESH_SECONDS;
 
-/// Longest `last_error` passed on, in characters.
-pub(super) const MAX_ERROR_CHARS: usize = 300;
 /// Most routes listed.
 const MAX_ROUTES: usize = 20;
 
@@ -331,15 +330,6 @@ fn queues(families: Families<'_>, report: Option<&HealthReport>) -> Vec<QueueJso
         }
     }
     out
-}
-
-/// `text` with credentials masked, then cut (masking first: a cut URL might hide its `@`).
-pub(super) fn shorten(text: &str) -> String {
-    let text = crate::redact::redact(text);
-    match text.char_indices().nth(MAX_ERROR_CHARS) {
-        Some((cut, _)) => format!("{}…", &text[..cut]),
-        None => text.into_owned(),
-    }
 }
 
 /// A detail value with its strings (at any depth) shortened.

@@ -21,6 +21,7 @@
 
 mod families;
 mod json;
+mod text;
 mod upstreams;
 mod window;
 
@@ -34,12 +35,12 @@ use parking_lot::Mutex;
 use crate::manager::TelemetryManager;
 
 pub use families::{Buckets, Families};
-#[cfg(test)]
-use json::MAX_ERROR_CHARS;
 pub use json::{
     build, disabled_json, ComponentJson, DropsJson, ExportJson, HealthJson, ProcessJson, QueueJson, RateJson,
     RouteJson, SpoolJson, StatusJson, TrafficJson,
 };
+#[cfg(test)]
+use text::MAX_ERROR_CHARS;
 pub use upstreams::{UpstreamJson, UPSTREAM_PREFIX};
 pub use window::{Baseline, Sample, Window, MAX_SAMPLES, MIN_BASELINE_AGE, MIN_SAMPLE_SPACING, WINDOW};
 

@@ -29,7 +29,7 @@ pub struct UpstreamJson {
 }
 
 fn text(component: &ComponentHealth, key: &str) -> Option<String> {
-    component.details.get(key).and_then(serde_json::Value::as_str).map(super::json::shorten)
+    component.details.get(key).and_then(serde_json::Value::as_str).map(super::text::shorten)
 }
 
 /// The upstream servers of `report`, by name.
@@ -43,7 +43,7 @@ pub(super) fn upstreams(report: Option<&HealthReport>) -> Vec<UpstreamJson> {
             let connected = component.details.get("connected").and_then(serde_json::Value::as_bool);
             let failing = component.status != HealthStatus::Healthy || connected == Some(false);
             Some(UpstreamJson {
-                name: super::json::shorten(name),
+                name: super::text::shorten(name),
                 state: if failing { "failing" } else { "connected" },
                 transport: text(component, "transport"),
                 last_error_kind: text(component, "last_error_kind"),
@@ -53,7 +53,7 @@ pub(super) fn upstreams(report: Option<&HealthReport>) -> Vec<UpstreamJson> {
                     .and_then(serde_json::Value::as_u64)
                     .unwrap_or(0),
                 restarts: component.restarts,
-                reason: component.reason.as_deref().map(super::json::shorten),
+                reason: component.reason.as_deref().map(super::text::shorten),
             })
         })
         .collect()
