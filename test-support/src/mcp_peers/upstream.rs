@@ -229,6 +229,9 @@ async fn serve(
         tokio::select! {
             accepted = listener.accept() => match accepted {
                 Ok((stream, _)) => {
+                    // An SSE answer is written in several small pieces; with Nagle's algorithm on,
+                    // each piece after the first waits for the client's delayed ACK (~40 ms).
+                    let _ = stream.set_nodelay(true);
                     let service = service.clone();
                     let shared = shared.clone();
                     let required_bearer = required_bearer.clone();
