@@ -117,8 +117,7 @@ async fn write_batch(store: &Store, batch: Vec<NewExecution>, metrics: &AuditMet
     let mut delay = RETRY_DELAY;
     for attempt in 1..=ATTEMPTS {
         let rows_to_write = batch.clone();
-        let written =
-            store.run(move |c| storage::write_transaction(c, |c| storage::insert_executions(c, &rows_to_write))).await;
+        let written = store.run(move |c| storage::insert_executions(c, &rows_to_write)).await;
         match written {
             Ok(_) => {
                 AuditRowsWritten { rows: count }.emit(metrics);

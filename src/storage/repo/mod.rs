@@ -261,8 +261,11 @@ pub struct NewExecution {
     pub trace_id: Option<String>,
 }
 
+/// `None` is bound as `NULL` (the columns' default anyway), not written as `DEFAULT`: with a
+/// `DEFAULT` in its values diesel runs a SQLite batch insert as one statement per row inside a
+/// savepoint, where `NULL` keeps a batch to one multi-row `INSERT` (one query span).
 #[derive(Insertable)]
-#[diesel(table_name = executions)]
+#[diesel(table_name = executions, treat_none_as_default_value = false)]
 struct ExecutionRow<'a> {
     endpoint: Option<&'a str>,
     tool_name: &'a str,
