@@ -26,13 +26,17 @@ use crate::self_metrics::{DropReason, SelfMetrics, Signal};
 const DEPTH_CHECK_EVERY: u32 = 16;
 
 thread_local! {
-    static SENDS: std::cell::Cell<u32> = const { std::cell::Cell::new(0) };
+    /// Sends on this thread, per signal: one count shared by the signals would let a request's
+    /// span and metric event (always sent in the same order) fall on fixed parities, so that one
+    /// signal's depth check never ran and its consumer was woken only by a full queue or its tick.
+    static SENDS: [std::cell::Cell<u32>; 2] = const { [std::cell::Cell::new(0), std::cell::Cell::new(0)] };
 }
 
-/// True on every `every`-th call on this thread.
+/// True on every `every`-th send of `signal` on this thread.
 #[inline]
-fn depth_check_due(every: u32) -> bool {
+fn depth_check_due(signal: Signal, every: u32) -> bool {
     SENDS.with(|sends| {
+        let sends = &sends[signal as usize];
         let n = sends.get().wrapping_add(1);
         sends.set(n);
         n % every == 0
@@ -255,6 +259,7 @@ fn check_interval(wake_threshold: usize) -> u32 {
 /// and a wake-up for the consumer once the queue reaches its threshold.
 pub struct Door<T> {
     tx: Sender<T>,
+    signal: Signal,
     wake: Arc<Wake>,
     wake_threshold: usize,
     check_every: u32,
@@ -266,6 +271,7 @@ impl<T> Clone for Door<T> {
     fn clone(&self) -> Self {
         Self {
             tx: self.tx.clone(),
+            signal: self.signal,
             wake: self.wake.clone(),
             wake_threshold: self.wake_threshold,
             check_every: self.check_every,
@@ -294,6 +300,7 @@ impl<T> Door<T> {
         let wake = Arc::new(Wake::default());
         let door = Self {
             tx,
+            signal,
             wake: wake.clone(),
             wake_threshold: wake_threshold.max(1),
             check_every: check_interval(wake_threshold),
@@ -308,7 +315,7 @@ impl<T> Door<T> {
     pub fn send(&self, item: T) -> bool {
         match self.tx.try_send(item) {
             Ok(()) => {
-                if depth_check_due(self.check_every) && self.tx.len() >= self.wake_threshold {
+                if depth_check_due(self.signal, self.check_every) && self.tx.len() >= self.wake_threshold {
                     self.wake.wake();
                 }
                 true
@@ -581,6 +588,44 @@ mod tests {
         assert_eq!(accepted, 8);
         assert_eq!(rx.len(), 8);
         assert_eq!(metrics.dropped(Signal::Metrics, DropReason::QueueFull).get(), 92);
+    }
+
+    /// A request ends its span and records its metric event on the same thread, one after the
+    /// other: whichever comes first, each queue's depth check still runs and wakes its consumer
+    /// at the threshold (not only when the queue is full, which drops).
+    #[test]
+    fn interleaved_span_and_metric_sends_each_wake_their_consumer_at_the_threshold() {
+        use opentelemetry::trace::{Span as _, Tracer as _, TracerProvider as _};
+        for span_first in [true, false] {
+            std::thread::spawn(move || {
+                let metrics = SelfMetrics::unregistered();
+                let (spans, _span_rx, span_wake, _bytes) = span_channel(1000, 1 << 20, 64, metrics.clone());
+                let (events, _event_rx, event_wake) = metric_channel(1000, 64, metrics);
+                let provider =
+                    opentelemetry_sdk::trace::SdkTracerProvider::builder().with_span_processor(spans).build();
+                let tracer = provider.tracer("interleaved");
+                let event = MetricEvent::VectorSearch { query_length: 3, result_count: 1, duration: 0.01 };
+                for _ in 0..100 {
+                    if span_first {
+                        tracer.start("request").end();
+                        events.record(event.clone());
+                    } else {
+                        events.record(event.clone());
+                        tracer.start("request").end();
+                    }
+                }
+                assert!(
+                    span_wake.pending.load(Ordering::Acquire),
+                    "span consumer not woken (span first: {span_first})"
+                );
+                assert!(
+                    event_wake.pending.load(Ordering::Acquire),
+                    "metric consumer not woken (span first: {span_first})"
+                );
+            })
+            .join()
+            .unwrap();
+        }
     }
 
     #[test]

@@ -3,7 +3,8 @@
 //!
 //! - **bare**: no instrumentation; `/metrics` renders an empty Prometheus registry.
 //! - **ours**: `TelemetryManager::initialize` + `.wrap(manager.middleware())`; Prometheus on the
-//!   manager's own listener; spans and metrics exported by our pipeline over OTLP/gRPC.
+//!   manager's own listener; spans and metrics exported by our pipeline over OTLP/gRPC; in the
+//!   socket runs with the durable SQLite spool attached as the overflow ([`ours_durable_settings`]).
 //! - **eco**: what a user assembles from the ecosystem: `opentelemetry-instrumentation-actix-web`
 //!   (`RequestTracing` + `RequestMetrics`), the SDK's `BatchSpanProcessor` with its defaults and
 //!   the `opentelemetry-otlp` tonic span exporter, an `SdkMeterProvider` with a periodic OTLP
@@ -11,6 +12,9 @@
 
 use std::error::Error;
 use std::io;
+use std::path::Path;
+use std::sync::Arc;
+use std::time::Duration;
 
 use actix_web::body::MessageBody;
 use actix_web::dev::{ServiceFactory, ServiceRequest, ServiceResponse};
@@ -80,8 +84,46 @@ struct Item {
     in_stock: bool,
 }
 
+/// Requests the handler answered in this process, counted per thread (each thread its own
+/// atomic, so the workers never share a cache line for it) and summed on demand: the exact
+/// number of spans an instrumented build has to deliver.
+pub mod served {
+    use std::sync::atomic::{AtomicU64, Ordering};
+    use std::sync::{Arc, Mutex, PoisonError};
+
+    static THREADS: Mutex<Vec<Arc<AtomicU64>>> = Mutex::new(Vec::new());
+
+    thread_local! {
+        static MINE: Arc<AtomicU64> = {
+            let counter = Arc::new(AtomicU64::new(0));
+            THREADS.lock().unwrap_or_else(PoisonError::into_inner).push(counter.clone());
+            counter
+        };
+    }
+
+    /// Counts one request on this thread.
+    #[inline]
+    pub fn count() {
+        MINE.with(|counter| counter.fetch_add(1, Ordering::Relaxed));
+    }
+
+    /// Requests counted so far, all threads.
+    pub fn total() -> u64 {
+        THREADS.lock().unwrap_or_else(PoisonError::into_inner).iter().map(|c| c.load(Ordering::Relaxed)).sum()
+    }
+}
+
+/// The path at which each served build answers [`served::total`] (a route of its own in every
+/// build, so the request that reads it is one more span of the instrumented builds).
+pub const SERVED_PATH: &str = "/served";
+
+async fn get_served() -> HttpResponse {
+    HttpResponse::Ok().body(served::total().to_string())
+}
+
 /// The handler every build serves.
 async fn get_item(id: web::Path<u64>) -> HttpResponse {
+    served::count();
     let id = id.into_inner();
     HttpResponse::Ok().json(Item {
         id,
@@ -111,6 +153,7 @@ pub fn bare_app(
     App::new()
         .app_data(registry)
         .route("/items/{id}", web::get().to(get_item))
+        .route(SERVED_PATH, web::get().to(get_served))
         .route("/metrics", web::get().to(empty_metrics))
 }
 
@@ -126,7 +169,10 @@ pub fn ours_app(
         InitError = (),
     >,
 > {
-    App::new().wrap(manager.middleware()).route("/items/{id}", web::get().to(get_item))
+    App::new()
+        .wrap(manager.middleware())
+        .route("/items/{id}", web::get().to(get_item))
+        .route(SERVED_PATH, web::get().to(get_served))
 }
 
 /// The ecosystem build: tracing, OpenTelemetry metrics and actix-web-prom middlewares.
@@ -146,6 +192,7 @@ pub fn eco_app(
         .wrap(RequestMetrics::default())
         .wrap(prom.clone())
         .route("/items/{id}", web::get().to(get_item))
+        .route(SERVED_PATH, web::get().to(get_served))
 }
 
 /// Settings of our build: OTLP/gRPC to `otlp`, Prometheus on `metrics_port` (0: any free port),
@@ -157,6 +204,31 @@ pub fn ours_settings(service_name: &str, otlp: &str, metrics_port: u16) -> Setti
     settings.exporter.endpoint = otlp.to_owned();
     settings.exporter.protocol = Protocol::Grpc;
     settings.prometheus.port = metrics_port;
+    settings
+}
+
+/// Span ingress queue of ours in the socket runs (the default is 8192).
+pub const DURABLE_QUEUE_CAPACITY: usize = 65_536;
+/// Spooled batches ours replays per second once the load is over (the default is 20).
+pub const DURABLE_REPLAY_BATCHES_PER_SECOND: u32 = 500;
+
+/// Settings of ours in the socket runs: [`ours_settings`], run the way a service that must not
+/// lose spans at saturation runs it. The durable spool (a SQLite file, attached by [`serve`]) is
+/// the overflow — the default `exporter.when_full.traces = "spool"` writes what the exporter's
+/// memory cannot hold to it — and two settings differ from the library's defaults:
+///
+/// - `span_buffer.queue_capacity` 65 536: the ingress queue is the one bound the spool cannot
+///   back (a finished span is handed over with `try_send` and never waits). At 100 k+ spans/s on
+///   two saturated cores the span buffer's thread can be off-CPU for longer than 8 192 spans
+///   last (80 ms); 65 536 covers about half a second. Its memory stays bounded by
+///   `span_buffer.queue_max_bytes` (32 MiB) all the same.
+/// - `spool.replay_batches_per_second` 500: the default of 20 (10 k spans/s) is gentle with a
+///   collector that has just come back; after an overload against a healthy collector the
+///   backlog should leave at the pace the collector takes it (the soak runs with the same).
+pub fn ours_durable_settings(service_name: &str, otlp: &str, metrics_port: u16) -> Settings {
+    let mut settings = ours_settings(service_name, otlp, metrics_port);
+    settings.span_buffer.queue_capacity = DURABLE_QUEUE_CAPACITY;
+    settings.spool.replay_batches_per_second = DURABLE_REPLAY_BATCHES_PER_SECOND;
     settings
 }
 
@@ -207,13 +279,15 @@ impl Eco {
         let _ = self.tracer_provider.shutdown();
         let _ = self.meter_provider.shutdown();
         if let Some(runtime) = self.runtime.take() {
-            runtime.shutdown_timeout(std::time::Duration::from_secs(1));
+            runtime.shutdown_timeout(Duration::from_secs(1));
         }
     }
 }
 
-/// `serve KIND`: runs one build on `127.0.0.1:port` with [`WORKERS`] workers until killed.
-pub fn serve(kind: Kind, port: u16, metrics_port: u16, otlp: &str) -> Result<(), BoxError> {
+/// `serve KIND`: runs one build on `127.0.0.1:port` with [`WORKERS`] workers until killed. With
+/// `spool` (ours only), ours runs with [`ours_durable_settings`] and the durable spool in that
+/// SQLite file; without it, with [`ours_settings`] and its memory only.
+pub fn serve(kind: Kind, port: u16, metrics_port: u16, otlp: &str, spool: Option<&Path>) -> Result<(), BoxError> {
     let system = actix_rt::System::new();
     match kind {
         Kind::Bare => {
@@ -223,8 +297,16 @@ pub fn serve(kind: Kind, port: u16, metrics_port: u16, otlp: &str) -> Result<(),
             )?;
         }
         Kind::Ours => {
-            let settings = ours_settings(kind.service_name(), otlp, metrics_port);
+            let settings = match spool {
+                Some(_) => ours_durable_settings(kind.service_name(), otlp, metrics_port),
+                None => ours_settings(kind.service_name(), otlp, metrics_port),
+            };
             let manager = system.block_on(async { TelemetryManager::initialize(&settings) })?;
+            if let Some(path) = spool {
+                let path = path.to_str().ok_or("the spool path is not UTF-8")?;
+                let spool = metamcp_telemetry::spool::DbSpool::open(path, Duration::from_secs(1))?;
+                manager.attach_spool(Arc::new(spool));
+            }
             let app_manager = manager.clone();
             system.block_on(
                 HttpServer::new(move || ours_app(&app_manager)).workers(WORKERS).bind(("127.0.0.1", port))?.run(),
@@ -245,7 +327,7 @@ pub fn serve(kind: Kind, port: u16, metrics_port: u16, otlp: &str) -> Result<(),
 /// A GET over a fresh connection: the status code and the body (for readiness checks and scrapes).
 pub fn http_get(port: u16, path: &str) -> io::Result<(u16, String)> {
     use std::io::{Read as _, Write as _};
-    let timeout = std::time::Duration::from_secs(2);
+    let timeout = Duration::from_secs(2);
     let mut stream = std::net::TcpStream::connect_timeout(&([127, 0, 0, 1], port).into(), timeout)?;
     stream.set_read_timeout(Some(timeout))?;
     write!(stream, "GET {path} HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n\r\n")?;

@@ -1,7 +1,7 @@
 //! In-process figures: no socket. Each build as an `actix_web::test` service in this process,
 //! timed over batches of requests interleaved bare, ours, eco; the median per request of each.
 //! The spans go to the receiver as in the socket runs; each pipeline is flushed (untimed) after
-//! its batch.
+//! its batch, and the order of the builds rotates from batch to batch.
 
 use std::time::{Duration, Instant};
 
@@ -10,7 +10,7 @@ use actix_web::dev::{Service, ServiceResponse};
 use actix_web::{test, web};
 use metamcp_telemetry::TelemetryManager;
 
-use crate::apps::{bare_app, eco_app, ours_app, ours_settings, BoxError, Eco};
+use crate::apps::{bare_app, eco_app, ours_app, ours_durable_settings, BoxError, Eco};
 use crate::load::PATH;
 use crate::procstat;
 use crate::receiver::Receiver;
@@ -50,7 +50,10 @@ where
 /// batch each); prints µs per request and the cost added over bare.
 pub fn inproc(receiver: &Receiver, requests: usize, batches: usize) -> Result<(), BoxError> {
     let system = actix_rt::System::new();
-    let settings = ours_settings(OURS_SERVICE, &receiver.endpoint(), 0);
+    // The socket runs' settings (without the spool, which an in-process batch never reaches): a
+    // batch's spans fit the ingress queue, so every one is exported as in the load runs, and
+    // none is dropped (which would cost less than sending it).
+    let settings = ours_durable_settings(OURS_SERVICE, &receiver.endpoint(), 0);
     let manager = system.block_on(async { TelemetryManager::initialize(&settings) })?;
     let mut eco = Eco::start(ECO_SERVICE, &receiver.endpoint())?;
 
@@ -61,19 +64,28 @@ pub fn inproc(receiver: &Receiver, requests: usize, batches: usize) -> Result<()
     let mut wall: [Vec<f64>; 3] = Default::default();
     let mut cpu: [Vec<f64>; 3] = Default::default();
     for batch in 0..=batches {
-        // Each build's batch is followed by an untimed flush of its pipeline, so the export of
-        // one build's spans does not run during the next build's timed batch.
-        let bare_time = system.block_on(time_batch(&bare, requests))?;
-        let ours_time = system.block_on(time_batch(&ours, requests))?;
-        system.block_on(manager.force_flush(FLUSH_TIMEOUT))?;
-        let eco_time = system.block_on(time_batch(&eco_service, requests))?;
-        eco.tracer_provider.force_flush()?;
-        if batch == 0 {
-            continue; // warm-up
-        }
-        for (i, timing) in [bare_time, ours_time, eco_time].into_iter().enumerate() {
-            wall[i].push(timing.wall.as_secs_f64() * 1e6 / requests as f64);
-            cpu[i].push(timing.cpu.as_secs_f64() * 1e6 / requests as f64);
+        // The order rotates from batch to batch (bare ours eco, ours eco bare, eco bare ours), so
+        // no build always runs first or right after another's. Each build's batch is followed by
+        // an untimed flush of its pipeline, which returns once the receiver has answered for every
+        // span, so one build's export does not run during the next build's timed batch.
+        for i in (0..3).map(|k| (k + batch) % 3) {
+            let timing = match i {
+                0 => system.block_on(time_batch(&bare, requests))?,
+                1 => {
+                    let timing = system.block_on(time_batch(&ours, requests))?;
+                    system.block_on(manager.force_flush(FLUSH_TIMEOUT))?;
+                    timing
+                }
+                _ => {
+                    let timing = system.block_on(time_batch(&eco_service, requests))?;
+                    eco.tracer_provider.force_flush()?;
+                    timing
+                }
+            };
+            if batch > 0 {
+                wall[i].push(timing.wall.as_secs_f64() * 1e6 / requests as f64);
+                cpu[i].push(timing.cpu.as_secs_f64() * 1e6 / requests as f64);
+            }
         }
     }
     let wall_median = [median(&wall[0]), median(&wall[1]), median(&wall[2])];

@@ -1,11 +1,13 @@
 //! The socket runs: each build as its own process, driven by wrk in turn (A B C A B C …), with
-//! CPU and peak memory read from `/proc` and the spans counted by the receiver.
+//! CPU and peak memory read from `/proc` and the spans counted by the receiver. Ours runs with
+//! its durable spool as the overflow, and gets the time it needs to deliver the backlog after
+//! the load (bounded), so "spans received" counts what the spool kept too.
 
 use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
-use crate::apps::{http_get, BoxError, Kind};
+use crate::apps::{http_get, BoxError, Kind, SERVED_PATH};
 use crate::procstat;
 use crate::receiver::Receiver;
 use crate::report::{count, median, mib, ratio, Table};
@@ -18,6 +20,8 @@ const READY_TIMEOUT: Duration = Duration::from_secs(20);
 pub const FLUSH_QUIET: Duration = Duration::from_secs(7);
 /// …and at most this long in all (the SDK's batch processor exports every 5 s).
 pub const FLUSH_MAX: Duration = Duration::from_secs(30);
+/// Ours, with its spool, gets at most this long to replay its backlog after the load.
+pub const SPOOL_DRAIN_MAX: Duration = Duration::from_secs(120);
 
 /// How wrk drives an app.
 #[derive(Clone, Copy, Debug)]
@@ -117,36 +121,43 @@ pub fn free_port() -> std::io::Result<u16> {
     Ok(std::net::TcpListener::bind(("127.0.0.1", 0))?.local_addr()?.port())
 }
 
-/// One build running as a child process (`serve KIND`); killed on drop.
+/// One build running as a child process (`serve KIND`); killed on drop (its spool with it).
 pub struct AppProcess {
     child: Child,
+    /// The directory of ours' SQLite spool, removed on drop.
+    spool_dir: Option<PathBuf>,
     /// The app's port.
     pub port: u16,
     /// Port of our Prometheus listener (ours only).
     pub metrics_port: u16,
-    /// Requests the readiness check got answered (each one is a span of the instrumented builds).
-    pub probes: u64,
 }
 
 impl AppProcess {
-    /// Starts `kind` exporting to `otlp` and waits until it answers `GET PATH`.
-    pub fn spawn(kind: Kind, otlp: &str) -> Result<Self, BoxError> {
+    /// Starts `kind` exporting to `otlp` and waits until it answers `GET PATH`. With `durable`,
+    /// ours runs with a SQLite spool in a fresh temporary directory (`serve --spool`).
+    pub fn spawn(kind: Kind, otlp: &str, durable: bool) -> Result<Self, BoxError> {
         let port = free_port()?;
         let metrics_port = free_port()?;
-        let child = Command::new(std::env::current_exe()?)
+        let mut command = Command::new(std::env::current_exe()?);
+        command
             .args(["serve", kind.label(), "--port", &port.to_string(), "--metrics-port", &metrics_port.to_string()])
-            .args(["--otlp", otlp])
-            .stdin(Stdio::null())
-            .stdout(Stdio::null())
-            .spawn()?;
-        let mut app = AppProcess { child, port, metrics_port, probes: 0 };
+            .args(["--otlp", otlp]);
+        let spool_dir = if durable && kind == Kind::Ours {
+            let dir = std::env::temp_dir().join(format!("metamcp-comparison-spool-{}-{port}", std::process::id()));
+            std::fs::create_dir_all(&dir)?;
+            command.arg("--spool").arg(dir.join("spool.sqlite"));
+            Some(dir)
+        } else {
+            None
+        };
+        let child = command.stdin(Stdio::null()).stdout(Stdio::null()).spawn()?;
+        let mut app = AppProcess { child, spool_dir, port, metrics_port };
         let deadline = Instant::now() + READY_TIMEOUT;
         loop {
             if let Some(status) = app.child.try_wait()? {
                 return Err(format!("serve {} exited early: {status}", kind.label()).into());
             }
             if let Ok((200, _)) = http_get(port, PATH) {
-                app.probes += 1;
                 return Ok(app);
             }
             if Instant::now() >= deadline {
@@ -161,25 +172,59 @@ impl AppProcess {
         self.child.id()
     }
 
-    /// Our pipeline's own count of dropped spans by reason, scraped from its `/metrics` (ours
-    /// only; empty for the other builds or when the scrape fails).
-    pub fn dropped_spans(&self) -> Vec<(String, u64)> {
-        let Ok((200, text)) = http_get(self.metrics_port, "/metrics") else { return Vec::new() };
-        text.lines()
-            .filter(|line| line.starts_with("metamcp_telemetry_dropped_total{") && line.contains("signal=\"traces\""))
+    /// The spans this app has to deliver by now: the requests its handler answered (the
+    /// readiness probe's included) plus the request that asks for that count, for the builds
+    /// that export spans. Exact, where wrk's own count leaves out the requests it abandons when
+    /// it stops.
+    pub fn spans_due(&self, kind: Kind) -> Result<u64, BoxError> {
+        match http_get(self.port, SERVED_PATH)? {
+            (200, body) => Ok(body.trim().parse::<u64>()? + u64::from(kind.exports_spans())),
+            (status, _) => Err(format!("GET {SERVED_PATH} answered {status}").into()),
+        }
+    }
+
+    /// Our pipeline's own figures for its spans, scraped from its `/metrics` (ours only; empty
+    /// for the other builds or when the scrape fails).
+    pub fn pipeline_figures(&self) -> PipelineFigures {
+        let Ok((200, text)) = http_get(self.metrics_port, "/metrics") else { return PipelineFigures::default() };
+        let traces = |line: &&str| line.contains("signal=\"traces\"");
+        let value = |line: &str| line.rsplit(' ').next().and_then(|v| v.parse::<f64>().ok()).unwrap_or(0.0) as u64;
+        let dropped = text
+            .lines()
+            .filter(|line| line.starts_with("metamcp_telemetry_dropped_total{"))
+            .filter(traces)
             .filter_map(|line| {
                 let reason = line.split("reason=\"").nth(1)?.split('"').next()?.to_owned();
-                let value: f64 = line.rsplit(' ').next()?.parse().ok()?;
-                (value > 0.0).then_some((reason, value as u64))
+                let n = value(line);
+                (n > 0).then_some((reason, n))
             })
-            .collect()
+            .collect();
+        let spooled = text
+            .lines()
+            .filter(|line| line.starts_with("metamcp_telemetry_spooled_total{"))
+            .filter(traces)
+            .map(value)
+            .sum();
+        PipelineFigures { dropped, spooled }
     }
+}
+
+/// What our pipeline says of its spans.
+#[derive(Clone, Debug, Default)]
+pub struct PipelineFigures {
+    /// `metamcp_telemetry_dropped_total{signal="traces"}` by reason, the non-zero ones.
+    pub dropped: Vec<(String, u64)>,
+    /// `metamcp_telemetry_spooled_total{signal="traces"}`: spans written to the spool.
+    pub spooled: u64,
 }
 
 impl Drop for AppProcess {
     fn drop(&mut self) {
         let _ = self.child.kill();
         let _ = self.child.wait();
+        if let Some(dir) = self.spool_dir.take() {
+            let _ = std::fs::remove_dir_all(dir);
+        }
     }
 }
 
@@ -196,10 +241,12 @@ pub struct RunResult {
     pub peak_rss_kib: u64,
     /// Spans the receiver got from this run.
     pub spans_received: u64,
-    /// Requests the app served (wrk's count plus the readiness probe).
+    /// Spans the app had to deliver: the requests its handler answered, counted in the app.
     pub spans_expected: u64,
-    /// Spans our pipeline counted as dropped, by reason (ours only).
-    pub dropped: Vec<(String, u64)>,
+    /// Seconds from the end of the load to the last span received (builds that export spans).
+    pub drain_s: f64,
+    /// Our pipeline's own drop and spool counts (ours only).
+    pub pipeline: PipelineFigures,
 }
 
 impl RunResult {
@@ -213,21 +260,23 @@ impl RunResult {
 pub fn run_one(kind: Kind, receiver: &Receiver, wrk: Wrk) -> Result<RunResult, BoxError> {
     let service = kind.service_name();
     let spans_before = receiver.spans(service);
-    let app = AppProcess::spawn(kind, &receiver.endpoint())?;
+    let app = AppProcess::spawn(kind, &receiver.endpoint(), true)?;
     let pid = app.pid();
     let cpu_before = procstat::cpu_seconds(pid)?;
     let result = run_wrk(app.port, wrk)?;
-    let spans_expected = result.requests + app.probes;
-    let spans_received = if kind.exports_spans() {
-        receiver.wait_for_spans(service, spans_before + spans_expected, FLUSH_QUIET, FLUSH_MAX) - spans_before
+    let spans_expected = app.spans_due(kind)?;
+    let max = if kind == Kind::Ours { SPOOL_DRAIN_MAX } else { FLUSH_MAX };
+    let (spans_received, drain_s) = if kind.exports_spans() {
+        let drained = receiver.drain(service, spans_before + spans_expected, FLUSH_QUIET, max);
+        (drained.count - spans_before, drained.last_arrival.as_secs_f64())
     } else {
-        0
+        (0, 0.0)
     };
     let cpu_s = procstat::cpu_seconds(pid)? - cpu_before;
     let peak_rss_kib = procstat::peak_rss_kib(pid)?;
-    let dropped = if kind == Kind::Ours { app.dropped_spans() } else { Vec::new() };
+    let pipeline = if kind == Kind::Ours { app.pipeline_figures() } else { PipelineFigures::default() };
     drop(app);
-    Ok(RunResult { kind, wrk: result, cpu_s, peak_rss_kib, spans_received, spans_expected, dropped })
+    Ok(RunResult { kind, wrk: result, cpu_s, peak_rss_kib, spans_received, spans_expected, drain_s, pipeline })
 }
 
 fn spans_cell(received: u64, expected: u64, exports: bool) -> String {
@@ -250,8 +299,16 @@ pub fn load(receiver: &Receiver, wrk: Wrk, rounds: usize) -> Result<Vec<RunResul
             eprintln!("load: round {round}/{rounds}, {} ({} s)…", kind.label(), wrk.duration.as_secs());
             let run = run_one(kind, receiver, wrk)?;
             eprintln!(
-                "load:   {:.0} req/s, p50 {:.0} µs, p99 {:.0} µs, {} errors, spans {} / {}",
-                run.wrk.rps, run.wrk.p50_us, run.wrk.p99_us, run.wrk.errors, run.spans_received, run.spans_expected
+                "load:   {:.0} req/s, p50 {:.0} µs, p99 {:.0} µs, {} errors, spans {} / {} (last {:.1} s after the \
+                 load, {} spooled)",
+                run.wrk.rps,
+                run.wrk.p50_us,
+                run.wrk.p99_us,
+                run.wrk.errors,
+                run.spans_received,
+                run.spans_expected,
+                run.drain_s,
+                run.pipeline.spooled
             );
             runs.push((round, run));
         }
@@ -274,6 +331,8 @@ pub fn load(receiver: &Receiver, wrk: Wrk, rounds: usize) -> Result<Vec<RunResul
         "CPU s / 10k req",
         "peak RSS",
         "spans received / expected",
+        "last span after the load",
+        "spooled",
     ]);
     for (round, run) in &runs {
         table.row(vec![
@@ -286,14 +345,26 @@ pub fn load(receiver: &Receiver, wrk: Wrk, rounds: usize) -> Result<Vec<RunResul
             format!("{:.3}", run.cpu_per_10k()),
             mib(run.peak_rss_kib as f64),
             spans_cell(run.spans_received, run.spans_expected, run.kind.exports_spans()),
+            if run.kind.exports_spans() { format!("{:.1} s", run.drain_s) } else { "—".to_owned() },
+            if run.kind == Kind::Ours { count(run.pipeline.spooled as f64) } else { "—".to_owned() },
         ]);
     }
     println!("{}", table.render());
+    println!(
+        "Ours runs with its durable spool (a SQLite file) as the overflow, `span_buffer.queue_capacity` {} and \
+         `spool.replay_batches_per_second` {} (see comparison/README.md); after the load each build gets until its \
+         spans are all in, or {} s without a new one, or {} s in all (ours: {} s, to replay its spool).\n",
+        crate::apps::DURABLE_QUEUE_CAPACITY,
+        crate::apps::DURABLE_REPLAY_BATCHES_PER_SECOND,
+        FLUSH_QUIET.as_secs(),
+        FLUSH_MAX.as_secs(),
+        SPOOL_DRAIN_MAX.as_secs()
+    );
 
     for (round, run) in &runs {
-        if !run.dropped.is_empty() {
+        if !run.pipeline.dropped.is_empty() {
             let reasons: Vec<String> =
-                run.dropped.iter().map(|(reason, n)| format!("{} `{reason}`", count(*n as f64))).collect();
+                run.pipeline.dropped.iter().map(|(reason, n)| format!("{} `{reason}`", count(*n as f64))).collect();
             println!(
                 "Round {round}, {}: the pipeline's own `metamcp_telemetry_dropped_total{{signal=\"traces\"}}`: {}.",
                 run.kind.label(),

@@ -145,6 +145,10 @@ enum Command {
         /// OTLP/gRPC endpoint.
         #[arg(long)]
         otlp: String,
+        /// SQLite file of ours' durable spool (ours only): run as a production service that
+        /// must not lose spans would (see `apps::ours_durable_settings`).
+        #[arg(long)]
+        spool: Option<std::path::PathBuf>,
     },
 }
 
@@ -169,8 +173,8 @@ fn machine() -> String {
 }
 
 fn run(cli: Cli) -> Result<(), BoxError> {
-    if let Command::Serve { kind, port, metrics_port, otlp } = &cli.command {
-        return apps::serve(*kind, *port, *metrics_port, otlp);
+    if let Command::Serve { kind, port, metrics_port, otlp, spool } = &cli.command {
+        return apps::serve(*kind, *port, *metrics_port, otlp, spool.as_deref());
     }
     let started = Instant::now();
     let allocator = if cfg!(feature = "system-alloc") { "system allocator" } else { "mimalloc" };

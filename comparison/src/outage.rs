@@ -65,7 +65,7 @@ struct OutageRun {
 fn run(kind: Kind, receiver: &mut Receiver, wrk: Wrk) -> Result<OutageRun, BoxError> {
     let service = kind.service_name();
     let before = receiver.spans(service);
-    let app = AppProcess::spawn(kind, &receiver.endpoint())?;
+    let app = AppProcess::spawn(kind, &receiver.endpoint(), false)?;
     let pid = app.pid();
     let sampler = RssSampler::start(pid);
     eprintln!("outage: {}: healthy third…", kind.label());
@@ -80,11 +80,11 @@ fn run(kind: Kind, receiver: &mut Receiver, wrk: Wrk) -> Result<OutageRun, BoxEr
     let third = run_wrk(app.port, wrk)?;
     let at_end = receiver.spans(service);
     let rss_end_of_load = procstat::rss_kib(pid)?;
-    let expected = app.probes + first.requests + second.requests + third.requests;
+    let expected = app.spans_due(kind)?;
     let received = receiver.wait_for_spans(service, before + expected, DRAIN_QUIET, DRAIN_MAX) - before;
     let rss_after_drain = procstat::rss_kib(pid)?;
     let peak_rss = procstat::peak_rss_kib(pid)?;
-    let dropped = app.dropped_spans();
+    let dropped = app.pipeline_figures().dropped;
     let rss = sampler.finish();
     drop(app);
     Ok(OutageRun {

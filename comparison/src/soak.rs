@@ -177,7 +177,12 @@ pub fn soak(receiver: &mut Receiver, config: SoakConfig) -> Result<(), BoxError>
     let idle_rss = procstat::rss_kib(gateway.pid())?;
     let outage = config.total.mul_f64(config.outage_share);
     let healthy = (config.total.saturating_sub(outage)) / 2;
-    eprintln!("soak: {} s healthy, {} s receiver down, {} s healthy", healthy.as_secs(), outage.as_secs(), healthy.as_secs());
+    eprintln!(
+        "soak: {} s healthy, {} s receiver down, {} s healthy",
+        healthy.as_secs(),
+        outage.as_secs(),
+        healthy.as_secs()
+    );
     let first = run_phase(&gateway, true, healthy, config.connections)?;
     receiver.stop();
     let second = run_phase(&gateway, false, outage, config.connections)?;
@@ -185,17 +190,23 @@ pub fn soak(receiver: &mut Receiver, config: SoakConfig) -> Result<(), BoxError>
     let third = run_phase(&gateway, true, healthy, config.connections)?;
     let recorded_requests = gateway.served();
     let drain_started = Instant::now();
-    let received =
-        receiver.wait_for_spans(SERVICE, before + recorded_requests as u64, DRAIN_QUIET, DRAIN_MAX) - before;
+    let received = receiver.wait_for_spans(SERVICE, before + recorded_requests as u64, DRAIN_QUIET, DRAIN_MAX) - before;
     let drain = drain_started.elapsed();
     let peak = procstat::peak_rss_kib(gateway.pid())?;
-    let dropped: Vec<(String, f64)> = ["queue_full", "spool_full", "spool_expired", "retry_exhausted", "shutdown_timeout", "export_failed_permanent"]
-        .iter()
-        .map(|reason| {
-            (reason.to_string(), gateway.metric("metamcp_telemetry_dropped_total", &["signal=\"traces\"", &format!("reason=\"{reason}\"")]))
-        })
-        .filter(|(_, n)| *n > 0.0)
-        .collect();
+    let dropped: Vec<(String, f64)> =
+        ["queue_full", "spool_full", "spool_expired", "retry_exhausted", "shutdown_timeout", "export_failed_permanent"]
+            .iter()
+            .map(|reason| {
+                (
+                    reason.to_string(),
+                    gateway.metric(
+                        "metamcp_telemetry_dropped_total",
+                        &["signal=\"traces\"", &format!("reason=\"{reason}\"")],
+                    ),
+                )
+            })
+            .filter(|(_, n)| *n > 0.0)
+            .collect();
     let spooled = gateway.metric("metamcp_telemetry_spooled_total", &["signal=\"traces\""]);
     let replayed = gateway.metric("metamcp_telemetry_replayed_total", &["signal=\"traces\""]);
     let exported = gateway.metric("metamcp_telemetry_exported_total", &["signal=\"traces\""]);
@@ -213,7 +224,8 @@ pub fn soak(receiver: &mut Receiver, config: SoakConfig) -> Result<(), BoxError>
         config.connections,
         outage.as_secs() / 60
     );
-    let mut table = Table::new(&["phase", "receiver", "requests", "req/s", "vs healthy", "errors", "peak RSS in phase"]);
+    let mut table =
+        Table::new(&["phase", "receiver", "requests", "req/s", "vs healthy", "errors", "peak RSS in phase"]);
     for (i, phase) in phases.iter().enumerate() {
         table.row(vec![
             (i + 1).to_string(),
@@ -233,15 +245,16 @@ pub fn soak(receiver: &mut Receiver, config: SoakConfig) -> Result<(), BoxError>
         "spans delivered to the receiver".into(),
         format!("{} ({:.3} % of served)", count(received as f64), received as f64 / recorded_requests.max(1.0) * 100.0),
     ]);
-    table.row(vec!["spans written to the spool / replayed".into(), format!("{} / {}", count(spooled), count(replayed))]);
+    table
+        .row(vec!["spans written to the spool / replayed".into(), format!("{} / {}", count(spooled), count(replayed))]);
     table.row(vec!["drops by reason".into(), if dropped.is_empty() { "none".into() } else { format!("{dropped:?}") }]);
     table.row(vec!["drain after the load".into(), format!("{:.0} s", drain.as_secs_f64())]);
     table.row(vec!["RSS idle at start".into(), mib(idle_rss as f64)]);
+    table.row(vec!["configured ceiling (idle + queue + 1.5 × pending + memory spool)".into(), mib(ceiling_kib as f64)]);
     table.row(vec![
-        "configured ceiling (idle + queue + 1.5 × pending + memory spool)".into(),
-        mib(ceiling_kib as f64),
+        "peak RSS (VmHWM)".into(),
+        format!("{} ({})", mib(peak as f64), ratio(peak as f64, ceiling_kib as f64)),
     ]);
-    table.row(vec!["peak RSS (VmHWM)".into(), format!("{} ({})", mib(peak as f64), ratio(peak as f64, ceiling_kib as f64))]);
     table.row(vec!["throughput while down vs healthy".into(), ratio(second.rps(), healthy_rps)]);
     println!("{}", table.render());
     Ok(())

@@ -322,6 +322,17 @@ impl TelemetryManager {
         });
     }
 
+    /// [`record_request`](Self::record_request) with the method already parsed (the middleware's).
+    #[inline]
+    pub(crate) fn record_request_method(&self, method: HttpMethod, route: &str, status_code: u16, duration: Duration) {
+        self.inner.sink.record(|| MetricEvent::Request {
+            method,
+            route: LabelValue::new(route),
+            status_code,
+            duration: duration.as_secs_f64(),
+        });
+    }
+
     /// Records one tool execution. Never blocks.
     #[inline]
     pub fn record_tool_execution(&self, tool_name: &str, success: bool, duration: Duration) {

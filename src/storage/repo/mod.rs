@@ -261,9 +261,9 @@ pub struct NewExecution {
     pub trace_id: Option<String>,
 }
 
-/// `None` is bound as `NULL` (the columns' default anyway), not written as `DEFAULT`: with a
-/// `DEFAULT` in its values diesel runs a SQLite batch insert as one statement per row inside a
-/// savepoint, where `NULL` keeps a batch to one multi-row `INSERT` (one query span).
+// `None` inserts NULL rather than DEFAULT (the nullable columns have no other default): with no
+// defaultable value, diesel writes a batch as one multi-row `INSERT` on SQLite too, instead of a
+// savepoint and one `INSERT` per row.
 #[derive(Insertable)]
 #[diesel(table_name = executions, treat_none_as_default_value = false)]
 struct ExecutionRow<'a> {
