@@ -1,7 +1,10 @@
 //! The audit log writer: tool calls hand their `tool_executions` row to a bounded queue, and one
-//! task writes the rows in batches, one transaction each. A call never waits for the database, the
-//! database sees one writer instead of every request contending for its lock, and a row that
-//! cannot be written is retried, then counted as lost — never silently.
+//! task writes the rows in batches, one multi-row `INSERT` each (one statement, one query span).
+//! A batch closes when it is full, [`BATCH_WINDOW`] after its first row, or when a flush asks
+//! for it, so a steady trickle of calls costs one statement per window, not one per call. A call
+//! never waits for the database, the database sees one writer instead of every request
+//! contending for its lock, and a row that cannot be written is retried, then counted as lost —
+//! never silently.
 //!
 //! Readers that must see every row written so far (the admin API's execution list) call
 //! [`AuditLog::flush`] first.
@@ -17,12 +20,16 @@ use super::storage::{self, NewExecution, Store};
 
 /// Rows waiting to be written at most; beyond it a row is dropped and counted.
 pub const QUEUE_CAPACITY: usize = 65_536;
-/// Rows written in one transaction at most.
+/// Rows written in one statement at most.
 pub const MAX_BATCH: usize = 512;
+/// Longest wait for more rows after the first of a batch (a flush, a full batch or the end of
+/// the queue closes it sooner).
+pub const BATCH_WINDOW: Duration = Duration::from_millis(200);
 /// Attempts to write a batch before its rows are counted as lost.
 const ATTEMPTS: u32 = 5;
 /// First delay between attempts; doubles after each.
 const RETRY_DELAY: Duration = Duration::from_millis(100);
+const _: () = assert!(MAX_BATCH <= storage::MAX_ROWS_PER_INSERT, "a batch is one statement");
 
 enum Message {
     Row(Box<NewExecution>),
@@ -90,16 +97,19 @@ async fn write_loop(store: Store, mut rx: mpsc::Receiver<Message>, metrics: Audi
     let mut batch: Vec<NewExecution> = Vec::with_capacity(MAX_BATCH);
     let mut waiting: Vec<oneshot::Sender<()>> = Vec::new();
     while let Some(first) = rx.recv().await {
-        let mut next = Some(first);
-        while let Some(message) = next.take() {
-            match message {
-                Message::Row(row) => batch.push(*row),
-                Message::Flush(done) => waiting.push(done),
+        let mut now = take(first, &mut batch, &mut waiting);
+        let window = tokio::time::sleep(BATCH_WINDOW);
+        tokio::pin!(window);
+        while !now && batch.len() < MAX_BATCH {
+            tokio::select! {
+                biased;
+                message = rx.recv() => match message {
+                    Some(message) => now = take(message, &mut batch, &mut waiting),
+                    // Shutting down: write what is here.
+                    None => break,
+                },
+                () = &mut window => break,
             }
-            if batch.len() >= MAX_BATCH {
-                break;
-            }
-            next = rx.try_recv().ok();
         }
         if !batch.is_empty() {
             write_batch(&store, std::mem::take(&mut batch), &metrics).await;
@@ -111,14 +121,30 @@ async fn write_loop(store: Store, mut rx: mpsc::Receiver<Message>, metrics: Audi
     }
 }
 
+/// Adds `message` to the batch being gathered; returns whether it must be written now (a flush
+/// waits for it).
+fn take(message: Message, batch: &mut Vec<NewExecution>, waiting: &mut Vec<oneshot::Sender<()>>) -> bool {
+    match message {
+        Message::Row(row) => {
+            batch.push(*row);
+            false
+        }
+        Message::Flush(done) => {
+            waiting.push(done);
+            true
+        }
+    }
+}
+
 async fn write_batch(store: &Store, batch: Vec<NewExecution>, metrics: &AuditMetrics) {
     let count = batch.len() as u64;
     let batch = std::sync::Arc::new(batch);
     let mut delay = RETRY_DELAY;
     for attempt in 1..=ATTEMPTS {
         let rows_to_write = batch.clone();
-        let written =
-            store.run(move |c| storage::write_transaction(c, |c| storage::insert_executions(c, &rows_to_write))).await;
+        // One statement (a batch is never larger than one `INSERT` takes): atomic without a
+        // transaction around it.
+        let written = store.run(move |c| storage::insert_executions(c, &rows_to_write)).await;
         match written {
             Ok(_) => {
                 AuditRowsWritten { rows: count }.emit(metrics);

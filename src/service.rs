@@ -27,6 +27,7 @@ mod content;
 mod registry;
 mod search;
 
+use std::borrow::Cow;
 use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
 use std::time::Duration;
@@ -57,6 +58,16 @@ pub const TOOL_SEPARATOR: &str = "__";
 pub const CALCULATOR: &str = "calculator";
 /// Name of the built-in vector search tool.
 pub const SEARCH_TOOLS: &str = "search_tools";
+/// The names of the built-in tools.
+pub(crate) const BUILTIN_NAMES: &[&str] = &[CALCULATOR, SEARCH_TOOLS];
+
+/// `name` without a copy when it is one of `known` (a telemetry value shared, not allocated).
+pub(crate) fn interned(name: &str, known: &'static [&'static str]) -> Cow<'static, str> {
+    match known.iter().find(|k| **k == name) {
+        Some(known) => Cow::Borrowed(known),
+        None => Cow::Owned(name.to_owned()),
+    }
+}
 /// The pseudo server the built-in tools are indexed under.
 const BUILTIN_SERVER: &str = "builtin";
 /// Longest query `search_tools` accepts, in characters.
@@ -152,12 +163,13 @@ pub fn violations_text(violations: &[Violation]) -> String {
 pub struct CallOrigin {
     /// The endpoint whose servers may be called; `None` allows every server (admin API).
     pub endpoint: Option<String>,
-    /// The MCP session; spans carry only its fingerprint.
-    pub session_id: Option<String>,
+    /// The fingerprint of the MCP session's id, what spans show of the session (the id itself is
+    /// a bearer capability).
+    pub session_fingerprint: Option<Arc<str>>,
     /// The JSON-RPC request id, for the span.
-    pub request_id: Option<String>,
+    pub request_id: Option<rmcp::model::RequestId>,
     /// The negotiated protocol version, for the span.
-    pub protocol_version: Option<String>,
+    pub protocol_version: Option<Cow<'static, str>>,
     /// Where the upstream's `notifications/progress` for this call go (the token is the
     /// gateway's; the receiver writes its caller's).
     pub progress: Option<tokio::sync::mpsc::UnboundedSender<rmcp::model::ProgressNotificationParam>>,
@@ -172,9 +184,17 @@ impl CallOrigin {
         crate::upstream::CallContext {
             progress: self.progress.clone(),
             cancel: self.cancel.clone(),
-            request_id: self.request_id.clone(),
-            session_fingerprint: self.session_id.as_deref().map(crate::mcp::protocol::session_fingerprint),
+            request_id: self.request_id.as_ref().map(request_id_text),
+            session_fingerprint: self.session_fingerprint.as_deref().map(str::to_owned),
         }
+    }
+}
+
+/// The text of a JSON-RPC request id.
+fn request_id_text(id: &rmcp::model::RequestId) -> String {
+    match id {
+        rmcp::model::RequestId::Number(n) => n.to_string(),
+        rmcp::model::RequestId::String(s) => s.to_string(),
     }
 }
 

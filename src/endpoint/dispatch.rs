@@ -4,6 +4,8 @@
 //! `resources/read`, `completion/complete`) can be cancelled by the client while it runs, and
 //! the upstream's progress notifications reach the client under the client's own token.
 
+use std::sync::Arc;
+
 use actix_web::web::Bytes;
 use opentelemetry::trace::FutureExt as _;
 use rmcp::model::{
@@ -43,6 +45,8 @@ pub(super) struct Caller<'a> {
     pub(super) endpoint: &'a str,
     /// The session id (a bearer capability: spans see only its fingerprint).
     pub(super) session_id: &'a str,
+    /// The session id's fingerprint, what spans show of it.
+    pub(super) session_fingerprint: &'a Arc<str>,
     /// The revision the session negotiated.
     pub(super) protocol_version: &'a ProtocolVersion,
     /// Where the request's progress goes, if anywhere.
@@ -53,9 +57,9 @@ impl Caller<'_> {
     fn origin(&self, id: &RequestId) -> CallOrigin {
         CallOrigin {
             endpoint: Some(self.endpoint.to_owned()),
-            session_id: Some(self.session_id.to_owned()),
-            request_id: Some(rpc::id_text(id)),
-            protocol_version: Some(self.protocol_version.as_str().to_owned()),
+            session_fingerprint: Some(self.session_fingerprint.clone()),
+            request_id: Some(id.clone()),
+            protocol_version: Some(rpc::version_name(self.protocol_version)),
             ..CallOrigin::default()
         }
     }
@@ -93,7 +97,7 @@ pub(super) async fn handle(
         &operation,
         id,
         Some(caller.protocol_version),
-        Some(caller.session_id),
+        Some(caller.session_fingerprint),
     );
     let outcome = if reaches_upstream(&request) {
         upstream_bound(state, caller, id, request).with_context(span.context()).await

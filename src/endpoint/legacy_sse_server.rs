@@ -6,6 +6,8 @@
 //! notifications. The session lives as long as its stream. Auth, the Host/Origin gate and the
 //! body limits are those of every route.
 
+use std::sync::Arc;
+
 use actix_web::http::StatusCode;
 use actix_web::{web, HttpRequest, HttpResponse, ResponseError as _};
 use metamcp_telemetry::http::ApiError;
@@ -109,16 +111,18 @@ async fn post(
     };
     let state = state.into_inner();
     let protocol_version = session.protocol_version;
+    let session_fingerprint = session.fingerprint;
     // The answer is written to the stream when it is ready; the POST is done now.
     actix_rt::spawn(
         async move {
             let answer = if let Some(requested) = initialize_version(&request) {
-                initialize(&state, &endpoint, &session_id, id, &request, requested).await
+                initialize(&state, &endpoint, (&session_id, &session_fingerprint), id, &request, requested).await
             } else {
                 let progress = Some(ProgressSink::Session);
                 let caller = Caller {
                     endpoint: &endpoint,
                     session_id: &session_id,
+                    session_fingerprint: &session_fingerprint,
                     protocol_version: &protocol_version,
                     progress,
                 };
@@ -142,13 +146,14 @@ async fn post(
 async fn initialize(
     state: &McpState,
     endpoint: &str,
-    session: &str,
+    (session, fingerprint): (&str, &Arc<str>),
     id: RequestId,
     request: &ClientRequest,
     requested: Result<String, rmcp::model::ErrorData>,
 ) -> ServerJsonRpcMessage {
     let parent = observe::parent_of(request);
-    let span = ServerSpan::start(state.gateway.telemetry(), &parent, &Operation::of(request), &id, None, Some(session));
+    let span =
+        ServerSpan::start(state.gateway.telemetry(), &parent, &Operation::of(request), &id, None, Some(fingerprint));
     let outcome = match requested {
         Ok(requested) => {
             let version = rpc::negotiate(&requested);

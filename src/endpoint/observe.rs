@@ -7,6 +7,7 @@
 //! `tracestate`) the client put in `params._meta` when it sent one, else the HTTP request's span.
 
 use std::borrow::Cow;
+use std::sync::Arc;
 use std::time::Instant;
 
 use opentelemetry::propagation::{Extractor, TextMapPropagator as _};
@@ -16,32 +17,49 @@ use opentelemetry_sdk::propagation::TraceContextPropagator;
 use rmcp::model::{ClientRequest, ErrorCode, ErrorData, GetMeta as _, ProtocolVersion, RequestId, ServerResult};
 
 use super::rpc;
-use crate::mcp::protocol::session_fingerprint;
+use crate::service::interned;
 use metamcp_telemetry::{McpOperation, McpSide, TelemetryManager};
 
 /// Longest `traceparent` or `tracestate` read from `_meta` (the W3C limits are 55 and 512).
 const MAX_META_CONTEXT: usize = 1024;
 
-/// What names and describes a request's span.
+/// The MCP methods, so a request's method name is shared rather than copied.
+const METHODS: &[&str] = &[
+    "tools/call",
+    "tools/list",
+    "prompts/get",
+    "prompts/list",
+    "resources/read",
+    "resources/list",
+    "resources/templates/list",
+    "resources/subscribe",
+    "resources/unsubscribe",
+    "completion/complete",
+    "logging/setLevel",
+    "ping",
+    "initialize",
+];
+
+/// What names and describes a request's span. Cheap to clone.
 #[derive(Debug, Clone)]
 pub(super) struct Operation {
     /// `mcp.method.name`.
-    pub(super) method: String,
+    pub(super) method: Cow<'static, str>,
     /// The tool of a `tools/call`.
-    pub(super) tool: Option<String>,
+    pub(super) tool: Option<Arc<str>>,
     /// The prompt of a `prompts/get`.
-    pub(super) prompt: Option<String>,
+    pub(super) prompt: Option<Arc<str>>,
 }
 
 impl Operation {
     /// The operation of `request`.
     pub(super) fn of(request: &ClientRequest) -> Self {
         let (tool, prompt) = match request {
-            ClientRequest::CallToolRequest(call) => (Some(call.params.name.to_string()), None),
-            ClientRequest::GetPromptRequest(get) => (None, Some(get.params.name.clone())),
+            ClientRequest::CallToolRequest(call) => (Some(Arc::from(&*call.params.name)), None),
+            ClientRequest::GetPromptRequest(get) => (None, Some(Arc::from(get.params.name.as_str()))),
             ClientRequest::CustomRequest(custom) => {
                 let name =
-                    || custom.params.as_ref().and_then(|p| p.get("name")).and_then(|n| n.as_str()).map(str::to_owned);
+                    || custom.params.as_ref().and_then(|p| p.get("name")).and_then(|n| n.as_str()).map(Arc::from);
                 match custom.method.as_str() {
                     "tools/call" => (name(), None),
                     "prompts/get" => (None, name()),
@@ -50,12 +68,12 @@ impl Operation {
             }
             _ => (None, None),
         };
-        Self { method: request.method().to_owned(), tool, prompt }
+        Self { method: interned(request.method(), METHODS), tool, prompt }
     }
 
-    fn span_name(&self) -> String {
+    fn span_name(&self) -> Cow<'static, str> {
         match self.tool.as_deref().or(self.prompt.as_deref()) {
-            Some(target) => format!("{} {target}", self.method),
+            Some(target) => Cow::Owned(format!("{} {target}", self.method)),
             None => self.method.clone(),
         }
     }
@@ -105,7 +123,7 @@ impl ServerSpan {
         operation: &Operation,
         id: &RequestId,
         version: Option<&ProtocolVersion>,
-        session_id: Option<&str>,
+        session_fingerprint: Option<&Arc<str>>,
     ) -> Self {
         let mut started = Self {
             cx: None,
@@ -124,16 +142,16 @@ impl ServerSpan {
         if let Some(prompt) = &operation.prompt {
             attributes.push(KeyValue::new("gen_ai.prompt.name", prompt.clone()));
         }
-        attributes.push(KeyValue::new("jsonrpc.request.id", rpc::id_text(id)));
+        attributes.push(KeyValue::new("jsonrpc.request.id", rpc::id_value(id)));
         if let Some(version) = version {
-            attributes.push(KeyValue::new("mcp.protocol.version", version.as_str().to_owned()));
+            attributes.push(KeyValue::new("mcp.protocol.version", rpc::version_name(version)));
         }
-        if let Some(session) = session_id {
-            attributes.push(KeyValue::new("mcp.session.id", session_fingerprint(session)));
+        if let Some(fingerprint) = session_fingerprint {
+            attributes.push(KeyValue::new("mcp.session.id", fingerprint.clone()));
         }
         attributes.push(KeyValue::new("network.transport", "tcp"));
         let span = tracer
-            .span_builder(Cow::Owned(operation.span_name()))
+            .span_builder(operation.span_name())
             .with_kind(SpanKind::Server)
             .with_attributes(attributes)
             .start_with_context(tracer, parent);

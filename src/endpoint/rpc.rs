@@ -189,6 +189,22 @@ pub fn id_text(id: &RequestId) -> String {
     }
 }
 
+/// The text of a request id as a span attribute value: a string id shared, not copied.
+pub fn id_value(id: &RequestId) -> opentelemetry::StringValue {
+    match id {
+        RequestId::Number(n) => n.to_string().into(),
+        RequestId::String(s) => s.clone().into(),
+    }
+}
+
+/// The name of `version`: one of [`SUPPORTED_VERSIONS`] without a copy.
+pub fn version_name(version: &ProtocolVersion) -> Cow<'static, str> {
+    match SUPPORTED_VERSIONS.iter().find(|v| *v == version) {
+        Some(known) => Cow::Borrowed(known.as_str()),
+        None => Cow::Owned(version.as_str().to_owned()),
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use rmcp::model::{ClientNotification, ClientRequest, JsonRpcMessage};

@@ -7,6 +7,7 @@
 //! `mcp.server.session.duration`.
 
 use std::collections::HashMap;
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use actix_web::web::Bytes;
@@ -16,6 +17,7 @@ use rmcp::model::ProtocolVersion;
 use tokio::sync::mpsc;
 
 use crate::auth::random_token;
+use crate::mcp::protocol::session_fingerprint;
 
 /// Events a session's stream holds before new ones are dropped (a client that does not read
 /// loses notifications, never the gateway's memory).
@@ -37,6 +39,8 @@ pub(super) struct Lists {
 struct Session {
     /// The revision negotiated by `initialize`.
     protocol_version: ProtocolVersion,
+    /// What telemetry shows of its id (`mcp.session.id`), computed once.
+    fingerprint: Arc<str>,
     created: Instant,
     last_seen: Instant,
     /// The API key (row id) that opened it, on an endpoint that requires one: only that key may
@@ -69,6 +73,8 @@ impl Session {
 pub(super) struct SessionView {
     /// The revision negotiated by `initialize`.
     pub(super) protocol_version: ProtocolVersion,
+    /// What telemetry shows of its id (`mcp.session.id`).
+    pub(super) fingerprint: Arc<str>,
     /// Whether the legacy HTTP+SSE transport opened it.
     pub(super) legacy: bool,
 }
@@ -177,7 +183,9 @@ impl Sessions {
                     }
                 }
             }
-            let session = Session { protocol_version, created: now, last_seen: now, key, lists, stream, legacy };
+            let fingerprint = session_fingerprint(&id).into();
+            let session =
+                Session { protocol_version, fingerprint, created: now, last_seen: now, key, lists, stream, legacy };
             sessions.insert(id.clone(), session);
         }
         self.record(ended);
@@ -202,7 +210,11 @@ impl Sessions {
             return None;
         }
         session.last_seen = now;
-        Some(SessionView { protocol_version: session.protocol_version.clone(), legacy: session.legacy })
+        Some(SessionView {
+            protocol_version: session.protocol_version.clone(),
+            fingerprint: session.fingerprint.clone(),
+            legacy: session.legacy,
+        })
     }
 
     /// Sets the revision of a legacy session (its `initialize` chose it) and the lists it hears

@@ -150,8 +150,13 @@ async fn post(
     }
     // Progress a JSON answer cannot carry goes on the session's stream, when one is open.
     let progress = wants_progress.then_some(ProgressSink::Session);
-    let caller =
-        Caller { endpoint: &endpoint, session_id: &session.id, protocol_version: &session.protocol_version, progress };
+    let caller = Caller {
+        endpoint: &endpoint,
+        session_id: &session.id,
+        session_fingerprint: &session.fingerprint,
+        protocol_version: &session.protocol_version,
+        progress,
+    };
     let outcome = dispatch::handle(&state, &caller, &id, request).await;
     rpc_response(StatusCode::OK, &rpc::answer(id, outcome), Some(&session.id))
 }
@@ -174,6 +179,7 @@ fn answer_on_stream(
             let caller = Caller {
                 endpoint: &endpoint,
                 session_id: &session.id,
+                session_fingerprint: &session.fingerprint,
                 protocol_version: &session.protocol_version,
                 progress,
             };
@@ -203,6 +209,8 @@ pub(super) fn notified(state: &McpState, session: &str, notification: &ClientNot
 /// opened with this key), and the revision header when sent.
 struct OpenSession {
     id: String,
+    /// What telemetry shows of the id.
+    fingerprint: Arc<str>,
     protocol_version: ProtocolVersion,
 }
 
@@ -263,7 +271,11 @@ fn session_of(
             });
         }
     }
-    Ok(OpenSession { id: session_id.to_owned(), protocol_version: session.protocol_version })
+    Ok(OpenSession {
+        id: session_id.to_owned(),
+        fingerprint: session.fingerprint,
+        protocol_version: session.protocol_version,
+    })
 }
 
 /// A JSON-RPC batch: only sessions of the revision that had them (2025-03-26) may send one.
@@ -292,7 +304,13 @@ async fn batch(
         return rpc_response(StatusCode::BAD_REQUEST, &ServerJsonRpcMessage::error(error, None), Some(&session.id));
     }
     let progress = Some(ProgressSink::Session);
-    let caller = Caller { endpoint, session_id: &session.id, protocol_version: &session.protocol_version, progress };
+    let caller = Caller {
+        endpoint,
+        session_id: &session.id,
+        session_fingerprint: &session.fingerprint,
+        protocol_version: &session.protocol_version,
+        progress,
+    };
     let mut answers = Vec::new();
     for item in items {
         match item {

@@ -5,15 +5,15 @@
 use std::time::Instant;
 
 use opentelemetry::trace::{FutureExt as _, Status, TraceContextExt as _};
-use opentelemetry::KeyValue;
+use opentelemetry::{Context, KeyValue, StringValue};
 use serde_json::{json, Map, Value};
 
 use super::{
-    builtins, CallOrigin, ExecuteError, Gateway, ResolvedKey, CALCULATOR, MAX_RESOLVED, SEARCH_TOOLS, TOOL_SEPARATOR,
+    builtins, interned, CallOrigin, ExecuteError, Gateway, ResolvedKey, BUILTIN_NAMES, CALCULATOR, MAX_RESOLVED,
+    SEARCH_TOOLS, TOOL_SEPARATOR,
 };
-use rmcp::model::{CallToolResult, ContentBlock};
+use rmcp::model::{CallToolResult, ContentBlock, RequestId};
 
-use crate::mcp::protocol::session_fingerprint;
 use crate::mcp::schema;
 use crate::storage::{self, NewExecution, StorageError};
 use crate::tools::calculator;
@@ -43,26 +43,14 @@ impl Gateway {
         origin: &CallOrigin,
     ) -> Result<CallToolResult, ExecuteError> {
         let started = Instant::now();
-        let mut attributes = vec![
-            KeyValue::new("mcp.method.name", "tools/call"),
-            KeyValue::new("gen_ai.tool.name", name.to_owned()),
-            KeyValue::new("gen_ai.operation.name", "execute_tool"),
-        ];
-        if let Some(session) = &origin.session_id {
-            // The id is a bearer capability: spans get its fingerprint.
-            attributes.push(KeyValue::new("mcp.session.id", session_fingerprint(session)));
-        }
-        if let Some(id) = &origin.request_id {
-            attributes.push(KeyValue::new("jsonrpc.request.id", id.clone()));
-        }
-        if let Some(version) = &origin.protocol_version {
-            attributes.push(KeyValue::new("mcp.protocol.version", version.clone()));
-        }
-        if let Some(endpoint) = &origin.endpoint {
-            attributes.push(KeyValue::new("metamcp.endpoint", endpoint.clone()));
-        }
-        let cx = self.inner.telemetry.child_context(format!("tools/call {name}"), attributes);
-        let dispatched = self.dispatch(name, arguments, origin).with_context(cx.clone()).await;
+        // Nothing to build when no span is recorded.
+        let cx = self.inner.telemetry.tracer().map(|_| {
+            self.inner.telemetry.child_context(format!("tools/call {name}"), tool_span_attributes(name, origin))
+        });
+        let dispatched = match &cx {
+            Some(cx) => self.dispatch(name, arguments, origin).with_context(cx.clone()).await,
+            None => self.dispatch(name, arguments, origin).await,
+        };
         let duration = started.elapsed();
         // The audit row gets the gateway's own words only: never the result's text (a tool's
         // error text may echo its arguments) nor what an upstream said.
@@ -80,24 +68,7 @@ impl Gateway {
             result.is_error = Some(result.is_error == Some(true));
             result
         });
-        let span = cx.span();
-        if let Some(kind) = error_type {
-            span.set_attribute(KeyValue::new("error.type", kind));
-            // What an upstream or a tool says can echo its arguments: the span names only the
-            // kind; the audit row keeps the message.
-            let description = match &outcome {
-                Ok(_) => "the tool returned an error result".to_owned(),
-                Err(ExecuteError::Upstream { server, source }) => format!("upstream {server}: {}", source.kind()),
-                // Violations quote argument values and property names.
-                Err(ExecuteError::InvalidArguments { tool, errors }) => {
-                    format!("invalid arguments for {tool}: {} violation(s)", errors.len())
-                }
-                Err(err) => err.audit_message(),
-            };
-            span.set_status(Status::error(description));
-        }
-        let trace_id = span.span_context().is_valid().then(|| span.span_context().trace_id().to_string());
-        span.end();
+        let trace_id = cx.map(|cx| end_tool_span(&cx, error_type, &outcome)).and_then(|id| id);
         // Unknown tools are not executions: no metric label for a name a client made up.
         if !matches!(outcome, Err(ExecuteError::UnknownTool(_))) {
             self.inner.telemetry.record_tool_execution(name, success, duration);
@@ -220,6 +191,71 @@ impl Gateway {
             .await
             .map_err(|source| ExecuteError::Upstream { server: server.name.clone(), source })
     }
+}
+
+/// The attributes of a tool's execution span (the MCP semantic conventions' names).
+fn tool_span_attributes(name: &str, origin: &CallOrigin) -> Vec<KeyValue> {
+    let mut attributes = Vec::with_capacity(7);
+    attributes.push(KeyValue::new("mcp.method.name", "tools/call"));
+    attributes.push(KeyValue::new("gen_ai.tool.name", interned(name, BUILTIN_NAMES)));
+    attributes.push(KeyValue::new("gen_ai.operation.name", "execute_tool"));
+    if let Some(fingerprint) = &origin.session_fingerprint {
+        attributes.push(KeyValue::new("mcp.session.id", fingerprint.clone()));
+    }
+    if let Some(id) = &origin.request_id {
+        let id: StringValue = match id {
+            RequestId::Number(n) => n.to_string().into(),
+            RequestId::String(s) => s.clone().into(),
+        };
+        attributes.push(KeyValue::new("jsonrpc.request.id", id));
+    }
+    if let Some(version) = &origin.protocol_version {
+        attributes.push(KeyValue::new("mcp.protocol.version", version.clone()));
+    }
+    if let Some(endpoint) = &origin.endpoint {
+        attributes.push(KeyValue::new("metamcp.endpoint", endpoint.clone()));
+    }
+    attributes
+}
+
+/// Ends the tool span of `cx` with the call's outcome; returns its trace id (as hex) for the
+/// audit row.
+fn end_tool_span(
+    cx: &Context,
+    error_type: Option<&'static str>,
+    outcome: &Result<CallToolResult, ExecuteError>,
+) -> Option<String> {
+    let span = cx.span();
+    if let Some(kind) = error_type {
+        span.set_attribute(KeyValue::new("error.type", kind));
+        // What an upstream or a tool says can echo its arguments: the span names only the kind;
+        // the audit row keeps the message.
+        let description = match outcome {
+            Ok(_) => "the tool returned an error result".to_owned(),
+            Err(ExecuteError::Upstream { server, source }) => format!("upstream {server}: {}", source.kind()),
+            // Violations quote argument values and property names.
+            Err(ExecuteError::InvalidArguments { tool, errors }) => {
+                format!("invalid arguments for {tool}: {} violation(s)", errors.len())
+            }
+            Err(err) => err.audit_message(),
+        };
+        span.set_status(Status::error(description));
+    }
+    let context = span.span_context();
+    let trace_id = context.is_valid().then(|| hex(&context.trace_id().to_bytes()));
+    span.end();
+    trace_id
+}
+
+/// `bytes` in lowercase hexadecimal.
+fn hex(bytes: &[u8]) -> String {
+    const DIGITS: &[u8; 16] = b"0123456789abcdef";
+    let mut text = String::with_capacity(bytes.len() * 2);
+    for byte in bytes {
+        text.push(char::from(DIGITS[usize::from(byte >> 4)]));
+        text.push(char::from(DIGITS[usize::from(byte & 0xf)]));
+    }
+    text
 }
 
 /// A tool's result, and for an error result what the audit row may say of it.

@@ -26,6 +26,6 @@ pub use repo::{
     set_api_key_rate_limit, set_endpoint_rate_limit, set_tool_enabled, touch_api_key, ApiKeyInfo, Endpoint,
     EndpointDetail, Execution, ExecutionFilter, InvalidServerField, KeyHash, Listed, NewEndpoint, NewExecution,
     NewServer, NewTool, Page, Server, Tool, ToolFilter, DEFAULT_ENDPOINT, DEFAULT_ENDPOINT_DESCRIPTION,
-    MAX_ERROR_MESSAGE, MAX_KEY_PREFIX, MAX_TIMEOUT_MS, PRUNE_CHUNK,
+    MAX_ERROR_MESSAGE, MAX_KEY_PREFIX, MAX_ROWS_PER_INSERT, MAX_TIMEOUT_MS, PRUNE_CHUNK,
 };
 pub use store::Store;

@@ -37,22 +37,39 @@ pub fn insert_execution(conn: &mut DbConnection, new: &NewExecution) -> Result<i
     Ok(diesel::insert_into(executions::table).values(&row).returning(executions::id).get_result(conn)?)
 }
 
-/// Records many tool executions in one statement (one query span, one round trip).
+/// Rows per `INSERT` at most: SQLite allows at most 32766 bound values (7 per row).
+pub const MAX_ROWS_PER_INSERT: usize = 1000;
+
+/// Records many tool executions: up to [`MAX_ROWS_PER_INSERT`] rows in one multi-row `INSERT`
+/// (one statement, so atomic on its own: one query span, one round trip); more rows in
+/// statements of that size inside one write transaction.
 pub fn insert_executions(conn: &mut DbConnection, new: &[NewExecution]) -> Result<usize, StorageError> {
     let created_at = now_ms();
     let rows = new.iter().map(|new| execution_row(new, created_at)).collect::<Result<Vec<_>, _>>()?;
-    let mut written = 0;
-    // Bounded statements: SQLite allows at most 32766 bound values (7 per row).
-    for chunk in rows.chunks(1000) {
-        // Multi-row VALUES is backend-specific in diesel: run it on the concrete connection
-        // (its instrumentation is the same).
-        let insert = diesel::insert_into(executions::table).values(chunk);
-        written += match conn {
-            DbConnection::Sqlite(sqlite) => insert.execute(sqlite)?,
-            DbConnection::Postgres(pg) => insert.execute(pg)?,
-        };
+    if rows.len() <= MAX_ROWS_PER_INSERT {
+        return insert_rows(conn, &rows);
     }
-    Ok(written)
+    write_transaction(conn, |conn| {
+        rows.chunks(MAX_ROWS_PER_INSERT).try_fold(0, |written, chunk| Ok(written + insert_rows(conn, chunk)?))
+    })
+}
+
+/// One multi-row `INSERT` of `rows`.
+fn insert_rows(conn: &mut DbConnection, rows: &[ExecutionRow<'_>]) -> Result<usize, StorageError> {
+    match rows {
+        [] => return Ok(0),
+        // One row: the single-row statement, whose prepared statement diesel keeps (a multi-row
+        // one is prepared again each time, its SQL depending on the row count).
+        [row] => return Ok(diesel::insert_into(executions::table).values(row).execute(conn)?),
+        _ => {}
+    }
+    // Multi-row VALUES is backend-specific in diesel: run it on the concrete connection (its
+    // instrumentation is the same).
+    let insert = diesel::insert_into(executions::table).values(rows);
+    Ok(match conn {
+        DbConnection::Sqlite(sqlite) => insert.execute(sqlite)?,
+        DbConnection::Postgres(pg) => insert.execute(pg)?,
+    })
 }
 
 /// Deletes at most `limit` of the oldest executions created before `cutoff_ms` (Unix

@@ -261,8 +261,11 @@ pub struct NewExecution {
     pub trace_id: Option<String>,
 }
 
+// `None` inserts NULL rather than DEFAULT (the nullable columns have no other default): with no
+// defaultable value, diesel writes a batch as one multi-row `INSERT` on SQLite too, instead of a
+// savepoint and one `INSERT` per row.
 #[derive(Insertable)]
-#[diesel(table_name = executions)]
+#[diesel(table_name = executions, treat_none_as_default_value = false)]
 struct ExecutionRow<'a> {
     endpoint: Option<&'a str>,
     tool_name: &'a str,
