@@ -11,10 +11,11 @@
 # Needs wrk (Debian: apt-get install wrk; installed here when missing and apt-get exists).
 #
 # Last run (2-core AMD EPYC VM, wrk on the same cores, no collector listening, 3 rounds x 10 s,
-# 32 connections; commit c919d89, with other builds loading the machine to a load average of
-# 9-12, so a third of the quiet machine's throughput): telemetry on median 16 109 req/s, p50
-# 1 446 us, p99 46 770 us; off 21 136 req/s, p50 1 121 us, p99 27 300 us; ratio 0.762. On a quiet
-# machine before issue 14: on 48 583 req/s, off 63 913 req/s, ratio 0.760.
+# 32 connections; commit 7fee909, with other builds loading the machine to a load average of
+# 7-9, so a third of the quiet machine's throughput): telemetry on median 17 024 req/s, p50
+# 1 638 us, p99 27 108 us; off 21 402 req/s, p50 1 226 us, p99 18 361 us; ratio 0.795. On a quiet
+# machine before issue 14: on 48 583 req/s, off 63 913 req/s, ratio 0.760. The telemetry-on
+# runs export to OTLP_ENDPOINT when it is set (default: none listening, so spans go to the spool).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
