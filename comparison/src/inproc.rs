@@ -10,7 +10,7 @@ use actix_web::dev::{Service, ServiceResponse};
 use actix_web::{test, web};
 use metamcp_telemetry::TelemetryManager;
 
-use crate::apps::{bare_app, eco_app, ours_app, ours_durable_settings, BoxError, Eco};
+use crate::apps::{bare_app, eco_app, ours_app, ours_settings, BoxError, Eco};
 use crate::load::PATH;
 use crate::procstat;
 use crate::receiver::Receiver;
@@ -50,10 +50,8 @@ where
 /// batch each); prints µs per request and the cost added over bare.
 pub fn inproc(receiver: &Receiver, requests: usize, batches: usize) -> Result<(), BoxError> {
     let system = actix_rt::System::new();
-    // The socket runs' settings (without the spool, which an in-process batch never reaches): a
-    // batch's spans fit the ingress queue, so every one is exported as in the load runs, and
-    // none is dropped (which would cost less than sending it).
-    let settings = ours_durable_settings(OURS_SERVICE, &receiver.endpoint(), 0);
+    // The library's defaults: what the middleware costs as a user gets it.
+    let settings = ours_settings(OURS_SERVICE, &receiver.endpoint(), 0);
     let manager = system.block_on(async { TelemetryManager::initialize(&settings) })?;
     let mut eco = Eco::start(ECO_SERVICE, &receiver.endpoint())?;
 

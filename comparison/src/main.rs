@@ -6,6 +6,7 @@
 
 mod apps;
 mod inproc;
+mod instructions;
 mod load;
 mod outage;
 mod procstat;
@@ -131,6 +132,25 @@ enum Command {
     /// The real gateway binary for a long run with the receiver down in the middle: spans
     /// recorded vs delivered, peak memory vs the configured ceiling, throughput while down.
     Soak(SoakArgs),
+    /// In-process instructions per request on the request thread, under callgrind (needs
+    /// valgrind): unlike `inproc`'s times, they do not move with the machine's load.
+    InprocInstructions {
+        /// Requests of the shorter run.
+        #[arg(long, default_value_t = 2_000)]
+        low: usize,
+        /// Requests of the longer run (the slope between the two is the figure).
+        #[arg(long, default_value_t = 10_000)]
+        high: usize,
+    },
+    /// Serve `requests` in-process through one build (run under callgrind by `inproc-instructions`).
+    InprocCalls {
+        /// Which build.
+        #[arg(value_enum)]
+        kind: Kind,
+        /// Requests after the warm-up.
+        #[arg(long)]
+        requests: usize,
+    },
     /// Serve one build (run by the harness as a child process).
     Serve {
         /// Which build.
@@ -176,6 +196,14 @@ fn run(cli: Cli) -> Result<(), BoxError> {
     if let Command::Serve { kind, port, metrics_port, otlp, spool } = &cli.command {
         return apps::serve(*kind, *port, *metrics_port, otlp, spool.as_deref());
     }
+    if let Command::InprocCalls { kind, requests } = &cli.command {
+        return instructions::calls(*kind, *requests);
+    }
+    if let Command::InprocInstructions { low, high } = &cli.command {
+        println!("## metamcp-telemetry vs the OpenTelemetry ecosystem stack\n");
+        println!("Machine: {}.", machine());
+        return instructions::instructions(*low, *high);
+    }
     let started = Instant::now();
     let allocator = if cfg!(feature = "system-alloc") { "system allocator" } else { "mimalloc" };
     println!("## metamcp-telemetry vs the OpenTelemetry ecosystem stack\n");
@@ -210,7 +238,7 @@ fn run(cli: Cli) -> Result<(), BoxError> {
                 replay_batches_per_second: args.replay_batches_per_second,
             },
         )?,
-        Command::Serve { .. } => {}
+        Command::Serve { .. } | Command::InprocCalls { .. } | Command::InprocInstructions { .. } => {}
     }
     eprintln!("done in {:.0} s", started.elapsed().as_secs_f64());
     Ok(())

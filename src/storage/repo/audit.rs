@@ -56,8 +56,12 @@ pub fn insert_executions(conn: &mut DbConnection, new: &[NewExecution]) -> Resul
 
 /// One multi-row `INSERT` of `rows`.
 fn insert_rows(conn: &mut DbConnection, rows: &[ExecutionRow<'_>]) -> Result<usize, StorageError> {
-    if rows.is_empty() {
-        return Ok(0);
+    match rows {
+        [] => return Ok(0),
+        // One row: the single-row statement, whose prepared statement diesel keeps (a multi-row
+        // one is prepared again each time, its SQL depending on the row count).
+        [row] => return Ok(diesel::insert_into(executions::table).values(row).execute(conn)?),
+        _ => {}
     }
     // Multi-row VALUES is backend-specific in diesel: run it on the concrete connection (its
     // instrumentation is the same).

@@ -1,264 +1,15 @@
-//! Query instrumentation: diesel's [`Instrumentation`] hook turns every statement a pooled
-//! connection runs into a CLIENT span that follows the OpenTelemetry database conventions, and
-//! into one `record_db_query` call for the duration metric.
-//!
-//! The query text leaves the process only [sanitized](sanitize_query): literals become `?`, so
-//! names, keys and tool data never reach a span. Bind values are never formatted at all.
+//! The SQL text of a span: [`sanitize_query`] keeps the shape of a statement and drops its
+//! literals; [`operation_name`] and [`collection_name`] read the operation and the first table
+//! from the sanitized text.
 
-use std::fmt::{self, Write as _};
-use std::sync::Arc;
-use std::time::{Duration, Instant, SystemTime};
-
-use diesel::connection::{Instrumentation, InstrumentationEvent};
-use diesel::Connection as _;
-use metamcp_telemetry_actors::ingress::{DbOperation, DbSystem};
-use opentelemetry::trace::{Span as _, SpanKind, Status, Tracer as _};
-use opentelemetry::{Context, KeyValue};
-
-use super::connection::DbConnection;
-use super::error::{error_type, StorageError};
-use metamcp_telemetry::TelemetryManager;
+use metamcp_telemetry_actors::ingress::DbOperation;
 
 /// Longest `db.query.text`, in bytes; longer statements are cut and end in `...`.
 pub const MAX_QUERY_TEXT: usize = 2048;
-/// Longest raw statement read from diesel before sanitizing (sanitizing only shrinks text).
-const MAX_RAW_QUERY: usize = 16 * MAX_QUERY_TEXT;
 /// Longest `db.collection.name`; a longer name is left out.
 const MAX_COLLECTION_NAME: usize = 128;
-/// Statements in flight on one connection at once; more means events went missing.
-const MAX_IN_FLIGHT: usize = 8;
-/// What diesel's `Display` of a query writes between the SQL and the bind values.
-const BINDS_MARKER: &str = " -- binds: ";
 
-/// The connection-independent attributes of every query span of one store.
-#[derive(Debug, Clone)]
-pub(crate) struct DbAttributes {
-    /// `db.system.name`.
-    pub(crate) system: DbSystem,
-    /// `db.namespace`, `server.address`, `server.port` and `db.system.name`, ready to copy.
-    pub(crate) common: Arc<[KeyValue]>,
-}
-
-impl DbAttributes {
-    /// The attributes of a store on `system`, in database `namespace`, at `server` (PostgreSQL).
-    pub(crate) fn new(system: DbSystem, namespace: Option<String>, server: Option<(String, u16)>) -> Self {
-        let mut common = vec![KeyValue::new("db.system.name", system.as_str())];
-        if let Some(namespace) = namespace.filter(|n| !n.is_empty()) {
-            common.push(KeyValue::new("db.namespace", namespace));
-        }
-        if let Some((address, port)) = server {
-            common.push(KeyValue::new("server.address", address));
-            common.push(KeyValue::new("server.port", i64::from(port)));
-        }
-        Self { system, common: common.into() }
-    }
-}
-
-/// A statement that started and has not finished yet.
-struct InFlight {
-    span: Option<opentelemetry_sdk::trace::Span>,
-    operation: DbOperation,
-    started: Instant,
-}
-
-/// A statement diesel reported as successful, whose span waits for the caller's verdict.
-struct Held {
-    span: Option<opentelemetry_sdk::trace::Span>,
-    operation: DbOperation,
-    duration: Duration,
-    finished: SystemTime,
-}
-
-/// The [`Instrumentation`] installed on every pooled connection.
-///
-/// diesel's SQLite connection reports an error that surfaces while stepping through a result
-/// (an `INSERT … RETURNING` hitting a unique constraint, a lock timeout in a `SELECT`) as a
-/// successful statement. So on SQLite the span of the last successful statement is held until
-/// the next statement starts or the [`Store`](super::Store) closure returns: if the closure
-/// failed with a database error that no statement reported, that statement is the one that
-/// failed, and its span and metric say so. Transaction control (`BEGIN`, `ROLLBACK`, …) does
-/// not release the held span, since a failure is followed by a rollback.
-pub(crate) struct QueryInstrumentation {
-    telemetry: TelemetryManager,
-    attributes: DbAttributes,
-    muted: bool,
-    in_flight: Vec<InFlight>,
-    /// Whether successful statements wait for the caller's verdict (SQLite).
-    hold_successes: bool,
-    held: Option<Held>,
-    /// A statement reported an error since the current closure began.
-    reported_error: bool,
-}
-
-impl QueryInstrumentation {
-    pub(crate) fn new(telemetry: TelemetryManager, attributes: DbAttributes) -> Self {
-        let hold_successes = attributes.system == DbSystem::Sqlite;
-        Self {
-            telemetry,
-            attributes,
-            muted: false,
-            in_flight: Vec::with_capacity(2),
-            hold_successes,
-            held: None,
-            reported_error: false,
-        }
-    }
-
-    /// Ends the held span, as failed with `(error.type, message)` when given.
-    fn release(&mut self, failure: Option<(&'static str, String)>) {
-        let Some(Held { span, operation, duration, finished }) = self.held.take() else { return };
-        self.telemetry.record_db_query(self.attributes.system, operation, failure.is_none(), duration);
-        if let Some(mut span) = span {
-            if let Some((error_type, message)) = failure {
-                span.set_attribute(KeyValue::new("error.type", error_type));
-                span.set_status(Status::error(message));
-            }
-            span.end_with_timestamp(finished);
-        }
-    }
-
-    fn start(&mut self, query: &dyn fmt::Display) {
-        let sanitized = sanitize_query(&raw_query_text(query));
-        let operation = DbOperation::of_statement(&sanitized);
-        let span = self.telemetry.tracer().map(|tracer| {
-            let operation_name = operation_name(&sanitized, operation);
-            let collection = collection_name(&sanitized);
-            let name = match &collection {
-                Some(collection) => format!("{operation_name} {collection}"),
-                None => operation_name.clone(),
-            };
-            let mut attributes = Vec::with_capacity(self.attributes.common.len() + 3);
-            attributes.extend(self.attributes.common.iter().cloned());
-            attributes.push(KeyValue::new("db.operation.name", operation_name));
-            if let Some(collection) = collection {
-                attributes.push(KeyValue::new("db.collection.name", collection));
-            }
-            attributes.push(KeyValue::new("db.query.text", sanitized));
-            tracer
-                .span_builder(name)
-                .with_kind(SpanKind::Client)
-                .with_attributes(attributes)
-                .start_with_context(tracer, &Context::current())
-        });
-        if operation != DbOperation::Transaction {
-            self.release(None);
-        }
-        if self.in_flight.len() >= MAX_IN_FLIGHT {
-            // Finish events went missing; end the stale spans rather than grow without bound.
-            for stale in self.in_flight.drain(..) {
-                if let Some(mut span) = stale.span {
-                    span.end();
-                }
-            }
-        }
-        self.in_flight.push(InFlight { span, operation, started: Instant::now() });
-    }
-
-    fn finish(&mut self, error: Option<&diesel::result::Error>) {
-        let Some(InFlight { span, operation, started }) = self.in_flight.pop() else { return };
-        let duration = started.elapsed();
-        if error.is_none() && self.hold_successes && operation != DbOperation::Transaction {
-            self.release(None);
-            self.held = Some(Held { span, operation, duration, finished: SystemTime::now() });
-            return;
-        }
-        self.reported_error |= error.is_some();
-        self.telemetry.record_db_query(self.attributes.system, operation, error.is_none(), duration);
-        if let Some(mut span) = span {
-            if let Some(error) = error {
-                span.set_attribute(KeyValue::new("error.type", error_type(error)));
-                span.set_status(Status::error(error.to_string()));
-            }
-            span.end();
-        }
-    }
-}
-
-impl Instrumentation for QueryInstrumentation {
-    fn on_connection_event(&mut self, event: InstrumentationEvent<'_>) {
-        if self.muted {
-            return;
-        }
-        match event {
-            InstrumentationEvent::StartQuery { query, .. } => self.start(query),
-            InstrumentationEvent::FinishQuery { error, .. } => self.finish(error),
-            _ => {}
-        }
-    }
-}
-
-/// Marks the start of a [`Store`](super::Store) closure on `conn`.
-pub(crate) fn begin_closure(conn: &mut DbConnection) {
-    if let Some(instrumentation) = conn.instrumentation().downcast_mut::<QueryInstrumentation>() {
-        instrumentation.release(None);
-        instrumentation.reported_error = false;
-    }
-}
-
-/// Marks the end of a [`Store`](super::Store) closure on `conn` that returned `error`: a
-/// database error no statement reported is charged to the held statement (see
-/// [`QueryInstrumentation`]).
-pub(crate) fn end_closure(conn: &mut DbConnection, error: Option<&StorageError>) {
-    let Some(instrumentation) = conn.instrumentation().downcast_mut::<QueryInstrumentation>() else { return };
-    let failure = match error {
-        Some(_) if instrumentation.reported_error => None,
-        Some(StorageError::Query(error @ diesel::result::Error::DatabaseError(..))) => {
-            Some((error_type(error), error.to_string()))
-        }
-        Some(StorageError::Conflict(message)) => Some(("unique_violation", message.clone())),
-        _ => None,
-    };
-    instrumentation.release(failure);
-}
-
-/// Runs `f` on `conn` without spans or metrics for its statements: the pool's liveness pings
-/// and the readiness probe, which would otherwise flood traces with `SELECT 1`.
-pub(crate) fn unrecorded<T>(conn: &mut DbConnection, f: impl FnOnce(&mut DbConnection) -> T) -> T {
-    set_muted(conn, true);
-    let result = f(conn);
-    set_muted(conn, false);
-    result
-}
-
-fn set_muted(conn: &mut DbConnection, muted: bool) {
-    if let Some(instrumentation) = conn.instrumentation().downcast_mut::<QueryInstrumentation>() {
-        instrumentation.muted = muted;
-    }
-}
-
-/// Collects a query's SQL from its `Display`, stopping where diesel starts printing the bind
-/// values (so they are never even formatted) or at `MAX_RAW_QUERY` bytes.
-struct SqlOnly {
-    text: String,
-}
-
-impl fmt::Write for SqlOnly {
-    fn write_str(&mut self, s: &str) -> fmt::Result {
-        if s == BINDS_MARKER {
-            return Err(fmt::Error);
-        }
-        let room = MAX_RAW_QUERY.saturating_sub(self.text.len());
-        if s.len() > room {
-            self.text.push_str(&s[..floor_char_boundary(s, room)]);
-            return Err(fmt::Error);
-        }
-        self.text.push_str(s);
-        Ok(())
-    }
-}
-
-fn raw_query_text(query: &dyn fmt::Display) -> String {
-    let mut sql = SqlOnly { text: String::new() };
-    // An error only means the writer stopped early on purpose.
-    let _ = write!(sql, "{query}");
-    let mut text = sql.text;
-    if let Some(at) = text.find(BINDS_MARKER) {
-        text.truncate(at);
-    }
-    text
-}
-
-fn floor_char_boundary(s: &str, index: usize) -> usize {
+pub(super) fn floor_char_boundary(s: &str, index: usize) -> usize {
     if index >= s.len() {
         return s.len();
     }
@@ -479,7 +230,7 @@ fn tokens(sql: &str) -> Vec<Token<'_>> {
 
 /// The operation of a statement as `db.operation.name` and span names show it: its first
 /// keyword in upper case (`SELECT`, `PRAGMA`, `SAVEPOINT`), `SELECT` for a `WITH` query.
-fn operation_name(sanitized: &str, operation: DbOperation) -> String {
+pub(super) fn operation_name(sanitized: &str, operation: DbOperation) -> String {
     let word = sanitized.split(|c: char| !c.is_ascii_alphabetic()).next().unwrap_or("");
     if word.is_empty() || word.len() > 32 || word.eq_ignore_ascii_case("with") {
         return operation.as_str().to_owned();
@@ -489,7 +240,7 @@ fn operation_name(sanitized: &str, operation: DbOperation) -> String {
 
 /// The first table the statement names after `FROM`, `INTO` or `UPDATE` (outside parentheses
 /// first, then anywhere), quotes removed, schema kept (`public.tools`).
-pub(crate) fn collection_name(sanitized: &str) -> Option<String> {
+pub(super) fn collection_name(sanitized: &str) -> Option<String> {
     const NOT_TABLES: &[&str] = &["select", "set", "of", "nowait", "skip", "lateral", "values", "default", "only"];
     let tokens = tokens(sanitized);
     let name_at = |mut at: usize| -> Option<String> {
@@ -622,17 +373,5 @@ mod tests {
             assert_eq!(operation_name(sql, op), *operation, "{sql}");
             assert_eq!(collection_name(sql).as_deref(), *collection, "{sql}");
         }
-    }
-
-    #[test]
-    fn raw_query_text_drops_binds() {
-        struct Query;
-        impl fmt::Display for Query {
-            fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-                write!(f, "{} -- binds: {:?}", "SELECT ? FROM t".to_owned(), ["secret"])
-            }
-        }
-        assert_eq!(raw_query_text(&Query), "SELECT ? FROM t");
-        assert_eq!(raw_query_text(&"PRAGMA x"), "PRAGMA x");
     }
 }
