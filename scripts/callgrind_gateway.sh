@@ -6,7 +6,7 @@
 # this script builds the binary and the bench, runs it, and optionally annotates the profiles.
 # Not a CI test: one run takes a few minutes (valgrind slows the binary ~50x).
 #
-#   scripts/callgrind_gateway.sh [--calls 300,1500] [--repeat 1] [--modes on,off] [--pace-ms 20]
+#   scripts/callgrind_gateway.sh [--calls 300,1500] [--repeat 1] [--modes on,off] [--pace-ms 0]
 #                                [--profile] [--diff] [--no-run]
 #
 #   --profile  also print `callgrind_annotate --inclusive=yes`, top 40, of the on and off N2 runs
@@ -14,14 +14,14 @@
 #              inclusive and exclusive) for on and off, sorted by on - off: where telemetry's
 #              added instructions go
 #   --no-run   only annotate the callgrind files of the last run
-#   --pace-ms  pause after each answer (default 20; 0 = back to back, noisier: see the bench header)
+#   --pace-ms  pause after each answer in ms (default 0, back to back; see the bench header)
 #
 # Callgrind files stay in <target dir>/callgrind/{on,off}-N.out; annotate them with
 #   callgrind_annotate --inclusive=yes target/callgrind/on-1500.out | head -60
 #
-# Last figures (2-core AMD EPYC VM, valgrind 3.19, main @ ac7bc3f, --repeat 2, 20 ms pace):
-# telemetry on 380 476 instructions per call (spread 0.15 %), off 265 479 (0.15 %), on/off x1.433;
-# 8.07 spans exported per call. More in BENCHMARKS.md, "Instructions per calculator call".
+# Last figures (2-core AMD EPYC VM, valgrind 3.19, main @ f8c9cbb, --repeat 2, back to back):
+# telemetry on 218 956 instructions per call (spread 0.24 %), off 185 452 (0.44 %), on/off x1.181;
+# 3.01 spans exported per call. More in BENCHMARKS.md, "Instructions per calculator call".
 set -euo pipefail
 export LC_ALL=C
 cd "$(dirname "$0")/.."
@@ -29,7 +29,7 @@ cd "$(dirname "$0")/.."
 calls=300,1500
 repeat=1
 modes=on,off
-pace=20
+pace=0
 profile=0
 diff=0
 top=${DIFF_TOP:-60}
