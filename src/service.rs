@@ -61,6 +61,15 @@ pub const SEARCH_TOOLS: &str = "search_tools";
 /// The names of the built-in tools.
 pub(crate) const BUILTIN_NAMES: &[&str] = &[CALCULATOR, SEARCH_TOOLS];
 
+/// `first second`: a span name such as `tools/call calculator`, without the formatting machinery.
+pub(crate) fn joined(first: &str, second: &str) -> String {
+    let mut name = String::with_capacity(first.len() + 1 + second.len());
+    name.push_str(first);
+    name.push(' ');
+    name.push_str(second);
+    name
+}
+
 /// `name` without a copy when it is one of `known` (a telemetry value shared, not allocated).
 pub(crate) fn interned(name: &str, known: &'static [&'static str]) -> Cow<'static, str> {
     match known.iter().find(|k| **k == name) {

@@ -46,6 +46,15 @@ impl LabelValue {
             LabelValue::Heap(value) => value,
         }
     }
+
+    /// The value's UTF-8 bytes (without the validation [`as_str`](Self::as_str) pays for).
+    #[inline]
+    pub fn as_bytes(&self) -> &[u8] {
+        match self {
+            LabelValue::Inline { len, buf } => &buf[..*len as usize],
+            LabelValue::Heap(value) => value.as_bytes(),
+        }
+    }
 }
 
 impl fmt::Debug for LabelValue {
@@ -54,17 +63,23 @@ impl fmt::Debug for LabelValue {
     }
 }
 
+// Equality and hashing read the bytes: the aggregator compares and hashes label values on every
+// event, and `as_str`'s UTF-8 check would run each time.
 impl PartialEq for LabelValue {
+    #[inline]
     fn eq(&self, other: &Self) -> bool {
-        self.as_str() == other.as_str()
+        self.as_bytes() == other.as_bytes()
     }
 }
 
 impl Eq for LabelValue {}
 
 impl std::hash::Hash for LabelValue {
+    #[inline]
     fn hash<H: std::hash::Hasher>(&self, state: &mut H) {
-        self.as_str().hash(state)
+        // What `str`'s `Hash` writes, so a value hashes as its text does.
+        state.write(self.as_bytes());
+        state.write_u8(0xff);
     }
 }
 
@@ -94,8 +109,9 @@ pub struct LabelledEvent {
     pub op: LabelledOp,
 }
 
-/// Up to [`MAX_LABELS`] label values, kept in place.
-#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+/// Up to [`MAX_LABELS`] label values, kept in place. Equality and hashing see only the values
+/// in use.
+#[derive(Debug, Clone)]
 pub struct LabelSet {
     len: u8,
     values: [LabelValue; MAX_LABELS],
@@ -103,17 +119,32 @@ pub struct LabelSet {
 
 impl LabelSet {
     /// The values of `labels` (at most [`MAX_LABELS`]; further values are ignored).
+    #[inline]
     pub fn new(labels: &[&str]) -> Self {
-        let mut values: [LabelValue; MAX_LABELS] = std::array::from_fn(|_| LabelValue::new(""));
         let len = labels.len().min(MAX_LABELS);
-        for (slot, value) in values.iter_mut().zip(&labels[..len]) {
-            *slot = LabelValue::new(value);
-        }
+        let values = std::array::from_fn(|i| LabelValue::new(labels.get(i).copied().unwrap_or("")));
         Self { len: len as u8, values }
     }
 
     /// The values.
+    #[inline]
     pub fn as_slice(&self) -> &[LabelValue] {
         &self.values[..self.len as usize]
+    }
+}
+
+impl PartialEq for LabelSet {
+    #[inline]
+    fn eq(&self, other: &Self) -> bool {
+        self.as_slice() == other.as_slice()
+    }
+}
+
+impl Eq for LabelSet {}
+
+impl std::hash::Hash for LabelSet {
+    #[inline]
+    fn hash<H: std::hash::Hasher>(&self, state: &mut H) {
+        self.as_slice().hash(state)
     }
 }

@@ -73,7 +73,7 @@ impl Operation {
 
     fn span_name(&self) -> Cow<'static, str> {
         match self.tool.as_deref().or(self.prompt.as_deref()) {
-            Some(target) => Cow::Owned(format!("{} {target}", self.method)),
+            Some(target) => Cow::Owned(crate::service::joined(&self.method, target)),
             None => self.method.clone(),
         }
     }

@@ -45,7 +45,7 @@ impl Gateway {
         let started = Instant::now();
         // Nothing to build when no span is recorded.
         let cx = self.inner.telemetry.tracer().map(|_| {
-            self.inner.telemetry.child_context(format!("tools/call {name}"), tool_span_attributes(name, origin))
+            self.inner.telemetry.child_context(super::joined("tools/call", name), tool_span_attributes(name, origin))
         });
         let dispatched = match &cx {
             Some(cx) => self.dispatch(name, arguments, origin).with_context(cx.clone()).await,
