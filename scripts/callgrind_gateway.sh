@@ -19,9 +19,9 @@
 # Callgrind files stay in <target dir>/callgrind/{on,off}-N.out; annotate them with
 #   callgrind_annotate --inclusive=yes target/callgrind/on-1500.out | head -60
 #
-# Last figures (2-core AMD EPYC VM, valgrind 3.19, main @ f8c9cbb, --repeat 2, back to back):
-# telemetry on 218 956 instructions per call (spread 0.24 %), off 185 452 (0.44 %), on/off x1.181;
-# 3.01 spans exported per call. More in BENCHMARKS.md, "Instructions per calculator call".
+# Last figures (2-core AMD EPYC VM, valgrind 3.19, main @ 1269ddc, --repeat 2, back to back):
+# telemetry on 220 464 instructions per call (spread 0.03 %), off 186 031 (0.09 %), on/off x1.185;
+# 3.02 spans exported per call. More in BENCHMARKS.md, "Instructions per calculator call".
 set -euo pipefail
 export LC_ALL=C
 cd "$(dirname "$0")/.."
