@@ -21,6 +21,7 @@ pub mod metric_aggregator;
 pub mod otlp;
 pub mod pipeline;
 pub mod redact;
+pub mod sampling;
 pub mod self_metrics;
 pub mod serde_duration;
 pub mod span_buffer;

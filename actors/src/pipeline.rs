@@ -17,6 +17,7 @@ use crate::ingress::{self, FlushHook, MetricIngress, SpanIngress};
 use crate::ingress::{DbSystem, LabelValue};
 use crate::metric_aggregator::config::MetricsConfig;
 use crate::metric_aggregator::{self, Catalogue, DeclareDbSystem, DeclareTools, MetricAggregator, ServiceMetrics};
+use crate::sampling::TraceDecisions;
 use crate::self_metrics::{DepthProbe, QueueGauges, SelfMetrics};
 use crate::span_buffer::config::SpanBufferConfig;
 use crate::span_buffer::limits::SpanLimitsConfig;
@@ -116,6 +117,8 @@ pub struct Pipeline {
     pub exporter: Addr<Exporter>,
     /// The health check.
     pub health: Addr<HealthCheck>,
+    /// Which traces were kept, for exemplars (every sampled trace under head sampling).
+    pub trace_decisions: Arc<TraceDecisions>,
     systems: Arc<Vec<actix_rt::System>>,
 }
 
@@ -155,6 +158,7 @@ impl Pipeline {
         registry.register(Box::new(queue_gauges.with_bytes(byte_gauges)))?;
 
         let resource = Arc::new(ResourceAttributesWithSchema::from(resource));
+        let trace_decisions = Arc::new(TraceDecisions::head());
         let systems = THREAD_NAMES.iter().map(|name| named_system(name)).collect::<Result<Vec<_>, _>>()?;
         let handles: Vec<actix::ArbiterHandle> = systems.iter().map(|s| s.arbiter().clone()).collect();
 
@@ -227,6 +231,7 @@ impl Pipeline {
             aggregator,
             exporter,
             health,
+            trace_decisions,
             systems: Arc::new(systems),
         })
     }
