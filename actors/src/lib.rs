@@ -34,6 +34,7 @@ pub use config_check::ConfigError;
 pub use exporter::config::{ExporterConfig, Protocol, RetryConfig};
 pub use health_check::config::HealthConfig;
 pub use metric_aggregator::config::MetricsConfig;
+pub use sampling::config::{SamplingConfig, SamplingMode};
 pub use span_buffer::config::SpanBufferConfig;
 pub use span_buffer::limits::SpanLimitsConfig;
 pub use spool::{OverflowPolicy, SpoolConfig, WhenFull};

@@ -6,4 +6,5 @@ mod accounting;
 mod backpressure;
 mod metrics_fidelity;
 mod otlp_export;
+mod tail_sampling;
 mod test_mode;
