@@ -170,6 +170,7 @@ impl TelemetryManager {
             spool: settings.spool.clone(),
             span_limits: settings.span_limits.clone(),
             sampling: settings.sampling.clone(),
+            logs: metamcp_telemetry_actors::LogBufferConfig::default(),
         };
         let pipeline = Pipeline::start(config, &resource, registry, probes)?;
         let provider = SdkTracerProvider::builder()
