@@ -7,4 +7,5 @@ mod backpressure;
 mod logs_export;
 mod metrics_fidelity;
 mod otlp_export;
+mod tail_sampling;
 mod test_mode;
