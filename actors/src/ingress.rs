@@ -18,6 +18,7 @@ use prometheus::IntCounter;
 use tokio::sync::Notify;
 
 pub use crate::labels::LabelValue;
+pub use crate::span_ref::SpanRef;
 use crate::self_metrics::{DropReason, SelfMetrics, Signal};
 
 /// How often (in sends, per thread) a producer looks at the queue depth to decide whether to wake
@@ -190,6 +191,8 @@ pub enum MetricEvent {
         status_code: u16,
         /// Time from request to response, in seconds.
         duration: f64,
+        /// The request's sampled server span, for an exemplar.
+        exemplar: Option<SpanRef>,
     },
     /// A tool call.
     ToolExecution {
@@ -199,6 +202,8 @@ pub enum MetricEvent {
         success: bool,
         /// Duration in seconds.
         duration: f64,
+        /// The call's sampled span, for an exemplar.
+        exemplar: Option<SpanRef>,
     },
     /// A database query.
     DbQuery {

@@ -4,6 +4,7 @@
 
 mod accounting;
 mod backpressure;
+mod exemplars;
 mod metrics_fidelity;
 mod otlp_export;
 mod test_mode;

@@ -28,7 +28,7 @@ use opentelemetry_proto::tonic::collector::metrics::v1::ExportMetricsServiceRequ
 use opentelemetry_proto::tonic::collector::trace::v1::ExportTraceServiceRequest;
 
 pub use received::{
-    any_value_string, attr_map, HistogramPoint, Number, PointValue, Received, ReceivedPoint, ReceivedSpan,
+    any_value_string, attr_map, HistogramPoint, Number, PointValue, Received, ReceivedExemplar, ReceivedPoint, ReceivedSpan,
     RequestRecord, Signal,
 };
 pub use state::Behavior;
