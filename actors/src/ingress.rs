@@ -18,8 +18,8 @@ use prometheus::IntCounter;
 use tokio::sync::Notify;
 
 pub use crate::labels::LabelValue;
-pub use crate::span_ref::SpanRef;
 use crate::self_metrics::{DropReason, SelfMetrics, Signal};
+pub use crate::span_ref::SpanRef;
 
 /// How often (in sends, per thread) a producer looks at the queue depth to decide whether to wake
 /// the consumer early. Reading the depth touches the consumer's cache line, so it is not done on

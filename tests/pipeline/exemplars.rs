@@ -145,29 +145,27 @@ async fn a_scrape_that_does_not_ask_for_openmetrics_gets_the_text_format_unchang
         masked(&String::from_utf8(text).unwrap())
     };
     for accept in [None, Some("text/plain;version=0.0.4"), Some("text/plain"), Some("*/*")] {
-        let mut compared = false;
         // New series (a first export, say) may appear between the scrape and the encoding: compare
-        // when the registry held still around the scrape.
+        // a scrape taken while the registry held still.
+        let still = std::rc::Rc::new(std::cell::RefCell::new(None));
         assert_eventually_async(Duration::from_secs(10), "a scrape while the registry held still", || {
-            let (before, url, registry) = (encode(), url.clone(), registry.clone());
-            let compared = &mut compared;
+            let (before, url, still) = (encode(), url.clone(), still.clone());
+            let encode = &encode;
             async move {
-                let (status, content_type, body) = prom::get_async(&url, accept).await;
-                let mut after = Vec::new();
-                prometheus::TextEncoder::new().encode(&registry.gather(), &mut after).unwrap();
-                if before != masked(&String::from_utf8(after).unwrap()) {
-                    return false;
+                let answer = prom::get_async(&url, accept).await;
+                let held = before == encode();
+                if held {
+                    *still.borrow_mut() = Some((answer, before));
                 }
-                assert_eq!(status, 200);
-                assert_eq!(content_type, metamcp_telemetry::http::PROMETHEUS_CONTENT_TYPE, "Accept {accept:?}");
-                assert!(!body.contains("# EOF") && !body.contains(" # {"), "Accept {accept:?}: {body}");
-                assert_eq!(masked(&body), before, "Accept {accept:?}");
-                *compared = true;
-                true
+                held
             }
         })
         .await;
-        assert!(compared);
+        let ((status, content_type, body), expected) = still.take().unwrap();
+        assert_eq!(status, 200);
+        assert_eq!(content_type, metamcp_telemetry::http::PROMETHEUS_CONTENT_TYPE, "Accept {accept:?}");
+        assert!(!body.contains("# EOF") && !body.contains(" # {"), "Accept {accept:?}: {body}");
+        assert_eq!(masked(&body), expected, "Accept {accept:?}");
     }
     let _ = manager.shutdown().await;
     app.handle.stop(true).await;
@@ -254,21 +252,25 @@ async fn a_prometheus_server_stores_the_exemplars_it_scrapes() {
     let server = PrometheusServer::start(&binary, manager.metrics_addr().unwrap());
 
     let query = format!("{REQUESTS}_bucket");
-    let mut stored = Vec::new();
+    let stored = std::rc::Rc::new(std::cell::RefCell::new(Vec::new()));
     assert_eventually_async(Duration::from_secs(60), "Prometheus to return the request exemplars", || {
-        let (server, query, stored) = (&server, query.clone(), &mut stored);
+        let (server, query, stored) = (&server, query.clone(), stored.clone());
         async move {
-            *stored = server.exemplars(&query).await;
+            let found = server.exemplars(&query).await;
             // One exemplar per route at least: /ok, /fail, /unavailable, /items/{id}.
-            stored.len() >= 4
+            let enough = found.len() >= 4;
+            *stored.borrow_mut() = found;
+            enough
         }
     })
     .await;
+    let stored = stored.take();
     let spans = exported_spans(&manager, &collector).await;
     for (series, labels, value) in &stored {
         assert_eq!(series["__name__"], format!("{REQUESTS}_bucket"), "{series}");
         assert_eq!(series["job"], "metamcp", "{series}");
-        let id = (labels["trace_id"].as_str().unwrap_or("").to_owned(), labels["span_id"].as_str().unwrap_or("").to_owned());
+        let id =
+            (labels["trace_id"].as_str().unwrap_or("").to_owned(), labels["span_id"].as_str().unwrap_or("").to_owned());
         assert!(spans.contains(&id), "Prometheus holds an exemplar of a span the receiver never got: {labels}");
         assert!(*value > 0.0, "{value}");
     }

@@ -86,7 +86,8 @@ fn exemplar_table(service: &ServiceMetrics) -> (ExemplarTable, ExemplarIds) {
         .labelled
         .iter()
         .map(|handle| {
-            (handle.family.kind == super::labelled::FamilyKind::Histogram).then(|| add(&mut table, &handle.family.family))
+            (handle.family.kind == super::labelled::FamilyKind::Histogram)
+                .then(|| add(&mut table, &handle.family.family))
         })
         .collect();
     (table, ExemplarIds { request, tool, labelled })
@@ -172,7 +173,12 @@ impl MetricAggregator {
                         self.metrics.label_overflow(CappedLabel::Route).inc();
                     }
                     let route = if folded { OTHER.as_bytes() } else { key.1.as_bytes() };
-                    self.keep_exemplar(self.exemplar_ids.request, [method.as_str().as_bytes(), route], duration, exemplar);
+                    self.keep_exemplar(
+                        self.exemplar_ids.request,
+                        [method.as_str().as_bytes(), route],
+                        duration,
+                        exemplar,
+                    );
                     return;
                 }
                 let route = bounded(&mut self.routes, key.1.clone(), self.config.max_routes);
@@ -271,7 +277,13 @@ impl MetricAggregator {
     }
 
     /// Keeps `span` as the exemplar of `value`'s bucket in the series `labels` of `family`.
-    fn keep_exemplar<const N: usize>(&mut self, family: FamilyId, labels: [&[u8]; N], value: f64, span: Option<SpanRef>) {
+    fn keep_exemplar<const N: usize>(
+        &mut self,
+        family: FamilyId,
+        labels: [&[u8]; N],
+        value: f64,
+        span: Option<SpanRef>,
+    ) {
         if let Some(span) = span {
             self.exemplars.record(family, labels, Exemplar { value, span, time_unix_nano: self.fold_time_unix_nano });
         }

@@ -56,7 +56,12 @@ fn push_value(key: &mut Vec<u8>, value: &[u8]) {
 impl ExemplarTable {
     /// Adds a histogram family (`name`, label names in declared order, bucket bounds) and returns
     /// its id.
-    pub fn add_family(&mut self, name: &'static str, labels: &'static [&'static str], bounds: &'static [f64]) -> FamilyId {
+    pub fn add_family(
+        &mut self,
+        name: &'static str,
+        labels: &'static [&'static str],
+        bounds: &'static [f64],
+    ) -> FamilyId {
         self.families.push(FamilyExemplars { name, labels, bounds, series: HashMap::default() });
         self.families.len() - 1
     }

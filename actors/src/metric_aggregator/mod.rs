@@ -19,6 +19,6 @@ mod tests;
 
 pub use actor::MetricAggregator;
 pub use catalogue::{Catalogue, Family, ServiceMetrics};
-pub use labelled::{FamilyKind, LabelCap, LabelSet, LabelledEvent, LabelledFamily, LabelledOp, OtlpName};
 pub use exemplars::{Exemplar, ExemplarTable};
+pub use labelled::{FamilyKind, LabelCap, LabelSet, LabelledEvent, LabelledFamily, LabelledOp, OtlpName};
 pub use messages::{AggregatorStatus, DeclareDbSystem, DeclareTools, Drain, DrainExemplars, ExportNow, GetStatus};

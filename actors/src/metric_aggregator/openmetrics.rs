@@ -84,9 +84,7 @@ fn histogram(
     // The slots follow the family's bounds, which are the registry's finite buckets.
     let slots = slots.filter(|slots| slots.len() == finite.clone().count() + 1);
     let exemplar_at = |index: usize| {
-        slots
-            .and_then(|slots| slots[index])
-            .filter(|exemplar| decisions.may_refer_to(&exemplar.span.trace_id()))
+        slots.and_then(|slots| slots[index]).filter(|exemplar| decisions.may_refer_to(&exemplar.span.trace_id()))
     };
     let mut index = 0;
     for bucket in finite {
@@ -261,8 +259,8 @@ mod tests {
     #[test]
     fn counters_histograms_escaping_and_exemplars_render_as_openmetrics() {
         let registry = Registry::new();
-        let requests = IntCounterVec::new(Opts::new("app_requests_total", "Requests \"served\".\nAll."), &["route"])
-            .unwrap();
+        let requests =
+            IntCounterVec::new(Opts::new("app_requests_total", "Requests \"served\".\nAll."), &["route"]).unwrap();
         let duration =
             HistogramVec::new(HistogramOpts::new("app_seconds", "Duration.").buckets(vec![0.1, 1.0]), &["route"])
                 .unwrap();
@@ -274,7 +272,11 @@ mod tests {
         let mut table = ExemplarTable::default();
         let family = table.add_family("app_seconds", &["route"], &[0.1, 1.0]);
         let span = SpanRef::new([0xab; 16], [0xcd; 8]).unwrap();
-        table.record(family, [b"/x".as_slice()], Exemplar { value: 0.0625, span, time_unix_nano: 1_733_320_000_123_456_789 });
+        table.record(
+            family,
+            [b"/x".as_slice()],
+            Exemplar { value: 0.0625, span, time_unix_nano: 1_733_320_000_123_456_789 },
+        );
         let kept = SpanRef::new([0x11; 16], [0x22; 8]).unwrap();
         table.record(family, [b"/x".as_slice()], Exemplar { value: 4.0, span: kept, time_unix_nano: 2_000_000_000 });
         let text = encode(&registry.gather(), &table, &TraceDecisions::head());

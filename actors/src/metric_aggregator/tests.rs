@@ -44,7 +44,12 @@ async fn folds_events_into_the_registry_exactly() {
             exemplar: None,
         });
     }
-    ingress.record(MetricEvent::ToolExecution { tool_name: LabelValue::new("calc"), success: false, duration: 1.5, exemplar: None });
+    ingress.record(MetricEvent::ToolExecution {
+        tool_name: LabelValue::new("calc"),
+        success: false,
+        duration: 1.5,
+        exemplar: None,
+    });
     ingress.record(MetricEvent::VectorSearch { query_length: 12, result_count: 3, duration: 0.004 });
     addr.send(Drain).await.unwrap();
     assert_eq!(service.requests_total.with_label_values(&["GET", "/health", "200"]).get(), 2);
@@ -61,7 +66,12 @@ async fn tool_names_beyond_the_cap_fold_into_other() {
     let config = config::MetricsConfig { max_tool_names: 2, ..Default::default() };
     let (addr, ingress, _registry, service) = aggregator(config);
     for name in ["a", "b", "c", "d", "a"] {
-        ingress.record(MetricEvent::ToolExecution { tool_name: LabelValue::new(name), success: true, duration: 0.1, exemplar: None });
+        ingress.record(MetricEvent::ToolExecution {
+            tool_name: LabelValue::new(name),
+            success: true,
+            duration: 0.1,
+            exemplar: None,
+        });
     }
     addr.send(Drain).await.unwrap();
     assert_eq!(service.tool_executions_total.with_label_values(&["a", "true"]).get(), 2);
@@ -117,7 +127,12 @@ async fn every_fold_into_other_is_counted_by_label_and_odd_status_codes_fold_too
         });
     }
     for name in ["t1", "t2", "t2", "t1"] {
-        ingress.record(MetricEvent::ToolExecution { tool_name: LabelValue::new(name), success: true, duration: 0.1, exemplar: None });
+        ingress.record(MetricEvent::ToolExecution {
+            tool_name: LabelValue::new(name),
+            success: true,
+            duration: 0.1,
+            exemplar: None,
+        });
     }
     addr.send(Drain).await.unwrap();
     use crate::self_metrics::CappedLabel;
@@ -159,8 +174,18 @@ async fn declared_tools_show_at_zero_for_both_outcomes_and_take_their_slots() {
         assert!(text.contains(series), "{series} missing from:\n{text}");
     }
     // The declared names hold the two slots: a third name folds into `other`.
-    ingress.record(MetricEvent::ToolExecution { tool_name: LabelValue::new("late"), success: true, duration: 0.1, exemplar: None });
-    ingress.record(MetricEvent::ToolExecution { tool_name: LabelValue::new("calc"), success: true, duration: 0.1, exemplar: None });
+    ingress.record(MetricEvent::ToolExecution {
+        tool_name: LabelValue::new("late"),
+        success: true,
+        duration: 0.1,
+        exemplar: None,
+    });
+    ingress.record(MetricEvent::ToolExecution {
+        tool_name: LabelValue::new("calc"),
+        success: true,
+        duration: 0.1,
+        exemplar: None,
+    });
     addr.send(Drain).await.unwrap();
     assert_eq!(service.tool_executions_total.with_label_values(&[catalogue::OTHER, "true"]).get(), 1);
     assert_eq!(service.tool_executions_total.with_label_values(&["calc", "true"]).get(), 1);
@@ -375,7 +400,9 @@ async fn exemplars_follow_observations_that_carry_a_sampled_span_to_openmetrics_
     let with_exemplars: Vec<&str> = text.lines().filter(|line| line.contains(" # {")).collect();
     assert_eq!(with_exemplars.len(), 3, "{text}");
     assert!(with_exemplars.iter().all(|line| line.contains("_bucket{")), "{with_exemplars:?}");
-    assert!(with_exemplars.iter().any(|line| line.contains("07070707070707070707070707070707") && line.contains(" 0.02 ")));
+    assert!(with_exemplars
+        .iter()
+        .any(|line| line.contains("07070707070707070707070707070707") && line.contains(" 0.02 ")));
 
     let resource = ResourceAttributesWithSchema::from(&opentelemetry_sdk::Resource::builder_empty().build());
     let exemplars = otlp::Exemplars { table: &table, decisions: &head };
@@ -403,7 +430,9 @@ async fn exemplars_follow_observations_that_carry_a_sampled_span_to_openmetrics_
         .metrics
         .iter()
         .filter_map(|metric| match &metric.data {
-            Some(Data::Histogram(histogram)) => Some(histogram.data_points.iter().map(|p| p.exemplars.len()).sum::<usize>()),
+            Some(Data::Histogram(histogram)) => {
+                Some(histogram.data_points.iter().map(|p| p.exemplars.len()).sum::<usize>())
+            }
             _ => None,
         })
         .sum::<usize>();

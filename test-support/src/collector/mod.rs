@@ -28,8 +28,8 @@ use opentelemetry_proto::tonic::collector::metrics::v1::ExportMetricsServiceRequ
 use opentelemetry_proto::tonic::collector::trace::v1::ExportTraceServiceRequest;
 
 pub use received::{
-    any_value_string, attr_map, HistogramPoint, Number, PointValue, Received, ReceivedExemplar, ReceivedPoint, ReceivedSpan,
-    RequestRecord, Signal,
+    any_value_string, attr_map, HistogramPoint, Number, PointValue, Received, ReceivedExemplar, ReceivedPoint,
+    ReceivedSpan, RequestRecord, Signal,
 };
 pub use state::Behavior;
 
