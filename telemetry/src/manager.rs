@@ -171,6 +171,7 @@ impl TelemetryManager {
             health: settings.health.clone(),
             spool: settings.spool.clone(),
             span_limits: settings.span_limits.clone(),
+            logs: metamcp_telemetry_actors::LogBufferConfig::default(),
         };
         let pipeline = Pipeline::start(config, &resource, registry, probes)?;
         let provider = SdkTracerProvider::builder()
