@@ -27,6 +27,7 @@ pub mod sampling;
 pub mod self_metrics;
 pub mod serde_duration;
 pub mod span_buffer;
+pub mod span_ref;
 pub mod spool;
 pub mod supervision;
 #[cfg(test)]

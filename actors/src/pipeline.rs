@@ -212,6 +212,7 @@ impl Pipeline {
             let config = config.metrics.clone();
             let (registry, service) = (registry.clone(), service_metrics.clone());
             let (exporter, resource, metrics) = (exporter.clone(), resource.clone(), self_metrics.clone());
+            let decisions = trace_decisions.clone();
             Supervisor::start_in_arbiter(&handles[2], move |_| {
                 MetricAggregator::new(
                     config,
@@ -223,6 +224,7 @@ impl Pipeline {
                     resource,
                     metrics,
                 )
+                .with_trace_decisions(decisions.clone())
             })
         };
         let log_buffer = {
@@ -311,6 +313,15 @@ impl Pipeline {
     /// Folds every queued metric event into the registry (before a scrape).
     pub async fn drain_metrics(&self, timeout: Duration) {
         let _ = tokio::time::timeout(timeout, self.aggregator.send(metric_aggregator::Drain)).await;
+    }
+
+    /// Folds every queued metric event, then a copy of the latest exemplar per histogram bucket
+    /// (empty when the aggregator does not answer within `timeout`).
+    pub async fn exemplars(&self, timeout: Duration) -> metric_aggregator::ExemplarTable {
+        match tokio::time::timeout(timeout, self.aggregator.send(metric_aggregator::DrainExemplars)).await {
+            Ok(Ok(table)) => table,
+            _ => metric_aggregator::ExemplarTable::default(),
+        }
     }
 
     /// The latest health report.

@@ -4,6 +4,7 @@
 
 mod accounting;
 mod backpressure;
+mod exemplars;
 mod logs_export;
 mod metrics_fidelity;
 mod otlp_export;
