@@ -120,6 +120,52 @@ async fn an_openmetrics_scrape_and_the_otlp_points_carry_exemplars_of_exported_s
     app.handle.stop(true).await;
 }
 
+#[actix_rt::test]
+async fn under_tail_sampling_exemplars_refer_only_to_kept_traces() {
+    use metamcp_telemetry::actors::SamplingMode;
+    let collector = TestCollector::start(Transport::Grpc);
+    let mut settings = settings_for(&collector.endpoint(), Protocol::Grpc);
+    // Only errors are kept: `/fail` (500) and `/unavailable` (503); `/ok`, `/items/{id}` and the
+    // tool call's trace are not exported, so no exemplar may point at them.
+    settings.sampling.mode = SamplingMode::Tail;
+    settings.sampling.keep_ratio = 0.0;
+    settings.sampling.keep_slower_than = Duration::from_secs(60);
+    let manager = TelemetryManager::initialize(&settings).unwrap();
+    let app = TestApp::start(&manager).await;
+    workload(&manager, &app).await;
+    // The decisions are taken as the span buffer folds the spans: flush first.
+    let spans = exported_spans(&manager, &collector).await;
+    let exported_traces: BTreeSet<&str> = spans.iter().map(|(trace, _)| trace.as_str()).collect();
+    assert_eq!(exported_traces.len(), 2, "only the two failed requests' traces are kept: {spans:?}");
+
+    let url = format!("http://{}/metrics", manager.metrics_addr().unwrap());
+    let scrape = prom::scrape_openmetrics_async(&url).await;
+    let routes: BTreeSet<&str> =
+        scrape.exemplars.iter().filter_map(|e| e.labels.get("route").map(String::as_str)).collect();
+    assert_eq!(routes, BTreeSet::from(["/fail", "/unavailable"]), "{}", scrape.body);
+    assert!(scrape.exemplars.iter().all(|e| e.family == REQUESTS), "{}", scrape.body);
+    for exemplar in &scrape.exemplars {
+        assert!(spans.contains(&ids(exemplar)), "exemplar of a trace that was not kept: {exemplar:?}");
+    }
+    // The OTLP export asks the same decisions.
+    let found = collector
+        .wait_for_async(Duration::from_secs(10), |received| {
+            received.metric_points(REQUESTS).iter().any(|p| p.histogram().is_some_and(|h| !h.exemplars.is_empty()))
+        })
+        .await;
+    assert!(found, "no OTLP exemplar on {REQUESTS}");
+    for name in [REQUESTS, TOOLS, "mcp.server.operation.duration"] {
+        for point in collector.metric_points(name) {
+            for exemplar in &point.histogram().unwrap().exemplars {
+                let id = (exemplar.trace_id.clone(), exemplar.span_id.clone());
+                assert!(spans.contains(&id), "OTLP exemplar of a trace that was not kept: {name} {exemplar:?}");
+            }
+        }
+    }
+    let _ = manager.shutdown().await;
+    app.handle.stop(true).await;
+}
+
 /// Each sample line with its value replaced: what stays is names, labels, order and comments.
 fn masked(text: &str) -> Vec<String> {
     text.lines()
