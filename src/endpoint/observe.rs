@@ -183,7 +183,11 @@ impl ServerSpan {
             server_address: None,
             server_port: None,
         };
-        self.telemetry.record_mcp_operation(McpSide::Server, &measured, self.started.elapsed());
+        {
+            // The request's span is the exemplar of its duration.
+            let _in_span = self.cx.clone().map(Context::attach);
+            self.telemetry.record_mcp_operation(McpSide::Server, &measured, self.started.elapsed());
+        }
         let Some(cx) = self.cx else { return error_type };
         let span = cx.span();
         match outcome {
