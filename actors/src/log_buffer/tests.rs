@@ -140,3 +140,12 @@ async fn a_partial_batch_leaves_at_the_interval() {
     .await;
     assert!(sent, "the lone record leaves at the tick ({:?})", started.elapsed());
 }
+
+/// The door goes wherever a logging layer goes: shared between threads, cloned per layer.
+#[test]
+fn the_log_door_is_clone_send_and_sync() {
+    fn shareable<T: Clone + Send + Sync + 'static>() {}
+    shareable::<LogIngress>();
+    fn sendable<T: Send + 'static>() {}
+    sendable::<LogRecord>();
+}
