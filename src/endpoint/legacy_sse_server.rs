@@ -153,7 +153,14 @@ async fn initialize(
 ) -> ServerJsonRpcMessage {
     let parent = observe::parent_of(request);
     let span =
-        ServerSpan::start(state.gateway.telemetry(), &parent, &Operation::of(request), &id, None, Some(fingerprint));
+        ServerSpan::start(
+        state.gateway.telemetry(),
+        &parent,
+        &Operation::of(request),
+        (endpoint, &id),
+        None,
+        Some(fingerprint),
+    );
     let outcome = match requested {
         Ok(requested) => {
             let version = rpc::negotiate(&requested);

@@ -24,7 +24,7 @@ pub use crate::config::{
     AdminSettings, AuditSettings, DatabaseSettings, EmbedderKind, GatewaySettings, RetentionSettings, VectorSettings,
 };
 pub use metamcp_telemetry::settings::{
-    LogFormat, LoggingSettings, Origin, ProcessEnv, PrometheusSettings, Sampler, ServerSettings, SettingsError,
+    LogFormat, LoggingSettings, LogsSettings, Origin, ProcessEnv, PrometheusSettings, Sampler, ServerSettings, SettingsError,
     Strings, TelemetrySettings, CONFIG_DIR_ENV, DEFAULT_BIND, DEFAULT_CONFIG_DIR, DEFAULT_SERVICE_NAME,
     ENVIRONMENT_ENV, ENV_PREFIX, MASK,
 };
@@ -73,6 +73,7 @@ struct Sections {
     server: ServerSettings,
     prometheus: PrometheusSettings,
     logging: LoggingSettings,
+    logs: LogsSettings,
     exporter: ExporterConfig,
     span_buffer: SpanBufferConfig,
     span_limits: SpanLimitsConfig,
@@ -94,6 +95,7 @@ impl From<Sections> for Settings {
                 server: s.server,
                 prometheus: s.prometheus,
                 logging: s.logging,
+                logs: s.logs,
                 exporter: s.exporter,
                 span_buffer: s.span_buffer,
                 span_limits: s.span_limits,
@@ -118,6 +120,7 @@ impl From<Settings> for Sections {
             server: t.server,
             prometheus: t.prometheus,
             logging: t.logging,
+            logs: t.logs,
             exporter: t.exporter,
             span_buffer: t.span_buffer,
             span_limits: t.span_limits,

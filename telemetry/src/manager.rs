@@ -12,12 +12,14 @@ use std::time::{Duration, Instant};
 use metamcp_telemetry_actors::health_check::{HealthReport, ReadinessProbe};
 use metamcp_telemetry_actors::ingress::{DbOperation, DbSystem, HttpMethod, LabelValue, MetricEvent, MetricIngress};
 use metamcp_telemetry_actors::pipeline::{Pipeline, PipelineConfig, ShutdownReport};
+use metamcp_telemetry_actors::self_metrics::{DropReason, Signal};
 use metamcp_telemetry_actors::span_buffer::FlushError;
 use opentelemetry::trace::{FutureExt as _, SpanKind, Status, TraceContextExt, Tracer as _, TracerProvider as _};
 use opentelemetry::{Context, InstrumentationScope, KeyValue};
 use opentelemetry_sdk::trace::{Sampler, SdkTracer, SdkTracerProvider};
 use opentelemetry_sdk::Resource;
 
+use crate::access_log::AccessLogs;
 use crate::capture::{Capture, TestTelemetry};
 use crate::settings::{Sampler as SamplerSetting, Settings};
 
@@ -64,6 +66,8 @@ pub(crate) struct Inner {
     pub(crate) capture_headers: Arc<[crate::header_capture::CapturedHeader]>,
     /// Whether outgoing calls pass incoming baggage on (`telemetry.propagate_baggage`).
     propagate_baggage: bool,
+    /// Where the MCP and HTTP access records go (`logs.mcp_access`, `logs.http_access`).
+    pub(crate) access: AccessLogs,
 }
 
 pub(crate) enum Sink {
@@ -169,8 +173,22 @@ impl TelemetryManager {
             health: settings.health.clone(),
             spool: settings.spool.clone(),
             span_limits: settings.span_limits.clone(),
+            logs: settings.logs.buffer(),
         };
         let pipeline = Pipeline::start(config, &resource, registry, probes)?;
+        let access = if settings.logs.otlp {
+            // The layer installed with the stdout lines sends to this pipeline from now on.
+            crate::otlp_logs::attach_global(
+                pipeline.log_ingress.clone(),
+                pipeline.self_metrics.dropped(Signal::Logs, DropReason::QueueFull),
+            );
+            AccessLogs {
+                mcp: settings.logs.mcp_access.then(|| pipeline.log_ingress.clone()),
+                http: settings.logs.http_access.then(|| pipeline.log_ingress.clone()),
+            }
+        } else {
+            AccessLogs::default()
+        };
         let provider = SdkTracerProvider::builder()
             .with_span_processor(pipeline.span_ingress.clone())
             .with_sampler(sampler(settings))
@@ -207,6 +225,7 @@ impl TelemetryManager {
                 started: Instant::now(),
                 capture_headers: crate::header_capture::captured_headers(&settings.telemetry.capture_request_headers),
                 propagate_baggage: settings.telemetry.propagate_baggage,
+                access,
             }),
         })
     }
@@ -221,6 +240,7 @@ impl TelemetryManager {
                 started: Instant::now(),
                 capture_headers: Arc::from([]),
                 propagate_baggage: false,
+                access: AccessLogs::default(),
             }),
         }
     }
@@ -243,6 +263,7 @@ impl TelemetryManager {
                 started: Instant::now(),
                 capture_headers: Arc::from([]),
                 propagate_baggage: false,
+                access: AccessLogs::default(),
             }),
         };
         (manager, TestTelemetry::new(capture))
@@ -265,6 +286,14 @@ impl TelemetryManager {
     /// `telemetry.propagate_baggage`.
     pub fn outgoing_propagator(&self) -> opentelemetry::propagation::TextMapCompositePropagator {
         crate::propagation::outgoing(self.inner.propagate_baggage)
+    }
+
+    /// A `tracing` layer sending events as OTLP log records to this manager's pipeline (`None`
+    /// when telemetry is disabled), for an application that builds its own subscriber; filter it
+    /// with `logs.level`. [`logging::init_with_otlp`](crate::logging::init_with_otlp) installs
+    /// one that follows whichever manager started last.
+    pub fn log_layer(&self) -> Option<crate::otlp_logs::OtlpLogLayer> {
+        self.pipeline().map(|pipeline| crate::otlp_logs::OtlpLogLayer::to_ingress(pipeline.log_ingress.clone()))
     }
 
     /// The running pipeline, if telemetry is enabled.
