@@ -20,6 +20,7 @@ mod mcp_semconv;
 mod mcp_stream;
 mod mcp_trace;
 mod mcp_validation;
+mod otlp_logs;
 mod rate_limits;
 mod security;
 mod servers_transport;
