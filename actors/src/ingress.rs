@@ -18,6 +18,7 @@ use prometheus::IntCounter;
 use tokio::sync::Notify;
 
 pub use crate::labels::LabelValue;
+pub use crate::log_buffer::{log_channel, LogIngress};
 use crate::self_metrics::{DropReason, SelfMetrics, Signal};
 
 /// How often (in sends, per thread) a producer looks at the queue depth to decide whether to wake
@@ -29,7 +30,8 @@ thread_local! {
     /// Sends on this thread, per signal: one count shared by the signals would let a request's
     /// span and metric event (always sent in the same order) fall on fixed parities, so that one
     /// signal's depth check never ran and its consumer was woken only by a full queue or its tick.
-    static SENDS: [std::cell::Cell<u32>; 2] = const { [std::cell::Cell::new(0), std::cell::Cell::new(0)] };
+    static SENDS: [std::cell::Cell<u32>; crate::self_metrics::SIGNALS] =
+        const { [const { std::cell::Cell::new(0) }; crate::self_metrics::SIGNALS] };
 }
 
 /// True on every `every`-th send of `signal` on this thread.
@@ -290,7 +292,7 @@ impl<T> fmt::Debug for Door<T> {
 impl<T> Door<T> {
     /// A bounded channel of `capacity` for `signal`: its door, its receiving end, and the wake-up
     /// the consumer waits on.
-    fn open(
+    pub(crate) fn open(
         capacity: usize,
         wake_threshold: usize,
         signal: Signal,
@@ -335,6 +337,13 @@ impl<T> Door<T> {
     /// Items waiting in the channel.
     pub fn queued(&self) -> usize {
         self.tx.len()
+    }
+
+    /// Counts an item refused before it reached the channel (a byte bound), as a full queue.
+    #[inline]
+    pub(crate) fn refuse(&self) {
+        self.dropped_full.inc();
+        self.wake.wake();
     }
 }
 

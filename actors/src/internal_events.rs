@@ -110,7 +110,8 @@ impl InternalEvent for BatchDropped {
             return;
         }
         metrics.dropped(self.signal, self.reason).inc_by(self.items);
-        static LIMITS: [[LogLimit; 6]; 2] = [const { [const { LogLimit::new() }; 6] }; 2];
+        static LIMITS: [[LogLimit; 6]; crate::self_metrics::SIGNALS] =
+            [const { [const { LogLimit::new() }; 6] }; crate::self_metrics::SIGNALS];
         let Some(suppressed) = LIMITS[self.signal as usize][self.reason as usize].check() else { return };
         let message = match self.reason {
             DropReason::QueueFull => "the exporter's memory is full; telemetry dropped per exporter.when_full",

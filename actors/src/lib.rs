@@ -1,8 +1,9 @@
 //! The pipeline actors of metamcp-telemetry.
 //!
-//! Finished spans and metric events enter through bounded crossbeam channels ([`ingress`]) that
-//! never block the caller. Four actors, each on its own arbiter, do the rest:
-//! [`SpanBuffer`](span_buffer::SpanBuffer) batches spans, [`MetricAggregator`](metric_aggregator::MetricAggregator)
+//! Finished spans, log records and metric events enter through bounded crossbeam channels
+//! ([`ingress`]) that never block the caller. Five actors, each on its own arbiter, do the rest:
+//! [`SpanBuffer`](span_buffer::SpanBuffer) batches spans, [`LogBuffer`](log_buffer::LogBuffer)
+//! batches log records, [`MetricAggregator`](metric_aggregator::MetricAggregator)
 //! folds metric events into the Prometheus registry and snapshots them for OTLP,
 //! [`Exporter`](exporter::Exporter) sends OTLP over gRPC or HTTP with retries, and
 //! [`HealthCheck`](health_check::HealthCheck) gathers everyone's status. This crate knows no
@@ -17,6 +18,7 @@ pub mod health_check;
 pub mod ingress;
 pub mod internal_events;
 pub mod labels;
+pub mod log_buffer;
 pub mod metric_aggregator;
 pub mod otlp;
 pub mod pipeline;
@@ -33,6 +35,7 @@ mod test_support;
 pub use config_check::ConfigError;
 pub use exporter::config::{ExporterConfig, Protocol, RetryConfig};
 pub use health_check::config::HealthConfig;
+pub use log_buffer::LogBufferConfig;
 pub use metric_aggregator::config::MetricsConfig;
 pub use span_buffer::config::SpanBufferConfig;
 pub use span_buffer::limits::SpanLimitsConfig;

@@ -1,5 +1,6 @@
-//! Starts the four actors, each on its own arbiter, wires them to the ingress channels, and
-//! stops them in order: drain the span channel, export what is buffered, then the metrics.
+//! Starts the five actors, each on its own arbiter, wires them to the ingress channels, and
+//! stops them in order: a last metric snapshot, the log and span channels drained, then the
+//! exporter exports (or spools) what is buffered.
 
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -15,6 +16,7 @@ use crate::health_check::config::HealthConfig;
 use crate::health_check::{CheckNow, GetHealth, HealthCheck, HealthReport, ReadinessProbe};
 use crate::ingress::{self, FlushHook, MetricIngress, SpanIngress};
 use crate::ingress::{DbSystem, LabelValue};
+use crate::log_buffer::{self, LogBuffer, LogBufferConfig, LogIngress};
 use crate::metric_aggregator::config::MetricsConfig;
 use crate::metric_aggregator::{self, Catalogue, DeclareDbSystem, DeclareTools, MetricAggregator, ServiceMetrics};
 use crate::sampling::TraceDecisions;
@@ -25,8 +27,9 @@ use crate::span_buffer::{Flush, FlushError, Shutdown, SpanBuffer};
 use crate::spool::{Spool, SpoolConfig};
 use crate::supervision::InjectPanic;
 
-/// Thread names of the four actors, in start order (at most 15 bytes: the kernel's limit).
-pub const THREAD_NAMES: [&str; 4] = ["mmcp-exporter", "mmcp-spanbuffer", "mmcp-aggregator", "mmcp-health"];
+/// Thread names of the five actors, in start order (at most 15 bytes: the kernel's limit).
+pub const THREAD_NAMES: [&str; 5] =
+    ["mmcp-exporter", "mmcp-spanbuffer", "mmcp-aggregator", "mmcp-health", "mmcp-logbuffer"];
 
 /// Starts a named thread running its own actix system and returns that system's handle.
 fn named_system(name: &str) -> std::io::Result<actix_rt::System> {
@@ -59,6 +62,8 @@ pub struct PipelineConfig {
     /// `[span_limits]`: the value length limit the span buffer applies (the count limits are the
     /// tracer provider's).
     pub span_limits: SpanLimitsConfig,
+    /// `[logs]`: the log record queue and batching.
+    pub logs: LogBufferConfig,
 }
 
 impl PipelineConfig {
@@ -72,6 +77,7 @@ impl PipelineConfig {
             health: HealthConfig::default(),
             spool: SpoolConfig::default(),
             span_limits: SpanLimitsConfig::default(),
+            logs: LogBufferConfig::default(),
         }
     }
 }
@@ -103,6 +109,8 @@ pub struct Pipeline {
     pub span_ingress: SpanIngress,
     /// Feeds metric events in.
     pub metric_ingress: MetricIngress,
+    /// Feeds log records in.
+    pub log_ingress: LogIngress,
     /// The registry `/metrics` renders.
     pub registry: Registry,
     /// The service metrics in that registry.
@@ -117,6 +125,8 @@ pub struct Pipeline {
     pub exporter: Addr<Exporter>,
     /// The health check.
     pub health: Addr<HealthCheck>,
+    /// The log buffer.
+    pub log_buffer: Addr<LogBuffer>,
     /// Which traces were kept, for exemplars (every sampled trace under head sampling).
     pub trace_decisions: Arc<TraceDecisions>,
     systems: Arc<Vec<actix_rt::System>>,
@@ -124,7 +134,7 @@ pub struct Pipeline {
 
 impl Pipeline {
     /// Starts the actors, each on its own named thread (`mmcp-exporter`, `mmcp-spanbuffer`,
-    /// `mmcp-aggregator`, `mmcp-health`) running its own actix system, so the pipeline works
+    /// `mmcp-aggregator`, `mmcp-health`, `mmcp-logbuffer`) running its own actix system, so the pipeline works
     /// whatever runtime the caller uses and shows up by name in `top -H` and `/proc`.
     pub fn start(
         config: PipelineConfig,
@@ -145,15 +155,26 @@ impl Pipeline {
             (config.metrics.queue_capacity / 4).max(1),
             self_metrics.clone(),
         );
+        let (log_ingress, log_rx, log_wake, log_bytes) = log_buffer::log_channel(
+            config.logs.queue_capacity,
+            usize::try_from(config.logs.queue_max_bytes).unwrap_or(usize::MAX),
+            config.logs.max_batch_size,
+            self_metrics.clone(),
+        );
         let span_probe = span_rx.clone();
         let metric_probe = metric_rx.clone();
+        let log_probe = log_rx.clone();
         let probes_for_gauges: Vec<(&'static str, usize, DepthProbe)> = vec![
             ("spans", config.span_buffer.queue_capacity, Box::new(move || span_probe.len())),
             ("metric_events", config.metrics.queue_capacity, Box::new(move || metric_probe.len())),
+            ("logs", config.logs.queue_capacity, Box::new(move || log_probe.len())),
         ];
         let bytes_probe = span_bytes.clone();
-        let byte_gauges: Vec<(&'static str, usize, DepthProbe)> =
-            vec![("spans", bytes_probe.limit(), Box::new(move || bytes_probe.used()))];
+        let log_bytes_probe = log_bytes.clone();
+        let byte_gauges: Vec<(&'static str, usize, DepthProbe)> = vec![
+            ("spans", bytes_probe.limit(), Box::new(move || bytes_probe.used())),
+            ("logs", log_bytes_probe.limit(), Box::new(move || log_bytes_probe.used())),
+        ];
         let queue_gauges = QueueGauges::new(config.catalogue.self_metrics_prefix, probes_for_gauges)?;
         registry.register(Box::new(queue_gauges.with_bytes(byte_gauges)))?;
 
@@ -192,12 +213,21 @@ impl Pipeline {
                 )
             })
         };
+        let log_buffer = {
+            let config = config.logs.clone();
+            let (exporter, resource, metrics) = (exporter.clone(), resource.clone(), self_metrics.clone());
+            Supervisor::start_in_arbiter(&handles[4], move |_| {
+                LogBuffer::new(config, log_rx, log_bytes, log_wake, exporter, resource, metrics)
+            })
+        };
         let health = {
             let config = config.health.clone();
             let (span_buffer, aggregator, exporter) = (span_buffer.clone(), aggregator.clone(), exporter.clone());
             let metrics = self_metrics.clone();
+            let log_buffer = log_buffer.clone();
             Supervisor::start_in_arbiter(&handles[3], move |_| {
                 HealthCheck::new(config, span_buffer, aggregator, exporter, probes, metrics, env!("CARGO_PKG_VERSION"))
+                    .with_log_buffer(log_buffer)
             })
         };
         let flush_target = span_buffer.clone();
@@ -224,6 +254,7 @@ impl Pipeline {
         Ok(Self {
             span_ingress,
             metric_ingress,
+            log_ingress,
             registry,
             service_metrics,
             self_metrics,
@@ -231,15 +262,19 @@ impl Pipeline {
             aggregator,
             exporter,
             health,
+            log_buffer,
             trace_decisions,
             systems: Arc::new(systems),
         })
     }
 
-    /// Exports every span recorded so far and waits for the collector to accept it.
+    /// Exports every span and log record recorded so far and waits for the collector to accept
+    /// them.
     pub async fn force_flush(&self, timeout: Duration) -> Result<(), FlushError> {
         let deadline = Instant::now() + timeout;
         self.aggregator.do_send(metric_aggregator::ExportNow);
+        // Sent before the span buffer's flush, whose exporter drain then covers the log batches.
+        let _ = tokio::time::timeout(timeout, self.log_buffer.send(log_buffer::SendBuffered)).await;
         match self.span_buffer.send(Flush { deadline }).await {
             Ok(result) => result,
             Err(err) => Err(FlushError::ExporterGone(err.to_string())),
@@ -282,6 +317,9 @@ impl Pipeline {
         let deadline = Instant::now() + timeout;
         // Metrics first: one final snapshot joins the exporter's queue behind the spans' batches.
         let _ = tokio::time::timeout(timeout, self.aggregator.send(metric_aggregator::ExportNow)).await;
+        // Then the log records: their batches join the exporter's queue before its final drain.
+        let remaining = deadline.saturating_duration_since(Instant::now());
+        let _ = tokio::time::timeout(remaining, self.log_buffer.send(log_buffer::SendBuffered)).await;
         let left = match tokio::time::timeout(
             // Past the deadline, a spool write under way gets a short grace.
             deadline.saturating_duration_since(Instant::now()) + Duration::from_millis(2500),
@@ -313,6 +351,7 @@ impl Pipeline {
             ActorKind::MetricAggregator => self.aggregator.do_send(InjectPanic),
             ActorKind::Exporter => self.exporter.do_send(InjectPanic),
             ActorKind::HealthCheck => self.health.do_send(InjectPanic),
+            ActorKind::LogBuffer => self.log_buffer.do_send(InjectPanic),
         }
     }
 }

@@ -19,17 +19,23 @@ pub enum Signal {
     Traces,
     /// Metric events and metric snapshots.
     Metrics,
+    /// Log records.
+    Logs,
 }
+
+/// How many signals there are: the length of every per-signal table.
+pub const SIGNALS: usize = 3;
 
 impl Signal {
     /// Every signal, in index order.
-    pub const ALL: [Signal; 2] = [Signal::Traces, Signal::Metrics];
+    pub const ALL: [Signal; SIGNALS] = [Signal::Traces, Signal::Metrics, Signal::Logs];
 
     /// The label value.
     pub const fn as_str(self) -> &'static str {
         match self {
             Signal::Traces => "traces",
             Signal::Metrics => "metrics",
+            Signal::Logs => "logs",
         }
     }
 
@@ -79,7 +85,7 @@ impl DropReason {
     }
 }
 
-/// One of the four pipeline actors.
+/// One of the pipeline actors.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum ActorKind {
     /// The span buffer.
@@ -90,12 +96,19 @@ pub enum ActorKind {
     Exporter,
     /// The health check.
     HealthCheck,
+    /// The log buffer.
+    LogBuffer,
 }
 
 impl ActorKind {
     /// Every actor, in index order.
-    pub const ALL: [ActorKind; 4] =
-        [ActorKind::SpanBuffer, ActorKind::MetricAggregator, ActorKind::Exporter, ActorKind::HealthCheck];
+    pub const ALL: [ActorKind; 5] = [
+        ActorKind::SpanBuffer,
+        ActorKind::MetricAggregator,
+        ActorKind::Exporter,
+        ActorKind::HealthCheck,
+        ActorKind::LogBuffer,
+    ];
 
     /// The label value and the component name in `/health`.
     pub const fn as_str(self) -> &'static str {
@@ -104,6 +117,7 @@ impl ActorKind {
             ActorKind::MetricAggregator => "metric_aggregator",
             ActorKind::Exporter => "exporter",
             ActorKind::HealthCheck => "health_check",
+            ActorKind::LogBuffer => "log_buffer",
         }
     }
 }
@@ -187,14 +201,14 @@ pub const BATCH_SIZE_BUCKETS: &[f64] = &[1.0, 8.0, 32.0, 64.0, 128.0, 256.0, 512
 /// Resolved handles of every self-metric.
 #[derive(Debug)]
 pub struct SelfMetrics {
-    dropped: [[IntCounter; 6]; 2],
-    exported: [IntCounter; 2],
-    export_failures: [[IntCounter; 2]; 2],
-    export_duration: [Histogram; 2],
-    batch_size: [Histogram; 2],
-    consecutive_failures: [IntGauge; 2],
-    last_success: [IntGauge; 2],
-    restarts: [IntCounter; 4],
+    dropped: [[IntCounter; 6]; SIGNALS],
+    exported: [IntCounter; SIGNALS],
+    export_failures: [[IntCounter; 2]; SIGNALS],
+    export_duration: [Histogram; SIGNALS],
+    batch_size: [Histogram; SIGNALS],
+    consecutive_failures: [IntGauge; SIGNALS],
+    last_success: [IntGauge; SIGNALS],
+    restarts: [IntCounter; 5],
     collector_up: IntGauge,
     spool: SpoolGauges,
     attributes_truncated: IntCounter,
@@ -212,11 +226,11 @@ pub struct SpoolGauges {
     /// Batches in the spool.
     pub batches: IntGauge,
     /// Items in the spool, by signal.
-    pub items: [IntGauge; 2],
+    pub items: [IntGauge; SIGNALS],
     /// Items written to the spool, by signal.
-    pub spooled: [IntCounter; 2],
+    pub spooled: [IntCounter; SIGNALS],
     /// Spooled items the collector accepted on replay, by signal.
-    pub replayed: [IntCounter; 2],
+    pub replayed: [IntCounter; SIGNALS],
     /// 1 while batches go to the in-memory spool because the database spool is unavailable.
     pub fallback: IntGauge,
     /// Bytes of encoded batches the exporter holds in memory (waiting or in flight).
@@ -225,7 +239,7 @@ pub struct SpoolGauges {
     pub buffered_max_bytes: IntGauge,
 }
 
-fn per_signal<T>(f: impl Fn(Signal) -> T) -> [T; 2] {
+fn per_signal<T>(f: impl Fn(Signal) -> T) -> [T; SIGNALS] {
     Signal::ALL.map(f)
 }
 

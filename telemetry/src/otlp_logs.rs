@@ -122,7 +122,7 @@ pub(crate) fn severity(level: Level) -> Severity {
         Level::DEBUG => Severity::Debug,
         Level::INFO => Severity::Info,
         Level::WARN => Severity::Warn,
-        Level::ERROR => Severity::Error,
+        _ => Severity::Error,
     }
 }
 
@@ -165,7 +165,7 @@ struct Fields {
 
 impl Fields {
     fn is_masked(&self, field: &Field) -> bool {
-        field.index() < 64 && self.masked & (1 << field.index()) != 0
+        field.index() < 64 && (self.masked & (1 << field.index())) != 0
     }
 
     fn push(&mut self, field: &Field, value: LogValue) {
@@ -181,17 +181,14 @@ impl Fields {
 
 impl Visit for Fields {
     fn record_debug(&mut self, field: &Field, value: &dyn fmt::Debug) {
-        if self.is_masked(field) {
-            return self.push(field, LogValue::Static(MASK));
-        }
-        self.push(field, LogValue::Str(redacted(format!("{value:?}"))));
+        let value =
+            if self.is_masked(field) { LogValue::Static(MASK) } else { LogValue::Str(redacted(format!("{value:?}"))) };
+        self.push(field, value);
     }
 
     fn record_str(&mut self, field: &Field, value: &str) {
-        if self.is_masked(field) {
-            return self.push(field, LogValue::Static(MASK));
-        }
-        self.push(field, LogValue::Str(redact(value).into_owned()));
+        let value = if self.is_masked(field) { LogValue::Static(MASK) } else { LogValue::Str(redact(value).into_owned()) };
+        self.push(field, value);
     }
 
     fn record_i64(&mut self, field: &Field, value: i64) {
@@ -250,7 +247,7 @@ fn credential_fields(meta: &'static Metadata<'static>) -> u64 {
         meta.fields()
             .iter()
             .filter(|field| field.index() < 64 && field.name() != "message" && is_credential_name(field.name()))
-            .fold(0u64, |bits, field| bits | 1 << field.index())
+            .fold(0u64, |bits, field| bits | (1 << field.index()))
     };
     CREDENTIAL_FIELDS
         .try_with(|cache| match cache.try_borrow_mut() {

@@ -28,7 +28,9 @@ pub mod wait;
 
 use std::path::Path;
 
-pub use collector::{Behavior, PointValue, Received, ReceivedPoint, ReceivedSpan, Signal, TestCollector, Transport};
+pub use collector::{
+    Behavior, PointValue, Received, ReceivedLog, ReceivedPoint, ReceivedSpan, Signal, TestCollector, Transport,
+};
 
 /// The repository root (the workspace's directory).
 pub fn repo_root() -> &'static Path {

@@ -4,6 +4,7 @@
 
 mod accounting;
 mod backpressure;
+mod logs_export;
 mod metrics_fidelity;
 mod otlp_export;
 mod test_mode;

@@ -104,9 +104,9 @@ pub struct SpoolStatus {
     /// Of those batches, the ones kept in memory.
     pub memory_batches: u64,
     /// Items spooled, by signal (indexed as [`Signal::ALL`]).
-    pub items: [u64; 2],
+    pub items: [u64; crate::self_metrics::SIGNALS],
     /// Spooled batches being replayed now.
     pub replaying: usize,
     /// The `when_full` policy of each signal.
-    pub policies: [crate::spool::OverflowPolicy; 2],
+    pub policies: [crate::spool::OverflowPolicy; crate::self_metrics::SIGNALS],
 }

@@ -6,6 +6,7 @@ use std::str::FromStr;
 use std::time::{Duration, SystemTime};
 
 use http::uri::PathAndQuery;
+use opentelemetry_proto::tonic::collector::logs::v1::ExportLogsServiceResponse;
 use opentelemetry_proto::tonic::collector::metrics::v1::ExportMetricsServiceResponse;
 use opentelemetry_proto::tonic::collector::trace::v1::ExportTraceServiceResponse;
 use prost::bytes::{Buf, BufMut, Bytes};
@@ -156,6 +157,7 @@ impl GrpcTransport {
             Signal::Metrics => {
                 PathAndQuery::from_static("/opentelemetry.proto.collector.metrics.v1.MetricsService/Export")
             }
+            Signal::Logs => PathAndQuery::from_static("/opentelemetry.proto.collector.logs.v1.LogsService/Export"),
         };
         let mut grpc = tonic::client::Grpc::new(self.channel);
         if let Err(err) = grpc.ready().await {
@@ -196,6 +198,7 @@ pub struct HttpTransport {
     client: reqwest::Client,
     traces_url: String,
     metrics_url: String,
+    logs_url: String,
     headers: http::HeaderMap,
 }
 
@@ -217,6 +220,7 @@ impl HttpTransport {
             client,
             traces_url: signal_url(endpoint, "/v1/traces"),
             metrics_url: signal_url(endpoint, "/v1/metrics"),
+            logs_url: signal_url(endpoint, "/v1/logs"),
             headers,
         })
     }
@@ -225,6 +229,7 @@ impl HttpTransport {
         let url = match signal {
             Signal::Traces => &self.traces_url,
             Signal::Metrics => &self.metrics_url,
+            Signal::Logs => &self.logs_url,
         };
         let response = self
             .client
@@ -295,6 +300,10 @@ fn rejected_items(signal: Signal, body: Bytes) -> u64 {
             .ok()
             .and_then(|r| r.partial_success)
             .map_or(0, |p| p.rejected_data_points.max(0) as u64),
+        Signal::Logs => ExportLogsServiceResponse::decode(body)
+            .ok()
+            .and_then(|r| r.partial_success)
+            .map_or(0, |p| p.rejected_log_records.max(0) as u64),
     }
 }
 

@@ -14,8 +14,9 @@ use super::config::HealthConfig;
 use super::messages::{AddComponents, AddProbe, CheckNow, GetHealth};
 use super::report::{ComponentHealth, HealthReport, HealthStatus, SignalHealth};
 use crate::exporter::{self, Exporter, ExporterStatus};
+use crate::log_buffer::{self, LogBuffer, LogBufferStatus};
 use crate::metric_aggregator::{self, AggregatorStatus, MetricAggregator};
-use crate::self_metrics::{ActorKind, DropReason, FailureKind, SelfMetrics, Signal};
+use crate::self_metrics::{ActorKind, DropReason, FailureKind, SelfMetrics, Signal, SIGNALS};
 use crate::span_buffer::{self, SpanBuffer, SpanBufferStatus};
 use crate::supervision::{guarded, injected_fault, InjectPanic};
 
@@ -46,6 +47,8 @@ struct Gathered {
     span_buffer: Result<SpanBufferStatus, ProbeError>,
     aggregator: Result<AggregatorStatus, ProbeError>,
     exporter: Result<ExporterStatus, ProbeError>,
+    /// `None` when no log buffer is watched.
+    log_buffer: Option<Result<LogBufferStatus, ProbeError>>,
     probes: Vec<(&'static str, Result<serde_json::Value, ProbeError>)>,
 }
 
@@ -55,6 +58,7 @@ pub struct HealthCheck {
     span_buffer: Addr<SpanBuffer>,
     aggregator: Addr<MetricAggregator>,
     exporter: Addr<Exporter>,
+    log_buffer: Option<Addr<LogBuffer>>,
     probes: Vec<Arc<dyn ReadinessProbe>>,
     /// Sources of further components (they count for the status, not for readiness).
     sources: Vec<Arc<dyn ComponentSource>>,
@@ -62,7 +66,7 @@ pub struct HealthCheck {
     started: Instant,
     version: &'static str,
     latest: Option<HealthReport>,
-    drops_seen: [u64; 2],
+    drops_seen: [u64; SIGNALS],
     /// Answered by the gathering under way.
     waiting: Vec<oneshot::Sender<HealthReport>>,
     /// Asked while a gathering was under way: it may have read the actors before the question,
@@ -98,17 +102,24 @@ impl HealthCheck {
             span_buffer,
             aggregator,
             exporter,
+            log_buffer: None,
             probes,
             sources: Vec::new(),
             metrics,
             started: Instant::now(),
             version,
             latest: None,
-            drops_seen: [0; 2],
+            drops_seen: [0; SIGNALS],
             waiting: Vec::new(),
             queued: Vec::new(),
             gathering: false,
         }
+    }
+
+    /// The health check with the log buffer as a component (`log_buffer`).
+    pub fn with_log_buffer(mut self, log_buffer: Addr<LogBuffer>) -> Self {
+        self.log_buffer = Some(log_buffer);
+        self
     }
 
     fn gather(&mut self, ctx: &mut Context<Self>) {
@@ -121,6 +132,13 @@ impl HealthCheck {
         let span_buffer = ask(self.span_buffer.send(span_buffer::GetStatus), timeout);
         let aggregator = ask(self.aggregator.send(metric_aggregator::GetStatus), timeout);
         let exporter = ask(self.exporter.send(exporter::GetStatus), timeout);
+        let log_request = self.log_buffer.as_ref().map(|addr| addr.send(log_buffer::GetStatus));
+        let log_buffer = async move {
+            match log_request {
+                Some(request) => Some(ask(request, timeout).await),
+                None => None,
+            }
+        };
         let probes: Vec<_> = self
             .probes
             .iter()
@@ -137,9 +155,14 @@ impl HealthCheck {
             })
             .collect();
         let all = async move {
-            let (span_buffer, aggregator, exporter, probes) =
-                futures_util::join!(span_buffer, aggregator, exporter, futures_util::future::join_all(probes));
-            Gathered { span_buffer, aggregator, exporter, probes }
+            let (span_buffer, aggregator, exporter, log_buffer, probes) = futures_util::join!(
+                span_buffer,
+                aggregator,
+                exporter,
+                log_buffer,
+                futures_util::future::join_all(probes)
+            );
+            Gathered { span_buffer, aggregator, exporter, log_buffer, probes }
         };
         ctx.spawn(all.into_actor(self).map(|gathered, act, ctx| {
             act.gathering = false;
@@ -193,7 +216,7 @@ impl HealthCheck {
     fn report(&mut self, gathered: Gathered) -> HealthReport {
         let restarts = |kind: ActorKind| self.metrics.restarts(kind).get();
         let drops_now = Signal::ALL.map(|s| self.metrics.dropped_total(s));
-        let dropped_recently = [drops_now[0] > self.drops_seen[0], drops_now[1] > self.drops_seen[1]];
+        let dropped_recently = Signal::ALL.map(|s| drops_now[s as usize] > self.drops_seen[s as usize]);
         self.drops_seen = drops_now;
         let mut components = BTreeMap::new();
 
@@ -231,6 +254,25 @@ impl HealthCheck {
         };
         components.insert(ActorKind::MetricAggregator.as_str().to_owned(), aggregator);
 
+        if let Some(gathered) = gathered.log_buffer {
+            let log_buffer = match gathered {
+                Ok(status) => {
+                    let mut c = self.queue_component(
+                        ActorKind::LogBuffer,
+                        Signal::Logs,
+                        (status.queue_depth, status.queue_capacity),
+                        dropped_recently[Signal::Logs as usize].then_some("log records were dropped since the last check"),
+                    );
+                    c.details.insert("buffered", status.buffered.into());
+                    c.details.insert("batches_sent", status.batches_sent.into());
+                    c.details.insert("records_sent", status.records_sent.into());
+                    c
+                }
+                Err(why) => ComponentHealth::unresponsive(restarts(ActorKind::LogBuffer), why.to_string()),
+            };
+            components.insert(ActorKind::LogBuffer.as_str().to_owned(), log_buffer);
+        }
+
         let exporter = match gathered.exporter {
             Ok(status) => {
                 let mut c = ComponentHealth::new(restarts(ActorKind::Exporter));
@@ -255,11 +297,13 @@ impl HealthCheck {
                         "items": {
                             Signal::Traces.as_str(): spool.items[Signal::Traces as usize],
                             Signal::Metrics.as_str(): spool.items[Signal::Metrics as usize],
+                            Signal::Logs.as_str(): spool.items[Signal::Logs as usize],
                         },
                         "replaying": spool.replaying,
                         "when_full": {
                             Signal::Traces.as_str(): spool.policies[Signal::Traces as usize].to_string(),
                             Signal::Metrics.as_str(): spool.policies[Signal::Metrics as usize].to_string(),
+                            Signal::Logs.as_str(): spool.policies[Signal::Logs as usize].to_string(),
                         },
                     }),
                 );
@@ -326,7 +370,9 @@ impl HealthCheck {
 
         let pipeline_up = [ActorKind::SpanBuffer, ActorKind::MetricAggregator, ActorKind::Exporter]
             .iter()
-            .all(|kind| components.get(kind.as_str()).is_some_and(|c| c.status != HealthStatus::Unhealthy));
+            .all(|kind| components.get(kind.as_str()).is_some_and(|c| c.status != HealthStatus::Unhealthy))
+            && (self.log_buffer.is_none()
+                || components.get(ActorKind::LogBuffer.as_str()).is_some_and(|c| c.status != HealthStatus::Unhealthy));
         HealthReport {
             status: HealthReport::overall(&components),
             uptime_seconds: self.started.elapsed().as_secs(),

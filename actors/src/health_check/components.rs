@@ -8,7 +8,7 @@ use std::collections::BTreeMap;
 use super::report::{ComponentHealth, HealthStatus};
 
 /// Names the pipeline's own components take; a source's component of the same name is ignored.
-const RESERVED: &[&str] = &["span_buffer", "metric_aggregator", "exporter", "health_check"];
+const RESERVED: &[&str] = &["span_buffer", "metric_aggregator", "exporter", "health_check", "log_buffer"];
 
 /// Something that answers a list of components at every health gathering. Called on the health
 /// check's thread: it must answer from state it already holds, without blocking.

@@ -46,11 +46,13 @@ pub struct WhenFull {
     pub traces: OverflowPolicy,
     /// Policy for metric batches.
     pub metrics: OverflowPolicy,
+    /// Policy for log record batches.
+    pub logs: OverflowPolicy,
 }
 
 impl Default for WhenFull {
     fn default() -> Self {
-        Self { traces: OverflowPolicy::Spool, metrics: OverflowPolicy::Spool }
+        Self { traces: OverflowPolicy::Spool, metrics: OverflowPolicy::Spool, logs: OverflowPolicy::Spool }
     }
 }
 
@@ -60,6 +62,7 @@ impl WhenFull {
         match signal {
             Signal::Traces => self.traces,
             Signal::Metrics => self.metrics,
+            Signal::Logs => self.logs,
         }
     }
 }

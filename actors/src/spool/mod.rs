@@ -92,7 +92,7 @@ pub struct SpoolStats {
     /// Bytes of encoded requests stored.
     pub bytes: u64,
     /// Items stored, by signal (indexed as [`Signal::ALL`]).
-    pub items: [u64; 2],
+    pub items: [u64; crate::self_metrics::SIGNALS],
 }
 
 impl SpoolStats {

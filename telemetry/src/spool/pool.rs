@@ -40,11 +40,12 @@ macro_rules! on_backend {
 pub(super) use on_backend;
 
 /// The table, its index and (PostgreSQL) the lock that keeps two processes from creating them
-/// at once. The same schema as the gateway's migrations `*_telemetry_spool`.
+/// at once. The same schema as the gateway's migrations `*_telemetry_spool` and
+/// `*_telemetry_spool_logs`.
 #[cfg(feature = "spool-sqlite")]
 const CREATE_SQLITE: &str = "CREATE TABLE IF NOT EXISTS telemetry_spool (
     id INTEGER PRIMARY KEY AUTOINCREMENT,
-    signal TEXT NOT NULL CHECK (signal IN ('traces', 'metrics')),
+    signal TEXT NOT NULL CHECK (signal IN ('traces', 'metrics', 'logs')),
     items BIGINT NOT NULL,
     size_bytes BIGINT NOT NULL,
     attempts INTEGER NOT NULL DEFAULT 0,
@@ -60,7 +61,7 @@ const CREATE_POSTGRES: &str = "BEGIN;
 SELECT pg_advisory_xact_lock(7885351455935476592);
 CREATE TABLE IF NOT EXISTS telemetry_spool (
     id BIGSERIAL PRIMARY KEY,
-    signal TEXT NOT NULL CHECK (signal IN ('traces', 'metrics')),
+    signal TEXT NOT NULL CHECK (signal IN ('traces', 'metrics', 'logs')),
     items BIGINT NOT NULL,
     size_bytes BIGINT NOT NULL,
     attempts INTEGER NOT NULL DEFAULT 0,
@@ -69,7 +70,50 @@ CREATE TABLE IF NOT EXISTS telemetry_spool (
     body BYTEA NOT NULL
 );
 CREATE INDEX IF NOT EXISTS telemetry_spool_created_at_ms_idx ON telemetry_spool (created_at_ms);
+DO $$ BEGIN
+    IF EXISTS (SELECT 1 FROM pg_constraint WHERE conrelid = 'telemetry_spool'::regclass
+               AND conname = 'telemetry_spool_signal_check' AND pg_get_constraintdef(oid) NOT LIKE '%logs%') THEN
+        ALTER TABLE telemetry_spool DROP CONSTRAINT telemetry_spool_signal_check;
+        ALTER TABLE telemetry_spool ADD CONSTRAINT telemetry_spool_signal_check
+            CHECK (signal IN ('traces', 'metrics', 'logs'));
+    END IF;
+END $$;
 COMMIT;";
+
+/// A table made before log batches were spooled admits only `traces` and `metrics`; SQLite
+/// cannot change a check in place, so such a table is rebuilt with its rows (as the gateway's
+/// migration `*_telemetry_spool_logs` does).
+#[cfg(feature = "spool-sqlite")]
+const UPGRADE_SQLITE: &str = "BEGIN IMMEDIATE;
+DROP TABLE IF EXISTS telemetry_spool_upgrade;
+CREATE TABLE telemetry_spool_upgrade (
+    id INTEGER PRIMARY KEY AUTOINCREMENT,
+    signal TEXT NOT NULL CHECK (signal IN ('traces', 'metrics', 'logs')),
+    items BIGINT NOT NULL,
+    size_bytes BIGINT NOT NULL,
+    attempts INTEGER NOT NULL DEFAULT 0,
+    created_at_ms BIGINT NOT NULL,
+    lease_until_ms BIGINT NOT NULL DEFAULT 0,
+    body BLOB NOT NULL
+);
+INSERT INTO telemetry_spool_upgrade (id, signal, items, size_bytes, attempts, created_at_ms, lease_until_ms, body)
+    SELECT id, signal, items, size_bytes, attempts, created_at_ms, lease_until_ms, body FROM telemetry_spool;
+DROP TABLE telemetry_spool;
+ALTER TABLE telemetry_spool_upgrade RENAME TO telemetry_spool;
+CREATE INDEX IF NOT EXISTS telemetry_spool_created_at_ms_idx ON telemetry_spool (created_at_ms);
+COMMIT;";
+
+/// True when the SQLite table's check admits log batches.
+#[cfg(feature = "spool-sqlite")]
+fn sqlite_admits_logs(conn: &mut diesel::SqliteConnection) -> std::result::Result<bool, DieselError> {
+    use diesel::sql_types::{Nullable, Text};
+    use diesel::RunQueryDsl as _;
+    let schema: Option<String> = diesel::select(diesel::dsl::sql::<Nullable<Text>>(
+        "(SELECT sql FROM sqlite_master WHERE type = 'table' AND name = 'telemetry_spool')",
+    ))
+    .get_result(conn)?;
+    Ok(schema.is_none_or(|sql| sql.contains("'logs'")))
+}
 
 /// The pool and its fail-fast window.
 #[derive(Clone)]
@@ -264,7 +308,10 @@ impl CustomizeConnection<SpoolConnection, PoolError> for Setup {
                 }
                 setup.push_str(" PRAGMA synchronous = NORMAL;\n");
                 setup.push_str(CREATE_SQLITE);
-                sqlite.batch_execute(&setup)
+                sqlite.batch_execute(&setup).and_then(|()| match sqlite_admits_logs(sqlite)? {
+                    true => Ok(()),
+                    false => sqlite.batch_execute(UPGRADE_SQLITE),
+                })
             }
             #[cfg(feature = "spool-postgres")]
             SpoolConnection::Postgres(pg) => {

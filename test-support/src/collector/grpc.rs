@@ -1,7 +1,12 @@
-//! OTLP/gRPC receiver: the generated `TraceService` and `MetricsService` servers on tonic.
+//! OTLP/gRPC receiver: the generated `TraceService`, `MetricsService` and `LogsService` servers
+//! on tonic.
 
 use std::sync::Arc;
 
+use opentelemetry_proto::tonic::collector::logs::v1::logs_service_server::{LogsService, LogsServiceServer};
+use opentelemetry_proto::tonic::collector::logs::v1::{
+    ExportLogsPartialSuccess, ExportLogsServiceRequest, ExportLogsServiceResponse,
+};
 use opentelemetry_proto::tonic::collector::metrics::v1::metrics_service_server::{
     MetricsService, MetricsServiceServer,
 };
@@ -93,13 +98,37 @@ impl MetricsService for Receiver {
     }
 }
 
+#[tonic::async_trait]
+impl LogsService for Receiver {
+    async fn export(
+        &self,
+        request: Request<ExportLogsServiceRequest>,
+    ) -> Result<Response<ExportLogsServiceResponse>, Status> {
+        let _in_flight = self.shared.enter();
+        let headers = headers(&request);
+        match self.shared.admit(Signal::Logs, headers).await {
+            Verdict::Record => {
+                self.shared.record_logs(request.into_inner());
+                Ok(Response::new(ExportLogsServiceResponse::default()))
+            }
+            Verdict::RecordPartial(rejected_log_records, error_message) => {
+                self.shared.record_logs(request.into_inner());
+                let partial_success = Some(ExportLogsPartialSuccess { rejected_log_records, error_message });
+                Ok(Response::new(ExportLogsServiceResponse { partial_success }))
+            }
+            Verdict::Fail(failure) => Err(status(&failure)),
+        }
+    }
+}
+
 /// Serve until the collector is asked to stop; in-flight requests are then drained gracefully.
 pub(super) async fn serve(listener: TcpListener, shared: Arc<Shared>) {
     let receiver = Receiver { shared: shared.clone() };
     // TCP_NODELAY as collectors set it: without it every answer waits on a delayed ACK.
     let result = tonic::transport::Server::builder()
         .add_service(TraceServiceServer::new(receiver.clone()).max_decoding_message_size(MAX_MESSAGE_BYTES))
-        .add_service(MetricsServiceServer::new(receiver).max_decoding_message_size(MAX_MESSAGE_BYTES))
+        .add_service(MetricsServiceServer::new(receiver.clone()).max_decoding_message_size(MAX_MESSAGE_BYTES))
+        .add_service(LogsServiceServer::new(receiver).max_decoding_message_size(MAX_MESSAGE_BYTES))
         .serve_with_incoming_shutdown(TcpIncoming::from(listener).with_nodelay(Some(true)), shared.stopped())
         .await;
     if let Err(e) = result {

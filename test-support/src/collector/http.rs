@@ -1,4 +1,5 @@
-//! OTLP/HTTP receiver: `POST /v1/traces` and `POST /v1/metrics` with protobuf bodies, on hyper.
+//! OTLP/HTTP receiver: `POST /v1/traces`, `POST /v1/metrics` and `POST /v1/logs` with protobuf
+//! bodies, on hyper.
 
 use std::convert::Infallible;
 use std::sync::Arc;
@@ -12,6 +13,9 @@ use hyper::service::service_fn;
 use hyper::{Method, Request, Response, StatusCode};
 use hyper_util::rt::TokioIo;
 use hyper_util::server::graceful::GracefulShutdown;
+use opentelemetry_proto::tonic::collector::logs::v1::{
+    ExportLogsPartialSuccess, ExportLogsServiceRequest, ExportLogsServiceResponse,
+};
 use opentelemetry_proto::tonic::collector::metrics::v1::{
     ExportMetricsPartialSuccess, ExportMetricsServiceRequest, ExportMetricsServiceResponse,
 };
@@ -79,13 +83,15 @@ fn plain(status: StatusCode) -> Reply {
 enum Payload {
     Traces(ExportTraceServiceRequest),
     Metrics(ExportMetricsServiceRequest),
+    Logs(ExportLogsServiceRequest),
 }
 
 async fn handle(shared: Arc<Shared>, req: Request<Incoming>) -> Result<Reply, Infallible> {
     let signal = match (req.method(), req.uri().path()) {
         (&Method::POST, "/v1/traces") => Signal::Traces,
         (&Method::POST, "/v1/metrics") => Signal::Metrics,
-        (_, "/v1/traces" | "/v1/metrics") => return Ok(plain(StatusCode::METHOD_NOT_ALLOWED)),
+        (&Method::POST, "/v1/logs") => Signal::Logs,
+        (_, "/v1/traces" | "/v1/metrics" | "/v1/logs") => return Ok(plain(StatusCode::METHOD_NOT_ALLOWED)),
         _ => return Ok(plain(StatusCode::NOT_FOUND)),
     };
     let _in_flight = shared.enter();
@@ -118,6 +124,7 @@ async fn handle(shared: Arc<Shared>, req: Request<Incoming>) -> Result<Reply, In
     let decoded = match signal {
         Signal::Traces => ExportTraceServiceRequest::decode(body).map(Payload::Traces),
         Signal::Metrics => ExportMetricsServiceRequest::decode(body).map(Payload::Metrics),
+        Signal::Logs => ExportLogsServiceRequest::decode(body).map(Payload::Logs),
     };
     let payload = match decoded {
         Ok(payload) => payload,
@@ -158,6 +165,14 @@ async fn handle(shared: Arc<Shared>, req: Request<Incoming>) -> Result<Reply, In
                 error_message,
             });
             reply(200, ExportMetricsServiceResponse { partial_success }.encode_to_vec())
+        }
+        Payload::Logs(request) => {
+            shared.record_logs(request);
+            let partial_success = partial.map(|(rejected_log_records, error_message)| ExportLogsPartialSuccess {
+                rejected_log_records,
+                error_message,
+            });
+            reply(200, ExportLogsServiceResponse { partial_success }.encode_to_vec())
         }
     })
 }

@@ -14,6 +14,7 @@
 
 mod grpc;
 mod http;
+mod logs;
 mod received;
 mod state;
 
@@ -31,6 +32,7 @@ pub use received::{
     any_value_string, attr_map, HistogramPoint, Number, PointValue, Received, ReceivedPoint, ReceivedSpan,
     RequestRecord, Signal,
 };
+pub use logs::ReceivedLog;
 pub use state::Behavior;
 
 use state::Shared;
@@ -47,9 +49,9 @@ const ASYNC_POLL: Duration = Duration::from_millis(5);
 /// The OTLP transport a [`TestCollector`] speaks.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Transport {
-    /// OTLP/gRPC: `opentelemetry.proto.collector.{trace,metrics}.v1.*Service/Export`.
+    /// OTLP/gRPC: `opentelemetry.proto.collector.{trace,metrics,logs}.v1.*Service/Export`.
     Grpc,
-    /// OTLP/HTTP with protobuf bodies: `POST /v1/traces`, `POST /v1/metrics`.
+    /// OTLP/HTTP with protobuf bodies: `POST /v1/traces`, `POST /v1/metrics`, `POST /v1/logs`.
     Http,
 }
 
@@ -112,6 +114,11 @@ impl TestCollector {
     /// `http://127.0.0.1:PORT/v1/metrics`, the full OTLP/HTTP metrics URL.
     pub fn metrics_url(&self) -> String {
         format!("{}/v1/metrics", self.endpoint())
+    }
+
+    /// `http://127.0.0.1:PORT/v1/logs`, the full OTLP/HTTP logs URL.
+    pub fn logs_url(&self) -> String {
+        format!("{}/v1/logs", self.endpoint())
     }
 
     /// The bound port.
@@ -304,9 +311,10 @@ impl TestCollector {
             let spans = r.spans();
             let names: Vec<&str> = spans.iter().map(|s| s.name.as_str()).collect();
             format!(
-                "{} span(s) arrived {names:?}; metrics {:?}; {} export request(s), {} rejected",
+                "{} span(s) arrived {names:?}; metrics {:?}; {} log record(s); {} export request(s), {} rejected",
                 spans.len(),
                 r.metric_names(),
+                r.log_record_count(),
                 r.request_count(),
                 r.rejected_count(),
             )

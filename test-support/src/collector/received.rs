@@ -6,6 +6,7 @@ use std::collections::BTreeMap;
 use std::fmt;
 use std::time::{Duration, Instant};
 
+use opentelemetry_proto::tonic::collector::logs::v1::ExportLogsServiceRequest;
 use opentelemetry_proto::tonic::collector::metrics::v1::ExportMetricsServiceRequest;
 use opentelemetry_proto::tonic::collector::trace::v1::ExportTraceServiceRequest;
 use opentelemetry_proto::tonic::common::v1::{any_value, AnyValue, KeyValue};
@@ -23,6 +24,8 @@ pub enum Signal {
     Traces,
     /// `MetricsService/Export` or `POST /v1/metrics`.
     Metrics,
+    /// `LogsService/Export` or `POST /v1/logs`.
+    Logs,
 }
 
 /// One export call as it arrived, whatever its fate (recorded, failed, stalled, malformed).
@@ -30,7 +33,7 @@ pub enum Signal {
 pub struct RequestRecord {
     /// When the collector saw the request (after the body was read).
     pub at: Instant,
-    /// Traces or metrics.
+    /// Traces, metrics or logs.
     pub signal: Signal,
     /// The transport it came over.
     pub transport: Transport,
@@ -51,6 +54,7 @@ impl RequestRecord {
 pub struct Received {
     pub(super) trace_requests: Vec<ExportTraceServiceRequest>,
     pub(super) metric_requests: Vec<ExportMetricsServiceRequest>,
+    pub(super) log_requests: Vec<ExportLogsServiceRequest>,
     pub(super) requests: Vec<RequestRecord>,
     pub(super) rejected: usize,
 }
@@ -447,11 +451,11 @@ pub fn attr_map(attrs: &[KeyValue]) -> BTreeMap<String, String> {
     attrs.iter().map(|kv| (kv.key.clone(), kv.value.as_ref().map(any_value_string).unwrap_or_default())).collect()
 }
 
-fn find<'a>(attrs: &'a [KeyValue], key: &str) -> Option<&'a AnyValue> {
+pub(super) fn find<'a>(attrs: &'a [KeyValue], key: &str) -> Option<&'a AnyValue> {
     attrs.iter().find(|kv| kv.key == key)?.value.as_ref()
 }
 
-fn hex(bytes: &[u8]) -> String {
+pub(super) fn hex(bytes: &[u8]) -> String {
     use fmt::Write;
     bytes.iter().fold(String::with_capacity(bytes.len() * 2), |mut s, b| {
         let _ = write!(s, "{b:02x}");

@@ -5,6 +5,7 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Condvar, Mutex, MutexGuard, PoisonError};
 use std::time::{Duration, Instant};
 
+use opentelemetry_proto::tonic::collector::logs::v1::ExportLogsServiceRequest;
 use opentelemetry_proto::tonic::collector::metrics::v1::ExportMetricsServiceRequest;
 use opentelemetry_proto::tonic::collector::trace::v1::ExportTraceServiceRequest;
 use tokio::sync::watch;
@@ -253,6 +254,11 @@ impl Shared {
 
     pub(super) fn record_metrics(&self, request: ExportMetricsServiceRequest) {
         self.lock().received.metric_requests.push(request);
+        self.changed.notify_all();
+    }
+
+    pub(super) fn record_logs(&self, request: ExportLogsServiceRequest) {
+        self.lock().received.log_requests.push(request);
         self.changed.notify_all();
     }
 }

@@ -40,6 +40,7 @@ use super::*;
 use crate::exporter::messages::ExportBatch;
 use crate::exporter::transport::Outcome;
 use crate::internal_events::ExporterEvent;
+use crate::self_metrics::SIGNALS;
 use crate::spool::{merge_evicted, Evicted, SpoolConfig, SpoolRecord, SpoolStats, SpooledBatch, WhenFull};
 
 mod database;
@@ -76,13 +77,13 @@ struct Harness {
     replies: HashMap<WaiterId, DrainReport>,
     next_batch: u64,
     items: HashMap<u64, (Signal, u64)>,
-    recorded: [u64; 2],
-    duplicated: [u64; 2],
-    exported: [u64; 2],
-    dropped: [u64; 2],
+    recorded: [u64; SIGNALS],
+    duplicated: [u64; SIGNALS],
+    exported: [u64; SIGNALS],
+    dropped: [u64; SIGNALS],
     /// Items a crash removed from the database without a count: evicted or expired by a spool
     /// call whose answer was lost.
-    uncounted: [u64; 2],
+    uncounted: [u64; SIGNALS],
     deliveries: HashMap<u64, u32>,
     /// Batches a crash or a shutdown left under way: they may be delivered twice.
     exposed: HashSet<u64>,
@@ -113,11 +114,11 @@ impl Harness {
             replies: HashMap::new(),
             next_batch: 0,
             items: HashMap::new(),
-            recorded: [0; 2],
-            duplicated: [0; 2],
-            exported: [0; 2],
-            dropped: [0; 2],
-            uncounted: [0; 2],
+            recorded: [0; SIGNALS],
+            duplicated: [0; SIGNALS],
+            exported: [0; SIGNALS],
+            dropped: [0; SIGNALS],
+            uncounted: [0; SIGNALS],
             deliveries: HashMap::new(),
             exposed: HashSet::new(),
             replay_starts: Vec::new(),
@@ -267,8 +268,8 @@ impl Harness {
     }
 
     /// Items still held anywhere, per signal, each copy once.
-    fn live(&self) -> [u64; 2] {
-        let mut live = [0u64; 2];
+    fn live(&self) -> [u64; SIGNALS] {
+        let mut live = [0u64; SIGNALS];
         for p in &self.sm.pending {
             live[p.batch.signal as usize] += p.batch.items;
         }

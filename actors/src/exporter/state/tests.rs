@@ -184,7 +184,7 @@ fn retries_past_the_budget_are_spooled_or_dropped_per_policy() {
         let mut config = config();
         config.unreachable_after = 100;
         config.retry.max_elapsed_time = Duration::from_millis(1500);
-        config.when_full = WhenFull { traces: policy, metrics: policy };
+        config.when_full = WhenFull { traces: policy, metrics: policy, logs: policy };
         let (mut sm, t0) = machine(config, SpoolConfig::default());
         sm.handle(t0, traces(8));
         sm.handle(t0, Event::ExportFinished { id: 0, outcome: refused() });
@@ -207,7 +207,7 @@ fn when_full_decides_who_makes_room() {
         let mut config = config();
         config.max_concurrent_exports = 1;
         config.max_pending_batches = 1;
-        config.when_full = WhenFull { traces: policy, metrics: policy };
+        config.when_full = WhenFull { traces: policy, metrics: policy, logs: policy };
         let (mut sm, t0) = machine(config, SpoolConfig::default());
         let mut actions = Vec::new();
         for items in [1, 2, 4] {
@@ -226,7 +226,7 @@ fn the_byte_bound_holds_whatever_the_count() {
     let mut config = config();
     config.max_concurrent_exports = 1;
     config.max_pending_bytes = 1_000;
-    config.when_full = WhenFull { traces: OverflowPolicy::DropOldest, metrics: OverflowPolicy::DropOldest };
+    config.when_full = WhenFull { traces: OverflowPolicy::DropOldest, metrics: OverflowPolicy::DropOldest, logs: OverflowPolicy::DropOldest };
     let (mut sm, t0) = machine(config, SpoolConfig::default());
     let mut actions = Vec::new();
     for items in 1..=6 {
@@ -422,7 +422,7 @@ fn a_stale_spool_answer_is_ignored() {
 #[test]
 fn shutdown_writes_what_is_left_to_the_database_and_drops_what_its_policy_does_not_spool() {
     let mut config = config();
-    config.when_full = WhenFull { traces: OverflowPolicy::Spool, metrics: OverflowPolicy::DropNewest };
+    config.when_full = WhenFull { traces: OverflowPolicy::Spool, metrics: OverflowPolicy::DropNewest, logs: OverflowPolicy::Spool };
     let (mut sm, t0) = machine(config, SpoolConfig::default());
     let attach = sm.handle(t0, Event::SpoolAttached { backend: "postgresql" });
     sm.handle(

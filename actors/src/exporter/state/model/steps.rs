@@ -79,7 +79,7 @@ pub(super) fn setup() -> impl Strategy<Value = Setup> {
                 max_concurrent_exports: concurrent,
                 max_pending_batches: pending,
                 max_pending_bytes: pending_bytes,
-                when_full: WhenFull { traces, metrics },
+                when_full: WhenFull { traces, metrics, logs: metrics },
                 unreachable_after,
                 retry: crate::RetryConfig {
                     enabled,

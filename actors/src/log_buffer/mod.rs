@@ -1,0 +1,45 @@
+//! The log buffer: drains the log record channel, batches records by size or time, encodes each
+//! batch as an OTLP `ExportLogsServiceRequest` once, and hands it to the exporter.
+//!
+//! Records come from a `tracing` layer through [`LogIngress`], which never blocks: a full queue
+//! (by count or by bytes) drops the record and counts it at once.
+//!
+//! The pipeline logs about itself (export failures, spool trouble, restarts) through `tracing`
+//! too. A layer that turns events into records must skip those, or an export failure would
+//! produce a record whose export fails again: see [`is_pipeline_event`].
+
+mod actor;
+pub mod config;
+mod ingress;
+pub mod messages;
+mod record;
+
+#[cfg(test)]
+pub(crate) mod tests;
+
+pub use actor::LogBuffer;
+pub use config::LogBufferConfig;
+pub use ingress::{log_channel, LogIngress};
+pub use messages::{Flush, GetStatus, LogBufferStatus, SendBuffered};
+pub use record::{estimated_size, LogRecord, LogValue, Severity};
+
+/// Target prefixes of the events a log layer must not turn into records: this crate's own
+/// (every internal event, export failures included, has a target under
+/// `metamcp_telemetry_actors`) and the transport stacks the exporter runs on, whose events
+/// describe an export in progress. Compare with [`is_pipeline_event`].
+pub const PIPELINE_LOG_TARGETS: &[&str] =
+    &["metamcp_telemetry_actors", "tonic", "h2", "hyper", "hyper_util", "tower", "reqwest"];
+
+/// Names of the pipeline's threads: an event emitted on one of them is the pipeline's own.
+pub const PIPELINE_THREAD_PREFIX: &str = "mmcp-";
+
+/// True when an event with `target` belongs to the pipeline and must not become a log record
+/// (it could feed an export loop): its target is one of [`PIPELINE_LOG_TARGETS`] or a module
+/// below one. A layer may also skip every event emitted on a thread whose name starts with
+/// [`PIPELINE_THREAD_PREFIX`].
+#[inline]
+pub fn is_pipeline_event(target: &str) -> bool {
+    PIPELINE_LOG_TARGETS.iter().any(|prefix| {
+        target.starts_with(prefix) && matches!(target.as_bytes().get(prefix.len()), None | Some(b':'))
+    })
+}
