@@ -113,7 +113,7 @@ impl SpoolStats {
         SpoolStats {
             batches: self.batches + other.batches,
             bytes: self.bytes + other.bytes,
-            items: [self.items[0] + other.items[0], self.items[1] + other.items[1]],
+            items: std::array::from_fn(|i| self.items[i] + other.items[i]),
         }
     }
 
@@ -122,7 +122,7 @@ impl SpoolStats {
         SpoolStats {
             batches: self.batches.saturating_sub(other.batches),
             bytes: self.bytes.saturating_sub(other.bytes),
-            items: [self.items[0].saturating_sub(other.items[0]), self.items[1].saturating_sub(other.items[1])],
+            items: std::array::from_fn(|i| self.items[i].saturating_sub(other.items[i])),
         }
     }
 
