@@ -16,6 +16,7 @@ use std::time::Duration;
 use crate::common::Service;
 use opentelemetry_proto::tonic::common::v1::any_value::Value as Any;
 use opentelemetry_proto::tonic::logs::v1::LogRecord;
+use opentelemetry_proto::tonic::trace::v1::span::SpanKind;
 use prost::Message as _;
 use serde_json::{json, Value};
 use support::service::{client, MCP_ACCEPT};
@@ -64,6 +65,11 @@ fn records(collector: &TestCollector) -> Vec<(String, LogRecord)> {
 
 fn events(collector: &TestCollector, event_name: &str) -> Vec<LogRecord> {
     records(collector).into_iter().map(|(_, r)| r).filter(|r| r.event_name == event_name).collect()
+}
+
+/// The MCP server spans of the calculator's calls (its tool span has the same name).
+fn calls(collector: &TestCollector) -> Vec<ReceivedSpan> {
+    collector.spans().into_iter().filter(|s| s.name == "tools/call calculator" && s.kind == SpanKind::Server).collect()
 }
 
 fn attr(record: &LogRecord, key: &str) -> Option<Any> {
@@ -122,17 +128,27 @@ fn mcp_access_records_join_the_request_trace_and_hold_no_argument(transport: Tra
         call_calculator(&service, &session, 8, json!({"expression": format!("{MARKER} +")}), "00f067aa0ba902b8");
     assert_eq!(failing["result"]["isError"], true, "{failing}");
 
-    assert_eventually(WAIT, POLL, "two tools/call access records and the calls' server spans arrive", || {
+    let arrived = || {
         events(&collector, "mcp.access").iter().filter(|r| text(r, "mcp.method.name").as_deref() == Some("tools/call")).count() == 2
-            && collector.spans().iter().filter(|s| s.name == "tools/call calculator").count() == 2
-    });
+            && calls(&collector).len() == 2
+    };
+    let deadline = std::time::Instant::now() + WAIT;
+    while !arrived() && std::time::Instant::now() < deadline {
+        std::thread::sleep(POLL);
+    }
+    assert!(
+        arrived(),
+        "two tools/call access records and the calls' server spans: records {:#?}, spans {:?}",
+        events(&collector, "mcp.access"),
+        collector.spans().iter().map(|s| s.name.clone()).collect::<Vec<_>>()
+    );
     let mut access: Vec<LogRecord> = events(&collector, "mcp.access")
         .into_iter()
         .filter(|r| text(r, "mcp.method.name").as_deref() == Some("tools/call"))
         .collect();
     // Two batches may be exported at once: in request order again.
     access.sort_by_key(|r| text(r, "jsonrpc.request.id"));
-    let spans: Vec<ReceivedSpan> = collector.spans().into_iter().filter(|s| s.name == "tools/call calculator").collect();
+    let spans = calls(&collector);
     for (record, error) in [(&access[0], None), (&access[1], Some("tool_error"))] {
         assert_eq!(record.severity_text, "INFO");
         assert_eq!(text(record, "gen_ai.tool.name").as_deref(), Some("calculator"));
@@ -241,7 +257,7 @@ fn otel_logs_exporter_none_sends_no_log_record() {
     // Spans and metrics flow; once two metric exports followed the call's span, any record
     // queued with it would have gone out too (the log buffer flushes every 100 ms).
     assert_eventually(WAIT, POLL, "the call's span arrives", || {
-        collector.spans().iter().any(|s| s.name == "tools/call calculator")
+        !calls(&collector).is_empty()
     });
     let metrics_seen = collector.metric_requests().len();
     assert_eventually(WAIT, POLL, "two more metric exports", || collector.metric_requests().len() >= metrics_seen + 2);
