@@ -152,8 +152,7 @@ async fn initialize(
     requested: Result<String, rmcp::model::ErrorData>,
 ) -> ServerJsonRpcMessage {
     let parent = observe::parent_of(request);
-    let span =
-        ServerSpan::start(
+    let span = ServerSpan::start(
         state.gateway.telemetry(),
         &parent,
         &Operation::of(request),

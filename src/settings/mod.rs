@@ -24,8 +24,8 @@ pub use crate::config::{
     AdminSettings, AuditSettings, DatabaseSettings, EmbedderKind, GatewaySettings, RetentionSettings, VectorSettings,
 };
 pub use metamcp_telemetry::settings::{
-    LogFormat, LoggingSettings, LogsSettings, Origin, ProcessEnv, PrometheusSettings, Sampler, ServerSettings, SettingsError,
-    Strings, TelemetrySettings, CONFIG_DIR_ENV, DEFAULT_BIND, DEFAULT_CONFIG_DIR, DEFAULT_SERVICE_NAME,
+    LogFormat, LoggingSettings, LogsSettings, Origin, ProcessEnv, PrometheusSettings, Sampler, ServerSettings,
+    SettingsError, Strings, TelemetrySettings, CONFIG_DIR_ENV, DEFAULT_BIND, DEFAULT_CONFIG_DIR, DEFAULT_SERVICE_NAME,
     ENVIRONMENT_ENV, ENV_PREFIX, MASK,
 };
 

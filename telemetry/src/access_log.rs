@@ -112,7 +112,13 @@ pub(crate) fn mcp_access_record(access: &McpAccess<'_>, duration: Duration, cx: 
 }
 
 /// The HTTP access record of a request served, in the trace of `cx`'s span.
-pub(crate) fn http_access_record(method: &str, route: &str, status: u16, duration: Duration, cx: &Context) -> LogRecord {
+pub(crate) fn http_access_record(
+    method: &str,
+    route: &str,
+    status: u16,
+    duration: Duration,
+    cx: &Context,
+) -> LogRecord {
     let attributes = vec![
         ("http.request.method", bounded(method)),
         ("http.route", bounded(route)),
@@ -199,7 +205,11 @@ mod tests {
         assert_eq!(attr(&record, "jsonrpc.request.id"), Some(&text("12")));
         assert_eq!(attr(&record, "mcp.server.operation.duration"), Some(&LogValue::F64(0.25)));
 
-        let ok = mcp_access_record(&McpAccess { method: "ping", endpoint: "e", ..McpAccess::default() }, Duration::ZERO, &Context::new());
+        let ok = mcp_access_record(
+            &McpAccess { method: "ping", endpoint: "e", ..McpAccess::default() },
+            Duration::ZERO,
+            &Context::new(),
+        );
         assert_eq!(ok.body, text("ping"));
         assert_eq!(attr(&ok, "outcome"), Some(&LogValue::Static("ok")));
         assert_eq!(attr(&ok, "error.type"), None);

@@ -21,8 +21,8 @@ use tracing_subscriber::util::SubscriberInitExt;
 use tracing_subscriber::{EnvFilter, Layer};
 
 use crate::middleware::RequestId;
-use crate::redact::redact;
 use crate::otlp_logs::OtlpLogLayer;
+use crate::redact::redact;
 use crate::settings::{LogFormat, LoggingSettings, Settings};
 
 /// Where log lines go.

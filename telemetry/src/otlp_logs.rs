@@ -187,7 +187,8 @@ impl Visit for Fields {
     }
 
     fn record_str(&mut self, field: &Field, value: &str) {
-        let value = if self.is_masked(field) { LogValue::Static(MASK) } else { LogValue::Str(redact(value).into_owned()) };
+        let value =
+            if self.is_masked(field) { LogValue::Static(MASK) } else { LogValue::Str(redact(value).into_owned()) };
         self.push(field, value);
     }
 

@@ -206,8 +206,12 @@ fn a_full_log_queue_drops_and_counts_exactly() {
         tracing::info!(target: "burst", seq, "a burst past the queue");
     }
     let dropped = || {
-        value(&scrape_blocking(&metrics), "metamcp_telemetry_dropped_total", &[("signal", "logs"), ("reason", "queue_full")])
-            .unwrap_or(0.0) as usize
+        value(
+            &scrape_blocking(&metrics),
+            "metamcp_telemetry_dropped_total",
+            &[("signal", "logs"), ("reason", "queue_full")],
+        )
+        .unwrap_or(0.0) as usize
     };
     let refused = dropped();
     assert!(refused > 0, "a queue of 8 took a burst of {BURST}");

@@ -129,7 +129,11 @@ fn mcp_access_records_join_the_request_trace_and_hold_no_argument(transport: Tra
     assert_eq!(failing["result"]["isError"], true, "{failing}");
 
     let arrived = || {
-        events(&collector, "mcp.access").iter().filter(|r| text(r, "mcp.method.name").as_deref() == Some("tools/call")).count() == 2
+        events(&collector, "mcp.access")
+            .iter()
+            .filter(|r| text(r, "mcp.method.name").as_deref() == Some("tools/call"))
+            .count()
+            == 2
             && calls(&collector).len() == 2
     };
     let deadline = std::time::Instant::now() + WAIT;
@@ -256,9 +260,7 @@ fn otel_logs_exporter_none_sends_no_log_record() {
     assert_ne!(answer["result"]["isError"], true, "{answer}");
     // Spans and metrics flow; once two metric exports followed the call's span, any record
     // queued with it would have gone out too (the log buffer flushes every 100 ms).
-    assert_eventually(WAIT, POLL, "the call's span arrives", || {
-        !calls(&collector).is_empty()
-    });
+    assert_eventually(WAIT, POLL, "the call's span arrives", || !calls(&collector).is_empty());
     let metrics_seen = collector.metric_requests().len();
     assert_eventually(WAIT, POLL, "two more metric exports", || collector.metric_requests().len() >= metrics_seen + 2);
     assert_eq!(collector.log_requests().len(), 0, "OTEL_LOGS_EXPORTER=none");
