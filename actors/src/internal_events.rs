@@ -421,7 +421,7 @@ pub struct ActorPanicked {
 impl ActorPanicked {
     /// Logs the panic (it has no metric of its own: the restart that follows is counted).
     pub fn log(self) {
-        static LIMITS: [LogLimit; 4] = [const { LogLimit::new() }; 4];
+        static LIMITS: [LogLimit; ActorKind::ALL.len()] = [const { LogLimit::new() }; ActorKind::ALL.len()];
         if let Some(suppressed) = LIMITS[self.actor as usize].check() {
             tracing::error!(
                 actor = self.actor.as_str(),

@@ -8,7 +8,7 @@ use std::time::Duration;
 use crate::common::Service;
 use support::service::client;
 
-/// The pipeline's threads (four actors and the Prometheus endpoint) are named `mmcp-*`.
+/// The pipeline's threads (five actors and the Prometheus endpoint) are named `mmcp-*`.
 const PIPELINE_THREAD: &str = "mmcp-";
 
 #[test]
@@ -37,7 +37,8 @@ fn enabled_telemetry_runs_the_pipeline_threads_and_serves_metrics() {
     let service = Service::start(&[("OTLP_ENDPOINT", "http://127.0.0.1:9")], &[]);
     let names: std::collections::BTreeSet<String> =
         service.thread_names().into_iter().filter(|n| n.starts_with(PIPELINE_THREAD)).collect();
-    let expected = ["mmcp-aggregator", "mmcp-exporter", "mmcp-health", "mmcp-metrics", "mmcp-spanbuffer"];
+    let expected =
+        ["mmcp-aggregator", "mmcp-exporter", "mmcp-health", "mmcp-logbuffer", "mmcp-metrics", "mmcp-spanbuffer"];
     assert_eq!(names, expected.iter().map(|n| n.to_string()).collect(), "threads: {:?}", service.thread_names());
     let metrics = client().get(service.metrics_url()).send().unwrap();
     assert_eq!(metrics.status(), 200);

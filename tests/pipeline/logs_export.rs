@@ -37,7 +37,7 @@ fn start(config: PipelineConfig) -> Pipeline {
 
 /// Record `i` of a known workload: severities in turn, every other record in a trace, two scopes.
 fn record(i: usize) -> LogRecord {
-    let in_trace = i % 2 == 0;
+    let in_trace = i.is_multiple_of(2);
     LogRecord {
         time_unix_nano: 1_700_000_000_000_000_000 + i as u64,
         observed_time_unix_nano: 1_700_000_000_000_000_500 + i as u64,
@@ -46,14 +46,14 @@ fn record(i: usize) -> LogRecord {
         attributes: vec![
             ("index", LogValue::I64(i as i64)),
             ("mcp.method.name", LogValue::Static("tools/call")),
-            ("success", LogValue::Bool(i % 3 != 0)),
+            ("success", LogValue::Bool(!i.is_multiple_of(3))),
             ("duration", LogValue::F64(0.25)),
         ],
         trace_id: if in_trace { [0xab; 16] } else { [0; 16] },
         span_id: if in_trace { (i as u64 + 1).to_be_bytes() } else { [0; 8] },
         trace_flags: u8::from(in_trace),
-        scope: if i % 4 == 0 { "metamcp_gateway::mcp" } else { "metamcp_telemetry::middleware" },
-        event_name: (i % 10 == 0).then_some("mcp.access"),
+        scope: if i.is_multiple_of(4) { "metamcp_gateway::mcp" } else { "metamcp_telemetry::middleware" },
+        event_name: i.is_multiple_of(10).then_some("mcp.access"),
     }
 }
 
@@ -78,11 +78,11 @@ async fn records_arrive_intact(transport: Transport) {
         assert_eq!(log.scope_name, sent.scope);
         assert_eq!(log.resource_attr("service.name").as_deref(), Some("logs-test"));
         assert_eq!(log.attr("mcp.method.name").as_deref(), Some("tools/call"));
-        assert_eq!(log.attr("success").as_deref(), Some(if i % 3 != 0 { "true" } else { "false" }));
+        assert_eq!(log.attr("success").as_deref(), Some(if !i.is_multiple_of(3) { "true" } else { "false" }));
         assert_eq!(log.record.time_unix_nano, sent.time_unix_nano);
         assert_eq!(log.record.observed_time_unix_nano, sent.observed_time_unix_nano);
         assert_eq!(log.event_name(), sent.event_name.unwrap_or(""));
-        if i % 2 == 0 {
+        if i.is_multiple_of(2) {
             assert_eq!(log.trace_id_hex().as_deref(), Some("ab".repeat(16).as_str()));
             assert_eq!(log.span_id_hex(), Some(format!("{:016x}", i + 1)));
             assert_eq!(log.record.flags, 1);

@@ -19,7 +19,11 @@ fn sized(items: u64, bytes: usize) -> ExportBatch {
 /// The exporter behaviour before the spool: retry in memory, drop the oldest when full.
 fn in_memory_only() -> crate::ExporterConfig {
     crate::ExporterConfig {
-        when_full: WhenFull { traces: OverflowPolicy::DropOldest, metrics: OverflowPolicy::DropOldest, logs: OverflowPolicy::DropOldest },
+        when_full: WhenFull {
+            traces: OverflowPolicy::DropOldest,
+            metrics: OverflowPolicy::DropOldest,
+            logs: OverflowPolicy::DropOldest,
+        },
         ..unreachable_exporter()
     }
 }
@@ -292,7 +296,11 @@ async fn the_spool_bound_removes_the_oldest_batches_and_counts_them() {
 async fn drop_newest_refuses_the_arriving_batch_when_memory_is_full() {
     let metrics = SelfMetrics::unregistered();
     let mut config = spooling_exporter();
-    config.when_full = WhenFull { traces: OverflowPolicy::DropNewest, metrics: OverflowPolicy::DropNewest, logs: OverflowPolicy::DropNewest };
+    config.when_full = WhenFull {
+        traces: OverflowPolicy::DropNewest,
+        metrics: OverflowPolicy::DropNewest,
+        logs: OverflowPolicy::DropNewest,
+    };
     config.max_pending_bytes = 64 << 10;
     config.max_concurrent_exports = 1;
     let exporter = Exporter::new(config, metrics.clone()).start();

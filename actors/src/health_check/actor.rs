@@ -261,7 +261,8 @@ impl HealthCheck {
                         ActorKind::LogBuffer,
                         Signal::Logs,
                         (status.queue_depth, status.queue_capacity),
-                        dropped_recently[Signal::Logs as usize].then_some("log records were dropped since the last check"),
+                        dropped_recently[Signal::Logs as usize]
+                            .then_some("log records were dropped since the last check"),
                     );
                     c.details.insert("buffered", status.buffered.into());
                     c.details.insert("batches_sent", status.batches_sent.into());

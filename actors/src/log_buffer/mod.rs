@@ -24,11 +24,11 @@ pub use messages::{Flush, GetStatus, LogBufferStatus, SendBuffered};
 pub use record::{estimated_size, LogRecord, LogValue, Severity};
 
 /// Target prefixes of the events a log layer must not turn into records: this crate's own
-/// (every internal event, export failures included, has a target under
-/// `metamcp_telemetry_actors`) and the transport stacks the exporter runs on, whose events
-/// describe an export in progress. Compare with [`is_pipeline_event`].
+/// (every internal event, export failures included, has a target under this crate's name) and
+/// the transport stacks the exporter runs on, whose events describe an export in progress.
+/// Compare with [`is_pipeline_event`].
 pub const PIPELINE_LOG_TARGETS: &[&str] =
-    &["metamcp_telemetry_actors", "tonic", "h2", "hyper", "hyper_util", "tower", "reqwest"];
+    &[env!("CARGO_CRATE_NAME"), "tonic", "h2", "hyper", "hyper_util", "tower", "reqwest"];
 
 /// Names of the pipeline's threads: an event emitted on one of them is the pipeline's own.
 pub const PIPELINE_THREAD_PREFIX: &str = "mmcp-";
@@ -39,7 +39,7 @@ pub const PIPELINE_THREAD_PREFIX: &str = "mmcp-";
 /// [`PIPELINE_THREAD_PREFIX`].
 #[inline]
 pub fn is_pipeline_event(target: &str) -> bool {
-    PIPELINE_LOG_TARGETS.iter().any(|prefix| {
-        target.starts_with(prefix) && matches!(target.as_bytes().get(prefix.len()), None | Some(b':'))
-    })
+    PIPELINE_LOG_TARGETS
+        .iter()
+        .any(|prefix| target.starts_with(prefix) && matches!(target.as_bytes().get(prefix.len()), None | Some(b':')))
 }

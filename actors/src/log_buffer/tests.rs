@@ -56,9 +56,10 @@ fn a_full_queue_drops_and_counts_exactly_without_blocking() {
 fn the_byte_bound_drops_large_records_and_gives_the_bytes_back() {
     let metrics = SelfMetrics::unregistered();
     let one = estimated_size(&record("app", 10_000));
-    let (ingress, rx, _wake, bytes) = log_channel(100, 3 * one, 4, metrics.clone());
+    let small = estimated_size(&record("app", 10));
+    let (ingress, rx, _wake, bytes) = log_channel(100, 3 * one + small, 4, metrics.clone());
     let accepted = (0..5).filter(|_| ingress.submit(record("app", 10_000))).count();
-    assert_eq!(accepted, 3, "three records of {one} bytes fit in {}", 3 * one);
+    assert_eq!(accepted, 3, "three records of {one} bytes fit in {}", 3 * one + small);
     assert_eq!(metrics.dropped(Signal::Logs, DropReason::QueueFull).get(), 2);
     assert_eq!(bytes.used(), 3 * one);
     assert!(ingress.submit(record("app", 10)), "a small record still fits");
@@ -98,7 +99,12 @@ fn settings_name_the_logs_keys() {
 
 #[actix_rt::test]
 async fn a_full_batch_leaves_at_once_not_at_the_next_tick() {
-    let config = LogBufferConfig { queue_capacity: 64, max_batch_size: 4, flush_interval: Duration::from_secs(3600), ..Default::default() };
+    let config = LogBufferConfig {
+        queue_capacity: 64,
+        max_batch_size: 4,
+        flush_interval: Duration::from_secs(3600),
+        ..Default::default()
+    };
     let (buffer, ingress, _metrics) = start(config);
     for _ in 0..9 {
         assert!(ingress.submit(record("app", 10)));
@@ -118,7 +124,12 @@ async fn a_full_batch_leaves_at_once_not_at_the_next_tick() {
 
 #[actix_rt::test]
 async fn a_partial_batch_leaves_at_the_interval() {
-    let config = LogBufferConfig { queue_capacity: 64, max_batch_size: 64, flush_interval: Duration::from_millis(50), ..Default::default() };
+    let config = LogBufferConfig {
+        queue_capacity: 64,
+        max_batch_size: 64,
+        flush_interval: Duration::from_millis(50),
+        ..Default::default()
+    };
     let (buffer, ingress, _metrics) = start(config);
     let started = Instant::now();
     assert!(ingress.submit(record("app", 10)));

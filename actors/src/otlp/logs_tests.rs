@@ -16,7 +16,7 @@ use prost::Message as _;
 use super::LogEncoder;
 use crate::log_buffer::{LogRecord, LogValue, Severity};
 
-fn any(value: &LogValue) -> AnyValue {
+fn any_value_of(value: &LogValue) -> AnyValue {
     let value = match value {
         LogValue::Str(text) => any_value::Value::StringValue(text.clone()),
         LogValue::Static(text) => any_value::Value::StringValue((*text).to_owned()),
@@ -33,11 +33,15 @@ fn proto_record(record: &LogRecord) -> ProtoRecord {
         observed_time_unix_nano: record.observed_time_unix_nano,
         severity_number: record.severity.number(),
         severity_text: record.severity.text().to_owned(),
-        body: Some(any(&record.body)),
+        body: Some(any_value_of(&record.body)),
         attributes: record
             .attributes
             .iter()
-            .map(|(key, value)| ProtoKeyValue { key: (*key).to_owned(), value: Some(any(value)), ..Default::default() })
+            .map(|(key, value)| ProtoKeyValue {
+                key: (*key).to_owned(),
+                value: Some(any_value_of(value)),
+                ..Default::default()
+            })
             .collect(),
         dropped_attributes_count: 0,
         flags: u32::from(record.trace_flags),
@@ -95,7 +99,7 @@ fn resource(schema_url: Option<&'static str>) -> ResourceAttributesWithSchema {
     ResourceAttributesWithSchema::from(&resource)
 }
 
-const SCOPES: [&str; 4] = ["metamcp_gateway::mcp", "metamcp_telemetry::middleware", "app", ""];
+const SCOPES: [&str; 4] = ["gateway::mcp", "telemetry::middleware", "app", ""];
 const KEYS: [&str; 5] = ["mcp.method.name", "error.type", "duration", "jsonrpc.request.id", ""];
 
 fn value() -> impl Strategy<Value = LogValue> {
@@ -118,8 +122,8 @@ fn record() -> impl Strategy<Value = LogRecord> {
         prop::sample::select(SCOPES.to_vec()),
         prop::option::of(prop::sample::select(vec!["mcp.access", "http.access", ""])),
     )
-        .prop_map(|((time, observed, severity), body, attributes, (trace_id, span_id, flags), scope, event_name)| {
-            LogRecord {
+        .prop_map(
+            |((time, observed, severity), body, attributes, (trace_id, span_id, flags), scope, event_name)| LogRecord {
                 time_unix_nano: time,
                 observed_time_unix_nano: observed,
                 severity: Severity::ALL[severity],
@@ -130,8 +134,8 @@ fn record() -> impl Strategy<Value = LogRecord> {
                 trace_flags: flags,
                 scope,
                 event_name,
-            }
-        })
+            },
+        )
 }
 
 proptest! {
@@ -171,8 +175,7 @@ fn equal_scopes_at_different_addresses_share_a_group() {
 fn many_scopes_pass_the_cache_bound() {
     let resource = resource(None);
     let mut encoder = LogEncoder::new(&resource);
-    let names: Vec<&'static str> =
-        (0..300).map(|i| &*Box::leak(format!("scope{i}").into_boxed_str())).collect();
+    let names: Vec<&'static str> = (0..300).map(|i| &*Box::leak(format!("scope{i}").into_boxed_str())).collect();
     let records: Vec<LogRecord> = names.iter().map(|name| crate::log_buffer::tests::record(name, 3)).collect();
     check(&mut encoder, &records, &resource);
     check(&mut encoder, &records[..10], &resource);

@@ -28,11 +28,11 @@ use std::time::{Duration, Instant};
 use opentelemetry_proto::tonic::collector::metrics::v1::ExportMetricsServiceRequest;
 use opentelemetry_proto::tonic::collector::trace::v1::ExportTraceServiceRequest;
 
+pub use logs::ReceivedLog;
 pub use received::{
     any_value_string, attr_map, HistogramPoint, Number, PointValue, Received, ReceivedPoint, ReceivedSpan,
     RequestRecord, Signal,
 };
-pub use logs::ReceivedLog;
 pub use state::Behavior;
 
 use state::Shared;

@@ -452,7 +452,7 @@ impl Harness {
                 })?;
                 if let Some(report) = self.replies.get(&waiter) {
                     if *report == DrainReport::default() && self.exposed.is_empty() {
-                        prop_assert_eq!(self.live(), [0, 0], "a flush answered while data was left");
+                        prop_assert_eq!(self.live(), [0; SIGNALS], "a flush answered while data was left");
                     }
                 }
             }
@@ -629,7 +629,7 @@ impl Harness {
                 result?;
                 continue;
             }
-            if self.live() == [0, 0] {
+            if self.live() == [0; SIGNALS] {
                 break;
             }
             match self.wake {
@@ -637,7 +637,7 @@ impl Harness {
                 None => prop_assert!(false, "stalled with {:?} left and no wake-up asked for", self.live()),
             }
         }
-        prop_assert_eq!(self.live(), [0, 0], "nothing drains");
+        prop_assert_eq!(self.live(), [0; SIGNALS], "nothing drains");
         for signal in Signal::ALL {
             let s = signal as usize;
             prop_assert_eq!(
