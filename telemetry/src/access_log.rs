@@ -11,8 +11,7 @@ use metamcp_telemetry_actors::log_buffer::{LogIngress, LogRecord, LogValue, Seve
 use opentelemetry::Context;
 
 use crate::manager::TelemetryManager;
-use crate::otlp_logs::{ids_of, unix_nanos};
-use crate::redact::redact;
+use crate::otlp_logs::{ids_of, redact_value, unix_nanos};
 
 /// `event_name` of an MCP access record.
 pub const MCP_ACCESS_EVENT: &str = "mcp.access";
@@ -57,7 +56,7 @@ fn bounded(text: &str) -> LogValue {
     while !text.is_char_boundary(end) {
         end -= 1;
     }
-    LogValue::Str(redact(&text[..end]).into_owned())
+    LogValue::Str(redact_value(&text[..end]).into_owned())
 }
 
 /// A record of `event` at INFO with `body` and `attributes`, in the trace of `cx`'s span.

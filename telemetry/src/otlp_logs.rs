@@ -16,6 +16,7 @@
 //! an export loop. Every string value passes through [`redact`](crate::redact::redact), and a
 //! field named like a credential (`token`, `api_key`, …) is sent as `"***"`.
 
+use std::borrow::Cow;
 use std::cell::{Cell, RefCell};
 use std::collections::HashMap;
 use std::fmt;
@@ -147,12 +148,36 @@ pub(crate) fn ids_of(cx: &Context) -> ([u8; 16], [u8; 8], u8) {
     }
 }
 
+/// [`redact`], with a `memchr` for `:` first: text without one holds no URL, and most values
+/// (names, messages, numbers as text) have none, so they skip the substring search.
+#[inline]
+pub(crate) fn redact_value(text: &str) -> Cow<'_, str> {
+    if text.as_bytes().contains(&b':') {
+        redact(text)
+    } else {
+        Cow::Borrowed(text)
+    }
+}
+
 /// `text` with its credentials masked, without a copy when there are none.
 fn redacted(text: String) -> String {
-    match redact(&text) {
-        std::borrow::Cow::Borrowed(_) => text,
-        std::borrow::Cow::Owned(masked) => masked,
+    match redact_value(&text) {
+        Cow::Borrowed(_) => text,
+        Cow::Owned(masked) => masked,
     }
+}
+
+/// Bytes reserved for a formatted value before formatting it: most messages and values fit, so
+/// the string is not grown on the way.
+const FORMATTED_CAPACITY: usize = 64;
+
+/// `value` formatted with `Debug` (a message's `format_args!`, a `%` or `?` field).
+fn formatted(value: &dyn fmt::Debug) -> String {
+    use std::fmt::Write as _;
+    let mut text = String::with_capacity(FORMATTED_CAPACITY);
+    // Writing into a String fails only if the value's own formatting does; keep what it wrote.
+    let _ = write!(text, "{value:?}");
+    text
 }
 
 /// Collects an event's fields: `message` becomes the body, the rest attributes.
@@ -182,13 +207,16 @@ impl Fields {
 impl Visit for Fields {
     fn record_debug(&mut self, field: &Field, value: &dyn fmt::Debug) {
         let value =
-            if self.is_masked(field) { LogValue::Static(MASK) } else { LogValue::Str(redacted(format!("{value:?}"))) };
+            if self.is_masked(field) { LogValue::Static(MASK) } else { LogValue::Str(redacted(formatted(value))) };
         self.push(field, value);
     }
 
     fn record_str(&mut self, field: &Field, value: &str) {
-        let value =
-            if self.is_masked(field) { LogValue::Static(MASK) } else { LogValue::Str(redact(value).into_owned()) };
+        let value = if self.is_masked(field) {
+            LogValue::Static(MASK)
+        } else {
+            LogValue::Str(redact_value(value).into_owned())
+        };
         self.push(field, value);
     }
 
