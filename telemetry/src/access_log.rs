@@ -7,7 +7,7 @@
 
 use std::time::Duration;
 
-use metamcp_telemetry_actors::log_buffer::{LogIngress, LogRecord, LogValue, Severity};
+use metamcp_telemetry_actors::log_buffer::{LogRecord, LogValue, Severity};
 use opentelemetry::Context;
 
 use crate::manager::TelemetryManager;
@@ -39,15 +39,6 @@ pub struct McpAccess<'a> {
     pub error_type: Option<&'a str>,
     /// `jsonrpc.request.id`, as text.
     pub request_id: Option<&'a str>,
-}
-
-/// The access records a manager sends, and where to.
-#[derive(Debug, Clone, Default)]
-pub(crate) struct AccessLogs {
-    /// Where MCP access records go (`logs.mcp_access`), if anywhere.
-    pub(crate) mcp: Option<LogIngress>,
-    /// Where HTTP access records go (`logs.http_access`), if anywhere.
-    pub(crate) http: Option<LogIngress>,
 }
 
 /// `text` cut to [`MAX_ACCESS_VALUE`] bytes at a character boundary, credentials masked.

@@ -11,6 +11,7 @@ use std::time::{Duration, Instant};
 
 use metamcp_telemetry_actors::health_check::{HealthReport, ReadinessProbe};
 use metamcp_telemetry_actors::ingress::{DbOperation, DbSystem, HttpMethod, LabelValue, MetricEvent, MetricIngress};
+use metamcp_telemetry_actors::log_buffer::LogIngress;
 use metamcp_telemetry_actors::pipeline::{Pipeline, PipelineConfig, ShutdownReport};
 use metamcp_telemetry_actors::self_metrics::{DropReason, Signal};
 use metamcp_telemetry_actors::span_buffer::FlushError;
@@ -19,7 +20,6 @@ use opentelemetry::{Context, InstrumentationScope, KeyValue};
 use opentelemetry_sdk::trace::{Sampler, SdkTracer, SdkTracerProvider};
 use opentelemetry_sdk::Resource;
 
-use crate::access_log::AccessLogs;
 use crate::capture::{Capture, TestTelemetry};
 use crate::settings::{Sampler as SamplerSetting, Settings};
 
@@ -68,6 +68,15 @@ pub(crate) struct Inner {
     propagate_baggage: bool,
     /// Where the MCP and HTTP access records go (`logs.mcp_access`, `logs.http_access`).
     pub(crate) access: AccessLogs,
+}
+
+/// The access records a manager sends, and where to (see `access_log`).
+#[derive(Debug, Clone, Default)]
+pub(crate) struct AccessLogs {
+    /// Where MCP access records go (`logs.mcp_access`), if anywhere.
+    pub(crate) mcp: Option<LogIngress>,
+    /// Where HTTP access records go (`logs.http_access`), if anywhere.
+    pub(crate) http: Option<LogIngress>,
 }
 
 pub(crate) enum Sink {
