@@ -3,6 +3,8 @@
 #
 #   promtool  (Debian package `prometheus`)  validates docker/prometheus/ (rules, their unit tests,
 #                                            the scrape config) and lints the service's /metrics
+#   prometheus (same package)                a Prometheus server the exemplar test starts itself
+#                                            (private port and storage directory)
 #   chromium  (Debian package `chromium`)    a headless browser for the dashboard tests
 #   initdb, pg_ctl (Debian package `postgresql`, under /usr/lib/postgresql/*/bin)
 #                                            a private PostgreSQL server for tests/faults/pg_faults.rs
@@ -17,19 +19,20 @@
 # virtual environment is rebuilt when the requirements file changes or `mcp` is gone from it.
 #
 # The `prometheus` package would start a Prometheus server on :9090 as part of its installation.
-# The tests need the promtool binary only, so this script keeps the server from starting (a
-# temporary policy-rc.d that denies service starts), disables it, and stops one that started
-# anyway. Recommended packages (node exporter, ...) are not installed.
+# The tests need the binaries only (a test starts its own server on a private port), so this
+# script keeps the package's server from starting (a temporary policy-rc.d that denies service
+# starts), disables it, and stops one that started anyway. Recommended packages (node exporter,
+# ...) are not installed.
 set -euo pipefail
 
 root=$(cd "$(dirname "$0")/.." && pwd)
 
 # Packages by the command that tells whether they are present.
-declare -A wanted=([promtool]=prometheus [chromium]=chromium)
+declare -A wanted=([promtool]=prometheus [prometheus]=prometheus [chromium]=chromium)
 
 missing=()
 for command in "${!wanted[@]}"; do
-    if ! command -v "$command" >/dev/null 2>&1; then
+    if ! command -v "$command" >/dev/null 2>&1 && [[ " ${missing[*]} " != *" ${wanted[$command]} "* ]]; then
         missing+=("${wanted[$command]}")
     fi
 done
@@ -86,7 +89,7 @@ python_venv() {
 }
 
 if [ ${#missing[@]} -eq 0 ]; then
-    echo "setup: promtool, chromium, the PostgreSQL server binaries and python3 with venv are installed"
+    echo "setup: promtool, prometheus, chromium, the PostgreSQL server binaries and python3 with venv are installed"
     python_venv
     exit 0
 fi

@@ -20,6 +20,7 @@ use tokio::sync::Notify;
 pub use crate::labels::LabelValue;
 pub use crate::log_buffer::{log_channel, LogIngress};
 use crate::self_metrics::{DropReason, SelfMetrics, Signal};
+pub use crate::span_ref::SpanRef;
 
 /// How often (in sends, per thread) a producer looks at the queue depth to decide whether to wake
 /// the consumer early. Reading the depth touches the consumer's cache line, so it is not done on
@@ -192,6 +193,8 @@ pub enum MetricEvent {
         status_code: u16,
         /// Time from request to response, in seconds.
         duration: f64,
+        /// The request's sampled server span, for an exemplar.
+        exemplar: Option<SpanRef>,
     },
     /// A tool call.
     ToolExecution {
@@ -201,6 +204,8 @@ pub enum MetricEvent {
         success: bool,
         /// Duration in seconds.
         duration: f64,
+        /// The call's sampled span, for an exemplar.
+        exemplar: Option<SpanRef>,
     },
     /// A database query.
     DbQuery {

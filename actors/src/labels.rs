@@ -107,6 +107,8 @@ pub struct LabelledEvent {
     pub labels: LabelSet,
     /// What to do.
     pub op: LabelledOp,
+    /// The sampled span an observation was taken in, for an exemplar (histograms only).
+    pub exemplar: Option<crate::span_ref::SpanRef>,
 }
 
 /// Up to [`MAX_LABELS`] label values, kept in place. Equality and hashing see only the values

@@ -27,6 +27,7 @@ pub mod sampling;
 pub mod self_metrics;
 pub mod serde_duration;
 pub mod span_buffer;
+pub mod span_ref;
 pub mod spool;
 pub mod supervision;
 #[cfg(test)]
@@ -37,6 +38,7 @@ pub use exporter::config::{ExporterConfig, Protocol, RetryConfig};
 pub use health_check::config::HealthConfig;
 pub use log_buffer::LogBufferConfig;
 pub use metric_aggregator::config::MetricsConfig;
+pub use sampling::config::{SamplingConfig, SamplingMode};
 pub use span_buffer::config::SpanBufferConfig;
 pub use span_buffer::limits::SpanLimitsConfig;
 pub use spool::{OverflowPolicy, SpoolConfig, WhenFull};

@@ -19,7 +19,7 @@ use crate::ingress::{DbSystem, LabelValue};
 use crate::log_buffer::{self, LogBuffer, LogBufferConfig, LogIngress};
 use crate::metric_aggregator::config::MetricsConfig;
 use crate::metric_aggregator::{self, Catalogue, DeclareDbSystem, DeclareTools, MetricAggregator, ServiceMetrics};
-use crate::sampling::TraceDecisions;
+use crate::sampling::{SamplingConfig, SamplingMetrics, TraceDecisions};
 use crate::self_metrics::{DepthProbe, QueueGauges, SelfMetrics};
 use crate::span_buffer::config::SpanBufferConfig;
 use crate::span_buffer::limits::SpanLimitsConfig;
@@ -62,6 +62,9 @@ pub struct PipelineConfig {
     /// `[span_limits]`: the value length limit the span buffer applies (the count limits are the
     /// tracer provider's).
     pub span_limits: SpanLimitsConfig,
+    /// `[sampling]`: head sampling (every sampled span exported) or tail sampling in the span
+    /// buffer.
+    pub sampling: SamplingConfig,
     /// `[logs]`: the log record queue and batching.
     pub logs: LogBufferConfig,
 }
@@ -77,6 +80,7 @@ impl PipelineConfig {
             health: HealthConfig::default(),
             spool: SpoolConfig::default(),
             span_limits: SpanLimitsConfig::default(),
+            sampling: SamplingConfig::default(),
             logs: LogBufferConfig::default(),
         }
     }
@@ -179,7 +183,12 @@ impl Pipeline {
         registry.register(Box::new(queue_gauges.with_bytes(byte_gauges)))?;
 
         let resource = Arc::new(ResourceAttributesWithSchema::from(resource));
-        let trace_decisions = Arc::new(TraceDecisions::head());
+        let (trace_decisions, sampling_metrics) = if config.sampling.is_tail() {
+            let metrics = SamplingMetrics::register(&registry, config.catalogue.self_metrics_prefix)?;
+            (Arc::new(TraceDecisions::tail(config.sampling.decision_memory())), metrics)
+        } else {
+            (Arc::new(TraceDecisions::head()), SamplingMetrics::unregistered())
+        };
         let systems = THREAD_NAMES.iter().map(|name| named_system(name)).collect::<Result<Vec<_>, _>>()?;
         let handles: Vec<actix::ArbiterHandle> = systems.iter().map(|s| s.arbiter().clone()).collect();
 
@@ -189,17 +198,21 @@ impl Pipeline {
             Supervisor::start_in_arbiter(&handles[0], move |_| Exporter::with_spool(config, spool, metrics))
         };
         let span_buffer = {
-            let (config, limits) = (config.span_buffer.clone(), config.span_limits.clone());
+            let (config, limits, sampling) =
+                (config.span_buffer.clone(), config.span_limits.clone(), config.sampling.clone());
             let (exporter, resource, metrics) = (exporter.clone(), resource.clone(), self_metrics.clone());
+            let kept = trace_decisions.clone();
             Supervisor::start_in_arbiter(&handles[1], move |_| {
                 SpanBuffer::new(config, span_rx, span_bytes, span_wake, exporter, resource, metrics)
                     .with_span_limits(&limits)
+                    .with_sampling(&sampling, sampling_metrics, kept)
             })
         };
         let aggregator = {
             let config = config.metrics.clone();
             let (registry, service) = (registry.clone(), service_metrics.clone());
             let (exporter, resource, metrics) = (exporter.clone(), resource.clone(), self_metrics.clone());
+            let decisions = trace_decisions.clone();
             Supervisor::start_in_arbiter(&handles[2], move |_| {
                 MetricAggregator::new(
                     config,
@@ -211,6 +224,7 @@ impl Pipeline {
                     resource,
                     metrics,
                 )
+                .with_trace_decisions(decisions.clone())
             })
         };
         let log_buffer = {
@@ -299,6 +313,15 @@ impl Pipeline {
     /// Folds every queued metric event into the registry (before a scrape).
     pub async fn drain_metrics(&self, timeout: Duration) {
         let _ = tokio::time::timeout(timeout, self.aggregator.send(metric_aggregator::Drain)).await;
+    }
+
+    /// Folds every queued metric event, then a copy of the latest exemplar per histogram bucket
+    /// (empty when the aggregator does not answer within `timeout`).
+    pub async fn exemplars(&self, timeout: Duration) -> metric_aggregator::ExemplarTable {
+        match tokio::time::timeout(timeout, self.aggregator.send(metric_aggregator::DrainExemplars)).await {
+            Ok(Ok(table)) => table,
+            _ => metric_aggregator::ExemplarTable::default(),
+        }
     }
 
     /// The latest health report.

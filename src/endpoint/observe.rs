@@ -193,7 +193,11 @@ impl<'a> ServerSpan<'a> {
             server_port: None,
         };
         let elapsed = self.started.elapsed();
-        self.telemetry.record_mcp_operation(McpSide::Server, &measured, elapsed);
+        {
+            // The request's span is the exemplar of its duration.
+            let _in_span = self.cx.clone().map(Context::attach);
+            self.telemetry.record_mcp_operation(McpSide::Server, &measured, elapsed);
+        }
         if self.telemetry.mcp_access_enabled() {
             let id = rpc::id_value(&self.id);
             let access = McpAccess {

@@ -68,10 +68,14 @@ impl Gateway {
             result.is_error = Some(result.is_error == Some(true));
             result
         });
-        let trace_id = cx.map(|cx| end_tool_span(&cx, error_type, &outcome)).and_then(|id| id);
+        let trace_id = cx.as_ref().and_then(|cx| end_tool_span(cx, error_type, &outcome));
         // Unknown tools are not executions: no metric label for a name a client made up.
         if !matches!(outcome, Err(ExecuteError::UnknownTool(_))) {
-            self.inner.telemetry.record_tool_execution(name, success, duration);
+            {
+                // The tool's span is the exemplar of its duration.
+                let _in_tool_span = cx.map(Context::attach);
+                self.inner.telemetry.record_tool_execution(name, success, duration);
+            }
             let row = NewExecution {
                 endpoint: origin.endpoint.clone(),
                 tool_name: name.to_owned(),

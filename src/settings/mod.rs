@@ -16,7 +16,8 @@ use std::ops::{Deref, DerefMut};
 use metamcp_telemetry::settings::env::{alias, Alias, Conversion};
 use metamcp_telemetry::settings::{self as telemetry, Document};
 use metamcp_telemetry_actors::{
-    ConfigError, ExporterConfig, HealthConfig, MetricsConfig, SpanBufferConfig, SpanLimitsConfig, SpoolConfig,
+    ConfigError, ExporterConfig, HealthConfig, MetricsConfig, SamplingConfig, SpanBufferConfig, SpanLimitsConfig,
+    SpoolConfig,
 };
 use serde::{Deserialize, Serialize};
 
@@ -80,6 +81,7 @@ struct Sections {
     metrics: MetricsConfig,
     health: HealthConfig,
     spool: SpoolConfig,
+    sampling: SamplingConfig,
     database: DatabaseSettings,
     admin: AdminSettings,
     gateway: GatewaySettings,
@@ -102,6 +104,7 @@ impl From<Sections> for Settings {
                 metrics: s.metrics,
                 health: s.health,
                 spool: s.spool,
+                sampling: s.sampling,
             },
             database: s.database,
             admin: s.admin,
@@ -127,6 +130,7 @@ impl From<Settings> for Sections {
             metrics: t.metrics,
             health: t.health,
             spool: t.spool,
+            sampling: t.sampling,
             database: settings.database,
             admin: settings.admin,
             gateway: settings.gateway,

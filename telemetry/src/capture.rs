@@ -142,7 +142,7 @@ impl TestTelemetry {
         self.metric_events()
             .into_iter()
             .filter_map(|event| match event {
-                MetricEvent::Request { method, route, status_code, duration } => Some(RecordedRequest {
+                MetricEvent::Request { method, route, status_code, duration, .. } => Some(RecordedRequest {
                     method: method.as_str().to_owned(),
                     route: route.as_str().to_owned(),
                     status_code,
@@ -158,7 +158,7 @@ impl TestTelemetry {
         self.metric_events()
             .into_iter()
             .filter_map(|event| match event {
-                MetricEvent::ToolExecution { tool_name, success, duration } => Some(RecordedToolExecution {
+                MetricEvent::ToolExecution { tool_name, success, duration, .. } => Some(RecordedToolExecution {
                     tool_name: tool_name.as_str().to_owned(),
                     success,
                     duration: Duration::from_secs_f64(duration),

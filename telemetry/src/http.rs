@@ -14,7 +14,10 @@ use serde_json::json;
 use crate::manager::TelemetryManager;
 
 pub use crate::api_error::{check_declared_length, not_found, ApiError};
-pub use crate::metrics_server::{render_metrics, RenderError, METRICS_THREAD, PROMETHEUS_CONTENT_TYPE};
+pub use crate::metrics_server::{
+    render_metrics, render_openmetrics, wants_openmetrics, RenderError, METRICS_THREAD, OPENMETRICS_CONTENT_TYPE,
+    PROMETHEUS_CONTENT_TYPE,
+};
 
 /// How long a health request waits for the health check actor.
 pub(crate) const HEALTH_TIMEOUT: Duration = Duration::from_secs(2);

@@ -10,7 +10,9 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use metamcp_telemetry_actors::health_check::{HealthReport, ReadinessProbe};
-use metamcp_telemetry_actors::ingress::{DbOperation, DbSystem, HttpMethod, LabelValue, MetricEvent, MetricIngress};
+use metamcp_telemetry_actors::ingress::{
+    DbOperation, DbSystem, HttpMethod, LabelValue, MetricEvent, MetricIngress, SpanRef,
+};
 use metamcp_telemetry_actors::log_buffer::LogIngress;
 use metamcp_telemetry_actors::pipeline::{Pipeline, PipelineConfig, ShutdownReport};
 use metamcp_telemetry_actors::self_metrics::{DropReason, Signal};
@@ -182,6 +184,7 @@ impl TelemetryManager {
             health: settings.health.clone(),
             spool: settings.spool.clone(),
             span_limits: settings.span_limits.clone(),
+            sampling: settings.sampling.clone(),
             logs: settings.logs.buffer(),
         };
         let pipeline = Pipeline::start(config, &resource, registry, probes)?;
@@ -350,6 +353,7 @@ impl TelemetryManager {
     }
 
     /// Records one served HTTP request. Never blocks; a full queue drops and counts the event.
+    /// The current span, when sampled, becomes the observation's exemplar.
     #[inline]
     pub fn record_request(&self, method: &str, route: &str, status_code: u16, duration: Duration) {
         self.inner.sink.record(|| MetricEvent::Request {
@@ -357,27 +361,39 @@ impl TelemetryManager {
             route: LabelValue::new(route),
             status_code,
             duration: duration.as_secs_f64(),
+            exemplar: current_span(),
         });
     }
 
-    /// [`record_request`](Self::record_request) with the method already parsed (the middleware's).
+    /// [`record_request`](Self::record_request) with the method already parsed and the server
+    /// span at hand (the middleware's).
     #[inline]
-    pub(crate) fn record_request_method(&self, method: HttpMethod, route: &str, status_code: u16, duration: Duration) {
+    pub(crate) fn record_request_method(
+        &self,
+        method: HttpMethod,
+        route: &str,
+        status_code: u16,
+        duration: Duration,
+        exemplar: Option<SpanRef>,
+    ) {
         self.inner.sink.record(|| MetricEvent::Request {
             method,
             route: LabelValue::new(route),
             status_code,
             duration: duration.as_secs_f64(),
+            exemplar,
         });
     }
 
-    /// Records one tool execution. Never blocks.
+    /// Records one tool execution. Never blocks. The current span, when sampled, becomes the
+    /// observation's exemplar.
     #[inline]
     pub fn record_tool_execution(&self, tool_name: &str, success: bool, duration: Duration) {
         self.inner.sink.record(|| MetricEvent::ToolExecution {
             tool_name: LabelValue::new(tool_name),
             success,
             duration: duration.as_secs_f64(),
+            exemplar: current_span(),
         });
     }
 
@@ -503,4 +519,11 @@ impl TelemetryManager {
         }
         report
     }
+}
+
+/// The current span when it is valid and sampled: the exemplar of a measurement taken now.
+/// A thread-local read, no allocation.
+#[inline]
+pub(crate) fn current_span() -> Option<SpanRef> {
+    Context::map_current(|cx| SpanRef::sampled(cx.span().span_context()))
 }

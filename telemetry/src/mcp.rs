@@ -116,17 +116,28 @@ impl Port {
 }
 
 fn labelled(family: u16, labels: &[&str], op: LabelledOp) -> MetricEvent {
-    MetricEvent::Labelled(Box::new(LabelledEvent { family, labels: LabelSet::new(labels), op }))
+    MetricEvent::Labelled(Box::new(LabelledEvent { family, labels: LabelSet::new(labels), op, exemplar: None }))
+}
+
+/// An observation whose exemplar is the current span, when sampled.
+fn observed_in_current_span(family: u16, labels: &[&str], seconds: f64) -> MetricEvent {
+    MetricEvent::Labelled(Box::new(LabelledEvent {
+        family,
+        labels: LabelSet::new(labels),
+        op: LabelledOp::Observe(seconds),
+        exemplar: crate::manager::current_span(),
+    }))
 }
 
 impl TelemetryManager {
     /// Records one MCP request on `side` into `mcp.{server,client}.operation.duration`
     /// (`mcp_{server,client}_operation_duration_seconds` on `/metrics`). Never blocks. Server
-    /// side measurements ignore `server_address` and `server_port`.
+    /// side measurements ignore `server_address` and `server_port`. The current span, when
+    /// sampled, becomes the observation's exemplar.
     #[inline]
     pub fn record_mcp_operation(&self, side: McpSide, op: &McpOperation<'_>, duration: Duration) {
         self.inner.sink.record(|| {
-            let observe = LabelledOp::Observe(duration.as_secs_f64());
+            let seconds = duration.as_secs_f64();
             let common = [
                 op.method,
                 op.tool_name.unwrap_or(""),
@@ -136,13 +147,13 @@ impl TelemetryManager {
                 op.error_type.unwrap_or(""),
             ];
             match side {
-                McpSide::Server => labelled(index::MCP_SERVER_OPERATION, &common, observe),
+                McpSide::Server => observed_in_current_span(index::MCP_SERVER_OPERATION, &common, seconds),
                 McpSide::Client => {
                     let port = op.server_port.map(Port::new);
                     let [a, b, c, d, e, f] = common;
                     let labels =
                         [a, b, c, d, e, f, op.server_address.unwrap_or(""), port.as_ref().map_or("", Port::as_str)];
-                    labelled(index::MCP_CLIENT_OPERATION, &labels, observe)
+                    observed_in_current_span(index::MCP_CLIENT_OPERATION, &labels, seconds)
                 }
             }
         });

@@ -1,6 +1,10 @@
 //! The Prometheus endpoint: `/metrics` on its own listener, served from its own named thread and
 //! actix system so scrapes never take a worker of the application, behind the
 //! [gate](crate::gate) and an optional bearer token.
+//!
+//! A scrape whose `Accept` asks for `application/openmetrics-text` gets OpenMetrics 1.0 text with
+//! exemplars on the bucket lines of the latency histograms (each pointing at a sampled trace the
+//! pipeline exports); every other scrape gets the Prometheus text format 0.0.4, as before.
 
 use std::net::SocketAddr;
 use std::sync::{Arc, OnceLock};
@@ -9,6 +13,7 @@ use std::time::Duration;
 use actix_web::dev::ServerHandle;
 use actix_web::http::StatusCode;
 use actix_web::{web, App, HttpResponse, HttpServer, ResponseError};
+use metamcp_telemetry_actors::metric_aggregator::openmetrics;
 use metamcp_telemetry_actors::pipeline::Pipeline;
 use prometheus::{Encoder, TextEncoder};
 
@@ -17,6 +22,8 @@ use crate::gate::{Gate, GatePolicy};
 
 /// The Content-Type of the Prometheus text exposition format.
 pub const PROMETHEUS_CONTENT_TYPE: &str = "text/plain; version=0.0.4; charset=utf-8";
+/// The Content-Type of OpenMetrics 1.0 text.
+pub const OPENMETRICS_CONTENT_TYPE: &str = openmetrics::OPENMETRICS_CONTENT_TYPE;
 /// How long a scrape waits for queued metric events to be folded in.
 pub(crate) const SCRAPE_DRAIN_TIMEOUT: Duration = Duration::from_secs(1);
 
@@ -38,6 +45,30 @@ pub async fn render_metrics(pipeline: &Pipeline) -> Result<String, RenderError> 
     let mut buffer = Vec::with_capacity(16 * 1024);
     TextEncoder::new().encode(&families, &mut buffer)?;
     Ok(String::from_utf8(buffer)?)
+}
+
+/// Renders the registry as OpenMetrics 1.0 text with exemplars, after folding queued events in.
+/// Exemplars point only at traces the pipeline's trace decisions let them refer to.
+pub async fn render_openmetrics(pipeline: &Pipeline) -> String {
+    let exemplars = pipeline.exemplars(SCRAPE_DRAIN_TIMEOUT).await;
+    let families = pipeline.registry.gather();
+    openmetrics::encode(&families, &exemplars, &pipeline.trace_decisions)
+}
+
+/// Whether an `Accept` header value asks for OpenMetrics text: one of its media ranges is
+/// `application/openmetrics-text` with a quality above zero.
+pub fn wants_openmetrics(accept: &str) -> bool {
+    accept.split(',').any(|range| {
+        let mut parts = range.split(';').map(str::trim);
+        let media = parts.next().unwrap_or("");
+        media.eq_ignore_ascii_case("application/openmetrics-text")
+            && parts.all(|param| match param.split_once('=') {
+                Some((name, value)) if name.trim().eq_ignore_ascii_case("q") => {
+                    value.trim().parse::<f32>().is_ok_and(|q| q > 0.0)
+                }
+                _ => true,
+            })
+    })
 }
 
 /// The bearer token `/metrics` asks for (`prometheus.bearer_token`); empty asks for none.
@@ -80,6 +111,11 @@ async fn metrics(
             actix_web::http::header::HeaderValue::from_static("Bearer"),
         );
         return response;
+    }
+    let accept = req.headers().get(actix_web::http::header::ACCEPT).and_then(|value| value.to_str().ok());
+    if accept.is_some_and(wants_openmetrics) {
+        let text = render_openmetrics(&pipeline).await;
+        return HttpResponse::Ok().insert_header(("content-type", OPENMETRICS_CONTENT_TYPE)).body(text);
     }
     match render_metrics(&pipeline).await {
         Ok(text) => HttpResponse::Ok().insert_header(("content-type", PROMETHEUS_CONTENT_TYPE)).body(text),
@@ -139,4 +175,24 @@ pub(crate) fn start_metrics_server(
         });
     })?;
     rx.recv().map_err(|_| std::io::Error::other("the metrics thread exited at start"))?
+}
+
+#[cfg(test)]
+mod tests {
+    use super::wants_openmetrics;
+
+    #[test]
+    fn openmetrics_is_chosen_when_the_accept_header_asks_for_it() {
+        // What Prometheus sends by default.
+        assert!(wants_openmetrics(
+            "application/openmetrics-text;version=1.0.0,application/openmetrics-text;version=0.0.1;q=0.75,\
+             text/plain;version=0.0.4;q=0.5,*/*;q=0.1"
+        ));
+        assert!(wants_openmetrics("application/openmetrics-text"));
+        assert!(wants_openmetrics("text/plain, Application/OpenMetrics-Text; q=0.3"));
+        assert!(!wants_openmetrics("application/openmetrics-text;q=0"));
+        assert!(!wants_openmetrics("text/plain;version=0.0.4"));
+        assert!(!wants_openmetrics("*/*"));
+        assert!(!wants_openmetrics(""));
+    }
 }

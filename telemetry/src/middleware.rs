@@ -15,7 +15,7 @@ use actix_web::dev::{Service, ServiceRequest, ServiceResponse, Transform};
 use actix_web::http::header::{HeaderName, HeaderValue};
 use actix_web::http::Version;
 use actix_web::Error;
-use metamcp_telemetry_actors::ingress::HttpMethod;
+use metamcp_telemetry_actors::ingress::{HttpMethod, SpanRef};
 use opentelemetry::trace::{SpanKind, Status, TraceContextExt, Tracer as _};
 use opentelemetry::{Context, KeyValue};
 use opentelemetry_sdk::propagation::{BaggagePropagator, TraceContextPropagator};
@@ -383,8 +383,9 @@ fn finish<B>(traced: Traced, outcome: Result<ServiceResponse<B>, Error>) -> Resu
         let route = route.as_deref().unwrap_or(UNMATCHED_ROUTE);
         manager.record_http_access(method.as_str(), route, status, elapsed, &cx);
     }
+    let exemplar = SpanRef::sampled(span.span_context());
     span.end();
-    manager.record_request_method(method, route.as_deref().unwrap_or(UNMATCHED_ROUTE), status, elapsed);
+    manager.record_request_method(method, route.as_deref().unwrap_or(UNMATCHED_ROUTE), status, elapsed, exemplar);
     let mut response = outcome?;
     response.headers_mut().insert(REQUEST_ID_HEADER, request_id.0);
     Ok(response)

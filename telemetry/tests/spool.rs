@@ -93,7 +93,8 @@ on_both_backends!(
     conformance_suite,
     trim_keeps_leased_rows,
     claims_are_exclusive_across_replicas,
-    spools_share_a_table
+    spools_share_a_table,
+    a_table_made_before_log_batches_takes_them_and_keeps_its_rows
 );
 
 fn record(signal: Signal, items: u64, size: usize) -> SpoolRecord {
@@ -175,6 +176,53 @@ fn spools_share_a_table(db: TestDb) {
     let evicted = second.append(vec![record(Signal::Traces, 1, 50)], 60).unwrap();
     assert_eq!(evicted.iter().map(|e| e.batches).sum::<u64>(), 1, "the older row went: {evicted:?}");
     assert_eq!(first.stats().unwrap().items_of(Signal::Traces), 1);
+}
+
+/// The table as it was made before log batches were spooled: its check admits traces and
+/// metrics only. Opening the spool upgrades it in place; the rows already there stay.
+fn a_table_made_before_log_batches_takes_them_and_keeps_its_rows(db: TestDb) {
+    const OLD_COLUMNS: &str = "signal TEXT NOT NULL CHECK (signal IN ('traces', 'metrics')),
+        items BIGINT NOT NULL, size_bytes BIGINT NOT NULL, attempts INTEGER NOT NULL DEFAULT 0,
+        created_at_ms BIGINT NOT NULL, lease_until_ms BIGINT NOT NULL DEFAULT 0,";
+    const OLD_ROW: &str = "INSERT INTO telemetry_spool (signal, items, size_bytes, created_at_ms, body)";
+    match db.kind {
+        "sqlite" => {
+            std::fs::create_dir_all(std::path::Path::new(&db.url).parent().unwrap()).unwrap();
+            let mut conn = SqliteConnection::establish(&db.url).unwrap();
+            diesel::connection::SimpleConnection::batch_execute(
+                &mut conn,
+                &format!(
+                    "CREATE TABLE telemetry_spool (id INTEGER PRIMARY KEY AUTOINCREMENT, {OLD_COLUMNS} body BLOB NOT NULL);
+                     {OLD_ROW} VALUES ('traces', 3, 4, 1, x'01020304');"
+                ),
+            )
+            .unwrap();
+            let refused = diesel::sql_query(format!("{OLD_ROW} VALUES ('logs', 1, 1, 1, x'01')")).execute(&mut conn);
+            assert!(refused.is_err(), "the old check refuses log rows");
+        }
+        _ => {
+            let mut conn = PgConnection::establish(&db.url).unwrap();
+            diesel::connection::SimpleConnection::batch_execute(
+                &mut conn,
+                &format!(
+                    "CREATE TABLE telemetry_spool (id BIGSERIAL PRIMARY KEY, {OLD_COLUMNS} body BYTEA NOT NULL);
+                     {OLD_ROW} VALUES ('traces', 3, 4, 1, '\\x01020304');"
+                ),
+            )
+            .unwrap();
+            let refused = diesel::sql_query(format!("{OLD_ROW} VALUES ('logs', 1, 1, 1, '\\x01')")).execute(&mut conn);
+            assert!(refused.is_err(), "the old check refuses log rows");
+        }
+    }
+    let spool = db.spool();
+    spool.append(vec![record(Signal::Logs, 5, 40)], 1 << 20).expect("a log batch is spooled after the upgrade");
+    let stats = spool.stats().unwrap();
+    assert_eq!((stats.items_of(Signal::Traces), stats.items_of(Signal::Logs), stats.batches), (3, 5, 2));
+    let oldest = spool.claim_oldest(2, Duration::from_secs(60)).unwrap();
+    assert_eq!(oldest.iter().map(|b| b.signal).collect::<Vec<_>>(), [Signal::Traces, Signal::Logs]);
+    assert_eq!(&oldest[0].body[..], [1, 2, 3, 4], "the old row kept its body");
+    // A second spool over the upgraded table leaves it as it is.
+    assert_eq!(db.spool().stats().unwrap().batches, 2);
 }
 
 #[test]

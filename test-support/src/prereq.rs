@@ -40,6 +40,8 @@ pub enum Prerequisite {
     PostgresServer,
     /// Prometheus's `promtool`.
     Promtool,
+    /// The Prometheus server (`prometheus`).
+    PrometheusServer,
     /// A headless Chromium.
     Chromium,
     /// The Python MCP SDK (`mcp`) in the repository's virtual environment.
@@ -59,6 +61,7 @@ impl Prerequisite {
             Prerequisite::PostgresUrl => "postgres-url",
             Prerequisite::PostgresServer => "postgres-server",
             Prerequisite::Promtool => "promtool",
+            Prerequisite::PrometheusServer => "prometheus",
             Prerequisite::Chromium => "chromium",
             Prerequisite::PythonMcpSdk => "python-mcp-sdk",
             Prerequisite::NonLoopbackAddress => "non-loopback-address",
@@ -75,6 +78,7 @@ impl Prerequisite {
                 "no PostgreSQL server binaries (initdb and pg_ctl) under /usr/lib/postgresql/*/bin"
             }
             Prerequisite::Promtool => "promtool is not on PATH",
+            Prerequisite::PrometheusServer => "the Prometheus server (prometheus) is not on PATH",
             Prerequisite::Chromium => "chromium is not on PATH",
             Prerequisite::PythonMcpSdk => "no Python with the MCP SDK (package `mcp`) in .venv",
             Prerequisite::NonLoopbackAddress => "this machine has no non-loopback address to connect from",
@@ -92,7 +96,9 @@ impl Prerequisite {
                  the Debian package `postgresql`)"
             }
             Prerequisite::PostgresServer => "scripts/setup.sh installs them (Debian package `postgresql`)",
-            Prerequisite::Promtool => "scripts/setup.sh installs it (Debian package `prometheus`)",
+            Prerequisite::Promtool | Prerequisite::PrometheusServer => {
+                "scripts/setup.sh installs it (Debian package `prometheus`)"
+            }
             Prerequisite::Chromium => "scripts/setup.sh installs it (Debian package `chromium`)",
             Prerequisite::PythonMcpSdk => {
                 "scripts/setup.sh creates the virtual environment .venv and installs `mcp` into it"
@@ -203,6 +209,11 @@ pub fn postgres_server_bin() -> Option<PathBuf> {
 /// promtool.
 pub fn promtool() -> Option<PathBuf> {
     require(Prerequisite::Promtool, find_executable("promtool"))
+}
+
+/// The Prometheus server binary.
+pub fn prometheus() -> Option<PathBuf> {
+    require(Prerequisite::PrometheusServer, find_executable("prometheus"))
 }
 
 /// A headless-capable Chromium.

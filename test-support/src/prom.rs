@@ -287,3 +287,119 @@ pub fn label_set_count(scrape: &Scrape, name: &str) -> usize {
 pub fn label_values(scrape: &Scrape, name: &str, label: &str) -> BTreeSet<String> {
     of_family(scrape, name).filter_map(|l| l.labels.get(label).cloned()).collect()
 }
+
+/// The `Accept` header of a scrape that asks for OpenMetrics (what Prometheus sends by default).
+pub const OPENMETRICS_ACCEPT: &str = "application/openmetrics-text;version=1.0.0,\
+     application/openmetrics-text;version=0.0.1;q=0.75,text/plain;version=0.0.4;q=0.5,*/*;q=0.1";
+/// Content type an OpenMetrics scrape must answer with.
+pub const OPENMETRICS_FORMAT: &str = "application/openmetrics-text; version=1.0.0; charset=utf-8";
+
+/// One exemplar of an OpenMetrics scrape.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ScrapedExemplar {
+    /// The family (histogram name, or counter name without `_total`).
+    pub family: String,
+    /// The series labels, without `le`.
+    pub labels: BTreeMap<String, String>,
+    /// The bucket's upper bound (`None` on a counter).
+    pub le: Option<f64>,
+    /// The exemplar's own labels (`trace_id`, `span_id`).
+    pub exemplar_labels: BTreeMap<String, String>,
+    /// The exemplar value.
+    pub value: f64,
+    /// The exemplar timestamp in seconds, if given.
+    pub timestamp: Option<f64>,
+}
+
+/// A parsed OpenMetrics scrape.
+#[derive(Debug, Clone)]
+pub struct OpenMetricsScrape {
+    /// The response `Content-Type`.
+    pub content_type: String,
+    /// The exposition text.
+    pub body: String,
+    /// Family name → type, as `# TYPE` declares it (`counter`, `histogram`, …).
+    pub types: BTreeMap<String, String>,
+    /// Every exemplar, with the series and bucket it sits on.
+    pub exemplars: Vec<ScrapedExemplar>,
+}
+
+/// Parses OpenMetrics text with `openmetrics_parser::openmetrics::parse_openmetrics` (a grammar
+/// of the OpenMetrics 1.0 ABNF that also checks the semantics: `# EOF`, counters' `_total`,
+/// cumulative buckets with `+Inf`, exemplars only where the format allows them). Panics naming the
+/// error if the text is not valid OpenMetrics.
+pub fn parse_openmetrics(content_type: &str, body: &str) -> OpenMetricsScrape {
+    use openmetrics_parser::OpenMetricsValue;
+    let exposition = openmetrics_parser::openmetrics::parse_openmetrics(body)
+        .unwrap_or_else(|e| panic!("OpenMetrics text does not parse: {e}\n{body}"));
+    let mut types = BTreeMap::new();
+    let mut exemplars = Vec::new();
+    for family in exposition.families.values() {
+        types.insert(family.family_name.clone(), format!("{:?}", family.family_type).to_lowercase());
+        for sample in family.iter_samples() {
+            let labels: BTreeMap<String, String> = sample
+                .get_labelset()
+                .unwrap_or_else(|e| panic!("sample of {} has no label set: {e}", family.family_name))
+                .iter()
+                .map(|(k, v)| (k.clone(), v.clone()))
+                .collect();
+            let mut push = |le: Option<f64>, exemplar: &openmetrics_parser::Exemplar| {
+                exemplars.push(ScrapedExemplar {
+                    family: family.family_name.clone(),
+                    labels: labels.clone(),
+                    le,
+                    exemplar_labels: exemplar.labels.iter().map(|(k, v)| (k.clone(), v.clone())).collect(),
+                    value: exemplar.id,
+                    timestamp: exemplar.timestamp,
+                })
+            };
+            match &sample.value {
+                OpenMetricsValue::Histogram(histogram) => {
+                    for bucket in &histogram.buckets {
+                        if let Some(exemplar) = &bucket.exemplar {
+                            push(Some(bucket.upper_bound), exemplar);
+                        }
+                    }
+                }
+                OpenMetricsValue::Counter(counter) => {
+                    if let Some(exemplar) = &counter.exemplar {
+                        push(None, exemplar);
+                    }
+                }
+                _ => {}
+            }
+        }
+    }
+    OpenMetricsScrape { content_type: content_type.to_owned(), body: body.to_owned(), types, exemplars }
+}
+
+/// GET `url` with `accept` (none when `None`): the status, Content-Type and body.
+pub async fn get_async(url: &str, accept: Option<&str>) -> (u16, String, String) {
+    let client = reqwest::Client::builder()
+        .timeout(SCRAPE_TIMEOUT)
+        .build()
+        .unwrap_or_else(|e| panic!("cannot build HTTP client: {e}"));
+    let mut request = client.get(url);
+    if let Some(accept) = accept {
+        request = request.header(reqwest::header::ACCEPT, accept);
+    }
+    let response = request.send().await.unwrap_or_else(|e| panic!("scrape of {url} failed: {e}"));
+    let status = response.status().as_u16();
+    let content_type = response
+        .headers()
+        .get(reqwest::header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or_default()
+        .to_string();
+    let body = response.text().await.unwrap_or_else(|e| panic!("reading scrape body of {url} failed: {e}"));
+    (status, content_type, body)
+}
+
+/// GET `url` asking for OpenMetrics, assert a 200 answer with the OpenMetrics content type, and
+/// parse it with [`parse_openmetrics`].
+pub async fn scrape_openmetrics_async(url: &str) -> OpenMetricsScrape {
+    let (status, content_type, body) = get_async(url, Some(OPENMETRICS_ACCEPT)).await;
+    assert_eq!(status, 200, "OpenMetrics scrape of {url}: {body}");
+    assert_eq!(content_type, OPENMETRICS_FORMAT, "OpenMetrics scrape of {url}");
+    parse_openmetrics(&content_type, &body)
+}

@@ -18,6 +18,7 @@ mod mcp_fixture;
 mod mcp_python_e2e;
 mod mcp_semconv;
 mod mcp_stream;
+mod mcp_tail_sampling;
 mod mcp_trace;
 mod mcp_validation;
 mod otlp_logs;

@@ -1,14 +1,19 @@
 //! Log records pushed through the pipeline's `LogIngress` reach a real OTLP receiver over gRPC
 //! (`LogsService/Export`) and HTTP/protobuf (`/v1/logs`) with every field intact; while the
-//! collector is down they are spooled and delivered when it returns; a full log queue drops and
+//! collector is down they are spooled (as `logs` rows of a SQLite spool) and delivered when it
+//! returns; a full log queue drops and
 //! counts to the record; a partial success is counted as a permanent drop.
 
+use std::sync::Arc;
 use std::time::Duration;
 
+use metamcp_telemetry::actors::exporter::GetStatus;
 use metamcp_telemetry::actors::log_buffer::{LogRecord, LogValue, Severity};
 use metamcp_telemetry::actors::pipeline::{Pipeline, PipelineConfig};
 use metamcp_telemetry::actors::self_metrics::{DropReason, Signal};
+use metamcp_telemetry::actors::spool::Spool as _;
 use metamcp_telemetry::actors::Protocol;
+use metamcp_telemetry::spool::DbSpool;
 use opentelemetry::KeyValue;
 use support::{Behavior, TestCollector, Transport};
 
@@ -122,17 +127,29 @@ async fn log_records_are_spooled_while_the_collector_is_down_and_delivered_when_
     let mut collector = TestCollector::start(Transport::Grpc);
     collector.stop();
     let pipeline = start(config(&collector));
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("spool.db");
+    let durable = Arc::new(DbSpool::open(path.to_str().unwrap(), Duration::from_secs(5)).unwrap());
+    pipeline.attach_spool(durable.clone());
+    let exporter = pipeline.exporter.clone();
+    let attached = support::wait::wait_until_async(Duration::from_secs(10), || {
+        let exporter = exporter.clone();
+        async move { exporter.send(GetStatus).await.is_ok_and(|status| status.spool.backend == "sqlite") }
+    })
+    .await;
+    assert!(attached, "the SQLite spool is attached");
     let metrics = pipeline.self_metrics.clone();
     for i in 0..RECORDS as usize {
         assert!(pipeline.log_ingress.submit(record(i)));
     }
     let spooled = support::wait::wait_until_async(Duration::from_secs(20), || {
-        let metrics = metrics.clone();
-        async move { metrics.spool().items[Signal::Logs as usize].get() == RECORDS as i64 }
+        let durable = durable.clone();
+        async move { durable.stats().is_ok_and(|stats| stats.items_of(Signal::Logs) == RECORDS) }
     })
     .await;
-    assert!(spooled, "spooled {} of {RECORDS}", metrics.spool().items[Signal::Logs as usize].get());
+    assert!(spooled, "in the database: {:?}", durable.stats());
     assert_eq!(metrics.spool().spooled[Signal::Logs as usize].get(), RECORDS);
+    assert_eq!(metrics.spool().items[Signal::Logs as usize].get(), RECORDS as i64);
     assert_eq!(collector.log_record_count(), 0);
 
     collector.restart();
@@ -149,6 +166,7 @@ async fn log_records_are_spooled_while_the_collector_is_down_and_delivered_when_
     })
     .await;
     assert!(replayed, "replayed {}", metrics.spool().replayed[Signal::Logs as usize].get());
+    assert_eq!(durable.stats().unwrap().batches, 0, "the rows are gone once delivered");
     assert_eq!(metrics.dropped_total(Signal::Logs), 0, "{:?}", metrics.dropped_by_reason(Signal::Logs));
     pipeline.shutdown(Duration::from_secs(5)).await;
 }

@@ -4,7 +4,9 @@
 
 mod accounting;
 mod backpressure;
+mod exemplars;
 mod logs_export;
 mod metrics_fidelity;
 mod otlp_export;
+mod tail_sampling;
 mod test_mode;

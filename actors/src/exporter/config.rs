@@ -10,7 +10,7 @@ use crate::spool::WhenFull;
 
 /// Default OTLP/gRPC endpoint.
 pub const DEFAULT_GRPC_ENDPOINT: &str = "http://localhost:4317";
-/// Default OTLP/HTTP endpoint (the `/v1/traces` and `/v1/metrics` paths are appended).
+/// Default OTLP/HTTP endpoint (the `/v1/traces`, `/v1/metrics` and `/v1/logs` paths are appended).
 pub const DEFAULT_HTTP_ENDPOINT: &str = "http://localhost:4318";
 /// Default per-attempt export timeout (the OTLP specification's 10 s).
 pub const DEFAULT_TIMEOUT: Duration = Duration::from_secs(10);
@@ -80,7 +80,8 @@ impl Default for RetryConfig {
 #[serde(deny_unknown_fields, default)]
 pub struct ExporterConfig {
     /// Collector endpoint: `http://host:4317` for gRPC, `http://host:4318` for HTTP/protobuf
-    /// (the signal paths `/v1/traces` and `/v1/metrics` are appended unless already present).
+    /// (the signal paths `/v1/traces`, `/v1/metrics` and `/v1/logs` are appended unless already
+    /// present; an endpoint ending in one signal's path has it replaced for the others).
     pub endpoint: String,
     /// Transport: `grpc` or `http/protobuf`.
     pub protocol: Protocol,

@@ -266,14 +266,19 @@ impl HttpTransport {
     }
 }
 
-/// `endpoint` with the signal path appended, unless it already ends with it.
+/// The OTLP/HTTP path of every signal.
+const SIGNAL_PATHS: [&str; 3] = ["/v1/traces", "/v1/metrics", "/v1/logs"];
+
+/// `endpoint` with the signal path appended, unless it already ends with it. An endpoint that
+/// ends with another signal's path (a traces URL given as `OTEL_EXPORTER_OTLP_TRACES_ENDPOINT`,
+/// say) has that path replaced, so each signal reaches its own path on the same collector.
 fn signal_url(endpoint: &str, path: &str) -> String {
     let trimmed = endpoint.trim_end_matches('/');
     if trimmed.ends_with(path) {
-        trimmed.to_owned()
-    } else {
-        format!("{trimmed}{path}")
+        return trimmed.to_owned();
     }
+    let base = SIGNAL_PATHS.iter().find_map(|other| trimmed.strip_suffix(other)).unwrap_or(trimmed);
+    format!("{base}{path}")
 }
 
 /// Parses `Retry-After`: delay seconds or an HTTP date, capped at ten minutes.
@@ -397,6 +402,10 @@ mod tests {
         assert_eq!(signal_url("http://c:4318", "/v1/traces"), "http://c:4318/v1/traces");
         assert_eq!(signal_url("http://c:4318/", "/v1/traces"), "http://c:4318/v1/traces");
         assert_eq!(signal_url("http://c:4318/v1/traces", "/v1/traces"), "http://c:4318/v1/traces");
+        assert_eq!(signal_url("http://c:4318/", "/v1/logs"), "http://c:4318/v1/logs");
+        assert_eq!(signal_url("http://c:4318/v1/traces", "/v1/logs"), "http://c:4318/v1/logs");
+        assert_eq!(signal_url("http://c:4318/otlp/v1/traces/", "/v1/metrics"), "http://c:4318/otlp/v1/metrics");
+        assert_eq!(signal_url("http://c:4318/v1/logs", "/v1/logs"), "http://c:4318/v1/logs");
         assert_eq!(effective_endpoint("http://c:4317", false), "https://c:4317");
         assert_eq!(effective_endpoint("http://c:4317", true), "http://c:4317");
     }

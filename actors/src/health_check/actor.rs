@@ -230,6 +230,7 @@ impl HealthCheck {
                 );
                 c.details.insert("buffered", status.buffered.into());
                 c.details.insert("batches_sent", status.batches_sent.into());
+                c.details.insert("sampling", status.sampling_details());
                 c
             }
             Err(why) => ComponentHealth::unresponsive(restarts(ActorKind::SpanBuffer), why.to_string()),

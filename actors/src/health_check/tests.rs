@@ -106,3 +106,51 @@ async fn a_failing_component_degrades_the_report_but_not_readiness() {
     assert!(report.ready);
     pipeline.shutdown(Duration::from_millis(200)).await;
 }
+
+/// The log buffer is a component of its own: queue depth and capacity, records sent, and
+/// `degraded` once log records were dropped at its door; the queue gauges show its queue.
+#[actix_rt::test]
+async fn dropped_log_records_degrade_the_log_buffer_component() {
+    use crate::log_buffer::tests::record;
+    use crate::self_metrics::{DropReason, Signal};
+    let mut config = config();
+    config.logs.queue_capacity = 4;
+    config.logs.max_batch_size = 4;
+    // Smaller than one record: every record is refused at the door, deterministically.
+    config.logs.queue_max_bytes = 1;
+    let resource = opentelemetry_sdk::Resource::builder_empty().build();
+    let pipeline = Pipeline::start(config, &resource, Registry::new(), Vec::new()).unwrap();
+    let report = pipeline.check_health(Duration::from_secs(2)).await.unwrap();
+    let before = &report.components["log_buffer"];
+    assert_eq!((before.queue_depth, before.queue_capacity), (Some(0), Some(4)));
+    assert_eq!(before.reason, None, "{before:?}");
+
+    let refused = (0..10).filter(|_| !pipeline.log_ingress.submit(record("app", 10))).count();
+    assert_eq!(refused, 10);
+    assert_eq!(pipeline.self_metrics.dropped(Signal::Logs, DropReason::QueueFull).get(), 10);
+    let report = pipeline.check_health(Duration::from_secs(2)).await.unwrap();
+    let after = &report.components["log_buffer"];
+    assert_eq!(after.status, HealthStatus::Degraded);
+    assert_eq!(after.reason.as_deref(), Some("log records were dropped since the last check"));
+    assert_eq!(after.details["dropped_queue_full"], 10);
+    assert_eq!(report.components["exporter"].signals["logs"].dropped["queue_full"], 10);
+    assert!(report.ready, "dropping log records does not make the service unready");
+
+    let gathered = pipeline.registry.gather();
+    let gauge = |name: &str| {
+        gathered
+            .iter()
+            .find(|family| family.name() == name)
+            .and_then(|family| {
+                family
+                    .get_metric()
+                    .iter()
+                    .find(|m| m.get_label().iter().any(|l| l.name() == "queue" && l.value() == "logs"))
+            })
+            .map(|m| m.get_gauge().get_value())
+    };
+    assert_eq!(gauge("pipeline_queue_capacity"), Some(4.0));
+    assert_eq!(gauge("pipeline_queue_depth"), Some(0.0));
+    assert_eq!(gauge("pipeline_queue_max_bytes"), Some(1.0));
+    pipeline.shutdown(Duration::from_millis(200)).await;
+}

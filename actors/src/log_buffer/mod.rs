@@ -36,7 +36,9 @@ pub const PIPELINE_THREAD_PREFIX: &str = "mmcp-";
 /// True when an event with `target` belongs to the pipeline and must not become a log record
 /// (it could feed an export loop): its target is one of [`PIPELINE_LOG_TARGETS`] or a module
 /// below one. A layer may also skip every event emitted on a thread whose name starts with
-/// [`PIPELINE_THREAD_PREFIX`].
+/// [`PIPELINE_THREAD_PREFIX`], and should skip the targets of whatever implements the
+/// [`Spool`](crate::spool::Spool) it attaches (a database spool's connection warnings would
+/// otherwise be spooled while the database is away).
 #[inline]
 pub fn is_pipeline_event(target: &str) -> bool {
     PIPELINE_LOG_TARGETS

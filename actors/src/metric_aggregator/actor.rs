@@ -12,11 +12,13 @@ use rustc_hash::FxHashMap as HashMap;
 
 use super::catalogue::{status_label, ServiceMetrics, OTHER};
 use super::config::MetricsConfig;
+use super::exemplars::{Exemplar, ExemplarTable, FamilyId};
 use super::labelled::LabelledState;
-use super::messages::{AggregatorStatus, DeclareDbSystem, DeclareTools, Drain, ExportNow, GetStatus};
+use super::messages::{AggregatorStatus, DeclareDbSystem, DeclareTools, Drain, DrainExemplars, ExportNow, GetStatus};
 use super::otlp;
 use crate::exporter::{ExportBatch, Exporter};
-use crate::ingress::{DbOperation, DbSystem, HttpMethod, LabelValue, MetricEvent, Wake};
+use crate::ingress::{DbOperation, DbSystem, HttpMethod, LabelValue, MetricEvent, SpanRef, Wake};
+use crate::sampling::TraceDecisions;
 use crate::self_metrics::{ActorKind, CappedLabel, SelfMetrics, Signal};
 use crate::supervision::{guarded, injected_fault, InjectPanic};
 
@@ -46,6 +48,15 @@ pub struct MetricAggregator {
     tool_names: HashMap<LabelValue, LabelValue>,
     /// The labelled families, in catalogue order.
     labelled: Vec<LabelledState>,
+    /// The latest exemplar per bucket of the histograms that take them.
+    exemplars: ExemplarTable,
+    /// Exemplar family ids: request duration, tool execution duration, and each labelled
+    /// histogram (by catalogue index).
+    exemplar_ids: ExemplarIds,
+    /// Which traces exemplars may point at (read at OTLP export).
+    decisions: Arc<TraceDecisions>,
+    /// When the current fold began (the time of the exemplars it keeps).
+    fold_time_unix_nano: u64,
     events_folded: u64,
     snapshots_sent: u64,
 }
@@ -54,6 +65,32 @@ impl std::fmt::Debug for MetricAggregator {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("MetricAggregator").field("queued", &self.rx.len()).field("folded", &self.events_folded).finish()
     }
+}
+
+/// Where each histogram's exemplars live in the table.
+struct ExemplarIds {
+    request: FamilyId,
+    tool: FamilyId,
+    labelled: Vec<Option<FamilyId>>,
+}
+
+fn exemplar_table(service: &ServiceMetrics) -> (ExemplarTable, ExemplarIds) {
+    let mut table = ExemplarTable::default();
+    let catalogue = &service.catalogue;
+    let add = |table: &mut ExemplarTable, family: &super::catalogue::Family| {
+        table.add_family(family.name, family.labels, family.buckets)
+    };
+    let request = add(&mut table, &catalogue.request_duration);
+    let tool = add(&mut table, &catalogue.tool_execution_duration);
+    let labelled = service
+        .labelled
+        .iter()
+        .map(|handle| {
+            (handle.family.kind == super::labelled::FamilyKind::Histogram)
+                .then(|| add(&mut table, &handle.family.family))
+        })
+        .collect();
+    (table, ExemplarIds { request, tool, labelled })
 }
 
 fn unix_nanos() -> u64 {
@@ -75,8 +112,13 @@ impl MetricAggregator {
         metrics: Arc<SelfMetrics>,
     ) -> Self {
         let labelled = service.labelled.iter().map(|handle| LabelledState::new(handle.clone(), &config)).collect();
+        let (exemplars, exemplar_ids) = exemplar_table(&service);
         Self {
             labelled,
+            exemplars,
+            exemplar_ids,
+            decisions: Arc::new(TraceDecisions::head()),
+            fold_time_unix_nano: 0,
             config,
             rx,
             wake,
@@ -96,8 +138,15 @@ impl MetricAggregator {
         }
     }
 
+    /// Exemplars in the OTLP export point only at traces `decisions` lets them refer to.
+    pub fn with_trace_decisions(mut self, decisions: Arc<TraceDecisions>) -> Self {
+        self.decisions = decisions;
+        self
+    }
+
     /// Folds queued events; returns true when the budget ran out with events left.
     fn fold(&mut self, budget: usize) -> bool {
+        self.fold_time_unix_nano = unix_nanos();
         for _ in 0..budget {
             match self.rx.try_recv() {
                 Ok(event) => self.apply(event),
@@ -114,14 +163,22 @@ impl MetricAggregator {
     fn apply(&mut self, event: MetricEvent) {
         self.events_folded += 1;
         match event {
-            MetricEvent::Request { method, route, status_code, duration } => {
+            MetricEvent::Request { method, route, status_code, duration, exemplar } => {
                 let key = (method, route, status_code);
                 if let Some((count, histogram, folded)) = self.requests.get(&key) {
                     count.inc();
                     histogram.observe(duration);
-                    if *folded {
+                    let folded = *folded;
+                    if folded {
                         self.metrics.label_overflow(CappedLabel::Route).inc();
                     }
+                    let route = if folded { OTHER.as_bytes() } else { key.1.as_bytes() };
+                    self.keep_exemplar(
+                        self.exemplar_ids.request,
+                        [method.as_str().as_bytes(), route],
+                        duration,
+                        exemplar,
+                    );
                     return;
                 }
                 let route = bounded(&mut self.routes, key.1.clone(), self.config.max_routes);
@@ -134,19 +191,28 @@ impl MetricAggregator {
                 let histogram = self.service.request_duration.with_label_values(&[method.as_str(), route.as_str()]);
                 count.inc();
                 histogram.observe(duration);
+                self.keep_exemplar(
+                    self.exemplar_ids.request,
+                    [method.as_str().as_bytes(), route.as_bytes()],
+                    duration,
+                    exemplar,
+                );
                 // Raw keys are remembered up to a bound; beyond it, new keys take this slow path.
                 if self.requests.len() < self.config.max_routes.saturating_mul(MAX_KEYS_PER_LABEL) {
                     self.requests.insert(key, (count, histogram, folded));
                 }
             }
-            MetricEvent::ToolExecution { tool_name, success, duration } => {
+            MetricEvent::ToolExecution { tool_name, success, duration, exemplar } => {
                 let key = (tool_name, success);
                 if let Some((count, histogram, folded)) = self.tools.get(&key) {
                     count.inc();
                     histogram.observe(duration);
-                    if *folded {
+                    let folded = *folded;
+                    if folded {
                         self.metrics.label_overflow(CappedLabel::ToolName).inc();
                     }
+                    let tool = if folded { OTHER.as_bytes() } else { key.0.as_bytes() };
+                    self.keep_exemplar(self.exemplar_ids.tool, [tool], duration, exemplar);
                     return;
                 }
                 let tool = bounded(&mut self.tool_names, key.0.clone(), self.config.max_tool_names);
@@ -159,6 +225,7 @@ impl MetricAggregator {
                 let histogram = self.service.tool_execution_duration.with_label_values(&[tool.as_str()]);
                 count.inc();
                 histogram.observe(duration);
+                self.keep_exemplar(self.exemplar_ids.tool, [tool.as_bytes()], duration, exemplar);
                 if self.tools.len() < self.config.max_tool_names.saturating_mul(MAX_KEYS_PER_LABEL) {
                     self.tools.insert(key, (count, histogram, folded));
                 }
@@ -177,8 +244,24 @@ impl MetricAggregator {
             }
             MetricEvent::Labelled(event) => {
                 let event = *event;
-                if let Some(state) = self.labelled.get_mut(usize::from(event.family)) {
-                    let folded = state.apply(event.labels, event.op);
+                let index = usize::from(event.family);
+                if let Some(state) = self.labelled.get_mut(index) {
+                    let family = self.exemplar_ids.labelled.get(index).copied().flatten();
+                    let (exemplars, time_unix_nano) = (&mut self.exemplars, self.fold_time_unix_nano);
+                    let span = event.exemplar;
+                    // Called with the series' kept labels: the observed value, or `None` when
+                    // the series was removed.
+                    let folded = state.apply(event.labels, event.op, |kept, value| {
+                        let Some(family) = family else { return };
+                        let labels = kept.iter().map(LabelValue::as_bytes);
+                        match (value, span) {
+                            (Some(value), Some(span)) => {
+                                exemplars.record(family, labels, Exemplar { value, span, time_unix_nano })
+                            }
+                            (None, _) => exemplars.forget(family, labels),
+                            (Some(_), None) => {}
+                        }
+                    });
                     if folded.overflowed > 0 {
                         self.metrics.label_overflow(CappedLabel::Attribute).inc_by(folded.overflowed);
                     }
@@ -190,6 +273,19 @@ impl MetricAggregator {
                 self.service.vector_search_results.observe(f64::from(result_count));
                 self.service.vector_search_query_length.observe(f64::from(query_length));
             }
+        }
+    }
+
+    /// Keeps `span` as the exemplar of `value`'s bucket in the series `labels` of `family`.
+    fn keep_exemplar<const N: usize>(
+        &mut self,
+        family: FamilyId,
+        labels: [&[u8]; N],
+        value: f64,
+        span: Option<SpanRef>,
+    ) {
+        if let Some(span) = span {
+            self.exemplars.record(family, labels, Exemplar { value, span, time_unix_nano: self.fold_time_unix_nano });
         }
     }
 
@@ -224,8 +320,15 @@ impl MetricAggregator {
         }
         let families = self.registry.gather();
         let renames: Vec<_> = self.labelled.iter().map(|state| *state.family()).collect();
-        let (request, points) =
-            otlp::to_request(&families, &renames, &self.resource, self.start_time_unix_nano, unix_nanos());
+        let exemplars = otlp::Exemplars { table: &self.exemplars, decisions: &self.decisions };
+        let (request, points) = otlp::to_request(
+            &families,
+            &renames,
+            &self.resource,
+            self.start_time_unix_nano,
+            unix_nanos(),
+            Some(&exemplars),
+        );
         if points == 0 {
             return;
         }
@@ -289,6 +392,15 @@ impl Handler<Drain> for MetricAggregator {
 
     fn handle(&mut self, _: Drain, ctx: &mut Context<Self>) {
         guarded(ActorKind::MetricAggregator, self, ctx, |act, _| act.fold_all());
+    }
+}
+
+impl Handler<DrainExemplars> for MetricAggregator {
+    type Result = MessageResult<DrainExemplars>;
+
+    fn handle(&mut self, _: DrainExemplars, ctx: &mut Context<Self>) -> Self::Result {
+        guarded(ActorKind::MetricAggregator, self, ctx, |act, _| act.fold_all());
+        MessageResult(self.exemplars.clone())
     }
 }
 

@@ -147,6 +147,8 @@ pub struct ServiceMetrics {
     pub vector_search_query_length: Histogram,
     /// [`Catalogue::labelled`], in the same order.
     pub labelled: Vec<LabelledHandle>,
+    /// The catalogue the families were created from.
+    pub catalogue: Catalogue,
 }
 
 impl ServiceMetrics {
@@ -163,6 +165,7 @@ impl ServiceMetrics {
             vector_search_results: catalogue.vector_search_results.histogram()?,
             vector_search_query_length: catalogue.vector_search_query_length.histogram()?,
             labelled: Vec::new(),
+            catalogue: *catalogue,
         };
         registry.register(Box::new(metrics.requests_total.clone()))?;
         registry.register(Box::new(metrics.request_duration.clone()))?;

@@ -268,18 +268,36 @@ impl LabelledState {
         Some((child, kept, folded))
     }
 
-    /// Applies `op` to the series of `labels`.
-    pub(crate) fn apply(&mut self, labels: LabelSet, op: LabelledOp) -> Folded {
+    /// Applies `op` to the series of `labels`. `series` hears of an observation (the series'
+    /// kept labels and the value) and of a removed series (its labels and `None`).
+    pub(crate) fn apply(
+        &mut self,
+        labels: LabelSet,
+        op: LabelledOp,
+        series: impl FnOnce(&[LabelValue], Option<f64>),
+    ) -> Folded {
         if op == LabelledOp::Forget {
-            self.forget(&labels);
+            if let Some(kept) = self.forget(&labels) {
+                series(&kept, None);
+            }
             return Folded { overflowed: 0 };
         }
-        let folded = if let Some((child, _, folded)) = self.children.get(&labels) {
+        let observed = match op {
+            LabelledOp::Observe(value) => Some(value),
+            _ => None,
+        };
+        let folded = if let Some((child, kept, folded)) = self.children.get(&labels) {
             perform(child, op);
+            if observed.is_some() {
+                series(kept, observed);
+            }
             *folded
         } else {
             let Some((child, kept, folded)) = self.resolve(&labels) else { return Folded { overflowed: 0 } };
             perform(&child, op);
+            if observed.is_some() {
+                series(&kept, observed);
+            }
             if self.children.len() < MAX_CACHED_KEYS {
                 self.children.insert(labels, (child, kept, folded));
             }
@@ -291,20 +309,21 @@ impl LabelledState {
     /// Removes the series of `labels` (and every cached raw set that resolved to it); a label
     /// value no remaining series uses gives its slot back. Only a series of its own is removed:
     /// labels that were never seen, or that fold into `other`, leave everything as it is.
-    fn forget(&mut self, labels: &LabelSet) {
+    /// Returns the labels of the removed series.
+    fn forget(&mut self, labels: &LabelSet) -> Option<Vec<LabelValue>> {
         if labels.as_slice().len() != self.caps.len() {
-            return;
+            return None;
         }
         let mut kept = Vec::with_capacity(self.caps.len());
         for (index, raw) in labels.as_slice().iter().enumerate() {
             let own = raw.as_str().is_empty() || self.kept[index].get(raw).is_some_and(|k| k == raw);
             if !own || raw.as_str() == OTHER {
-                return;
+                return None;
             }
             kept.push(raw.clone());
         }
         if self.handle.family.max_series > 0 && !self.series.contains(&kept) {
-            return;
+            return None;
         }
         let values: Vec<&str> = kept.iter().map(LabelValue::as_str).collect();
         // An error only says the series did not exist (never observed since its values were kept).
@@ -327,6 +346,7 @@ impl LabelledState {
                 self.children.retain(|_, (_, _, folded)| !*folded);
             }
         }
+        Some(kept)
     }
 }
 

@@ -8,6 +8,12 @@ use actix::Message;
 #[rtype(result = "()")]
 pub struct Drain;
 
+/// Folds every queued event, then answers a copy of the exemplar table (an OpenMetrics scrape
+/// sends this instead of [`Drain`]).
+#[derive(Debug, Clone, Copy, Message)]
+#[rtype(result = "super::exemplars::ExemplarTable")]
+pub struct DrainExemplars;
+
 /// Drains, then hands a snapshot to the exporter at once (used at shutdown).
 #[derive(Debug, Clone, Copy, Message)]
 #[rtype(result = "()")]

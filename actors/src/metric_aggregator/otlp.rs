@@ -1,32 +1,47 @@
 //! Prometheus registry → OTLP metrics request (cumulative temporality), so the OTLP export and
 //! `/metrics` are two renderings of the same numbers. A labelled family with an OTLP identity is
 //! exported under its OpenTelemetry instrument name, unit and attribute keys, and a label with an
-//! empty value (an absent attribute) is left out of its data points.
+//! empty value (an absent attribute) is left out of its data points. Histogram points carry the
+//! latest exemplar of each bucket whose trace may be referred to, as `/metrics` does.
 
 use opentelemetry_proto::tonic::collector::metrics::v1::ExportMetricsServiceRequest;
 use opentelemetry_proto::tonic::common::v1::{any_value, AnyValue, InstrumentationScope, KeyValue};
 use opentelemetry_proto::tonic::metrics::v1::{
-    metric, number_data_point, AggregationTemporality, Gauge, Histogram, HistogramDataPoint, Metric, NumberDataPoint,
-    ResourceMetrics, ScopeMetrics, Sum,
+    exemplar, metric, number_data_point, AggregationTemporality, Exemplar, Gauge, Histogram, HistogramDataPoint,
+    Metric, NumberDataPoint, ResourceMetrics, ScopeMetrics, Sum,
 };
 use opentelemetry_proto::tonic::resource::v1::Resource;
 use opentelemetry_proto::transform::common::tonic::ResourceAttributesWithSchema;
 use prometheus::proto::{LabelPair, MetricFamily, MetricType};
 
+use super::exemplars::ExemplarTable;
 use super::labelled::{LabelledFamily, OtlpName};
+use crate::sampling::TraceDecisions;
 
 /// The instrumentation scope the metrics are exported under.
 pub const SCOPE_NAME: &str = "metamcp-telemetry";
 
+/// The exemplars histogram points carry, and which traces they may point at.
+#[derive(Debug, Clone, Copy)]
+pub struct Exemplars<'a> {
+    /// The latest exemplar per bucket and series.
+    pub table: &'a ExemplarTable,
+    /// Which traces may be referred to.
+    pub decisions: &'a TraceDecisions,
+}
+
 /// Builds one OTLP request from gathered families, renaming those `renames` gives an OTLP
-/// identity; returns it with its data point count.
+/// identity, with the exemplars of `exemplars` on histogram points; returns it with its data
+/// point count.
 pub fn to_request(
     families: &[MetricFamily],
     renames: &[LabelledFamily],
     resource: &ResourceAttributesWithSchema,
     start_time_unix_nano: u64,
     now_unix_nano: u64,
+    exemplars: Option<&Exemplars<'_>>,
 ) -> (ExportMetricsServiceRequest, u64) {
+    let mut key = Vec::new();
     let mut points = 0u64;
     let metrics: Vec<Metric> = families
         .iter()
@@ -35,7 +50,8 @@ pub fn to_request(
                 .iter()
                 .find(|r| r.family.name == family.name())
                 .and_then(|r| r.otlp.map(|otlp| Rename { otlp, labels: r.family.labels }));
-            let (data, count) = convert(family, rename.as_ref(), start_time_unix_nano, now_unix_nano)?;
+            let (data, count) =
+                convert(family, rename.as_ref(), start_time_unix_nano, now_unix_nano, exemplars, &mut key)?;
             points += count;
             Some(Metric {
                 name: rename.as_ref().map_or(family.name(), |r| r.otlp.name).to_owned(),
@@ -106,7 +122,37 @@ fn attributes(labels: &[LabelPair], rename: Option<&Rename>) -> Vec<KeyValue> {
         .collect()
 }
 
-fn convert(family: &MetricFamily, rename: Option<&Rename>, start: u64, now: u64) -> Option<(metric::Data, u64)> {
+/// The exemplars of one histogram series, bucket by bucket, that may be referred to.
+fn point_exemplars(
+    family: &MetricFamily,
+    labels: &[LabelPair],
+    exemplars: Option<&Exemplars<'_>>,
+    key: &mut Vec<u8>,
+) -> Vec<Exemplar> {
+    let Some(Exemplars { table, decisions }) = exemplars else { return Vec::new() };
+    let Some(slots) = table.find(family.name(), labels, key) else { return Vec::new() };
+    slots
+        .iter()
+        .flatten()
+        .filter(|kept| decisions.may_refer_to(&kept.span.trace_id()))
+        .map(|kept| Exemplar {
+            filtered_attributes: Vec::new(),
+            time_unix_nano: kept.time_unix_nano,
+            span_id: kept.span.span_id().to_vec(),
+            trace_id: kept.span.trace_id().to_vec(),
+            value: Some(exemplar::Value::AsDouble(kept.value)),
+        })
+        .collect()
+}
+
+fn convert(
+    family: &MetricFamily,
+    rename: Option<&Rename>,
+    start: u64,
+    now: u64,
+    exemplars: Option<&Exemplars<'_>>,
+    key: &mut Vec<u8>,
+) -> Option<(metric::Data, u64)> {
     let series = family.get_metric();
     let count = series.len() as u64;
     let number = |labels: &[LabelPair], value: f64| NumberDataPoint {
@@ -149,6 +195,7 @@ fn convert(family: &MetricFamily, rename: Option<&Rename>, start: u64, now: u64)
                         sum: Some(histogram.get_sample_sum()),
                         bucket_counts,
                         explicit_bounds,
+                        exemplars: point_exemplars(family, m.get_label(), exemplars, key),
                         ..Default::default()
                     }
                 })

@@ -41,9 +41,15 @@ async fn folds_events_into_the_registry_exactly() {
             route: LabelValue::new("/health"),
             status_code: status,
             duration: 0.02,
+            exemplar: None,
         });
     }
-    ingress.record(MetricEvent::ToolExecution { tool_name: LabelValue::new("calc"), success: false, duration: 1.5 });
+    ingress.record(MetricEvent::ToolExecution {
+        tool_name: LabelValue::new("calc"),
+        success: false,
+        duration: 1.5,
+        exemplar: None,
+    });
     ingress.record(MetricEvent::VectorSearch { query_length: 12, result_count: 3, duration: 0.004 });
     addr.send(Drain).await.unwrap();
     assert_eq!(service.requests_total.with_label_values(&["GET", "/health", "200"]).get(), 2);
@@ -60,7 +66,12 @@ async fn tool_names_beyond_the_cap_fold_into_other() {
     let config = config::MetricsConfig { max_tool_names: 2, ..Default::default() };
     let (addr, ingress, _registry, service) = aggregator(config);
     for name in ["a", "b", "c", "d", "a"] {
-        ingress.record(MetricEvent::ToolExecution { tool_name: LabelValue::new(name), success: true, duration: 0.1 });
+        ingress.record(MetricEvent::ToolExecution {
+            tool_name: LabelValue::new(name),
+            success: true,
+            duration: 0.1,
+            exemplar: None,
+        });
     }
     addr.send(Drain).await.unwrap();
     assert_eq!(service.tool_executions_total.with_label_values(&["a", "true"]).get(), 2);
@@ -79,11 +90,12 @@ async fn the_otlp_snapshot_carries_the_registry_values() {
             route: LabelValue::new("/mcp"),
             status_code: 200,
             duration,
+            exemplar: None,
         });
     }
     addr.send(Drain).await.unwrap();
     let resource = ResourceAttributesWithSchema::from(&opentelemetry_sdk::Resource::builder_empty().build());
-    let (request, points) = otlp::to_request(&registry.gather(), &[], &resource, 1, 2);
+    let (request, points) = otlp::to_request(&registry.gather(), &[], &resource, 1, 2, None);
     assert!(points >= 2);
     let metrics = &request.resource_metrics[0].scope_metrics[0].metrics;
     let histogram = metrics.iter().find(|m| m.name == CATALOGUE.request_duration.name).unwrap();
@@ -111,10 +123,16 @@ async fn every_fold_into_other_is_counted_by_label_and_odd_status_codes_fold_too
             route: LabelValue::new(route),
             status_code: status,
             duration: 0.01,
+            exemplar: None,
         });
     }
     for name in ["t1", "t2", "t2", "t1"] {
-        ingress.record(MetricEvent::ToolExecution { tool_name: LabelValue::new(name), success: true, duration: 0.1 });
+        ingress.record(MetricEvent::ToolExecution {
+            tool_name: LabelValue::new(name),
+            success: true,
+            duration: 0.1,
+            exemplar: None,
+        });
     }
     addr.send(Drain).await.unwrap();
     use crate::self_metrics::CappedLabel;
@@ -156,8 +174,18 @@ async fn declared_tools_show_at_zero_for_both_outcomes_and_take_their_slots() {
         assert!(text.contains(series), "{series} missing from:\n{text}");
     }
     // The declared names hold the two slots: a third name folds into `other`.
-    ingress.record(MetricEvent::ToolExecution { tool_name: LabelValue::new("late"), success: true, duration: 0.1 });
-    ingress.record(MetricEvent::ToolExecution { tool_name: LabelValue::new("calc"), success: true, duration: 0.1 });
+    ingress.record(MetricEvent::ToolExecution {
+        tool_name: LabelValue::new("late"),
+        success: true,
+        duration: 0.1,
+        exemplar: None,
+    });
+    ingress.record(MetricEvent::ToolExecution {
+        tool_name: LabelValue::new("calc"),
+        success: true,
+        duration: 0.1,
+        exemplar: None,
+    });
     addr.send(Drain).await.unwrap();
     assert_eq!(service.tool_executions_total.with_label_values(&[catalogue::OTHER, "true"]).get(), 1);
     assert_eq!(service.tool_executions_total.with_label_values(&["calc", "true"]).get(), 1);
@@ -222,7 +250,7 @@ fn no_source_file_names_a_product_metric() {
 }
 
 fn labelled_event(family: u16, labels: &[&str], op: LabelledOp) -> MetricEvent {
-    MetricEvent::Labelled(Box::new(LabelledEvent { family, labels: LabelSet::new(labels), op }))
+    MetricEvent::Labelled(Box::new(LabelledEvent { family, labels: LabelSet::new(labels), op, exemplar: None }))
 }
 
 fn labelled_metric(service: &ServiceMetrics, index: usize) -> &labelled::LabelledMetric {
@@ -263,7 +291,7 @@ async fn labelled_families_fold_their_caps_and_export_under_their_otlp_names() {
     assert_eq!(restarts.with_label_values(&["s2"]).get(), 2);
 
     let resource = ResourceAttributesWithSchema::from(&opentelemetry_sdk::Resource::builder_empty().build());
-    let (request, _) = otlp::to_request(&registry.gather(), crate::test_support::LABELLED, &resource, 1, 2);
+    let (request, _) = otlp::to_request(&registry.gather(), crate::test_support::LABELLED, &resource, 1, 2, None);
     let exported = &request.resource_metrics[0].scope_metrics[0].metrics;
     let histogram = exported.iter().find(|m| m.name == "test.op.duration").expect("the OTLP name");
     assert_eq!(histogram.unit, "s");
@@ -334,4 +362,89 @@ async fn forgetting_a_value_that_folded_into_other_keeps_the_other_series() {
     let text = prometheus::TextEncoder::new().encode_to_string(&registry.gather()).unwrap();
     assert!(!text.contains(r#"server="s1""#), "{text}");
     assert!(text.contains(r#"test_up{server="s3"} 1"#), "{text}");
+}
+
+#[actix_rt::test]
+async fn exemplars_follow_observations_that_carry_a_sampled_span_to_openmetrics_and_otlp() {
+    use crate::ingress::SpanRef;
+    use crate::sampling::TraceDecisions;
+    let (addr, ingress, registry, _service) = aggregator(config::MetricsConfig::default());
+    let first = SpanRef::new([7; 16], [9; 8]).unwrap();
+    let second = SpanRef::new([8; 16], [10; 8]).unwrap();
+    let request = |duration: f64, exemplar| MetricEvent::Request {
+        method: HttpMethod::Get,
+        route: LabelValue::new("/r"),
+        status_code: 200,
+        duration,
+        exemplar,
+    };
+    ingress.record(request(0.02, Some(first)));
+    // No span: the bucket keeps the exemplar it has.
+    ingress.record(request(0.021, None));
+    ingress.record(MetricEvent::ToolExecution {
+        tool_name: LabelValue::new("calc"),
+        success: true,
+        duration: 2.0,
+        exemplar: Some(second),
+    });
+    let mut observed = labelled_event(0, &["call", "a"], LabelledOp::Observe(0.3));
+    if let MetricEvent::Labelled(event) = &mut observed {
+        event.exemplar = Some(second);
+    }
+    ingress.record(observed);
+    let table = addr.send(DrainExemplars).await.unwrap();
+    assert_eq!(table.len(), 3);
+
+    let head = TraceDecisions::head();
+    let text = openmetrics::encode(&registry.gather(), &table, &head);
+    let with_exemplars: Vec<&str> = text.lines().filter(|line| line.contains(" # {")).collect();
+    assert_eq!(with_exemplars.len(), 3, "{text}");
+    assert!(with_exemplars.iter().all(|line| line.contains("_bucket{")), "{with_exemplars:?}");
+    assert!(with_exemplars
+        .iter()
+        .any(|line| line.contains("07070707070707070707070707070707") && line.contains(" 0.02 ")));
+
+    let resource = ResourceAttributesWithSchema::from(&opentelemetry_sdk::Resource::builder_empty().build());
+    let exemplars = otlp::Exemplars { table: &table, decisions: &head };
+    let (request_body, _) = otlp::to_request(&registry.gather(), &[], &resource, 1, 2, Some(&exemplars));
+    let exported: Vec<_> = request_body.resource_metrics[0].scope_metrics[0]
+        .metrics
+        .iter()
+        .filter_map(|metric| match &metric.data {
+            Some(Data::Histogram(histogram)) => Some(histogram.data_points.iter().flat_map(|p| p.exemplars.clone())),
+            _ => None,
+        })
+        .flatten()
+        .collect();
+    assert_eq!(exported.len(), 3);
+    assert!(exported.iter().any(|e| e.trace_id == vec![7; 16] && e.span_id == vec![9; 8]));
+
+    // Under tail sampling, a trace that was not kept is never referred to.
+    let tail = TraceDecisions::tail(4);
+    tail.record_kept([8; 16]);
+    let text = openmetrics::encode(&registry.gather(), &table, &tail);
+    assert_eq!(text.lines().filter(|line| line.contains(" # {")).count(), 2, "{text}");
+    let exemplars = otlp::Exemplars { table: &table, decisions: &tail };
+    let (request_body, _) = otlp::to_request(&registry.gather(), &[], &resource, 1, 2, Some(&exemplars));
+    let kept = request_body.resource_metrics[0].scope_metrics[0]
+        .metrics
+        .iter()
+        .filter_map(|metric| match &metric.data {
+            Some(Data::Histogram(histogram)) => {
+                Some(histogram.data_points.iter().map(|p| p.exemplars.len()).sum::<usize>())
+            }
+            _ => None,
+        })
+        .sum::<usize>();
+    assert_eq!(kept, 2);
+
+    // A series that leaves the registry takes its exemplars with it.
+    ingress.record(labelled_event(0, &["call", "a"], LabelledOp::Forget));
+    assert_eq!(addr.send(DrainExemplars).await.unwrap().len(), 2);
+}
+
+#[test]
+fn a_metric_event_stays_small() {
+    // 64 bytes before exemplars; a span reference adds 24.
+    assert!(std::mem::size_of::<MetricEvent>() <= 88, "{}", std::mem::size_of::<MetricEvent>());
 }

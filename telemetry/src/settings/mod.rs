@@ -24,7 +24,8 @@ use std::time::Duration;
 
 use metamcp_telemetry_actors::exporter::config::{DEFAULT_GRPC_ENDPOINT, DEFAULT_HTTP_ENDPOINT};
 use metamcp_telemetry_actors::{
-    ConfigError, ExporterConfig, HealthConfig, MetricsConfig, Protocol, SpanBufferConfig, SpanLimitsConfig, SpoolConfig,
+    ConfigError, ExporterConfig, HealthConfig, MetricsConfig, Protocol, SamplingConfig, SpanBufferConfig,
+    SpanLimitsConfig, SpoolConfig,
 };
 use serde::{Deserialize, Serialize};
 
@@ -99,6 +100,8 @@ pub struct Settings {
     pub health: HealthConfig,
     /// The spool where export batches wait while the collector cannot take them (`[spool]`).
     pub spool: SpoolConfig,
+    /// Head or tail sampling, and the rules and bounds of tail sampling (`[sampling]`).
+    pub sampling: SamplingConfig,
 }
 
 /// Whether and how traces are recorded (`[telemetry]`).
@@ -322,7 +325,23 @@ impl Settings {
         self.span_limits.validate()?;
         self.metrics.validate()?;
         self.health.validate()?;
-        self.spool.validate()
+        self.spool.validate()?;
+        self.sampling.validate()?;
+        self.validate_tail_sampling()
+    }
+
+    /// Tail sampling decides from whole traces: the tracer's sampler must record every trace
+    /// (`always_on`, or `parentbased_always_on`, which follows a caller's decision).
+    fn validate_tail_sampling(&self) -> Result<(), ConfigError> {
+        let records_every_trace = matches!(self.telemetry.sampler, Sampler::AlwaysOn | Sampler::ParentBasedAlwaysOn);
+        if self.sampling.is_tail() && !records_every_trace {
+            return Err(ConfigError::new(
+                "telemetry.sampler",
+                self.telemetry.sampler.as_str(),
+                "\"always_on\" or \"parentbased_always_on\" while sampling.mode = \"tail\" (the tail sampler decides which traces are kept)",
+            ));
+        }
+        Ok(())
     }
 
     /// Settings from the built-in defaults, the configuration files and the environment `env`.

@@ -53,3 +53,42 @@ fn the_library_masks_its_own_secrets() {
     }
     assert!(text.contains(MASK));
 }
+
+#[test]
+fn tail_sampling_is_read_from_its_section_and_needs_a_sampler_that_records_every_trace() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    std::fs::write(
+        dir.path().join("default.toml"),
+        "[sampling]\nmode = \"tail\"\nkeep_ratio = 0.25\nkeep_slower_than = \"250ms\"\nmax_pending_traces = 64\n",
+    )
+    .expect("write config");
+    let settings = Settings::from_env(&env_with_config(dir.path(), &[("METAMCP_SAMPLING__MAX_DECISION_WAIT", "5s")]))
+        .expect("tail sampling with the default sampler");
+    assert!(settings.sampling.is_tail());
+    assert_eq!(settings.sampling.keep_ratio, 0.25);
+    assert_eq!(settings.sampling.keep_slower_than, Duration::from_millis(250));
+    assert_eq!(settings.sampling.max_pending_traces, 64);
+    assert_eq!(settings.sampling.max_decision_wait, Duration::from_secs(5));
+
+    for sampler in ["always_off", "traceidratio", "parentbased_traceidratio"] {
+        let err = Settings::from_env(&env_with_config(dir.path(), &[("OTEL_TRACES_SAMPLER", sampler)]))
+            .expect_err("a head sampler that drops traces under tail sampling");
+        let text = err.to_string();
+        assert!(text.contains("telemetry.sampler") && text.contains("sampling.mode"), "{text}");
+    }
+    let settings = Settings::from_env(&env_with_config(dir.path(), &[("OTEL_TRACES_SAMPLER", "always_on")]))
+        .expect("always_on records every trace");
+    assert!(settings.sampling.is_tail());
+
+    let err = Settings::from_env(&env_with_config(dir.path(), &[("METAMCP_SAMPLING__KEEP_RATIO", "2")]))
+        .expect_err("a ratio above 1");
+    assert!(err.to_string().contains("sampling.keep_ratio"), "{err}");
+    let err = Settings::from_env(&env_with_config(dir.path(), &[("METAMCP_SAMPLING__MODE", "sometimes")]))
+        .expect_err("an unknown mode");
+    assert!(err.to_string().contains("sampling.mode"), "{err}");
+    // Head sampling (the default) takes any sampler.
+    let empty = tempfile::tempdir().expect("temp dir");
+    let settings = Settings::from_env(&env_with_config(empty.path(), &[("OTEL_TRACES_SAMPLER", "always_off")]))
+        .expect("head sampling with any sampler");
+    assert!(!settings.sampling.is_tail());
+}

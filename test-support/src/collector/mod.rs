@@ -30,8 +30,8 @@ use opentelemetry_proto::tonic::collector::trace::v1::ExportTraceServiceRequest;
 
 pub use logs::ReceivedLog;
 pub use received::{
-    any_value_string, attr_map, HistogramPoint, Number, PointValue, Received, ReceivedPoint, ReceivedSpan,
-    RequestRecord, Signal,
+    any_value_string, attr_map, HistogramPoint, Number, PointValue, Received, ReceivedExemplar, ReceivedPoint,
+    ReceivedSpan, RequestRecord, Signal,
 };
 pub use state::Behavior;
 

@@ -315,6 +315,21 @@ pub struct HistogramPoint {
     pub max: Option<f64>,
     /// Cumulative or delta.
     pub temporality: AggregationTemporality,
+    /// The point's exemplars.
+    pub exemplars: Vec<ReceivedExemplar>,
+}
+
+/// An exemplar of a histogram point.
+#[derive(Clone, Debug, PartialEq)]
+pub struct ReceivedExemplar {
+    /// The trace id as 32 hex digits.
+    pub trace_id: String,
+    /// The span id as 16 hex digits.
+    pub span_id: String,
+    /// The observed value (`as_double`, or `as_int` converted).
+    pub value: Option<f64>,
+    /// When it was observed.
+    pub time_unix_nano: u64,
 }
 
 /// The value of one metric point, by metric type.
@@ -536,6 +551,19 @@ fn flatten_metric(
                         min: p.min,
                         max: p.max,
                         temporality: temporality(h.aggregation_temporality),
+                        exemplars: p
+                            .exemplars
+                            .iter()
+                            .map(|e| ReceivedExemplar {
+                                trace_id: hex(&e.trace_id),
+                                span_id: hex(&e.span_id),
+                                value: e.value.map(|v| match v {
+                                    opentelemetry_proto::tonic::metrics::v1::exemplar::Value::AsDouble(d) => d,
+                                    opentelemetry_proto::tonic::metrics::v1::exemplar::Value::AsInt(i) => i as f64,
+                                }),
+                                time_unix_nano: e.time_unix_nano,
+                            })
+                            .collect(),
                     }),
                 )
             })

@@ -1,5 +1,5 @@
 //! Model-based property test of the exporter's state machine, in the manner of Vector's disk
-//! buffer model: random sequences of operations (batches of either signal and any size, exports
+//! buffer model: random sequences of operations (batches of any signal and any size, exports
 //! accepted in full or in part, retryable and permanent failures, throttling with a delay, the
 //! collector going away and coming back, the database spool failing and returning, actor
 //! restarts after a panic, flushes, shutdowns with a deadline followed by a new process on the
@@ -385,8 +385,7 @@ impl Harness {
 
     fn run_step(&mut self, step: Step) -> Result<(), TestCaseError> {
         match step {
-            Step::Batch { metrics, items, size } => {
-                let signal = if metrics { Signal::Metrics } else { Signal::Traces };
+            Step::Batch { signal, items, size } => {
                 self.next_batch += 1;
                 let id = self.next_batch;
                 let mut body = id.to_le_bytes().to_vec();

@@ -6,7 +6,7 @@ pub(super) const MAX_SIZE: usize = 300;
 /// One step of a case.
 #[derive(Debug, Clone)]
 pub(super) enum Step {
-    Batch { metrics: bool, items: u64, size: usize },
+    Batch { signal: Signal, items: u64, size: usize },
     Advance(u64),
     Finish { pick: usize, how: How },
     SpoolAnswer,
@@ -36,7 +36,8 @@ pub(super) fn step() -> impl Strategy<Value = Step> {
         1 => Just(How::Permanent),
     ];
     prop_oneof![
-        8 => (any::<bool>(), 1u64..20, 8usize..MAX_SIZE).prop_map(|(metrics, items, size)| Step::Batch { metrics, items, size }),
+        8 => (prop::sample::select(Signal::ALL.to_vec()), 1u64..20, 8usize..MAX_SIZE)
+            .prop_map(|(signal, items, size)| Step::Batch { signal, items, size }),
         6 => (1u64..3_000).prop_map(Step::Advance),
         8 => (any::<usize>(), how).prop_map(|(pick, how)| Step::Finish { pick, how }),
         4 => Just(Step::SpoolAnswer),
@@ -64,14 +65,14 @@ pub(super) fn policy() -> impl Strategy<Value = OverflowPolicy> {
 
 pub(super) fn setup() -> impl Strategy<Value = Setup> {
     (
-        (1usize..4, 1usize..6, 300u64..2_000, policy(), policy(), 1u32..4),
+        (1usize..4, 1usize..6, 300u64..2_000, (policy(), policy(), policy()), 1u32..4),
         (prop::bool::weighted(0.9), 50u64..400, 1_000u64..8_000, 0.0f64..0.5),
         (500u64..4_000, 300u64..2_000, prop_oneof![Just(0u64), 5u64..60], 1u32..30),
         prop::bool::weighted(0.8),
         any::<u64>(),
     )
         .prop_map(|(queue, retry, spool, database, seed)| {
-            let (concurrent, pending, pending_bytes, traces, metrics, unreachable_after) = queue;
+            let (concurrent, pending, pending_bytes, (traces, metrics, logs), unreachable_after) = queue;
             let (enabled, initial_ms, max_elapsed_ms, randomization_factor) = retry;
             let (max_bytes, memory_max_bytes, max_age_s, rate) = spool;
             let exporter = ExporterConfig {
@@ -79,7 +80,7 @@ pub(super) fn setup() -> impl Strategy<Value = Setup> {
                 max_concurrent_exports: concurrent,
                 max_pending_batches: pending,
                 max_pending_bytes: pending_bytes,
-                when_full: WhenFull { traces, metrics, logs: metrics },
+                when_full: WhenFull { traces, metrics, logs },
                 unreachable_after,
                 retry: crate::RetryConfig {
                     enabled,
