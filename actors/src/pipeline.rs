@@ -138,8 +138,9 @@ pub struct Pipeline {
 
 impl Pipeline {
     /// Starts the actors, each on its own named thread (`mmcp-exporter`, `mmcp-spanbuffer`,
-    /// `mmcp-aggregator`, `mmcp-health`, `mmcp-logbuffer`) running its own actix system, so the pipeline works
-    /// whatever runtime the caller uses and shows up by name in `top -H` and `/proc`.
+    /// `mmcp-aggregator`, `mmcp-health`, `mmcp-logbuffer`) running its own actix system, so the
+    /// pipeline works whatever runtime the caller uses and shows up by name in `top -H` and
+    /// `/proc`.
     pub fn start(
         config: PipelineConfig,
         resource: &Resource,

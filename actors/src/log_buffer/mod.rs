@@ -30,13 +30,21 @@ pub use record::{estimated_size, LogRecord, LogValue, Severity};
 pub const PIPELINE_LOG_TARGETS: &[&str] =
     &[env!("CARGO_CRATE_NAME"), "tonic", "h2", "hyper", "hyper_util", "tower", "reqwest"];
 
-/// Names of the pipeline's threads: an event emitted on one of them is the pipeline's own.
+/// The prefix of the pipeline's thread names (an application may name threads of its own with
+/// it too, so [`is_pipeline_thread`] is the exact test).
 pub const PIPELINE_THREAD_PREFIX: &str = "mmcp-";
+
+/// True on the threads the pipeline's actors run on ([`THREAD_NAMES`](crate::pipeline::THREAD_NAMES)):
+/// an event emitted there is the pipeline's own, whatever its target.
+#[inline]
+pub fn is_pipeline_thread(name: &str) -> bool {
+    name.starts_with(PIPELINE_THREAD_PREFIX) && crate::pipeline::THREAD_NAMES.contains(&name)
+}
 
 /// True when an event with `target` belongs to the pipeline and must not become a log record
 /// (it could feed an export loop): its target is one of [`PIPELINE_LOG_TARGETS`] or a module
-/// below one. A layer may also skip every event emitted on a thread whose name starts with
-/// [`PIPELINE_THREAD_PREFIX`], and should skip the targets of whatever implements the
+/// below one. A layer may also skip every event emitted on a thread for which
+/// [`is_pipeline_thread`] holds, and should skip the targets of whatever implements the
 /// [`Spool`](crate::spool::Spool) it attaches (a database spool's connection warnings would
 /// otherwise be spooled while the database is away).
 #[inline]
