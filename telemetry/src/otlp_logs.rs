@@ -11,9 +11,9 @@
 //! and counted (`reason="queue_full"`) once the pipeline exists. A request thread reads the slot
 //! through a per-thread copy checked against a generation number: one atomic load per event.
 //!
-//! Never exported: the pipeline's own events (its crate's targets and the transport stacks it
-//! exports with, and anything emitted on its `mmcp-*` threads), so an export failure cannot feed
-//! an export loop. Every string value passes through [`redact`](crate::redact::redact), and a
+//! Never exported: the pipeline's own events (its crate's targets, the transport stacks it
+//! exports with and the database spool's, and anything emitted on its actors' threads), so an
+//! export failure cannot feed an export loop. Every string value passes through [`redact`](crate::redact::redact), and a
 //! field named like a credential (`token`, `api_key`, …) is sent as `"***"`.
 
 use std::borrow::Cow;
@@ -25,7 +25,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{SystemTime, UNIX_EPOCH};
 
 use metamcp_telemetry_actors::log_buffer::{
-    is_pipeline_event, LogIngress, LogRecord, LogValue, Severity, PIPELINE_THREAD_PREFIX,
+    is_pipeline_event, is_pipeline_thread, LogIngress, LogRecord, LogValue, Severity,
 };
 use opentelemetry::trace::TraceContextExt;
 use opentelemetry::Context;
@@ -88,7 +88,7 @@ impl OtlpLogLayer {
 impl<S: Subscriber> Layer<S> for OtlpLogLayer {
     fn on_event(&self, event: &Event<'_>, _ctx: LayerContext<'_, S>) {
         let meta = event.metadata();
-        if is_pipeline_event(meta.target()) || on_pipeline_thread() {
+        if is_pipeline_event(meta.target()) || is_spool_event(meta.target()) || on_pipeline_thread() {
             return;
         }
         let now = unix_nanos();
@@ -114,6 +114,16 @@ impl<S: Subscriber> Layer<S> for OtlpLogLayer {
             event_name: (!name.starts_with("event ")).then_some(name),
         });
     }
+}
+
+/// Target of this crate's database spool, whose connection warnings come while the database is
+/// away: as records they would be spooled into the very database that is missing.
+const SPOOL_TARGET: &str = "metamcp_telemetry::spool";
+
+/// Whether `target` is the database spool's (or a module below it).
+#[inline]
+fn is_spool_event(target: &str) -> bool {
+    target.starts_with(SPOOL_TARGET) && matches!(target.as_bytes().get(SPOOL_TARGET.len()), None | Some(b':'))
 }
 
 /// The OTLP severity of a `tracing` level.
@@ -286,15 +296,14 @@ fn credential_fields(meta: &'static Metadata<'static>) -> u64 {
         .unwrap_or_else(|_| compute())
 }
 
-/// Whether the current thread is one of the pipeline's (`mmcp-*`).
+/// Whether the current thread is one of the pipeline's actors' (`mmcp-exporter`, …).
 fn on_pipeline_thread() -> bool {
     PIPELINE_THREAD
         .try_with(|known| match known.get() {
             1 => true,
             2 => false,
             _ => {
-                let pipeline =
-                    std::thread::current().name().is_some_and(|name| name.starts_with(PIPELINE_THREAD_PREFIX));
+                let pipeline = std::thread::current().name().is_some_and(is_pipeline_thread);
                 known.set(if pipeline { 1 } else { 2 });
                 pipeline
             }

@@ -126,19 +126,28 @@ fn the_pipelines_own_events_are_never_records() {
     assert_eq!(records.len(), 1, "{records:#?}");
     assert_eq!(records[0].body, LogValue::Str("kept".to_owned()));
 
-    // Anything emitted on a pipeline thread is skipped, whatever its target.
+    // Anything emitted on a pipeline thread is skipped, whatever its target; an application
+    // thread with the same prefix is not the pipeline's.
     let (ingress, rx) = channel(16);
     let subscriber = Arc::new(tracing_subscriber::registry().with(OtlpLogLayer::to_ingress(ingress)));
-    let for_thread = subscriber.clone();
-    std::thread::Builder::new()
-        .name(format!("{PIPELINE_THREAD_PREFIX}test"))
-        .spawn(move || tracing::subscriber::with_default(for_thread, || tracing::error!("from the pipeline")))
-        .expect("thread")
-        .join()
-        .expect("joined");
-    tracing::subscriber::with_default(subscriber, || tracing::error!("from a request thread"));
+    for (thread, message) in [("mmcp-exporter", "from the pipeline"), ("mmcp-db", "from the database thread")] {
+        let for_thread = subscriber.clone();
+        std::thread::Builder::new()
+            .name(thread.to_owned())
+            .spawn(move || tracing::subscriber::with_default(for_thread, || tracing::error!("{message}")))
+            .expect("thread")
+            .join()
+            .expect("joined");
+    }
+    tracing::subscriber::with_default(subscriber, || {
+        tracing::warn!(target: "metamcp_telemetry::spool::pool", "spool database connection failed");
+        tracing::error!("from a request thread");
+    });
     let bodies: Vec<LogValue> = rx.try_iter().map(|r| r.body).collect();
-    assert_eq!(bodies, vec![LogValue::Str("from a request thread".to_owned())]);
+    assert_eq!(
+        bodies,
+        vec![LogValue::Str("from the database thread".to_owned()), LogValue::Str("from a request thread".to_owned())]
+    );
 }
 
 #[test]
