@@ -12,16 +12,15 @@ mod actor;
 pub mod config;
 mod ingress;
 pub mod messages;
-mod record;
 
 #[cfg(test)]
 pub(crate) mod tests;
 
+pub use crate::log_record::{estimated_size, LogRecord, LogValue, Severity};
 pub use actor::LogBuffer;
 pub use config::LogBufferConfig;
 pub use ingress::{log_channel, LogIngress};
 pub use messages::{Flush, GetStatus, LogBufferStatus, SendBuffered};
-pub use record::{estimated_size, LogRecord, LogValue, Severity};
 
 /// Target prefixes of the events a log layer must not turn into records: this crate's own
 /// (every internal event, export failures included, has a target under this crate's name) and
@@ -31,20 +30,14 @@ pub const PIPELINE_LOG_TARGETS: &[&str] =
     &[env!("CARGO_CRATE_NAME"), "tonic", "h2", "hyper", "hyper_util", "tower", "reqwest"];
 
 /// The prefix of the pipeline's thread names (an application may name threads of its own with
-/// it too, so [`is_pipeline_thread`] is the exact test).
+/// it too, so [`pipeline::is_pipeline_thread`](crate::pipeline::is_pipeline_thread) is the exact
+/// test).
 pub const PIPELINE_THREAD_PREFIX: &str = "mmcp-";
-
-/// True on the threads the pipeline's actors run on ([`THREAD_NAMES`](crate::pipeline::THREAD_NAMES)):
-/// an event emitted there is the pipeline's own, whatever its target.
-#[inline]
-pub fn is_pipeline_thread(name: &str) -> bool {
-    name.starts_with(PIPELINE_THREAD_PREFIX) && crate::pipeline::THREAD_NAMES.contains(&name)
-}
 
 /// True when an event with `target` belongs to the pipeline and must not become a log record
 /// (it could feed an export loop): its target is one of [`PIPELINE_LOG_TARGETS`] or a module
 /// below one. A layer may also skip every event emitted on a thread for which
-/// [`is_pipeline_thread`] holds, and should skip the targets of whatever implements the
+/// [`pipeline::is_pipeline_thread`](crate::pipeline::is_pipeline_thread) holds, and should skip the targets of whatever implements the
 /// [`Spool`](crate::spool::Spool) it attaches (a database spool's connection warnings would
 /// otherwise be spooled while the database is away).
 #[inline]

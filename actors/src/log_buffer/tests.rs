@@ -79,6 +79,7 @@ fn pipeline_events_are_recognised_by_target() {
     assert!(!is_pipeline_event("h2o::app"));
     assert!(!is_pipeline_event("metamcp_gateway::mcp"));
     assert!(!is_pipeline_event("metamcp_telemetry::middleware"));
+    use crate::pipeline::is_pipeline_thread;
     assert!(is_pipeline_thread("mmcp-exporter") && is_pipeline_thread("mmcp-logbuffer"));
     assert!(!is_pipeline_thread("mmcp-db"), "an application thread with the prefix is not the pipeline's");
     assert!(!is_pipeline_thread("actix-rt|system:0|arbiter:0"));
