@@ -26,7 +26,7 @@ fn main() -> ExitCode {
         print!("{}", loaded.settings.to_masked_toml());
         return ExitCode::SUCCESS;
     }
-    logging::init(&loaded.settings.logging);
+    logging::init_with_otlp(&loaded.settings);
     match actix_rt::System::new().block_on(run(loaded.settings)) {
         Ok(()) => ExitCode::SUCCESS,
         Err(err) => {

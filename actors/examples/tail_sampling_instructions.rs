@@ -12,7 +12,21 @@
 //! ```
 //!
 //! Both paths include dropping the spans that leave the batch or the sampler (the head path
-//! drops every span after its batch, as the span buffer does after encoding).
+//! drops every span after its batch, as the span buffer does after encoding). Counting the
+//! decisions in the self-metrics and recording kept traces for exemplars happen in the span
+//! buffer, once per decided trace, and are not counted here.
+//!
+//! Last figures (2-core AMD EPYC VM, rustc 1.95, release profile; slope between 51 200 and
+//! 102 400 spans, 10-attribute server spans in traces of four):
+//!
+//! | path | instructions per span |
+//! |---|---|
+//! | head (push to the batch, drop after it) | 797 |
+//! | tail (`keep_ratio = 0.1`: group by trace id, look for `error.type`, decide at the root, drop 90 %) | 1 396 |
+//! | tail's extra cost | about 600 |
+//!
+//! Under head sampling (the default) the span buffer's only extra work per span is one branch on
+//! the absent sampler.
 
 use std::process::ExitCode;
 use std::time::{Duration, Instant};

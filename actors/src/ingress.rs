@@ -18,7 +18,6 @@ use prometheus::IntCounter;
 use tokio::sync::Notify;
 
 pub use crate::labels::LabelValue;
-pub use crate::log_buffer::{log_channel, LogIngress};
 use crate::self_metrics::{DropReason, SelfMetrics, Signal};
 pub use crate::span_ref::SpanRef;
 

@@ -19,6 +19,7 @@ pub mod ingress;
 pub mod internal_events;
 pub mod labels;
 pub mod log_buffer;
+pub mod log_record;
 pub mod metric_aggregator;
 pub mod otlp;
 pub mod pipeline;

@@ -31,6 +31,13 @@ use crate::supervision::InjectPanic;
 pub const THREAD_NAMES: [&str; 5] =
     ["mmcp-exporter", "mmcp-spanbuffer", "mmcp-aggregator", "mmcp-health", "mmcp-logbuffer"];
 
+/// True on the threads the pipeline's actors run on ([`THREAD_NAMES`]): an event emitted there
+/// is the pipeline's own, whatever its target (see [`log_buffer::is_pipeline_event`]).
+#[inline]
+pub fn is_pipeline_thread(name: &str) -> bool {
+    name.starts_with(log_buffer::PIPELINE_THREAD_PREFIX) && THREAD_NAMES.contains(&name)
+}
+
 /// Starts a named thread running its own actix system and returns that system's handle.
 fn named_system(name: &str) -> std::io::Result<actix_rt::System> {
     let (tx, rx) = std::sync::mpsc::sync_channel(1);
@@ -138,8 +145,9 @@ pub struct Pipeline {
 
 impl Pipeline {
     /// Starts the actors, each on its own named thread (`mmcp-exporter`, `mmcp-spanbuffer`,
-    /// `mmcp-aggregator`, `mmcp-health`, `mmcp-logbuffer`) running its own actix system, so the pipeline works
-    /// whatever runtime the caller uses and shows up by name in `top -H` and `/proc`.
+    /// `mmcp-aggregator`, `mmcp-health`, `mmcp-logbuffer`) running its own actix system, so the
+    /// pipeline works whatever runtime the caller uses and shows up by name in `top -H` and
+    /// `/proc`.
     pub fn start(
         config: PipelineConfig,
         resource: &Resource,

@@ -95,7 +95,7 @@ pub(super) async fn handle(
         state.gateway.telemetry(),
         &parent,
         &operation,
-        id,
+        (caller.endpoint, id),
         Some(caller.protocol_version),
         Some(caller.session_fingerprint),
     );

@@ -152,8 +152,14 @@ async fn initialize(
     requested: Result<String, rmcp::model::ErrorData>,
 ) -> ServerJsonRpcMessage {
     let parent = observe::parent_of(request);
-    let span =
-        ServerSpan::start(state.gateway.telemetry(), &parent, &Operation::of(request), &id, None, Some(fingerprint));
+    let span = ServerSpan::start(
+        state.gateway.telemetry(),
+        &parent,
+        &Operation::of(request),
+        (endpoint, &id),
+        None,
+        Some(fingerprint),
+    );
     let outcome = match requested {
         Ok(requested) => {
             let version = rpc::negotiate(&requested);

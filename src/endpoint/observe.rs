@@ -5,6 +5,8 @@
 //! `network.transport` and, on failure, `error.type` and `rpc.response.status_code` (a tool's
 //! `isError` result is `error.type = tool_error`). Its parent is the `traceparent` (and
 //! `tracestate`) the client put in `params._meta` when it sent one, else the HTTP request's span.
+//! The same request gets one OTLP access record (`event_name = "mcp.access"`, `logs.mcp_access`)
+//! in that span's trace.
 
 use std::borrow::Cow;
 use std::sync::Arc;
@@ -18,7 +20,7 @@ use rmcp::model::{ClientRequest, ErrorCode, ErrorData, GetMeta as _, ProtocolVer
 
 use super::rpc;
 use crate::service::interned;
-use metamcp_telemetry::{McpOperation, McpSide, TelemetryManager};
+use metamcp_telemetry::{McpAccess, McpOperation, McpSide, TelemetryManager};
 
 /// Longest `traceparent` or `tracestate` read from `_meta` (the W3C limits are 55 and 512).
 const MAX_META_CONTEXT: usize = 1024;
@@ -106,22 +108,26 @@ pub(super) fn parent_of(request: &ClientRequest) -> Context {
 }
 
 /// A started server span (or nothing, when telemetry records no spans), and the clock of the
-/// request's `mcp.server.operation.duration`.
-pub(super) struct ServerSpan {
+/// request's `mcp.server.operation.duration` and of its access record.
+pub(super) struct ServerSpan<'a> {
     cx: Option<Context>,
     telemetry: TelemetryManager,
     operation: Operation,
     protocol_version: Option<ProtocolVersion>,
+    /// The endpoint the request came through, for the access record.
+    endpoint: &'a str,
+    /// The request's JSON-RPC id, for the access record.
+    id: RequestId,
     started: Instant,
 }
 
-impl ServerSpan {
-    /// Starts the span of `operation` under `parent`.
+impl<'a> ServerSpan<'a> {
+    /// Starts the span of `operation`, a request to `endpoint`, under `parent`.
     pub(super) fn start(
         telemetry: &TelemetryManager,
         parent: &Context,
         operation: &Operation,
-        id: &RequestId,
+        (endpoint, id): (&'a str, &RequestId),
         version: Option<&ProtocolVersion>,
         session_fingerprint: Option<&Arc<str>>,
     ) -> Self {
@@ -130,6 +136,8 @@ impl ServerSpan {
             telemetry: telemetry.clone(),
             operation: operation.clone(),
             protocol_version: version.cloned(),
+            endpoint,
+            id: id.clone(),
             started: Instant::now(),
         };
         let Some(tracer) = telemetry.tracer() else { return started };
@@ -164,7 +172,8 @@ impl ServerSpan {
         self.cx.clone().unwrap_or_else(Context::current)
     }
 
-    /// Ends the span with the request's outcome and records its duration; returns the
+    /// Ends the span with the request's outcome, records its duration and sends its access record
+    /// (`logs.mcp_access`: names, outcome and duration, never arguments or results); returns the
     /// `error.type` it recorded.
     pub(super) fn finish(self, outcome: &Result<ServerResult, ErrorData>) -> Option<String> {
         let error_type = error_type(outcome);
@@ -183,10 +192,26 @@ impl ServerSpan {
             server_address: None,
             server_port: None,
         };
+        let elapsed = self.started.elapsed();
         {
             // The request's span is the exemplar of its duration.
             let _in_span = self.cx.clone().map(Context::attach);
-            self.telemetry.record_mcp_operation(McpSide::Server, &measured, self.started.elapsed());
+            self.telemetry.record_mcp_operation(McpSide::Server, &measured, elapsed);
+        }
+        if self.telemetry.mcp_access_enabled() {
+            let id = rpc::id_value(&self.id);
+            let access = McpAccess {
+                method: measured.method,
+                tool_name: self.operation.tool.as_deref(),
+                prompt_name: self.operation.prompt.as_deref(),
+                endpoint: self.endpoint,
+                error_type: error_type.as_deref(),
+                request_id: Some(id.as_str()),
+            };
+            match &self.cx {
+                Some(cx) => self.telemetry.record_mcp_access(&access, elapsed, cx),
+                None => Context::map_current(|cx| self.telemetry.record_mcp_access(&access, elapsed, cx)),
+            }
         }
         let Some(cx) = self.cx else { return error_type };
         let span = cx.span();

@@ -135,7 +135,14 @@ async fn post(
     };
     if let Some(requested) = initialize_version(&request) {
         let parent = observe::parent_of(&request);
-        let span = ServerSpan::start(state.gateway.telemetry(), &parent, &Operation::of(&request), &id, None, None);
+        let span = ServerSpan::start(
+            state.gateway.telemetry(),
+            &parent,
+            &Operation::of(&request),
+            (endpoint.as_str(), &id),
+            None,
+            None,
+        );
         let (response, outcome) = initialize(&state, &endpoint, id, requested, key).await;
         span.finish(&outcome);
         return response;

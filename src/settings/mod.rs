@@ -25,8 +25,8 @@ pub use crate::config::{
     AdminSettings, AuditSettings, DatabaseSettings, EmbedderKind, GatewaySettings, RetentionSettings, VectorSettings,
 };
 pub use metamcp_telemetry::settings::{
-    LogFormat, LoggingSettings, Origin, ProcessEnv, PrometheusSettings, Sampler, ServerSettings, SettingsError,
-    Strings, TelemetrySettings, CONFIG_DIR_ENV, DEFAULT_BIND, DEFAULT_CONFIG_DIR, DEFAULT_SERVICE_NAME,
+    LogFormat, LoggingSettings, LogsSettings, Origin, ProcessEnv, PrometheusSettings, Sampler, ServerSettings,
+    SettingsError, Strings, TelemetrySettings, CONFIG_DIR_ENV, DEFAULT_BIND, DEFAULT_CONFIG_DIR, DEFAULT_SERVICE_NAME,
     ENVIRONMENT_ENV, ENV_PREFIX, MASK,
 };
 
@@ -74,6 +74,7 @@ struct Sections {
     server: ServerSettings,
     prometheus: PrometheusSettings,
     logging: LoggingSettings,
+    logs: LogsSettings,
     exporter: ExporterConfig,
     span_buffer: SpanBufferConfig,
     span_limits: SpanLimitsConfig,
@@ -96,6 +97,7 @@ impl From<Sections> for Settings {
                 server: s.server,
                 prometheus: s.prometheus,
                 logging: s.logging,
+                logs: s.logs,
                 exporter: s.exporter,
                 span_buffer: s.span_buffer,
                 span_limits: s.span_limits,
@@ -121,6 +123,7 @@ impl From<Settings> for Sections {
             server: t.server,
             prometheus: t.prometheus,
             logging: t.logging,
+            logs: t.logs,
             exporter: t.exporter,
             span_buffer: t.span_buffer,
             span_limits: t.span_limits,

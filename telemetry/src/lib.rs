@@ -26,6 +26,7 @@
 #![forbid(unsafe_code)]
 #![warn(missing_docs, unreachable_pub)]
 
+mod access_log;
 mod api_error;
 mod capture;
 mod capture_mcp;
@@ -39,6 +40,7 @@ mod mcp;
 mod metrics_server;
 pub mod middleware;
 mod origins;
+pub mod otlp_logs;
 pub mod propagation;
 pub mod redact;
 pub mod settings;
@@ -46,6 +48,7 @@ pub mod settings;
 pub mod spool;
 pub mod status;
 
+pub use access_log::{McpAccess, ACCESS_SCOPE, HTTP_ACCESS_EVENT, MCP_ACCESS_EVENT};
 pub use capture::{RecordedRequest, RecordedToolExecution, RecordedVectorSearch, TestTelemetry};
 pub use capture_mcp::{RecordedMcpOperation, RecordedMcpSession, RecordedUpstreamEvent};
 pub use manager::{resource, InitError, TelemetryManager, SCOPE_NAME};

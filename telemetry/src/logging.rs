@@ -4,6 +4,9 @@
 //! OpenTelemetry context, so a log line leads to its trace. Every line passes through
 //! [`redact`](crate::redact::redact) on its way out: whatever a field holds, no URL's
 //! credentials reach the log.
+//!
+//! [`init_with_otlp`] also installs the OTLP log layer ([`OtlpLogLayer`]), with a filter of its
+//! own (`logs.level`), so the same events travel as OTLP log records through the pipeline.
 
 use std::io::{IsTerminal, Write};
 use std::sync::{Arc, Mutex};
@@ -18,8 +21,9 @@ use tracing_subscriber::util::SubscriberInitExt;
 use tracing_subscriber::{EnvFilter, Layer};
 
 use crate::middleware::RequestId;
+use crate::otlp_logs::OtlpLogLayer;
 use crate::redact::redact;
-use crate::settings::{LogFormat, LoggingSettings};
+use crate::settings::{LogFormat, LoggingSettings, Settings};
 
 /// Where log lines go.
 pub type LogSink = Arc<Mutex<dyn Write + Send>>;
@@ -39,20 +43,45 @@ pub fn effective_format(format: LogFormat, output_is_terminal: bool) -> LogForma
 /// first one stays).
 pub fn init(settings: &LoggingSettings) -> bool {
     let format = effective_format(settings.format, std::io::stdout().is_terminal());
-    install(&settings.level, format, Arc::new(Mutex::new(std::io::stdout())))
+    install(&settings.level, format, Arc::new(Mutex::new(std::io::stdout())), None)
 }
 
 /// As [`init`], writing to `sink`, which is taken for no terminal: `auto` writes JSON lines.
 pub fn init_with_sink(settings: &LoggingSettings, sink: LogSink) -> bool {
-    install(&settings.level, effective_format(settings.format, false), sink)
+    install(&settings.level, effective_format(settings.format, false), sink, None)
 }
 
-fn install(level: &str, format: LogFormat, sink: LogSink) -> bool {
-    let filter = EnvFilter::try_new(level).unwrap_or_else(|_| EnvFilter::new("info"));
+/// As [`init`] with `settings.logging`, and with the OTLP log layer beside the stdout lines when
+/// telemetry and `logs.otlp` are on: events at or above `logs.level` become OTLP log records,
+/// sent to the pipeline of the [`TelemetryManager`](crate::TelemetryManager) started next (see
+/// [`OtlpLogLayer::global`]). Each output has its own filter.
+pub fn init_with_otlp(settings: &Settings) -> bool {
+    let format = effective_format(settings.logging.format, std::io::stdout().is_terminal());
+    install(&settings.logging.level, format, Arc::new(Mutex::new(std::io::stdout())), otlp_level(settings))
+}
+
+/// As [`init_with_otlp`], writing the lines to `sink` (taken for no terminal).
+pub fn init_with_otlp_sink(settings: &Settings, sink: LogSink) -> bool {
+    let format = effective_format(settings.logging.format, false);
+    install(&settings.logging.level, format, sink, otlp_level(settings))
+}
+
+/// The filter of the OTLP log layer, when there is one to install.
+fn otlp_level(settings: &Settings) -> Option<&str> {
+    (settings.telemetry.enabled && settings.logs.otlp).then_some(settings.logs.level.as_str())
+}
+
+fn filter(level: &str) -> EnvFilter {
+    EnvFilter::try_new(level).unwrap_or_else(|_| EnvFilter::new("info"))
+}
+
+fn install(level: &str, format: LogFormat, sink: LogSink, otlp: Option<&str>) -> bool {
+    let otlp = otlp.map(|level| OtlpLogLayer::global().with_filter(filter(level)));
+    let registry = tracing_subscriber::registry().with(otlp);
     match format {
-        LogFormat::Pretty => tracing_subscriber::registry().with(filter).with(PrettyLayer { sink }).try_init().is_ok(),
+        LogFormat::Pretty => registry.with(PrettyLayer { sink }.with_filter(filter(level))).try_init().is_ok(),
         LogFormat::Json | LogFormat::Auto => {
-            tracing_subscriber::registry().with(filter).with(JsonLayer { sink }).try_init().is_ok()
+            registry.with(JsonLayer { sink }.with_filter(filter(level))).try_init().is_ok()
         }
     }
 }

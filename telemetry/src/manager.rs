@@ -13,7 +13,9 @@ use metamcp_telemetry_actors::health_check::{HealthReport, ReadinessProbe};
 use metamcp_telemetry_actors::ingress::{
     DbOperation, DbSystem, HttpMethod, LabelValue, MetricEvent, MetricIngress, SpanRef,
 };
+use metamcp_telemetry_actors::log_buffer::LogIngress;
 use metamcp_telemetry_actors::pipeline::{Pipeline, PipelineConfig, ShutdownReport};
+use metamcp_telemetry_actors::self_metrics::{DropReason, Signal};
 use metamcp_telemetry_actors::span_buffer::FlushError;
 use opentelemetry::trace::{FutureExt as _, SpanKind, Status, TraceContextExt, Tracer as _, TracerProvider as _};
 use opentelemetry::{Context, InstrumentationScope, KeyValue};
@@ -66,6 +68,17 @@ pub(crate) struct Inner {
     pub(crate) capture_headers: Arc<[crate::header_capture::CapturedHeader]>,
     /// Whether outgoing calls pass incoming baggage on (`telemetry.propagate_baggage`).
     propagate_baggage: bool,
+    /// Where the MCP and HTTP access records go (`logs.mcp_access`, `logs.http_access`).
+    pub(crate) access: AccessLogs,
+}
+
+/// The access records a manager sends, and where to (see `access_log`).
+#[derive(Debug, Clone, Default)]
+pub(crate) struct AccessLogs {
+    /// Where MCP access records go (`logs.mcp_access`), if anywhere.
+    pub(crate) mcp: Option<LogIngress>,
+    /// Where HTTP access records go (`logs.http_access`), if anywhere.
+    pub(crate) http: Option<LogIngress>,
 }
 
 pub(crate) enum Sink {
@@ -172,9 +185,22 @@ impl TelemetryManager {
             spool: settings.spool.clone(),
             span_limits: settings.span_limits.clone(),
             sampling: settings.sampling.clone(),
-            logs: metamcp_telemetry_actors::LogBufferConfig::default(),
+            logs: settings.logs.buffer(),
         };
         let pipeline = Pipeline::start(config, &resource, registry, probes)?;
+        let access = if settings.logs.otlp {
+            // The layer installed with the stdout lines sends to this pipeline from now on.
+            crate::otlp_logs::attach_global(
+                pipeline.log_ingress.clone(),
+                pipeline.self_metrics.dropped(Signal::Logs, DropReason::QueueFull),
+            );
+            AccessLogs {
+                mcp: settings.logs.mcp_access.then(|| pipeline.log_ingress.clone()),
+                http: settings.logs.http_access.then(|| pipeline.log_ingress.clone()),
+            }
+        } else {
+            AccessLogs::default()
+        };
         let provider = SdkTracerProvider::builder()
             .with_span_processor(pipeline.span_ingress.clone())
             .with_sampler(sampler(settings))
@@ -211,6 +237,7 @@ impl TelemetryManager {
                 started: Instant::now(),
                 capture_headers: crate::header_capture::captured_headers(&settings.telemetry.capture_request_headers),
                 propagate_baggage: settings.telemetry.propagate_baggage,
+                access,
             }),
         })
     }
@@ -225,6 +252,7 @@ impl TelemetryManager {
                 started: Instant::now(),
                 capture_headers: Arc::from([]),
                 propagate_baggage: false,
+                access: AccessLogs::default(),
             }),
         }
     }
@@ -247,6 +275,7 @@ impl TelemetryManager {
                 started: Instant::now(),
                 capture_headers: Arc::from([]),
                 propagate_baggage: false,
+                access: AccessLogs::default(),
             }),
         };
         (manager, TestTelemetry::new(capture))
@@ -269,6 +298,14 @@ impl TelemetryManager {
     /// `telemetry.propagate_baggage`.
     pub fn outgoing_propagator(&self) -> opentelemetry::propagation::TextMapCompositePropagator {
         crate::propagation::outgoing(self.inner.propagate_baggage)
+    }
+
+    /// A `tracing` layer sending events as OTLP log records to this manager's pipeline (`None`
+    /// when telemetry is disabled), for an application that builds its own subscriber; filter it
+    /// with `logs.level`. [`logging::init_with_otlp`](crate::logging::init_with_otlp) installs
+    /// one that follows whichever manager started last.
+    pub fn log_layer(&self) -> Option<crate::otlp_logs::OtlpLogLayer> {
+        self.pipeline().map(|pipeline| crate::otlp_logs::OtlpLogLayer::to_ingress(pipeline.log_ingress.clone()))
     }
 
     /// The running pipeline, if telemetry is enabled.

@@ -379,6 +379,10 @@ fn finish<B>(traced: Traced, outcome: Result<ServiceResponse<B>, Error>) -> Resu
             "request served"
         );
     }
+    if manager.http_access_enabled() {
+        let route = route.as_deref().unwrap_or(UNMATCHED_ROUTE);
+        manager.record_http_access(method.as_str(), route, status, elapsed, &cx);
+    }
     let exemplar = SpanRef::sampled(span.span_context());
     span.end();
     manager.record_request_method(method, route.as_deref().unwrap_or(UNMATCHED_ROUTE), status, elapsed, exemplar);

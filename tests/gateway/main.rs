@@ -21,6 +21,7 @@ mod mcp_stream;
 mod mcp_tail_sampling;
 mod mcp_trace;
 mod mcp_validation;
+mod otlp_logs;
 mod rate_limits;
 mod security;
 mod servers_transport;

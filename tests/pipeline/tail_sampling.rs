@@ -2,7 +2,8 @@
 //! whose tool step succeeds fast, fails, or runs slow. With `keep_ratio = 0` only the traces with
 //! a failed step or a slow request reach the receiver, whole, and the scraped
 //! `metamcp_telemetry_sampled_total` counts every decision exactly; with `keep_ratio = 1` every
-//! trace arrives. Head sampling (the default) shows no sampling family at all.
+//! trace arrives. Flushes and shutdown keep what still waits; log records keep their trace ids
+//! whatever the decision. Head sampling (the default) shows no sampling family at all.
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::time::Duration;
@@ -245,5 +246,42 @@ async fn head_sampling_shows_no_sampling_family_and_says_so_in_health() {
     let report = manager.pipeline().expect("running").check_health(WAIT).await.expect("a health report");
     assert_eq!(report.components["span_buffer"].details["sampling"], serde_json::json!({"mode": "head"}));
     assert!(!manager.pipeline().expect("running").trace_decisions.is_tail());
+    manager.shutdown().await;
+}
+
+/// A log record keeps its trace and span ids whatever the tail sampler decides for that trace:
+/// logs travel on their own door and are never sampled.
+#[actix_rt::test]
+async fn log_records_keep_their_trace_ids_when_the_trace_is_dropped() {
+    use metamcp_telemetry::actors::log_buffer::{LogRecord, LogValue, Severity};
+    use opentelemetry::trace::{Span as _, Tracer as _};
+    let collector = TestCollector::start(Transport::Grpc);
+    let manager = TelemetryManager::initialize(&tail_settings(&collector, 0.0)).expect("telemetry starts");
+    let pipeline = manager.pipeline().expect("running");
+    let mut span = manager.tracer().expect("a tracer").start("fast and fine");
+    let context = span.span_context().clone();
+    let submitted = pipeline.log_ingress.submit(LogRecord {
+        time_unix_nano: 1,
+        observed_time_unix_nano: 1,
+        severity: Severity::Info,
+        body: LogValue::Static("inside a trace the sampler drops"),
+        attributes: Vec::new(),
+        trace_id: context.trace_id().to_bytes(),
+        span_id: context.span_id().to_bytes(),
+        trace_flags: context.trace_flags().to_u8(),
+        scope: "tail_sampling_test",
+        event_name: None,
+    });
+    assert!(submitted);
+    span.end();
+    manager.force_flush(WAIT).await.expect("flush");
+    let logs = collector.wait_for_logs_async(1, WAIT).await;
+    assert_eq!(logs.len(), 1, "{logs:#?}");
+    assert_eq!(logs[0].trace_id_hex(), Some(format!("{:032x}", context.trace_id())));
+    assert_eq!(logs[0].record.span_id, context.span_id().to_bytes().to_vec());
+    let url = format!("http://{}/metrics", manager.metrics_addr().expect("metrics listener"));
+    let scrape = prom::scrape_async(&url).await;
+    assert_eq!(sampled(&scrape, "dropped", "none"), Some(1.0), "the trace itself was dropped");
+    assert!(collector.spans().is_empty(), "{:#?}", collector.spans());
     manager.shutdown().await;
 }

@@ -8,9 +8,9 @@ use opentelemetry_proto::transform::common::tonic::ResourceAttributesWithSchema;
 
 use super::config::LogBufferConfig;
 use super::messages::{Flush, FlushError, GetStatus, LogBufferStatus, SendBuffered};
-use super::record::{estimated_size, LogRecord};
 use crate::exporter::{Drain, DrainReport, ExportBatch, Exporter};
 use crate::ingress::{QueueBytes, Wake};
+use crate::log_record::{estimated_size, LogRecord};
 use crate::otlp::LogEncoder;
 use crate::self_metrics::{ActorKind, SelfMetrics, Signal};
 use crate::supervision::{guarded, injected_fault, InjectPanic};

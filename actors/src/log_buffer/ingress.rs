@@ -6,8 +6,8 @@ use std::sync::Arc;
 
 use crossbeam_channel::Receiver;
 
-use super::record::{estimated_size, LogRecord};
 use crate::ingress::{Door, QueueBytes, Wake};
+use crate::log_record::{estimated_size, LogRecord};
 use crate::self_metrics::{SelfMetrics, Signal};
 
 /// Creates the log record channel: a door that wakes the buffer once `wake_threshold` records

@@ -12,16 +12,15 @@ mod actor;
 pub mod config;
 mod ingress;
 pub mod messages;
-mod record;
 
 #[cfg(test)]
 pub(crate) mod tests;
 
+pub use crate::log_record::{estimated_size, LogRecord, LogValue, Severity};
 pub use actor::LogBuffer;
 pub use config::LogBufferConfig;
 pub use ingress::{log_channel, LogIngress};
 pub use messages::{Flush, GetStatus, LogBufferStatus, SendBuffered};
-pub use record::{estimated_size, LogRecord, LogValue, Severity};
 
 /// Target prefixes of the events a log layer must not turn into records: this crate's own
 /// (every internal event, export failures included, has a target under this crate's name) and
@@ -30,13 +29,15 @@ pub use record::{estimated_size, LogRecord, LogValue, Severity};
 pub const PIPELINE_LOG_TARGETS: &[&str] =
     &[env!("CARGO_CRATE_NAME"), "tonic", "h2", "hyper", "hyper_util", "tower", "reqwest"];
 
-/// Names of the pipeline's threads: an event emitted on one of them is the pipeline's own.
+/// The prefix of the pipeline's thread names (an application may name threads of its own with
+/// it too, so [`pipeline::is_pipeline_thread`](crate::pipeline::is_pipeline_thread) is the exact
+/// test).
 pub const PIPELINE_THREAD_PREFIX: &str = "mmcp-";
 
 /// True when an event with `target` belongs to the pipeline and must not become a log record
 /// (it could feed an export loop): its target is one of [`PIPELINE_LOG_TARGETS`] or a module
-/// below one. A layer may also skip every event emitted on a thread whose name starts with
-/// [`PIPELINE_THREAD_PREFIX`], and should skip the targets of whatever implements the
+/// below one. A layer may also skip every event emitted on a thread for which
+/// [`pipeline::is_pipeline_thread`](crate::pipeline::is_pipeline_thread) holds, and should skip the targets of whatever implements the
 /// [`Spool`](crate::spool::Spool) it attaches (a database spool's connection warnings would
 /// otherwise be spooled while the database is away).
 #[inline]

@@ -79,6 +79,10 @@ fn pipeline_events_are_recognised_by_target() {
     assert!(!is_pipeline_event("h2o::app"));
     assert!(!is_pipeline_event("metamcp_gateway::mcp"));
     assert!(!is_pipeline_event("metamcp_telemetry::middleware"));
+    use crate::pipeline::is_pipeline_thread;
+    assert!(is_pipeline_thread("mmcp-exporter") && is_pipeline_thread("mmcp-logbuffer"));
+    assert!(!is_pipeline_thread("mmcp-db"), "an application thread with the prefix is not the pipeline's");
+    assert!(!is_pipeline_thread("actix-rt|system:0|arbiter:0"));
 }
 
 #[test]
@@ -139,4 +143,13 @@ async fn a_partial_batch_leaves_at_the_interval() {
     })
     .await;
     assert!(sent, "the lone record leaves at the tick ({:?})", started.elapsed());
+}
+
+/// The door goes wherever a logging layer goes: shared between threads, cloned per layer.
+#[test]
+fn the_log_door_is_clone_send_and_sync() {
+    fn shareable<T: Clone + Send + Sync + 'static>() {}
+    shareable::<LogIngress>();
+    fn sendable<T: Send + 'static>() {}
+    sendable::<LogRecord>();
 }

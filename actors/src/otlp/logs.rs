@@ -14,7 +14,7 @@ use opentelemetry_proto::tonic::resource::v1::Resource;
 use opentelemetry_proto::transform::common::tonic::ResourceAttributesWithSchema;
 
 use super::wire::{self, key, Writer, I32, I64, LEN, VARINT};
-use crate::log_buffer::{LogRecord, LogValue};
+use crate::log_record::{LogRecord, LogValue};
 
 // ExportLogsServiceRequest
 const REQUEST_RESOURCE_LOGS: u8 = key(1, LEN);

@@ -50,7 +50,7 @@ pub struct SamplingConfig {
     /// parent or with a remote parent) ends; the trace is then kept when any of its spans has an
     /// error status or an `error.type` attribute, when the root lasted at least
     /// `keep_slower_than`, or when its trace id falls under `keep_ratio`; otherwise its spans are
-    /// not exported (counted in `metamcp_telemetry_sampled_total`, not as drops). Tail sampling
+    /// not exported (counted in `{prefix}_sampled_total`, not as drops). Tail sampling
     /// needs every trace recorded: `telemetry.sampler` must be `always_on` or
     /// `parentbased_always_on`.
     pub mode: SamplingMode,

@@ -64,6 +64,9 @@ pub enum Conversion {
     OtlpProtocol,
     /// `OTEL_RESOURCE_ATTRIBUTES`: `service.name` goes to `telemetry.service_name`.
     ResourceAttributes,
+    /// `OTEL_LOGS_EXPORTER`: `otlp` sets the boolean key, `none` clears it; anything else (the
+    /// specification's `console`, a list) is refused naming the variable.
+    LogsExporter,
 }
 
 /// An environment variable that sets a key under another name.
@@ -98,12 +101,18 @@ pub const ALIASES: &[Alias] = &[
     alias(otlp::OTEL_EXPORTER_OTLP_PROTOCOL, "exporter.protocol", Conversion::OtlpProtocol),
     alias(otlp::OTEL_EXPORTER_OTLP_INSECURE, "exporter.insecure", Conversion::Typed),
     alias(otlp::OTEL_EXPORTER_OTLP_HEADERS, "exporter.headers", Conversion::Typed),
+    // One export timeout serves every signal: the log processor's variable is the weakest.
+    alias("OTEL_BLRP_EXPORT_TIMEOUT", "exporter.timeout", Conversion::Millis),
     alias("OTEL_BSP_EXPORT_TIMEOUT", "exporter.timeout", Conversion::Millis),
     alias(otlp::OTEL_EXPORTER_OTLP_TIMEOUT, "exporter.timeout", Conversion::Millis),
     alias("OTEL_BSP_MAX_CONCURRENT_EXPORTS", "exporter.max_concurrent_exports", Conversion::Typed),
     alias("OTEL_BSP_SCHEDULE_DELAY", "span_buffer.flush_interval", Conversion::Millis),
     alias("OTEL_BSP_MAX_QUEUE_SIZE", "span_buffer.queue_capacity", Conversion::Typed),
     alias("OTEL_BSP_MAX_EXPORT_BATCH_SIZE", "span_buffer.max_batch_size", Conversion::Typed),
+    alias("OTEL_LOGS_EXPORTER", "logs.otlp", Conversion::LogsExporter),
+    alias("OTEL_BLRP_SCHEDULE_DELAY", "logs.flush_interval", Conversion::Millis),
+    alias("OTEL_BLRP_MAX_QUEUE_SIZE", "logs.queue_capacity", Conversion::Typed),
+    alias("OTEL_BLRP_MAX_EXPORT_BATCH_SIZE", "logs.max_batch_size", Conversion::Typed),
     alias("OTEL_METRIC_EXPORT_INTERVAL", "metrics.export_interval", Conversion::Millis),
     alias("OTEL_SPAN_ATTRIBUTE_COUNT_LIMIT", "span_limits.max_attributes_per_span", Conversion::Typed),
     alias("OTEL_SPAN_EVENT_COUNT_LIMIT", "span_limits.max_events_per_span", Conversion::Typed),
@@ -186,6 +195,11 @@ fn convert(alias: &Alias, raw: &str, schema: &Schema) -> Result<Vec<Assignment>,
                 schema.assign_dotted(alias.key, raw.trim(), &origin)
             }
         }
+        Conversion::LogsExporter => match raw.trim().to_ascii_lowercase().as_str() {
+            "otlp" => schema.assign_dotted(alias.key, "true", &origin),
+            "none" => schema.assign_dotted(alias.key, "false", &origin),
+            _ => Err(invalid("otlp or none (OTEL_LOGS_EXPORTER; console and lists are not supported)")),
+        },
         Conversion::ResourceAttributes => {
             let pairs = parse_pairs(raw).map_err(|_| invalid(PAIRS_ALLOWED))?;
             let mut out = Vec::new();

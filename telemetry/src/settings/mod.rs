@@ -12,6 +12,7 @@
 pub mod env;
 mod error;
 pub mod layer;
+mod logs;
 #[cfg(test)]
 mod tests;
 
@@ -32,6 +33,7 @@ use crate::redact::redact;
 
 pub use env::{ProcessEnv, Strings};
 pub use error::{Origin, SettingsError};
+pub use logs::{LogsSettings, DEFAULT_LOGS_LEVEL};
 
 /// Default `telemetry.service_name` (the OpenTelemetry `service.name` resource attribute).
 pub const DEFAULT_SERVICE_NAME: &str = "metamcp-telemetry";
@@ -84,6 +86,8 @@ pub struct Settings {
     pub prometheus: PrometheusSettings,
     /// The service's own log output (`[logging]`).
     pub logging: LoggingSettings,
+    /// Log events as OTLP log records, and the access records (`[logs]`).
+    pub logs: LogsSettings,
     /// Where and how OTLP is sent (`[exporter]`, `[exporter.retry]`).
     pub exporter: ExporterConfig,
     /// Span queue and batching (`[span_buffer]`).
@@ -315,6 +319,7 @@ impl Settings {
         self.server.validate()?;
         self.prometheus.validate()?;
         self.logging.validate()?;
+        self.logs.validate()?;
         self.exporter.validate()?;
         self.span_buffer.validate()?;
         self.span_limits.validate()?;

@@ -1,6 +1,8 @@
-//! One log record on its way to the log buffer: what a `tracing` event becomes, with the trace
-//! context it happened in. Field names and the scope are `'static` (tracing's callsite metadata),
-//! so building a record copies no key and no module path.
+//! One log record on its way to the log buffer (re-exported by [`log_buffer`](crate::log_buffer)):
+//! what a `tracing` event becomes, with the trace context it happened in. Field names and the
+//! scope are `'static` (tracing's callsite metadata), so building a record copies no key and no
+//! module path. A module of its own, so that the log buffer and the OTLP encoder both use it
+//! without importing each other.
 
 /// One log record on its way to the log buffer.
 #[derive(Debug, Clone, PartialEq)]
