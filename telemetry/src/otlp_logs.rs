@@ -24,9 +24,8 @@ use std::hash::{BuildHasherDefault, Hasher};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{SystemTime, UNIX_EPOCH};
 
-use metamcp_telemetry_actors::log_buffer::{
-    is_pipeline_event, is_pipeline_thread, LogIngress, LogRecord, LogValue, Severity,
-};
+use metamcp_telemetry_actors::log_buffer::{is_pipeline_event, LogIngress, LogRecord, LogValue, Severity};
+use metamcp_telemetry_actors::pipeline::is_pipeline_thread;
 use opentelemetry::trace::TraceContextExt;
 use opentelemetry::Context;
 use parking_lot::Mutex;
