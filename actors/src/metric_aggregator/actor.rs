@@ -27,6 +27,10 @@ const FOLD_BUDGET: usize = 4096;
 /// Cached raw keys per distinct label value kept (methods × status codes per route, say).
 const MAX_KEYS_PER_LABEL: usize = 16;
 
+/// The cached children of one raw key: its counter and histogram, whether a label of it was
+/// folded into `other`, and the exemplar slot of its series once it has one.
+type Cached = (IntCounter, Histogram, bool, Option<SeriesSlot>);
+
 /// Folds metric events into the Prometheus registry and exports snapshots over OTLP.
 pub struct MetricAggregator {
     config: MetricsConfig,
@@ -40,11 +44,11 @@ pub struct MetricAggregator {
     start_time_unix_nano: u64,
     /// Cached children per raw key, whether the key's route was folded into `other`, and the
     /// exemplar slot of its series once it has one.
-    requests: HashMap<(HttpMethod, LabelValue, u16), (IntCounter, Histogram, bool, Option<SeriesSlot>)>,
+    requests: HashMap<(HttpMethod, LabelValue, u16), Cached>,
     routes: HashMap<LabelValue, LabelValue>,
     /// Cached children per raw key, whether the key's tool name was folded into `other`, and the
     /// exemplar slot of its series once it has one.
-    tools: HashMap<(LabelValue, bool), (IntCounter, Histogram, bool, Option<SeriesSlot>)>,
+    tools: HashMap<(LabelValue, bool), Cached>,
     /// Cached children of the database histogram (a bounded key space: system × operation × outcome).
     db_queries: HashMap<(DbSystem, DbOperation, bool), Histogram>,
     tool_names: HashMap<LabelValue, LabelValue>,
