@@ -329,7 +329,7 @@ async fn http_body_that_does_not_decode_is_a_counted_400() {
         .expect("POST");
     assert_eq!(wrong_type.status(), 415);
 
-    let missing = http_client(WAIT).post(format!("{}/v1/logs", collector.endpoint())).send().await.expect("POST");
+    let missing = http_client(WAIT).post(format!("{}/v1/profiles", collector.endpoint())).send().await.expect("POST");
     assert_eq!(missing.status(), 404);
 
     assert_eq!(collector.request_count(), 2, "404s are not export calls");
