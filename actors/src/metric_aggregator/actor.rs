@@ -12,7 +12,7 @@ use rustc_hash::FxHashMap as HashMap;
 
 use super::catalogue::{status_label, ServiceMetrics, OTHER};
 use super::config::MetricsConfig;
-use super::exemplars::{Exemplar, ExemplarTable, FamilyId};
+use super::exemplars::{Exemplar, ExemplarTable, FamilyId, SeriesSlot};
 use super::labelled::LabelledState;
 use super::messages::{AggregatorStatus, DeclareDbSystem, DeclareTools, Drain, DrainExemplars, ExportNow, GetStatus};
 use super::otlp;
@@ -27,6 +27,10 @@ const FOLD_BUDGET: usize = 4096;
 /// Cached raw keys per distinct label value kept (methods × status codes per route, say).
 const MAX_KEYS_PER_LABEL: usize = 16;
 
+/// The cached children of one raw key: its counter and histogram, whether a label of it was
+/// folded into `other`, and the exemplar slot of its series once it has one.
+type Cached = (IntCounter, Histogram, bool, Option<SeriesSlot>);
+
 /// Folds metric events into the Prometheus registry and exports snapshots over OTLP.
 pub struct MetricAggregator {
     config: MetricsConfig,
@@ -38,11 +42,13 @@ pub struct MetricAggregator {
     resource: Arc<ResourceAttributesWithSchema>,
     metrics: Arc<SelfMetrics>,
     start_time_unix_nano: u64,
-    /// Cached children per raw key, and whether the key's route was folded into `other`.
-    requests: HashMap<(HttpMethod, LabelValue, u16), (IntCounter, Histogram, bool)>,
+    /// Cached children per raw key, whether the key's route was folded into `other`, and the
+    /// exemplar slot of its series once it has one.
+    requests: HashMap<(HttpMethod, LabelValue, u16), Cached>,
     routes: HashMap<LabelValue, LabelValue>,
-    /// Cached children per raw key, and whether the key's tool name was folded into `other`.
-    tools: HashMap<(LabelValue, bool), (IntCounter, Histogram, bool)>,
+    /// Cached children per raw key, whether the key's tool name was folded into `other`, and the
+    /// exemplar slot of its series once it has one.
+    tools: HashMap<(LabelValue, bool), Cached>,
     /// Cached children of the database histogram (a bounded key space: system × operation × outcome).
     db_queries: HashMap<(DbSystem, DbOperation, bool), Histogram>,
     tool_names: HashMap<LabelValue, LabelValue>,
@@ -165,20 +171,16 @@ impl MetricAggregator {
         match event {
             MetricEvent::Request { method, route, status_code, duration, exemplar } => {
                 let key = (method, route, status_code);
-                if let Some((count, histogram, folded)) = self.requests.get(&key) {
+                let (family, time) = (self.exemplar_ids.request, self.fold_time_unix_nano);
+                if let Some((count, histogram, folded, slot)) = self.requests.get_mut(&key) {
                     count.inc();
                     histogram.observe(duration);
-                    let folded = *folded;
-                    if folded {
+                    if *folded {
                         self.metrics.label_overflow(CappedLabel::Route).inc();
                     }
-                    let route = if folded { OTHER.as_bytes() } else { key.1.as_bytes() };
-                    self.keep_exemplar(
-                        self.exemplar_ids.request,
-                        [method.as_str().as_bytes(), route],
-                        duration,
-                        exemplar,
-                    );
+                    let route = if *folded { OTHER.as_bytes() } else { key.1.as_bytes() };
+                    let series = [method.as_str().as_bytes(), route];
+                    keep(&mut self.exemplars, family, slot, series, duration, exemplar, time);
                     return;
                 }
                 let route = bounded(&mut self.routes, key.1.clone(), self.config.max_routes);
@@ -191,28 +193,25 @@ impl MetricAggregator {
                 let histogram = self.service.request_duration.with_label_values(&[method.as_str(), route.as_str()]);
                 count.inc();
                 histogram.observe(duration);
-                self.keep_exemplar(
-                    self.exemplar_ids.request,
-                    [method.as_str().as_bytes(), route.as_bytes()],
-                    duration,
-                    exemplar,
-                );
+                let mut slot = None;
+                let series = [method.as_str().as_bytes(), route.as_bytes()];
+                keep(&mut self.exemplars, family, &mut slot, series, duration, exemplar, time);
                 // Raw keys are remembered up to a bound; beyond it, new keys take this slow path.
                 if self.requests.len() < self.config.max_routes.saturating_mul(MAX_KEYS_PER_LABEL) {
-                    self.requests.insert(key, (count, histogram, folded));
+                    self.requests.insert(key, (count, histogram, folded, slot));
                 }
             }
             MetricEvent::ToolExecution { tool_name, success, duration, exemplar } => {
                 let key = (tool_name, success);
-                if let Some((count, histogram, folded)) = self.tools.get(&key) {
+                let (family, time) = (self.exemplar_ids.tool, self.fold_time_unix_nano);
+                if let Some((count, histogram, folded, slot)) = self.tools.get_mut(&key) {
                     count.inc();
                     histogram.observe(duration);
-                    let folded = *folded;
-                    if folded {
+                    if *folded {
                         self.metrics.label_overflow(CappedLabel::ToolName).inc();
                     }
-                    let tool = if folded { OTHER.as_bytes() } else { key.0.as_bytes() };
-                    self.keep_exemplar(self.exemplar_ids.tool, [tool], duration, exemplar);
+                    let tool = if *folded { OTHER.as_bytes() } else { key.0.as_bytes() };
+                    keep(&mut self.exemplars, family, slot, [tool], duration, exemplar, time);
                     return;
                 }
                 let tool = bounded(&mut self.tool_names, key.0.clone(), self.config.max_tool_names);
@@ -225,9 +224,10 @@ impl MetricAggregator {
                 let histogram = self.service.tool_execution_duration.with_label_values(&[tool.as_str()]);
                 count.inc();
                 histogram.observe(duration);
-                self.keep_exemplar(self.exemplar_ids.tool, [tool.as_bytes()], duration, exemplar);
+                let mut slot = None;
+                keep(&mut self.exemplars, family, &mut slot, [tool.as_bytes()], duration, exemplar, time);
                 if self.tools.len() < self.config.max_tool_names.saturating_mul(MAX_KEYS_PER_LABEL) {
-                    self.tools.insert(key, (count, histogram, folded));
+                    self.tools.insert(key, (count, histogram, folded, slot));
                 }
             }
             MetricEvent::DbQuery { system, operation, success, duration } => {
@@ -276,19 +276,6 @@ impl MetricAggregator {
         }
     }
 
-    /// Keeps `span` as the exemplar of `value`'s bucket in the series `labels` of `family`.
-    fn keep_exemplar<const N: usize>(
-        &mut self,
-        family: FamilyId,
-        labels: [&[u8]; N],
-        value: f64,
-        span: Option<SpanRef>,
-    ) {
-        if let Some(span) = span {
-            self.exemplars.record(family, labels, Exemplar { value, span, time_unix_nano: self.fold_time_unix_nano });
-        }
-    }
-
     /// Creates the series of `name` at zero, for both outcomes, unless the name is folded.
     fn declare_tool(&mut self, name: LabelValue) {
         let tool = bounded(&mut self.tool_names, name, self.config.max_tool_names);
@@ -334,6 +321,26 @@ impl MetricAggregator {
         }
         self.snapshots_sent += 1;
         exporter.do_send(ExportBatch { signal: Signal::Metrics, items: points, body: request.encode_to_vec().into() });
+    }
+}
+
+/// Keeps `span` (when there is one) as the exemplar of `value`'s bucket in the series `labels`
+/// of `family`, whose slot is cached in `slot` from the first exemplar on.
+fn keep<const N: usize>(
+    table: &mut ExemplarTable,
+    family: FamilyId,
+    slot: &mut Option<SeriesSlot>,
+    labels: [&[u8]; N],
+    value: f64,
+    span: Option<SpanRef>,
+    time_unix_nano: u64,
+) {
+    let Some(span) = span else { return };
+    if slot.is_none() {
+        *slot = table.slot(family, labels);
+    }
+    if let Some(slot) = *slot {
+        table.record_at(family, slot, Exemplar { value, span, time_unix_nano });
     }
 }
 

@@ -6,7 +6,8 @@
 //!
 //! Bound: entries exist only for series that exist in the registry and received an observation
 //! that carried a sampled span, one slot per bucket (the bounds plus `+Inf`) of 40 bytes; a series
-//! removed from the registry (`LabelledOp::Forget`) takes its exemplars with it. The label caps
+//! removed from the registry (`LabelledOp::Forget`) takes its exemplars with it (its place is
+//! reused by the next new series). The label caps
 //! that bound the series therefore bound the table: at most `series × (buckets + 1)` exemplars.
 
 use prometheus::proto::LabelPair;
@@ -32,9 +33,17 @@ struct FamilyExemplars {
     name: &'static str,
     labels: &'static [&'static str],
     bounds: &'static [f64],
-    /// Encoded label values (declared order) → one slot per bucket, `+Inf` last.
-    series: HashMap<Box<[u8]>, Box<[Option<Exemplar>]>>,
+    /// Encoded label values (declared order) → index of the series in `slots`.
+    series: HashMap<Box<[u8]>, usize>,
+    /// Per series, one exemplar per bucket, `+Inf` last (empty: a forgotten series' place).
+    slots: Vec<Box<[Option<Exemplar>]>>,
+    /// Places of forgotten series, for the next new one.
+    free: Vec<usize>,
 }
+
+/// Where one series' exemplars live in an [`ExemplarTable`] (stable for the series' life, so the
+/// aggregator can keep it beside its cached label children).
+pub type SeriesSlot = usize;
 
 /// Exemplars of the histogram families that take them, by family.
 #[derive(Debug, Clone, Default)]
@@ -62,30 +71,60 @@ impl ExemplarTable {
         labels: &'static [&'static str],
         bounds: &'static [f64],
     ) -> FamilyId {
-        self.families.push(FamilyExemplars { name, labels, bounds, series: HashMap::default() });
+        self.families.push(FamilyExemplars {
+            name,
+            labels,
+            bounds,
+            series: HashMap::default(),
+            slots: Vec::new(),
+            free: Vec::new(),
+        });
         self.families.len() - 1
+    }
+
+    /// The slot of the series `labels` (values in declared order) of `family`, created if new.
+    pub fn slot<'a>(&mut self, family: FamilyId, labels: impl IntoIterator<Item = &'a [u8]>) -> Option<SeriesSlot> {
+        let table = self.families.get_mut(family)?;
+        self.key.clear();
+        for value in labels {
+            push_value(&mut self.key, value);
+        }
+        if let Some(slot) = table.series.get(self.key.as_slice()) {
+            return Some(*slot);
+        }
+        let buckets = vec![None; table.bounds.len() + 1].into_boxed_slice();
+        let slot = match table.free.pop() {
+            Some(slot) => {
+                table.slots[slot] = buckets;
+                slot
+            }
+            None => {
+                table.slots.push(buckets);
+                table.slots.len() - 1
+            }
+        };
+        table.series.insert(self.key.as_slice().into(), slot);
+        Some(slot)
+    }
+
+    /// Keeps `exemplar` as the latest of its bucket in the series at `slot` of `family`.
+    pub fn record_at(&mut self, family: FamilyId, slot: SeriesSlot, exemplar: Exemplar) {
+        let Some(table) = self.families.get_mut(family) else { return };
+        if exemplar.value.is_nan() {
+            return;
+        }
+        // `le` semantics: the first bucket whose upper bound is at least the value.
+        let bucket = table.bounds.partition_point(|bound| *bound < exemplar.value);
+        if let Some(place) = table.slots.get_mut(slot).and_then(|buckets| buckets.get_mut(bucket)) {
+            *place = Some(exemplar);
+        }
     }
 
     /// Keeps `exemplar` as the latest of its bucket in the series `labels` (values in declared
     /// order) of `family`.
     pub fn record<'a>(&mut self, family: FamilyId, labels: impl IntoIterator<Item = &'a [u8]>, exemplar: Exemplar) {
-        let Some(table) = self.families.get_mut(family) else { return };
-        if exemplar.value.is_nan() {
-            return;
-        }
-        self.key.clear();
-        for value in labels {
-            push_value(&mut self.key, value);
-        }
-        // `le` semantics: the first bucket whose upper bound is at least the value.
-        let bucket = table.bounds.partition_point(|bound| *bound < exemplar.value);
-        match table.series.get_mut(self.key.as_slice()) {
-            Some(slots) => slots[bucket] = Some(exemplar),
-            None => {
-                let mut slots = vec![None; table.bounds.len() + 1].into_boxed_slice();
-                slots[bucket] = Some(exemplar);
-                table.series.insert(self.key.as_slice().into(), slots);
-            }
+        if let Some(slot) = self.slot(family, labels) {
+            self.record_at(family, slot, exemplar);
         }
     }
 
@@ -96,7 +135,10 @@ impl ExemplarTable {
         for value in labels {
             push_value(&mut self.key, value);
         }
-        table.series.remove(self.key.as_slice());
+        if let Some(slot) = table.series.remove(self.key.as_slice()) {
+            table.slots[slot] = Box::default();
+            table.free.push(slot);
+        }
     }
 
     /// The exemplars (one slot per bucket, `+Inf` last) of the series of family `name` whose
@@ -112,7 +154,7 @@ impl ExemplarTable {
             let value = labels.iter().find(|pair| pair.name() == *label)?.value();
             push_value(key, value.as_bytes());
         }
-        table.series.get(key.as_slice()).map(|slots| &slots[..])
+        table.series.get(key.as_slice()).map(|slot| &table.slots[*slot][..])
     }
 
     /// The bucket bounds of family `name`, if it takes exemplars.
@@ -122,7 +164,7 @@ impl ExemplarTable {
 
     /// Exemplars kept, all families together.
     pub fn len(&self) -> usize {
-        self.families.iter().flat_map(|family| family.series.values()).map(|slots| slots.iter().flatten().count()).sum()
+        self.families.iter().flat_map(|family| family.slots.iter()).map(|slots| slots.iter().flatten().count()).sum()
     }
 
     /// Whether no exemplar is kept.
