@@ -3,5 +3,6 @@
 
 extern crate metamcp_test_support as support;
 
+mod collector_logs_selftest;
 mod collector_selftest;
 mod mcp_peers_selftest;
