@@ -142,13 +142,22 @@ async fn log_records_are_spooled_while_the_collector_is_down_and_delivered_when_
     for i in 0..RECORDS as usize {
         assert!(pipeline.log_ingress.submit(record(i)));
     }
+    // The rows become visible in the database before the exporter hears back from the write and
+    // counts them: wait for both.
     let spooled = support::wait::wait_until_async(Duration::from_secs(20), || {
-        let durable = durable.clone();
-        async move { durable.stats().is_ok_and(|stats| stats.items_of(Signal::Logs) == RECORDS) }
+        let (durable, metrics) = (durable.clone(), metrics.clone());
+        async move {
+            durable.stats().is_ok_and(|stats| stats.items_of(Signal::Logs) == RECORDS)
+                && metrics.spool().spooled[Signal::Logs as usize].get() == RECORDS
+        }
     })
     .await;
-    assert!(spooled, "in the database: {:?}", durable.stats());
-    assert_eq!(metrics.spool().spooled[Signal::Logs as usize].get(), RECORDS);
+    assert!(
+        spooled,
+        "in the database: {:?}; counted as spooled: {}",
+        durable.stats(),
+        metrics.spool().spooled[Signal::Logs as usize].get()
+    );
     assert_eq!(metrics.spool().items[Signal::Logs as usize].get(), RECORDS as i64);
     assert_eq!(collector.log_record_count(), 0);
 
