@@ -10,7 +10,6 @@
 //! As in [`trace`](super::trace), the resource is encoded once per encoder and each scope once
 //! until it leaves a small cache; nested lengths are patched in after their bodies.
 
-use opentelemetry_proto::tonic::resource::v1::Resource;
 use opentelemetry_proto::transform::common::tonic::ResourceAttributesWithSchema;
 
 use super::wire::{self, key, Writer, I32, I64, LEN, VARINT};
@@ -18,10 +17,8 @@ use crate::log_record::{LogRecord, LogValue};
 
 // ExportLogsServiceRequest
 const REQUEST_RESOURCE_LOGS: u8 = key(1, LEN);
-// ResourceLogs
-const RESOURCE_LOGS_RESOURCE: u32 = 1;
+// ResourceLogs (fields 1 and 3: wire::resource_fields)
 const RESOURCE_LOGS_SCOPE_LOGS: u8 = key(2, LEN);
-const RESOURCE_LOGS_SCHEMA_URL: u8 = key(3, LEN);
 // ScopeLogs
 const SCOPE_LOGS_SCOPE: u8 = key(1, LEN);
 const SCOPE_LOGS_LOG_RECORDS: u8 = key(2, LEN);
@@ -74,16 +71,10 @@ pub struct LogEncoder {
 impl LogEncoder {
     /// An encoder for records of `resource`.
     pub fn new(resource: &ResourceAttributesWithSchema) -> Self {
-        let mut encoded = Vec::new();
-        let message =
-            Resource { attributes: resource.attributes.0.clone(), dropped_attributes_count: 0, entity_refs: vec![] };
-        prost::encoding::message::encode(RESOURCE_LOGS_RESOURCE, &message, &mut encoded);
-        let mut schema_url = Writer::with_capacity(0);
-        schema_url
-            .put_nonempty(RESOURCE_LOGS_SCHEMA_URL, resource.schema_url.as_deref().unwrap_or_default().as_bytes());
+        let (encoded, schema_url) = wire::resource_fields(resource);
         Self {
             resource: encoded,
-            resource_schema_url: schema_url.into_bytes(),
+            resource_schema_url: schema_url,
             scopes: Vec::new(),
             groups: Vec::new(),
             membership: Vec::new(),

@@ -19,7 +19,6 @@ use std::time::{SystemTime, UNIX_EPOCH};
 
 use opentelemetry::trace::{SpanId, SpanKind, Status, TraceState};
 use opentelemetry::{Array, InstrumentationScope, KeyValue, Value};
-use opentelemetry_proto::tonic::resource::v1::Resource;
 use opentelemetry_proto::transform::common::tonic::ResourceAttributesWithSchema;
 use opentelemetry_sdk::trace::SpanData;
 
@@ -27,10 +26,8 @@ use super::wire::{self, key, Writer, I32, I64, LEN, VARINT};
 
 // ExportTraceServiceRequest
 const REQUEST_RESOURCE_SPANS: u8 = key(1, LEN);
-// ResourceSpans
-const RESOURCE_SPANS_RESOURCE: u32 = 1;
+// ResourceSpans (fields 1 and 3: wire::resource_fields)
 const RESOURCE_SPANS_SCOPE_SPANS: u8 = key(2, LEN);
-const RESOURCE_SPANS_SCHEMA_URL: u8 = key(3, LEN);
 // ScopeSpans
 const SCOPE_SPANS_SCOPE: u8 = key(1, LEN);
 const SCOPE_SPANS_SPANS: u8 = key(2, LEN);
@@ -159,16 +156,10 @@ pub struct EncodedSpans {
 impl TraceEncoder {
     /// An encoder for spans of `resource`, with no value length limit.
     pub fn new(resource: &ResourceAttributesWithSchema) -> Self {
-        let mut encoded = Vec::new();
-        let message =
-            Resource { attributes: resource.attributes.0.clone(), dropped_attributes_count: 0, entity_refs: vec![] };
-        prost::encoding::message::encode(RESOURCE_SPANS_RESOURCE, &message, &mut encoded);
-        let mut schema_url = Writer::with_capacity(0);
-        schema_url
-            .put_nonempty(RESOURCE_SPANS_SCHEMA_URL, resource.schema_url.as_deref().unwrap_or_default().as_bytes());
+        let (encoded, schema_url) = wire::resource_fields(resource);
         Self {
             resource: encoded,
-            resource_schema_url: schema_url.into_bytes(),
+            resource_schema_url: schema_url,
             scopes: Vec::new(),
             groups: Vec::new(),
             membership: Vec::new(),

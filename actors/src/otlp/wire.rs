@@ -11,6 +11,9 @@
 //! pieces is written into one slot with one capacity check ([`Writer::slot`]). The room is
 //! zeroed two kilobytes at a time, just before it is written, while it is in cache.
 
+use opentelemetry_proto::tonic::resource::v1::Resource;
+use opentelemetry_proto::transform::common::tonic::ResourceAttributesWithSchema;
+
 /// Wire type of varint fields (`int64`, `uint32`, `bool`, enums).
 pub(crate) const VARINT: u32 = 0;
 /// Wire type of 8-byte little-endian fields (`fixed64`, `double`).
@@ -205,6 +208,19 @@ impl Writer {
         }
         write_varint(&mut self.buf[at..at + need], len as u64);
     }
+}
+
+/// The `resource` (field 1) and `schema_url` (field 3) of a `ResourceSpans`, `ResourceLogs` or
+/// `ResourceMetrics`, keys and lengths included: encoded once per encoder and copied into every
+/// request (the schema URL part is empty when there is none).
+pub(crate) fn resource_fields(resource: &ResourceAttributesWithSchema) -> (Vec<u8>, Vec<u8>) {
+    let mut encoded = Vec::new();
+    let message =
+        Resource { attributes: resource.attributes.0.clone(), dropped_attributes_count: 0, entity_refs: vec![] };
+    prost::encoding::message::encode(1, &message, &mut encoded);
+    let mut schema_url = Writer::with_capacity(0);
+    schema_url.put_nonempty(key(3, LEN), resource.schema_url.as_deref().unwrap_or_default().as_bytes());
+    (encoded, schema_url.into_bytes())
 }
 
 /// Copies `src` into `dst` (of the same length). Attribute keys and values are mostly 4 to 32
