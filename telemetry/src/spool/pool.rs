@@ -39,11 +39,11 @@ macro_rules! on_backend {
 }
 pub(super) use on_backend;
 
-/// The table, its index and (PostgreSQL) the lock that keeps two processes from creating them
-/// at once. The same schema as the gateway's migrations `*_telemetry_spool` and
-/// `*_telemetry_spool_logs`.
+/// The SQLite table's columns, shared by its creation and its upgrade so the two cannot drift.
 #[cfg(feature = "spool-sqlite")]
-const CREATE_SQLITE: &str = "CREATE TABLE IF NOT EXISTS telemetry_spool (
+macro_rules! sqlite_spool_columns {
+    () => {
+        "
     id INTEGER PRIMARY KEY AUTOINCREMENT,
     signal TEXT NOT NULL CHECK (signal IN ('traces', 'metrics', 'logs')),
     items BIGINT NOT NULL,
@@ -52,8 +52,20 @@ const CREATE_SQLITE: &str = "CREATE TABLE IF NOT EXISTS telemetry_spool (
     created_at_ms BIGINT NOT NULL,
     lease_until_ms BIGINT NOT NULL DEFAULT 0,
     body BLOB NOT NULL
+"
+    };
+}
+
+/// The table, its index and (PostgreSQL) the lock that keeps two processes from creating them
+/// at once. The same schema as the gateway's migrations `*_telemetry_spool` and
+/// `*_telemetry_spool_logs`.
+#[cfg(feature = "spool-sqlite")]
+const CREATE_SQLITE: &str = concat!(
+    "CREATE TABLE IF NOT EXISTS telemetry_spool (",
+    sqlite_spool_columns!(),
+    ");
+CREATE INDEX IF NOT EXISTS telemetry_spool_created_at_ms_idx ON telemetry_spool (created_at_ms);"
 );
-CREATE INDEX IF NOT EXISTS telemetry_spool_created_at_ms_idx ON telemetry_spool (created_at_ms);";
 
 /// The same for PostgreSQL, under a transaction-scoped advisory lock.
 #[cfg(feature = "spool-postgres")]
@@ -84,24 +96,19 @@ COMMIT;";
 /// cannot change a check in place, so such a table is rebuilt with its rows (as the gateway's
 /// migration `*_telemetry_spool_logs` does).
 #[cfg(feature = "spool-sqlite")]
-const UPGRADE_SQLITE: &str = "BEGIN IMMEDIATE;
+const UPGRADE_SQLITE: &str = concat!(
+    "BEGIN IMMEDIATE;
 DROP TABLE IF EXISTS telemetry_spool_upgrade;
-CREATE TABLE telemetry_spool_upgrade (
-    id INTEGER PRIMARY KEY AUTOINCREMENT,
-    signal TEXT NOT NULL CHECK (signal IN ('traces', 'metrics', 'logs')),
-    items BIGINT NOT NULL,
-    size_bytes BIGINT NOT NULL,
-    attempts INTEGER NOT NULL DEFAULT 0,
-    created_at_ms BIGINT NOT NULL,
-    lease_until_ms BIGINT NOT NULL DEFAULT 0,
-    body BLOB NOT NULL
-);
+CREATE TABLE telemetry_spool_upgrade (",
+    sqlite_spool_columns!(),
+    ");
 INSERT INTO telemetry_spool_upgrade (id, signal, items, size_bytes, attempts, created_at_ms, lease_until_ms, body)
     SELECT id, signal, items, size_bytes, attempts, created_at_ms, lease_until_ms, body FROM telemetry_spool;
 DROP TABLE telemetry_spool;
 ALTER TABLE telemetry_spool_upgrade RENAME TO telemetry_spool;
 CREATE INDEX IF NOT EXISTS telemetry_spool_created_at_ms_idx ON telemetry_spool (created_at_ms);
-COMMIT;";
+COMMIT;"
+);
 
 /// True when the SQLite table's check admits log batches.
 #[cfg(feature = "spool-sqlite")]
