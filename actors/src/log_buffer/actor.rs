@@ -8,11 +8,12 @@ use opentelemetry_proto::transform::common::tonic::ResourceAttributesWithSchema;
 
 use super::config::LogBufferConfig;
 use super::messages::{Flush, FlushError, GetStatus, LogBufferStatus, SendBuffered};
-use crate::exporter::{Drain, DrainReport, ExportBatch, Exporter};
+use crate::exporter::{Drain, ExportBatch, Exporter};
 use crate::ingress::{QueueBytes, Wake};
 use crate::log_record::{estimated_size, LogRecord};
 use crate::otlp::LogEncoder;
 use crate::self_metrics::{ActorKind, SelfMetrics, Signal};
+use crate::span_buffer::messages::flush_result;
 use crate::supervision::{guarded, injected_fault, InjectPanic};
 
 /// Batches log records and hands them to the [`Exporter`].
@@ -123,13 +124,7 @@ impl Handler<Flush> for LogBuffer {
     fn handle(&mut self, flush: Flush, ctx: &mut Context<Self>) -> Self::Result {
         guarded(ActorKind::LogBuffer, self, ctx, |act, _| act.drain(true));
         let drained = self.exporter.send(Drain { deadline: flush.deadline, give_up: false });
-        Box::pin(async move {
-            match drained.await {
-                Ok(DrainReport { batches_left: 0, .. }) => Ok(()),
-                Ok(DrainReport { batches_left, items_left }) => Err(FlushError::Timeout { batches_left, items_left }),
-                Err(err) => Err(FlushError::ExporterGone(err.to_string())),
-            }
-        })
+        Box::pin(async move { flush_result(drained.await) })
     }
 }
 

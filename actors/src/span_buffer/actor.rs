@@ -8,7 +8,7 @@ use std::sync::Arc;
 use std::time::Instant;
 
 use super::config::SpanBufferConfig;
-use super::messages::{Flush, FlushError, GetStatus, SamplingStatus, Shutdown, SpanBufferStatus};
+use super::messages::{flush_result, Flush, FlushError, GetStatus, SamplingStatus, Shutdown, SpanBufferStatus};
 use super::tail::{Actions, Decision, TailSampler};
 use crate::exporter::{Drain, DrainReport, ExportBatch, Exporter};
 use crate::ingress::{estimated_size, QueueBytes, Wake};
@@ -223,13 +223,7 @@ impl Handler<Flush> for SpanBuffer {
     fn handle(&mut self, flush: Flush, ctx: &mut Context<Self>) -> Self::Result {
         guarded(ActorKind::SpanBuffer, self, ctx, |act, _| act.drain_everything());
         let drained = self.exporter.send(Drain { deadline: flush.deadline, give_up: false });
-        Box::pin(async move {
-            match drained.await {
-                Ok(DrainReport { batches_left: 0, .. }) => Ok(()),
-                Ok(DrainReport { batches_left, items_left }) => Err(FlushError::Timeout { batches_left, items_left }),
-                Err(err) => Err(FlushError::ExporterGone(err.to_string())),
-            }
-        })
+        Box::pin(async move { flush_result(drained.await) })
     }
 }
 

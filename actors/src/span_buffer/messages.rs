@@ -82,3 +82,13 @@ impl SpanBufferStatus {
         })
     }
 }
+
+/// What a buffer's [`Flush`] answers once it has asked the exporter to drain: done when nothing
+/// was left, a timeout naming what was, or the exporter gone. Shared by the span and log buffers.
+pub(crate) fn flush_result(drained: Result<DrainReport, actix::MailboxError>) -> Result<(), FlushError> {
+    match drained {
+        Ok(DrainReport { batches_left: 0, .. }) => Ok(()),
+        Ok(DrainReport { batches_left, items_left }) => Err(FlushError::Timeout { batches_left, items_left }),
+        Err(err) => Err(FlushError::ExporterGone(err.to_string())),
+    }
+}
